@@ -1,0 +1,395 @@
+"""The simulation core: N campuses stepped together with numpy.
+
+The single env is this core with N=1 and the native vector env is this core with
+N=num_envs, so both share every rule. State is a handful of (N,) arrays; what
+the causal variables do over an episode does not depend on the agent, so the
+dynamic variables (clock, road closure, crowd) and the per-step noise are laid
+out ahead as a tape of ``TAPE_LEN`` steps and re-laid when an intervention
+changes them or the episode runs past the tape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from campus_env import causal, noise
+from campus_env import layout as lay
+from campus_env.rules import (
+    BLOCKED_PENALTY,
+    CROWD_BLOCK_SCALE,
+    GOAL_REWARD,
+    STEP_PENALTY,
+    access_state,
+    build_rules,
+    pattern_index,
+)
+
+__all__ = ["CampusCore"]
+
+TAPE_LEN = 256
+PATCH = 5  # side of the local walkability/crowd patch in "state" observations
+STATE_DIM = 6
+CAUSAL_DIM = 16
+MAX_ATTEMPTS = 4096  # context draws tried before a split falls back to forcing its cell
+ATTEMPT_CHUNK = 64
+VAR_NAMES = tuple(causal.VARIABLES)
+_V = causal.VAR_INDEX
+OBS_MODES = ("dict", "pixels", "state")
+
+
+class CampusCore:
+    """Batched state and rules of ``num_envs`` campuses sharing one layout."""
+
+    def __init__(
+        self,
+        num_envs: int,
+        layout: str | lay.Layout | None = None,
+        split: str = "all",
+        semester: str | None = None,
+    ):
+        if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.layout = layout if isinstance(layout, lay.Layout) else lay.load_layout(layout)
+        self.split = causal.check_split(split)
+        if semester is not None and semester not in causal.SEMESTERS:
+            raise ValueError(f"semester must be None, 'fall' or 'spring', got {semester!r}")
+        self.semester_pin = None if semester is None else causal.SEMESTERS.index(semester)
+        self.rules = build_rules(self.layout)
+        n = self.n = int(num_envs)
+        L = self.layout
+        self.width = L.padded_width
+        self.terrain = L.terrain.ravel().astype(np.int64)
+        self.cells = self.terrain.size
+        self.num_terrain = lay.NUM_TERRAIN
+        self.passable = self.rules.passable.ravel()
+        self.slip = self.rules.slip.ravel()
+        self.hotspots = self.rules.hotspots.ravel()
+        rows, cols = np.array(L.entrances).T
+        self.entrance_flat = L.flat(rows, cols).astype(np.int64)
+        self.entrance_rc = np.stack([rows, cols], axis=1).astype(np.float32)
+        self.door_codes = np.array([lay.door_code(b) for b in range(len(lay.BUILDINGS))])
+        self.norm = np.array([L.height - 1, L.width - 1], dtype=np.float32)
+        self.moves = np.array([0, -self.width, self.width, 1, -1], dtype=np.int64)
+        offs = np.arange(PATCH) - PATCH // 2
+        self.patch_off = (offs[:, None] * self.width + offs[None, :]).ravel()
+        self.row_off = np.arange(n, dtype=np.int64) * TAPE_LEN
+
+        # episode state
+        self.key = np.zeros(n, dtype=np.uint64)
+        self.attempt = np.zeros(n, dtype=np.int64)
+        self.t = np.zeros(n, dtype=np.int64)
+        self.pos = np.zeros(n, dtype=np.int64)
+        self.goal = np.zeros(n, dtype=np.int64)
+        self.start = np.zeros(n, dtype=np.int64)
+        self.goal_code = np.zeros(n, dtype=np.int64)
+        self.start_minute = np.full(n, causal.FIRST_MINUTE, dtype=np.int64)
+        self.u_crowd = np.zeros(n)
+        self.day = np.zeros(n, dtype=np.int64)
+        self.semester = np.zeros(n, dtype=np.int64)
+        self.weather = np.zeros(n, dtype=np.int64)
+        self.gameday = np.zeros(n, dtype=np.int64)
+        self.do_mask = np.zeros((len(VAR_NAMES), n), dtype=bool)
+        self.do_value = np.zeros((len(VAR_NAMES), n))
+        self.blocked_moves = np.zeros(n, dtype=np.int64)
+        self.slipped_moves = np.zeros(n, dtype=np.int64)
+        self.crowd_blocks = np.zeros(n, dtype=np.int64)
+        self.last_blocked = np.zeros(n, dtype=bool)
+        self.causal_static = np.zeros((n, 13), dtype=np.float32)
+        self.slip_row = np.zeros(n, dtype=np.int64)
+        # the tape: dynamic variables and per-step noise for steps base .. base + TAPE_LEN
+        self.tape_base = np.zeros(n, dtype=np.int64)
+        self.tape_minute = np.zeros((n, TAPE_LEN), dtype=np.int64)
+        self.tape_closure = np.zeros((n, TAPE_LEN), dtype=np.int64)
+        self.tape_crowd = np.zeros((n, TAPE_LEN))
+        self.tape_access = np.zeros((n, TAPE_LEN), dtype=np.int64)
+        self.tape_pattern = np.zeros((n, TAPE_LEN), dtype=np.int64)
+        self.tape_block = np.zeros((n, TAPE_LEN))
+        self.tape_slip = np.zeros((n, TAPE_LEN))
+        self._room = 0  # steps every env can still take before its tape must be re-laid
+
+    # --- reset and interventions ---------------------------------------------
+
+    def reset(
+        self,
+        ids: np.ndarray,
+        keys: np.ndarray,
+        do: Mapping[str, float] | None = None,
+        goal: int | None = None,
+        start: int | None = None,
+    ) -> None:
+        """Starts new episodes in envs ``ids`` with episode keys ``keys``.
+
+        ``do`` holds already validated internal codes (see ``causal.validate_do``);
+        it replaces whatever interventions those envs had.
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        self.key[ids] = keys
+        self.do_mask[:, ids] = False
+        for name, code in (do or {}).items():
+            self.do_mask[_V[name], ids] = True
+            self.do_value[_V[name], ids] = code
+        self.attempt[ids] = self._accepted_attempts(self.key[ids])
+        key = self.key[ids]
+        zero = np.zeros(len(ids), dtype=np.int64)
+        span = causal.LAST_START_MINUTE - causal.FIRST_MINUTE + 1
+        u_start = noise.uniform(key, zero, noise.START_MINUTE)
+        self.start_minute[ids] = causal.FIRST_MINUTE + (u_start * span).astype(np.int64)
+        self.u_crowd[ids] = noise.uniform(key, zero, noise.CROWD_LEVEL)
+        self.t[ids] = 0
+        self._evaluate_static(ids)
+        # the task: a goal caused by the context at the start, and a start elsewhere
+        minute0 = self._minute(ids, zero)
+        pattern = pattern_index(self.day[ids], causal.hour_slot(minute0), self.gameday[ids])
+        cdf = self.rules.goal_cdf[pattern]
+        nb = len(lay.BUILDINGS)
+        u_goal = noise.uniform(key, zero, noise.GOAL)
+        g = np.minimum((u_goal[:, None] >= cdf).sum(axis=1), nb - 1)
+        if goal is not None:
+            g[:] = goal
+        u_sd = noise.uniform(key, zero, noise.START_DOOR)
+        s = (g + 1 + (u_sd * (nb - 1)).astype(np.int64)) % nb
+        if start is not None:
+            s[:] = start
+            if goal is None:
+                g = np.where(g == start, (g + 1) % nb, g)
+        self.goal[ids], self.start[ids] = g, s
+        self.goal_code[ids] = self.door_codes[g]
+        self.pos[ids] = self.entrance_flat[s]
+        self.blocked_moves[ids] = 0
+        self.slipped_moves[ids] = 0
+        self.crowd_blocks[ids] = 0
+        self.last_blocked[ids] = False
+        self._lay_tape(ids)
+
+    def intervene(self, ids: np.ndarray, codes: Mapping[str, float]) -> None:
+        """Hard ``do()`` on envs ``ids`` from now on (codes already validated)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        for name, code in codes.items():
+            self.do_mask[_V[name], ids] = True
+            self.do_value[_V[name], ids] = code
+        self._evaluate_static(ids)
+        self._lay_tape(ids)
+
+    def release(self, ids: np.ndarray, names: Sequence[str]) -> None:
+        """Undoes interventions: the named mechanisms drive their variables again."""
+        ids = np.asarray(ids, dtype=np.int64)
+        for name in names:
+            self.do_mask[_V[name], ids] = False
+        self._evaluate_static(ids)
+        self._lay_tape(ids)
+
+    def interventions(self, i: int) -> dict[str, Any]:
+        """The active interventions of env ``i`` as user-facing values."""
+        return {
+            name: causal.VARIABLES[name].decode(self.do_value[v, i])
+            for v, name in enumerate(VAR_NAMES)
+            if self.do_mask[v, i]
+        }
+
+    def _accepted_attempts(self, key: np.ndarray) -> np.ndarray:
+        """The first context draw of each episode that its split allows.
+
+        Acceptance looks at the natural (un-intervened) context only, so every
+        intervention on the same seed uses the same draw: twins stay exact.
+        """
+        attempt = np.zeros(len(key), dtype=np.int64)
+        if self.split == "all":
+            return attempt
+        want_heldout = self.split == "heldout"
+        pending = np.arange(len(key))
+        first = 0
+        while len(pending) and first < MAX_ATTEMPTS:
+            counters = first + np.arange(1 if first == 0 else ATTEMPT_CHUNK)
+            k = key[pending, None]
+            day, sem, weather, gd = self._natural_static(k, counters[None, :])
+            ok = causal.in_heldout(day, sem, weather, gd) == want_heldout
+            found = ok.any(axis=1)
+            attempt[pending[found]] = counters[ok[found].argmax(axis=1)]
+            pending = pending[~found]
+            first = counters[-1] + 1
+        # no draw found (for "heldout", about once in 10**38 episodes): force its first cell
+        attempt[pending] = -1 if want_heldout else 0
+        return attempt
+
+    def _natural_static(self, key, counter):
+        u = [noise.uniform(key, counter, s) for s in (noise.DAY, noise.SEMESTER, noise.WEATHER, noise.GAMEDAY)]
+        shape = np.broadcast_shapes(np.shape(key), np.shape(counter))
+        day = causal.mech_day(u[0])
+        sem = causal.mech_semester(u[1]) if self.semester_pin is None else np.full(shape, self.semester_pin)
+        weather = causal.mech_weather(sem.ravel(), u[2].ravel()).reshape(shape)
+        gd = causal.mech_gameday(day, sem, u[3])
+        return day, sem, weather, gd
+
+    def _pick(self, name: str, ids: np.ndarray, natural: np.ndarray) -> np.ndarray:
+        v = _V[name]
+        return np.where(self.do_mask[v, ids], self.do_value[v, ids], natural).astype(natural.dtype)
+
+    def _evaluate_static(self, ids: np.ndarray) -> None:
+        """Day, semester, weather and gameday in causal order, interventions applied."""
+        key = self.key[ids]
+        forced = self.attempt[ids] < 0  # a split cell no draw hit (vanishingly rare): force it
+        counter = np.maximum(self.attempt[ids], 0)
+        u = {s: noise.uniform(key, counter, s) for s in (noise.DAY, noise.SEMESTER, noise.WEATHER, noise.GAMEDAY)}
+        cell = {k: causal.VARIABLES[k].encode(v) for k, v in causal.HELDOUT_CONTEXTS[0].items()}
+
+        def settle(name, natural):
+            if forced.any() and name in cell:
+                natural = np.where(forced, cell[name], natural)
+            return self._pick(name, ids, natural.astype(np.int64))
+
+        day = settle("day", causal.mech_day(u[noise.DAY]))
+        if self.semester_pin is None:
+            sem = causal.mech_semester(u[noise.SEMESTER])
+        else:
+            sem = np.full(len(ids), self.semester_pin, dtype=np.int64)
+        sem = settle("semester", sem)
+        weather = settle("weather", causal.mech_weather(sem, u[noise.WEATHER]))
+        gd = settle("gameday", causal.mech_gameday(day, sem, u[noise.GAMEDAY]))
+        self.day[ids], self.semester[ids], self.weather[ids], self.gameday[ids] = day, sem, weather, gd
+        enc = np.zeros((len(ids), 13), dtype=np.float32)
+        enc[np.arange(len(ids)), day] = 1.0
+        enc[:, 7] = sem
+        enc[np.arange(len(ids)), 8 + weather] = 1.0
+        enc[:, 12] = gd
+        self.causal_static[ids] = enc
+        self.slip_row[ids] = weather * self.num_terrain
+
+    def _minute(self, ids: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        natural = causal.mech_hour(self.start_minute[ids].reshape((-1,) + (1,) * (steps.ndim - 1)), steps)
+        v = _V["hour"]
+        mask = self.do_mask[v, ids].reshape(natural.shape[:1] + (1,) * (natural.ndim - 1))
+        value = self.do_value[v, ids].reshape(mask.shape)
+        return np.where(mask, value, natural).astype(np.int64)
+
+    def _lay_tape(self, ids: np.ndarray) -> None:
+        """Lays the dynamic variables and noise for steps t .. t + TAPE_LEN of envs ``ids``."""
+        self.tape_base[ids] = self.t[ids]
+        steps = self.t[ids, None] + np.arange(TAPE_LEN)  # (k, L)
+        minute = self._minute(ids, steps)
+        col = (slice(None), None)
+        day, sem = self.day[ids][col], self.semester[ids][col]
+        weather, gd = self.weather[ids][col], self.gameday[ids][col]
+
+        def pick(name, natural):
+            v = _V[name]
+            return np.where(self.do_mask[v, ids][col], self.do_value[v, ids][col], natural)
+
+        closure = pick("road_closure", causal.mech_road_closure(gd, minute)).astype(np.int64)
+        crowd = pick("crowd", causal.mech_crowd(day, minute, gd, weather, self.u_crowd[ids][col]))
+        slot = causal.hour_slot(minute)
+        self.tape_minute[ids] = minute
+        self.tape_closure[ids] = closure
+        self.tape_crowd[ids] = crowd
+        self.tape_access[ids] = access_state(day, sem, slot, closure)
+        self.tape_pattern[ids] = pattern_index(day, slot, gd)
+        key = self.key[ids][col]
+        self.tape_block[ids] = noise.uniform(key, steps, noise.CROWD_BLOCK) / CROWD_BLOCK_SCALE
+        self.tape_slip[ids] = noise.uniform(key, steps, noise.SLIP)
+        self._room = int(TAPE_LEN - 2 - (self.t - self.tape_base).max())
+
+    # --- stepping ------------------------------------------------------------
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Moves every env one step; returns (reward, terminated). Actions are trusted."""
+        if self._room <= 0:
+            self._lay_tape(np.flatnonzero(self.t - self.tape_base >= TAPE_LEN - 2))
+            self._room = int(TAPE_LEN - 2 - (self.t - self.tape_base).max())
+        self._room -= 1
+        k = self.row_off + self.t - self.tape_base
+        pos = self.pos
+        target = pos + self.moves[action]
+        terrain = self.terrain[target]
+        to_goal = terrain == self.goal_code
+        open_ = self.passable[self.tape_access.ravel()[k] * self.num_terrain + terrain] | to_goal
+        density = self.tape_crowd.ravel()[k] * self.hotspots[self.tape_pattern.ravel()[k] * self.cells + target]
+        crowded = self.tape_block.ravel()[k] < density
+        moving = action != 0
+        blocked = moving & (~open_ | crowded)
+        slipped = moving & ~blocked & (self.tape_slip.ravel()[k] < self.slip[self.slip_row + terrain])
+        moved = moving & ~(blocked | slipped)
+        self.pos = np.where(moved, target, pos)
+        self.t += 1
+        self.blocked_moves += blocked
+        self.crowd_blocks += blocked & open_
+        self.slipped_moves += slipped
+        self.last_blocked = blocked
+        reached = moved & to_goal
+        reward = np.where(reached, GOAL_REWARD - STEP_PENALTY, -STEP_PENALTY) - BLOCKED_PENALTY * blocked
+        return reward, reached
+
+    # --- observations --------------------------------------------------------
+
+    def tape_index(self) -> np.ndarray:
+        return self.row_off + self.t - self.tape_base
+
+    def agent_state(self) -> np.ndarray:
+        """(N, 6) float32: agent row/col, goal row/col, goal offset, scaled by the map size."""
+        row, col = np.divmod(self.pos, self.width)
+        agent = np.stack([row - lay.PAD, col - lay.PAD], axis=1).astype(np.float32) / self.norm
+        goal = self.entrance_rc[self.goal] / self.norm
+        return np.concatenate([agent, goal, goal - agent], axis=1)
+
+    def causal_obs(self, k: np.ndarray | None = None) -> np.ndarray:
+        """(N, 16) float32: day one-hot, semester, weather one-hot, gameday, clock, closure, crowd."""
+        k = self.tape_index() if k is None else k
+        out = np.empty((self.n, CAUSAL_DIM), dtype=np.float32)
+        out[:, :13] = self.causal_static
+        out[:, 13] = (self.tape_minute.ravel()[k] - causal.FIRST_MINUTE) / (
+            causal.LAST_MINUTE - causal.FIRST_MINUTE
+        )
+        out[:, 14] = self.tape_closure.ravel()[k]
+        out[:, 15] = self.tape_crowd.ravel()[k]
+        return out
+
+    def local_patch(self, k: np.ndarray | None = None) -> np.ndarray:
+        """(N, 2 * PATCH**2) float32: walkability then crowd density around the agent."""
+        k = self.tape_index() if k is None else k
+        cells = self.pos[:, None] + self.patch_off  # (N, 25)
+        terrain = self.terrain[cells]
+        access = self.tape_access.ravel()[k][:, None]
+        walk = self.passable[access * self.num_terrain + terrain] | (terrain == self.goal_code[:, None])
+        pattern = self.tape_pattern.ravel()[k][:, None]
+        crowd = self.tape_crowd.ravel()[k][:, None] * self.hotspots[pattern * self.cells + cells]
+        return np.concatenate([walk, np.minimum(crowd, 1.0)], axis=1, dtype=np.float32)
+
+    def density_map(self, i: int) -> np.ndarray:
+        """Crowd density over env ``i``'s padded map at its current step."""
+        k = self.tape_index()[i]
+        pattern = self.tape_pattern.ravel()[k]
+        level = self.tape_crowd.ravel()[k]
+        return np.minimum(level * self.rules.hotspots[pattern], 1.0)
+
+    def passable_map(self, i: int) -> np.ndarray:
+        """Which cells env ``i`` can enter now (flat, padded), its goal entrance included."""
+        access = self.tape_access.ravel()[self.tape_index()[i]]
+        row = self.rules.passable[access]
+        return row[self.terrain] | (self.terrain == self.goal_code[i])
+
+    def causal_values(self, i: int) -> dict[str, Any]:
+        """Current values of every causal variable of env ``i``, user-facing."""
+        k = self.tape_index()[i]
+        return {
+            "day": int(self.day[i]),
+            "hour": float(self.tape_minute.ravel()[k]) / 60.0,
+            "semester": causal.SEMESTERS[self.semester[i]],
+            "weather": causal.WEATHERS[self.weather[i]],
+            "gameday": bool(self.gameday[i]),
+            "road_closure": bool(self.tape_closure.ravel()[k]),
+            "crowd": float(self.tape_crowd.ravel()[k]),
+        }
+
+    def causal_arrays(self) -> dict[str, np.ndarray]:
+        """Current values of every causal variable, one array per variable (codes)."""
+        k = self.tape_index()
+        return {
+            "day": self.day.copy(),
+            "hour": self.tape_minute.ravel()[k] / 60.0,
+            "semester": self.semester.copy(),
+            "weather": self.weather.copy(),
+            "gameday": self.gameday.astype(bool),
+            "road_closure": self.tape_closure.ravel()[k].astype(bool),
+            "crowd": self.tape_crowd.ravel()[k],
+        }

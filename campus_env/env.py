@@ -1,0 +1,290 @@
+"""``CampusNav-v0``: walk across a campus whose dynamics follow a causal model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from campus_env import causal, noise
+from campus_env import layout as lay
+from campus_env.core import CAUSAL_DIM, OBS_MODES, PATCH, STATE_DIM, CampusCore
+from campus_env.render import CELL_PX, VIEW_CELLS, EgoRenderer, campus_frame
+
+__all__ = ["CampusNavEnv", "observation_space", "parse_options", "status_lines"]
+
+IMAGE_SHAPE = (VIEW_CELLS * CELL_PX, VIEW_CELLS * CELL_PX, 3)
+
+
+def observation_space(obs_mode: str, observe_causal: bool) -> spaces.Space:
+    """The observation space of one env for ``obs_mode`` and ``observe_causal``."""
+    if obs_mode not in OBS_MODES:
+        raise ValueError(f"obs_mode must be one of {', '.join(map(repr, OBS_MODES))}, got {obs_mode!r}")
+    image = spaces.Box(0, 255, IMAGE_SHAPE, dtype=np.uint8)
+    low = np.array([0, 0, 0, 0, -1, -1], dtype=np.float32)
+    state = spaces.Box(low, np.ones(STATE_DIM, dtype=np.float32), dtype=np.float32)
+    causal_box = spaces.Box(0.0, 1.0, (CAUSAL_DIM,), dtype=np.float32)
+    if obs_mode == "pixels":
+        return image
+    if obs_mode == "dict":
+        parts = {"image": image, "state": state}
+        if observe_causal:
+            parts["causal"] = causal_box
+        return spaces.Dict(parts)
+    lows = [low] + ([np.zeros(CAUSAL_DIM)] if observe_causal else []) + [np.zeros(2 * PATCH**2)]
+    low_all = np.concatenate(lows).astype(np.float32)
+    return spaces.Box(low_all, np.ones_like(low_all), dtype=np.float32)
+
+
+def build_obs(core: CampusCore, renderer: EgoRenderer | None, obs_mode: str, observe_causal: bool):
+    """Batched observations (leading axis N) of the core's current state."""
+    if obs_mode == "pixels":
+        return renderer.images()
+    if obs_mode == "dict":
+        obs = {"image": renderer.images(), "state": core.agent_state()}
+        if observe_causal:
+            obs["causal"] = core.causal_obs()
+        return obs
+    k = core.tape_index()
+    parts = [core.agent_state()] + ([core.causal_obs(k)] if observe_causal else []) + [core.local_patch(k)]
+    return np.concatenate(parts, axis=1)
+
+
+def parse_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validates reset options; returns {"do": codes, "goal": index, "start": index}."""
+    options = dict(options or {})
+    unknown = set(options) - {"do", "goal", "start"}
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {sorted(unknown)}; valid options: 'do', 'goal', 'start'")
+    out: dict[str, Any] = {"do": causal.validate_do(options.get("do") or {})}
+    for which in ("goal", "start"):
+        name = options.get(which)
+        if name is not None:
+            if name not in lay.BUILDING_NAMES:
+                raise ValueError(f"options[{which!r}] must be one of {', '.join(lay.BUILDING_NAMES)}, got {name!r}")
+            out[which] = lay.BUILDING_NAMES.index(name)
+    if out.get("goal") is not None and out.get("goal") == out.get("start"):
+        raise ValueError("options 'goal' and 'start' must name different buildings")
+    return out
+
+
+def status_lines(core: CampusCore, i: int) -> list[str]:
+    """Two lines for the status strip: the context, then the task."""
+    c = core.causal_values(i)
+    hh, mm = divmod(int(round(c["hour"] * 60)), 60)
+    first = f"{causal.DAY_NAMES[c['day']]} {hh:02d}:{mm:02d}   {c['semester']}   {c['weather']}"
+    if c["gameday"]:
+        first += "   GAMEDAY"
+    if c["road_closure"]:
+        first += "   roads closed"
+    first += f"   crowd {c['crowd']:.2f}"
+    second = (
+        f"to the {lay.BUILDING_NAMES[core.goal[i]]}   step {core.t[i]}"
+        f"   blocked {core.blocked_moves[i]}   slipped {core.slipped_moves[i]}"
+    )
+    done = core.pos[i] == core.entrance_flat[core.goal[i]]
+    return [first, second + ("   GOAL REACHED!" if done else "")]
+
+
+def check_action(action: Any, n: int | None = None) -> np.ndarray:
+    """Checks Discrete(5) actions; returns an int64 array. Raises a clear error otherwise."""
+    arr = np.asarray(action)
+    expected = () if n is None else (n,)
+    if arr.shape != expected:
+        raise ValueError(f"action must have shape {expected} (Discrete(5)), got shape {arr.shape}: {action!r}")
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise TypeError(f"action must be an integer in 0..4, got {action!r} of type {type(action).__name__}")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise ValueError(f"action must be an integer in 0..4, got {action!r}")
+    if np.any(arr < 0) or np.any(arr > 4):
+        raise ValueError(f"action must be in 0..4 (0 stay, 1 north, 2 south, 3 east, 4 west), got {action!r}")
+    return arr.astype(np.int64).reshape(-1)
+
+
+class CampusNavEnv(gym.Env):
+    """Walk from one building's entrance to another across a campus driven by a causal model.
+
+    ## Description
+    The campus is a grid (32x32 by default) read from a plain-text layout: walkways,
+    grass, roads, buildings with entrances and interiors, water, trees and a
+    construction zone. Each episode starts at one entrance and ends at a goal
+    entrance chosen by the context (weekday mornings: a lecture hall; meal times:
+    dining; gameday: the stadium). One step is one minute of clock time.
+
+    The dynamics follow a structural causal model (``campus_env.causal``): day,
+    hour, semester, weather, gameday, road closure and crowd. Buildings open by a
+    schedule; on gameday the stadium roads close from 11:00 to 18:00; rain makes
+    grass slippery and snow slows walkways; crowds block moves near busy
+    buildings; in spring the construction zone is closed. Any variable can be
+    set by a hard intervention, at reset or mid-episode, and the same seed with
+    the same actions under another intervention gives the exact counterfactual.
+
+    ## Action Space
+    ``Discrete(5)``: 0 stay, 1 north, 2 south, 3 east, 4 west.
+
+    ## Observation Space
+    | ``obs_mode`` | observation |
+    |---|---|
+    | ``"dict"`` | ``image``: uint8 (64, 64, 3) egocentric view, 4 px per cell, agent at cell (8, 8); ``state``: float32 (6,) agent row/col, goal row/col, goal offset (scaled by the map size); ``causal``: float32 (16,) day one-hot, semester, weather one-hot, gameday, clock, road closure, crowd |
+    | ``"pixels"`` | the image alone |
+    | ``"state"`` | float32 (72,): state, causal, 5x5 walkability and 5x5 crowd density around the agent |
+
+    With ``observe_causal=False`` the causal part is left out (it stays in ``info``).
+
+    ## Rewards
+    -0.01 per step, -0.05 more for a blocked move (wall, closure or crowd), +1 on
+    reaching the goal.
+
+    ## Episode End
+    Terminated on reaching the goal entrance; truncated after 200 steps (``max_episode_steps``).
+
+    ## Arguments
+    - ``obs_mode``: ``"dict"`` (default), ``"pixels"`` or ``"state"``.
+    - ``observe_causal``: include the causal variables in the observation (default True).
+    - ``split``: ``"all"`` (default), ``"train"`` or ``"heldout"``: which contexts
+      are sampled (``causal.HELDOUT_CONTEXTS`` declares the held-out ones).
+    - ``semester``: pin the semester (``"fall"`` or ``"spring"``).
+    - ``layout``: a path to another layout file.
+    - ``render_mode``: ``"rgb_array"`` or ``"human"``.
+
+    ## Example
+    >>> import gymnasium as gym
+    >>> import campus_env
+    >>> env = gym.make("CampusNav-v0", obs_mode="state")
+    >>> obs, info = env.reset(seed=0, options={"do": {"gameday": True, "weather": "rainy"}})
+    >>> obs.shape, info["causal"]["weather"], info["causal"]["gameday"]
+    ((72,), 'rainy', True)
+    >>> obs, reward, terminated, truncated, info = env.step(3)
+    >>> env.unwrapped.do(crowd=1.0)
+    >>> env.unwrapped.undo("crowd")
+    """
+
+    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
+
+    def __init__(
+        self,
+        obs_mode: str = "dict",
+        observe_causal: bool = True,
+        split: str = "all",
+        semester: str | None = None,
+        layout: str | None = None,
+        render_mode: str | None = None,
+    ):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None, 'human' or 'rgb_array', got {render_mode!r}")
+        self.observation_space = observation_space(obs_mode, observe_causal)
+        self.action_space = spaces.Discrete(5)
+        self.obs_mode = obs_mode
+        self.observe_causal = bool(observe_causal)
+        self.render_mode = render_mode
+        self.core = CampusCore(1, layout=layout, split=split, semester=semester)
+        self.renderer = EgoRenderer(self.core) if obs_mode != "state" else None
+        self._window = None
+        self._has_reset = False
+
+    @property
+    def causal_graph(self) -> dict[str, tuple[str, ...]]:
+        """The causal DAG: variable -> its parents."""
+        return dict(causal.CAUSAL_GRAPH)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        parsed = parse_options(options)
+        key = noise.draw_key(self.np_random)
+        self.core.reset(np.zeros(1, dtype=np.int64), np.array([key]), parsed["do"],
+                        parsed.get("goal"), parsed.get("start"))
+        self._has_reset = True
+        if self.render_mode == "human":
+            self.render()
+        return self._obs(), self._info()
+
+    def step(self, action):
+        if not self._has_reset:
+            raise RuntimeError("call reset() before step()")
+        act = check_action(action)
+        reward, terminated = self.core.step(act)
+        if self.render_mode == "human":
+            self.render()
+        return self._obs(), float(reward[0]), bool(terminated[0]), False, self._info()
+
+    def do(self, **assignments: Any) -> None:
+        """Hard intervention from now on, e.g. ``env.unwrapped.do(gameday=True)``.
+
+        Raises ``ValueError`` (and changes nothing) for an unknown variable or value.
+        """
+        codes = causal.validate_do(assignments)
+        self._require_reset("do")
+        self.core.intervene(np.zeros(1, dtype=np.int64), codes)
+
+    def undo(self, *names: str) -> None:
+        """Gives the named variables back to their mechanisms (all of them when none is named)."""
+        names = _check_names(names)
+        self._require_reset("undo")
+        self.core.release(np.zeros(1, dtype=np.int64), names)
+
+    @property
+    def interventions(self) -> dict[str, Any]:
+        """The interventions in force."""
+        return self.core.interventions(0)
+
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'human'")
+            return None
+        self._require_reset("render")
+        frame = campus_frame(self.core, 0, status_lines(self.core, 0))
+        if self.render_mode == "rgb_array":
+            return frame
+        if self._window is None:
+            from campus_env.window import Window
+
+            self._window = Window("CampusNav-v0", frame.shape, self.metadata["render_fps"])
+        self._window.show(frame)
+        return None
+
+    def close(self):
+        if self._window is not None:
+            self._window.close()
+            self._window = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_window"] = None  # pygame objects do not pickle; a new window opens on demand
+        return state
+
+    def _obs(self):
+        obs = build_obs(self.core, self.renderer, self.obs_mode, self.observe_causal)
+        if isinstance(obs, dict):
+            return {k: v[0] for k, v in obs.items()}
+        return obs[0]
+
+    def _info(self) -> dict[str, Any]:
+        core = self.core
+        return {
+            "causal": core.causal_values(0),
+            "steps": int(core.t[0]),
+            "blocked_moves": int(core.blocked_moves[0]),
+            "crowd_blocks": int(core.crowd_blocks[0]),
+            "slipped_moves": int(core.slipped_moves[0]),
+            "blocked": bool(core.last_blocked[0]),
+            "goal": lay.BUILDING_NAMES[core.goal[0]],
+            "start": lay.BUILDING_NAMES[core.start[0]],
+            "is_success": bool(core.pos[0] == core.entrance_flat[core.goal[0]]),
+            "interventions": core.interventions(0),
+        }
+
+    def _require_reset(self, what: str) -> None:
+        if not self._has_reset:
+            raise RuntimeError(f"call reset() before {what}()")
+
+
+def _check_names(names: Iterable[str]) -> list[str]:
+    names = list(names) or list(causal.VARIABLES)
+    for name in names:
+        if name not in causal.VARIABLES:
+            raise ValueError(f"undo(): unknown causal variable {name!r}; valid names: {', '.join(causal.VARIABLES)}")
+    return names

@@ -1,0 +1,211 @@
+"""A numpy rasterizer: egocentric observations and the whole-campus frame.
+
+Every cell is drawn as a tile chosen by a code that packs what a person should
+see there: the terrain, whether it is open now, the crowd density (as dots) and
+the weather (rain darkens and streaks, snow whitens all but the plowed roads).
+Each env keeps a cached code map that is redrawn only when its context changes
+(hour slot, closure, crowd, weather), so an egocentric frame costs one gather of
+cell codes and one gather of tile rows.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from campus_env import layout as lay
+
+__all__ = ["EgoRenderer", "campus_frame", "tile_table"]
+
+VIEW_CELLS = 16  # the egocentric view is 16x16 cells, the agent at cell (8, 8)
+CELL_PX = 4  # pixels per cell in observations
+FRAME_CELL_PX = 16  # pixels per cell in the whole-campus frame
+STRIP_PX = 48  # status strip under the campus frame
+CROWD_EDGES = np.array([0.15, 0.4, 0.7])  # density -> 0..3 dots
+LEVEL_STEPS = 15  # crowd levels are drawn in 1/15 steps so frames follow the cached key
+
+NT = lay.NUM_TERRAIN
+BASE_CODES = NT * 2 * 4 * 4
+AGENT, GOAL, GOAL_HINT = BASE_CODES, BASE_CODES + 1, BASE_CODES + 2
+NUM_CODES = BASE_CODES + 3
+
+_FIXED_COLORS = {
+    lay.VOID: (22, 22, 30), lay.WALL: (92, 86, 98), lay.WALKWAY: (208, 198, 172),
+    lay.GRASS: (98, 162, 74), lay.ROAD: (72, 72, 80), lay.STADIUM_ROAD: (84, 78, 72),
+    lay.CONSTRUCTION: (208, 198, 172), lay.WATER: (62, 112, 192), lay.TREE: (34, 96, 44),
+}
+BUILDING_COLORS = (
+    (150, 92, 42), (226, 124, 52), (172, 84, 164), (62, 122, 204), (40, 162, 172),
+    (204, 62, 62), (226, 182, 40), (132, 70, 36), (62, 172, 92),
+)
+_OUTDOOR = {lay.WALKWAY, lay.GRASS, lay.ROAD, lay.STADIUM_ROAD, lay.CONSTRUCTION, lay.WATER, lay.TREE}
+_SNOW_BLEND = {lay.GRASS: 0.65, lay.WALKWAY: 0.55, lay.TREE: 0.45, lay.CONSTRUCTION: 0.5,
+               lay.ROAD: 0.12, lay.STADIUM_ROAD: 0.12, lay.WATER: 0.3}
+_CROWD_DOTS = ((), ((1, 1),), ((1, 1), (3, 2)), ((0, 1), (1, 3), (2, 0), (3, 2), (1, 1), (3, 0)))
+_CROWD_COLOR = (172, 22, 122)
+
+
+def _base_tile(terrain: int, is_open: bool) -> np.ndarray:
+    tile = np.zeros((4, 4, 3), dtype=np.float64)
+    stripes = (np.add.outer(np.arange(4), np.arange(4)) % 2).astype(bool)
+    b = int(lay.TERRAIN_BUILDING[terrain])
+    if b >= 0:
+        color = np.array(BUILDING_COLORS[b], dtype=np.float64)
+        kind = (terrain - 9) % 3  # 0 entrance, 1 interior, 2 side door
+        if kind == 1:
+            tile[:] = 0.45 * color + 0.55 * 235 if is_open else 0.35 * color + 30
+        else:
+            tile[:] = color if is_open else 0.4 * color
+            tile[1:3, 1:3] = (250, 250, 235) if is_open else (40, 20, 20)
+        return tile
+    tile[:] = _FIXED_COLORS[terrain]
+    if terrain == lay.STADIUM_ROAD and not is_open:
+        tile[stripes], tile[~stripes] = (242, 132, 22), (245, 245, 245)
+    elif terrain == lay.CONSTRUCTION and not is_open:
+        tile[stripes], tile[~stripes] = (242, 202, 0), (32, 32, 32)
+    elif terrain == lay.CONSTRUCTION:
+        tile[0, 0] = (242, 132, 22)
+    elif terrain == lay.ROAD:
+        tile[1, :2] = (150, 150, 140)
+    elif terrain == lay.TREE:
+        tile[1:3, 1:3] = (20, 70, 30)
+    return tile
+
+
+@functools.lru_cache(maxsize=4)
+def tile_table(cell_px: int = CELL_PX) -> np.ndarray:
+    """(NUM_CODES, cell_px, cell_px, 3) uint8 tiles, one per cell code."""
+    tiles = np.zeros((NUM_CODES, 4, 4, 3), dtype=np.float64)
+    for terrain in range(NT):
+        for is_open in (0, 1):
+            base = _base_tile(terrain, bool(is_open))
+            for crowd in range(4):
+                for weather in range(4):
+                    tile = base.copy()
+                    if terrain in _OUTDOOR and weather == 2:  # rain: darker, bluish, streaks
+                        tile = 0.72 * tile + (14, 24, 52)
+                        tile[0, 3] = tile[2, 1] = (150, 175, 215)
+                    elif terrain in _OUTDOOR and weather == 3:  # snow
+                        blend = _SNOW_BLEND.get(terrain, 0.4)
+                        tile = (1 - blend) * tile + blend * np.array((236, 240, 250))
+                    elif terrain in _OUTDOOR and weather == 1:  # clouds
+                        tile = 0.88 * tile + 10
+                    for r, c in _CROWD_DOTS[crowd]:
+                        tile[r, c] = _CROWD_COLOR
+                    tiles[((terrain * 2 + is_open) * 4 + crowd) * 4 + weather] = tile
+    tiles[AGENT] = (24, 64, 210)
+    tiles[AGENT, 1:3, 1:3] = (255, 255, 255)
+    tiles[GOAL] = (252, 204, 20)
+    tiles[GOAL, 1:3, 1:3] = (190, 30, 30)
+    tiles[GOAL_HINT] = (22, 22, 30)
+    tiles[GOAL_HINT, 1:3, 1:3] = (252, 204, 20)
+    tiles = np.clip(tiles, 0, 255).astype(np.uint8)
+    if cell_px != 4:
+        tiles = tiles.repeat(cell_px // 4, axis=1).repeat(cell_px // 4, axis=2)
+    return tiles
+
+
+def _rows_table(cell_px: int) -> np.ndarray:
+    """Tile rows as one opaque item each, so a frame is a single gather."""
+    tiles = np.ascontiguousarray(tile_table(cell_px))
+    return tiles.reshape(NUM_CODES * cell_px, -1).view(np.dtype((np.void, cell_px * 3))).ravel()
+
+
+def cell_codes(core, ids: np.ndarray, level: np.ndarray, pattern: np.ndarray, access: np.ndarray) -> np.ndarray:
+    """(len(ids), padded cells) codes of envs ``ids`` for the given context."""
+    terrain = core.terrain[None, :]
+    is_open = core.rules.passable[access[:, None], terrain]
+    density = level[:, None] * core.rules.hotspots[pattern]
+    crowd = np.digitize(density, CROWD_EDGES)
+    weather = core.weather[ids][:, None]
+    return (((terrain * 2 + is_open) * 4 + crowd) * 4 + weather).astype(np.int64)
+
+
+class EgoRenderer:
+    """Egocentric 64x64 frames for every env of a core, with per-env cached code maps."""
+
+    def __init__(self, core):
+        self.core = core
+        self.codes = np.zeros((core.n, core.cells), dtype=np.int64)
+        self.keys = np.full(core.n, -1, dtype=np.int64)
+        self.rows = _rows_table(CELL_PX)
+        w = core.width
+        half = VIEW_CELLS // 2
+        yy, xx = np.mgrid[0:VIEW_CELLS, 0:VIEW_CELLS]
+        self.view_off = ((yy - half) * w + (xx - half)).ravel()
+        self.row_off = np.arange(core.n, dtype=np.int64)[:, None] * core.cells
+        self.center = half * VIEW_CELLS + half
+        self.r4 = np.arange(CELL_PX)[None, None, :, None]
+
+    def _context(self, k: np.ndarray):
+        core = self.core
+        level_q = np.rint(core.tape_crowd.ravel()[k] * LEVEL_STEPS).astype(np.int64)
+        pattern = core.tape_pattern.ravel()[k]
+        access = core.tape_access.ravel()[k]
+        key = ((access * 64 + pattern) * (LEVEL_STEPS + 1) + level_q) * 4 + core.weather
+        return key, level_q, pattern, access
+
+    def images(self) -> np.ndarray:
+        """(N, 64, 64, 3) uint8 egocentric frames of the current state."""
+        core = self.core
+        key, level_q, pattern, access = self._context(core.tape_index())
+        stale = np.flatnonzero(key != self.keys)
+        if len(stale):
+            self.codes[stale] = cell_codes(
+                core, stale, level_q[stale] / LEVEL_STEPS, pattern[stale], access[stale]
+            )
+            self.keys[stale] = key[stale]
+        codes = self.codes.ravel()[self.row_off + core.pos[:, None] + self.view_off]  # (N, 256)
+        codes[:, self.center] = AGENT
+        half = VIEW_CELLS // 2
+        prow, pcol = np.divmod(core.pos, core.width)
+        grow, gcol = np.divmod(core.entrance_flat[core.goal], core.width)
+        vr, vc = grow - prow + half, gcol - pcol + half
+        inside = (vr >= 0) & (vr < VIEW_CELLS) & (vc >= 0) & (vc < VIEW_CELLS)
+        vr, vc = np.clip(vr, 0, VIEW_CELLS - 1), np.clip(vc, 0, VIEW_CELLS - 1)
+        codes[np.arange(core.n), vr * VIEW_CELLS + vc] = np.where(inside, GOAL, GOAL_HINT)
+        rows = codes.reshape(core.n, VIEW_CELLS, 1, VIEW_CELLS) * CELL_PX + self.r4
+        frames = self.rows.take(rows)  # (N, 16, 4, 16) items of 12 bytes
+        return frames.view(np.uint8).reshape(core.n, VIEW_CELLS * CELL_PX, VIEW_CELLS * CELL_PX, 3)
+
+
+def campus_frame(core, i: int, status: list[str] | None = None) -> np.ndarray:
+    """The whole campus of env ``i`` at 16 px per cell, with a status strip below."""
+    L = core.layout
+    k = core.tape_index()[i : i + 1]
+    level = core.tape_crowd.ravel()[k]
+    pattern = core.tape_pattern.ravel()[k]
+    access = core.tape_access.ravel()[k]
+    codes = cell_codes(core, np.array([i]), level, pattern, access)[0]
+    codes[core.entrance_flat[core.goal[i]]] = GOAL
+    codes[core.pos[i]] = AGENT
+    grid = codes.reshape(L.terrain.shape)[lay.PAD : lay.PAD + L.height, lay.PAD : lay.PAD + L.width]
+    px = FRAME_CELL_PX
+    rows = grid[:, None, :] * px + np.arange(px)[None, :, None]
+    frame = _rows_table(px).take(rows).view(np.uint8).reshape(L.height * px, L.width * px, 3)
+    strip = np.full((STRIP_PX, frame.shape[1], 3), (28, 30, 38), dtype=np.uint8)
+    if status:
+        _draw_text(strip, status)
+    return np.concatenate([frame, strip], axis=0)
+
+
+@functools.lru_cache(maxsize=1)
+def _font():
+    import pygame  # rendering only: campus_env imports pygame nowhere else
+
+    pygame.font.init()
+    return pygame.font.Font(None, 20)
+
+
+def _draw_text(strip: np.ndarray, lines: list[str]) -> None:
+    import pygame
+
+    font = _font()
+    y = 6
+    for line in lines[: STRIP_PX // 20]:
+        surface = font.render(line, True, (235, 235, 240), (28, 30, 38))
+        text = pygame.surfarray.array3d(surface).transpose(1, 0, 2)
+        h, w = min(text.shape[0], strip.shape[0] - y), min(text.shape[1], strip.shape[1] - 8)
+        strip[y : y + h, 8 : 8 + w] = text[:h, :w]
+        y += 20

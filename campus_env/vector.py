@@ -1,0 +1,169 @@
+"""The native vector env: one numpy-batched simulation and renderer for N campuses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from campus_env import causal, noise
+from campus_env.core import CampusCore
+from campus_env.env import _check_names, build_obs, check_action, observation_space, parse_options, status_lines
+from campus_env.render import EgoRenderer, campus_frame
+
+__all__ = ["CampusNavVectorEnv"]
+
+
+class CampusNavVectorEnv(VectorEnv):
+    """``num_envs`` CampusNav-v0 envs stepped as one batch (``gym.make_vec`` builds it).
+
+    Env ``i`` of ``reset(seed=s)`` is bit-identical to a single env reset with
+    seed ``s + i`` and given the same actions, autoresets included. Autoreset is
+    next-step: the step after an episode ends returns the first observation of
+    the next one (reward 0, not terminated, not truncated) and ignores that
+    env's action.
+
+    Interventions passed as ``reset(options={"do": {...}})`` apply to every env
+    and stay in force across autoresets until the next ``reset()``; ``do()`` and
+    ``undo()`` act mid-episode, on every env or on ``env_ids``.
+
+    >>> import gymnasium as gym
+    >>> import campus_env
+    >>> envs = gym.make_vec("CampusNav-v0", num_envs=4, obs_mode="state")
+    >>> obs, info = envs.reset(seed=0)
+    >>> obs.shape, envs.metadata["autoreset_mode"].value
+    ((4, 72), 'NextStep')
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10, "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        obs_mode: str = "dict",
+        observe_causal: bool = True,
+        split: str = "all",
+        semester: str | None = None,
+        layout: str | None = None,
+        render_mode: str | None = None,
+        max_episode_steps: int | None = 200,
+    ):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or 'rgb_array' for the vector env, got {render_mode!r}")
+        if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
+            raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
+        self.core = CampusCore(num_envs, layout=layout, split=split, semester=semester)
+        self.num_envs = self.core.n
+        self.obs_mode = obs_mode
+        self.observe_causal = bool(observe_causal)
+        self.render_mode = render_mode
+        self.max_episode_steps = max_episode_steps
+        self.single_observation_space = observation_space(obs_mode, observe_causal)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.single_action_space = spaces.Discrete(5)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.renderer = EgoRenderer(self.core) if obs_mode != "state" else None
+        self._rngs: list[np.random.Generator] = []
+        self._do: dict[str, float] = {}
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+        self._all = np.arange(self.num_envs)
+        self._ones = np.ones(self.num_envs, dtype=bool)
+        self._ones.flags.writeable = False
+        self._has_reset = False
+
+    @property
+    def causal_graph(self) -> dict[str, tuple[str, ...]]:
+        """The causal DAG: variable -> its parents."""
+        return dict(causal.CAUSAL_GRAPH)
+
+    def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
+        parsed = parse_options(options)
+        if seed is None:
+            seeds = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset(seed=...) needs one seed per env ({self.num_envs}), got {len(seeds)}")
+        if seed is not None or not self._rngs:
+            self._rngs = [seeding.np_random(s)[0] for s in seeds]
+            self._np_random_seed = seeds[0]
+        self._do = parsed["do"]
+        self._task = (parsed.get("goal"), parsed.get("start"))
+        keys = np.array([noise.draw_key(rng) for rng in self._rngs], dtype=np.uint64)
+        self.core.reset(self._all, keys, self._do, *self._task)
+        self._needs_reset[:] = False
+        self._has_reset = True
+        return self._obs(), self._info()
+
+    def step(self, actions):
+        if not self._has_reset:
+            raise RuntimeError("call reset() before step()")
+        act = check_action(actions, self.num_envs)
+        core = self.core
+        reward, terminated = core.step(act)
+        truncated = ~terminated & (core.t >= self.max_episode_steps) if self.max_episode_steps else np.zeros_like(terminated)
+        restart = np.flatnonzero(self._needs_reset)
+        if len(restart):
+            keys = np.array([noise.draw_key(self._rngs[i]) for i in restart], dtype=np.uint64)
+            core.reset(restart, keys, self._do, *self._task)
+            reward[restart] = 0.0
+            terminated[restart] = False
+            truncated[restart] = False
+        self._needs_reset = terminated | truncated
+        return self._obs(), reward, terminated, truncated, self._info()
+
+    def do(self, env_ids: Sequence[int] | None = None, **assignments: Any) -> None:
+        """Hard intervention from now on, in every env or in ``env_ids``."""
+        codes = causal.validate_do(assignments)
+        self._require_reset("do")
+        self.core.intervene(self._ids(env_ids), codes)
+
+    def undo(self, *names: str, env_ids: Sequence[int] | None = None) -> None:
+        """Gives the named variables back to their mechanisms (all when none is named)."""
+        names = _check_names(names)
+        self._require_reset("undo")
+        self.core.release(self._ids(env_ids), names)
+
+    def render(self):
+        if self.render_mode is None:
+            return None
+        self._require_reset("render")
+        return tuple(campus_frame(self.core, i, status_lines(self.core, i)) for i in range(self.num_envs))
+
+    def _ids(self, env_ids) -> np.ndarray:
+        if env_ids is None:
+            return self._all
+        ids = np.asarray(env_ids, dtype=np.int64).reshape(-1)
+        if np.any(ids < 0) or np.any(ids >= self.num_envs):
+            raise ValueError(f"env_ids must be in 0..{self.num_envs - 1}, got {list(env_ids)}")
+        return ids
+
+    def _obs(self):
+        return build_obs(self.core, self.renderer, self.obs_mode, self.observe_causal)
+
+    def _info(self) -> dict[str, Any]:
+        core = self.core
+        ones = self._ones
+        return {
+            "causal": core.causal_arrays(),
+            "_causal": ones,
+            "steps": core.t.copy(),
+            "_steps": ones,
+            "blocked_moves": core.blocked_moves.copy(),
+            "_blocked_moves": ones,
+            "slipped_moves": core.slipped_moves.copy(),
+            "_slipped_moves": ones,
+            "goal": core.goal.copy(),
+            "_goal": ones,
+        }
+
+    def _require_reset(self, what: str) -> None:
+        if not self._has_reset:
+            raise RuntimeError(f"call reset() before {what}()")

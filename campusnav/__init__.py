@@ -1,0 +1,3 @@
+"""The ``campusnav`` command line (see ``campusnav --help``)."""
+
+__all__: list[str] = []
