@@ -67,6 +67,11 @@ class CampusCore:
         self.passable = self.rules.passable.ravel()
         self.slip = self.rules.slip.ravel()
         self.hotspots = self.rules.hotspots.ravel()
+        # per-cell tables, so a step never looks terrain up: passable[access, cell], slip[weather, cell]
+        self.pass_map = self.rules.passable[:, self.terrain].ravel()
+        self.slip_map = self.rules.slip[:, self.terrain].ravel()
+        rc = np.stack(np.divmod(np.arange(self.cells), self.width), axis=1) - lay.PAD
+        self.cell_rc = (rc / np.array([L.height - 1, L.width - 1])).astype(np.float32)
         rows, cols = np.array(L.entrances).T
         self.entrance_flat = L.flat(rows, cols).astype(np.int64)
         self.entrance_rc = np.stack([rows, cols], axis=1).astype(np.float32)
@@ -85,6 +90,8 @@ class CampusCore:
         self.goal = np.zeros(n, dtype=np.int64)
         self.start = np.zeros(n, dtype=np.int64)
         self.goal_code = np.zeros(n, dtype=np.int64)
+        self.goal_flat = np.zeros(n, dtype=np.int64)
+        self.goal_rc = np.zeros((n, 2), dtype=np.float32)
         self.start_minute = np.full(n, causal.FIRST_MINUTE, dtype=np.int64)
         self.u_crowd = np.zeros(n)
         self.day = np.zeros(n, dtype=np.int64)
@@ -93,21 +100,29 @@ class CampusCore:
         self.gameday = np.zeros(n, dtype=np.int64)
         self.do_mask = np.zeros((len(VAR_NAMES), n), dtype=bool)
         self.do_value = np.zeros((len(VAR_NAMES), n))
+        self._interventions: list[dict[str, Any] | None] = [None] * n  # decoded do_mask/do_value
         self.blocked_moves = np.zeros(n, dtype=np.int64)
         self.slipped_moves = np.zeros(n, dtype=np.int64)
         self.crowd_blocks = np.zeros(n, dtype=np.int64)
         self.last_blocked = np.zeros(n, dtype=bool)
         self.causal_static = np.zeros((n, 13), dtype=np.float32)
         self.slip_row = np.zeros(n, dtype=np.int64)
-        # the tape: dynamic variables and per-step noise for steps base .. base + TAPE_LEN
+        self.slip_base = np.zeros(n, dtype=np.int64)
+        # the tape: dynamic variables and per-step noise for steps base .. base + TAPE_LEN of
+        # each env, stored flat (row i at i * TAPE_LEN); self.k is each env's index into it now
         self.tape_base = np.zeros(n, dtype=np.int64)
-        self.tape_minute = np.zeros((n, TAPE_LEN), dtype=np.int64)
-        self.tape_closure = np.zeros((n, TAPE_LEN), dtype=np.int64)
-        self.tape_crowd = np.zeros((n, TAPE_LEN))
-        self.tape_access = np.zeros((n, TAPE_LEN), dtype=np.int64)
-        self.tape_pattern = np.zeros((n, TAPE_LEN), dtype=np.int64)
-        self.tape_block = np.zeros((n, TAPE_LEN))
-        self.tape_slip = np.zeros((n, TAPE_LEN))
+        self.k = self.row_off.copy()
+        size = n * TAPE_LEN
+        self.tape_minute = np.zeros(size, dtype=np.int64)
+        self.tape_closure = np.zeros(size, dtype=np.int64)
+        self.tape_crowd = np.zeros(size)
+        self.tape_access = np.zeros(size, dtype=np.int64)
+        self.tape_pattern = np.zeros(size, dtype=np.int64)
+        self.tape_pass_base = np.zeros(size, dtype=np.int64)  # access * cells
+        self.tape_hot_base = np.zeros(size, dtype=np.int64)  # pattern * cells
+        self.tape_block = np.zeros(size)  # blocked by crowd when below the cell's hotspot value
+        self.tape_slip = np.zeros(size)
+        self.tape_dyn = np.zeros((size, 3), dtype=np.float32)  # clock, closure, crowd for obs
         self._room = 0  # steps every env can still take before its tape must be re-laid
 
     # --- reset and interventions ---------------------------------------------
@@ -157,6 +172,8 @@ class CampusCore:
                 g = np.where(g == start, (g + 1) % nb, g)
         self.goal[ids], self.start[ids] = g, s
         self.goal_code[ids] = self.door_codes[g]
+        self.goal_flat[ids] = self.entrance_flat[g]
+        self.goal_rc[ids] = self.cell_rc[self.entrance_flat[g]]
         self.pos[ids] = self.entrance_flat[s]
         self.blocked_moves[ids] = 0
         self.slipped_moves[ids] = 0
@@ -183,11 +200,13 @@ class CampusCore:
 
     def interventions(self, i: int) -> dict[str, Any]:
         """The active interventions of env ``i`` as user-facing values."""
-        return {
-            name: causal.VARIABLES[name].decode(self.do_value[v, i])
-            for v, name in enumerate(VAR_NAMES)
-            if self.do_mask[v, i]
-        }
+        if self._interventions[i] is None:
+            self._interventions[i] = {
+                name: causal.VARIABLES[name].decode(self.do_value[v, i])
+                for v, name in enumerate(VAR_NAMES)
+                if self.do_mask[v, i]
+            }
+        return dict(self._interventions[i])
 
     def _accepted_attempts(self, key: np.ndarray) -> np.ndarray:
         """The first context draw of each episode that its split allows.
@@ -229,6 +248,8 @@ class CampusCore:
 
     def _evaluate_static(self, ids: np.ndarray) -> None:
         """Day, semester, weather and gameday in causal order, interventions applied."""
+        for i in ids.tolist():
+            self._interventions[i] = None
         key = self.key[ids]
         forced = self.attempt[ids] < 0  # a split cell no draw hit (vanishingly rare): force it
         counter = np.maximum(self.attempt[ids], 0)
@@ -256,6 +277,7 @@ class CampusCore:
         enc[:, 12] = gd
         self.causal_static[ids] = enc
         self.slip_row[ids] = weather * self.num_terrain
+        self.slip_base[ids] = weather * self.cells
 
     def _minute(self, ids: np.ndarray, steps: np.ndarray) -> np.ndarray:
         natural = causal.mech_hour(self.start_minute[ids].reshape((-1,) + (1,) * (steps.ndim - 1)), steps)
@@ -267,6 +289,7 @@ class CampusCore:
     def _lay_tape(self, ids: np.ndarray) -> None:
         """Lays the dynamic variables and noise for steps t .. t + TAPE_LEN of envs ``ids``."""
         self.tape_base[ids] = self.t[ids]
+        self.k[ids] = self.row_off[ids]
         steps = self.t[ids, None] + np.arange(TAPE_LEN)  # (k, L)
         minute = self._minute(ids, steps)
         col = (slice(None), None)
@@ -280,38 +303,46 @@ class CampusCore:
         closure = pick("road_closure", causal.mech_road_closure(gd, minute)).astype(np.int64)
         crowd = pick("crowd", causal.mech_crowd(day, minute, gd, weather, self.u_crowd[ids][col]))
         slot = causal.hour_slot(minute)
-        self.tape_minute[ids] = minute
-        self.tape_closure[ids] = closure
-        self.tape_crowd[ids] = crowd
-        self.tape_access[ids] = access_state(day, sem, slot, closure)
-        self.tape_pattern[ids] = pattern_index(day, slot, gd)
+        access = access_state(day, sem, slot, closure)
+        pattern = pattern_index(day, slot, gd)
         key = self.key[ids][col]
-        self.tape_block[ids] = noise.uniform(key, steps, noise.CROWD_BLOCK) / CROWD_BLOCK_SCALE
-        self.tape_slip[ids] = noise.uniform(key, steps, noise.SLIP)
-        self._room = int(TAPE_LEN - 2 - (self.t - self.tape_base).max())
+        shape = (self.n, TAPE_LEN)
+        # a move is blocked by the crowd when u < CROWD_BLOCK_SCALE * min(1, crowd * hotspot),
+        # i.e. when u < CROWD_BLOCK_SCALE and hotspot > u / (CROWD_BLOCK_SCALE * crowd)
+        u = noise.uniform(key, steps, noise.CROWD_BLOCK)
+        with np.errstate(divide="ignore"):
+            block = np.where(u < CROWD_BLOCK_SCALE, u / (CROWD_BLOCK_SCALE * crowd), np.inf)
+        for name, value in (
+            ("minute", minute), ("closure", closure), ("crowd", crowd), ("access", access),
+            ("pattern", pattern), ("pass_base", access * self.cells), ("hot_base", pattern * self.cells),
+            ("block", block), ("slip", noise.uniform(key, steps, noise.SLIP)),
+        ):
+            getattr(self, "tape_" + name).reshape(shape)[ids] = value
+        clock = (minute - causal.FIRST_MINUTE) / (causal.LAST_MINUTE - causal.FIRST_MINUTE)
+        self.tape_dyn.reshape(shape + (3,))[ids] = np.stack([clock, closure, crowd], axis=-1)
+        self._room = int(TAPE_LEN - 2 - (self.k - self.row_off).max())
 
     # --- stepping ------------------------------------------------------------
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Moves every env one step; returns (reward, terminated). Actions are trusted."""
         if self._room <= 0:
-            self._lay_tape(np.flatnonzero(self.t - self.tape_base >= TAPE_LEN - 2))
-            self._room = int(TAPE_LEN - 2 - (self.t - self.tape_base).max())
+            self._lay_tape(np.flatnonzero(self.k - self.row_off >= TAPE_LEN - 2))
         self._room -= 1
-        k = self.row_off + self.t - self.tape_base
+        k = self.k
         pos = self.pos
         target = pos + self.moves[action]
-        terrain = self.terrain[target]
-        to_goal = terrain == self.goal_code
-        open_ = self.passable[self.tape_access.ravel()[k] * self.num_terrain + terrain] | to_goal
-        density = self.tape_crowd.ravel()[k] * self.hotspots[self.tape_pattern.ravel()[k] * self.cells + target]
-        crowded = self.tape_block.ravel()[k] < density
+        to_goal = target == self.goal_flat
+        open_ = self.pass_map[self.tape_pass_base[k] + target] | to_goal
+        crowded = self.tape_block[k] < self.hotspots[self.tape_hot_base[k] + target]
+        slips = self.tape_slip[k] < self.slip_map[self.slip_base + target]
         moving = action != 0
-        blocked = moving & (~open_ | crowded)
-        slipped = moving & ~blocked & (self.tape_slip.ravel()[k] < self.slip[self.slip_row + terrain])
-        moved = moving & ~(blocked | slipped)
+        blocked = moving & (crowded | ~open_)
+        slipped = moving & slips & ~blocked
+        moved = moving & ~(blocked | slips)
         self.pos = np.where(moved, target, pos)
         self.t += 1
+        self.k += 1
         self.blocked_moves += blocked
         self.crowd_blocks += blocked & open_
         self.slipped_moves += slipped
@@ -323,73 +354,82 @@ class CampusCore:
     # --- observations --------------------------------------------------------
 
     def tape_index(self) -> np.ndarray:
-        return self.row_off + self.t - self.tape_base
+        """Each env's index into the flat tape arrays for its current step."""
+        return self.k
+
+    def observe_state(self, out: np.ndarray, with_causal: bool, with_patch: bool) -> None:
+        """Writes the flat state observation into ``out`` (N, D) float32.
+
+        Layout: agent row/col, goal row/col, goal offset (6, scaled by the map
+        size); then, if ``with_causal``, day one-hot, semester, weather one-hot,
+        gameday, clock, road closure, crowd (16); then, if ``with_patch``,
+        walkability and crowd density of the 5x5 cells around the agent (50).
+        """
+        k = self.k
+        agent = self.cell_rc[self.pos]
+        out[:, 0:2] = agent
+        out[:, 2:4] = self.goal_rc
+        out[:, 4:6] = self.goal_rc - agent
+        c = STATE_DIM
+        if with_causal:
+            out[:, c : c + 13] = self.causal_static
+            out[:, c + 13 : c + 16] = self.tape_dyn[k]
+            c += CAUSAL_DIM
+        if with_patch:
+            cells = self.pos[:, None] + self.patch_off  # (N, 25)
+            out[:, c : c + PATCH**2] = self.pass_map[self.tape_pass_base[k][:, None] + cells] | (
+                cells == self.goal_flat[:, None]
+            )
+            crowd = self.tape_crowd[k][:, None] * self.hotspots[self.tape_hot_base[k][:, None] + cells]
+            np.minimum(crowd, 1.0, out=out[:, c + PATCH**2 : c + 2 * PATCH**2], casting="unsafe")
 
     def agent_state(self) -> np.ndarray:
         """(N, 6) float32: agent row/col, goal row/col, goal offset, scaled by the map size."""
-        row, col = np.divmod(self.pos, self.width)
-        agent = np.stack([row - lay.PAD, col - lay.PAD], axis=1).astype(np.float32) / self.norm
-        goal = self.entrance_rc[self.goal] / self.norm
-        return np.concatenate([agent, goal, goal - agent], axis=1)
-
-    def causal_obs(self, k: np.ndarray | None = None) -> np.ndarray:
-        """(N, 16) float32: day one-hot, semester, weather one-hot, gameday, clock, closure, crowd."""
-        k = self.tape_index() if k is None else k
-        out = np.empty((self.n, CAUSAL_DIM), dtype=np.float32)
-        out[:, :13] = self.causal_static
-        out[:, 13] = (self.tape_minute.ravel()[k] - causal.FIRST_MINUTE) / (
-            causal.LAST_MINUTE - causal.FIRST_MINUTE
-        )
-        out[:, 14] = self.tape_closure.ravel()[k]
-        out[:, 15] = self.tape_crowd.ravel()[k]
+        out = np.empty((self.n, STATE_DIM), dtype=np.float32)
+        self.observe_state(out, False, False)
         return out
 
-    def local_patch(self, k: np.ndarray | None = None) -> np.ndarray:
-        """(N, 2 * PATCH**2) float32: walkability then crowd density around the agent."""
-        k = self.tape_index() if k is None else k
-        cells = self.pos[:, None] + self.patch_off  # (N, 25)
-        terrain = self.terrain[cells]
-        access = self.tape_access.ravel()[k][:, None]
-        walk = self.passable[access * self.num_terrain + terrain] | (terrain == self.goal_code[:, None])
-        pattern = self.tape_pattern.ravel()[k][:, None]
-        crowd = self.tape_crowd.ravel()[k][:, None] * self.hotspots[pattern * self.cells + cells]
-        return np.concatenate([walk, np.minimum(crowd, 1.0)], axis=1, dtype=np.float32)
+    def causal_obs(self) -> np.ndarray:
+        """(N, 16) float32: day one-hot, semester, weather one-hot, gameday, clock, closure, crowd."""
+        out = np.empty((self.n, CAUSAL_DIM), dtype=np.float32)
+        out[:, :13] = self.causal_static
+        out[:, 13:] = self.tape_dyn[self.k]
+        return out
 
     def density_map(self, i: int) -> np.ndarray:
         """Crowd density over env ``i``'s padded map at its current step."""
-        k = self.tape_index()[i]
-        pattern = self.tape_pattern.ravel()[k]
-        level = self.tape_crowd.ravel()[k]
-        return np.minimum(level * self.rules.hotspots[pattern], 1.0)
+        k = self.k[i]
+        return np.minimum(self.tape_crowd[k] * self.rules.hotspots[self.tape_pattern[k]], 1.0)
 
     def passable_map(self, i: int) -> np.ndarray:
         """Which cells env ``i`` can enter now (flat, padded), its goal entrance included."""
-        access = self.tape_access.ravel()[self.tape_index()[i]]
-        row = self.rules.passable[access]
-        return row[self.terrain] | (self.terrain == self.goal_code[i])
+        base = self.tape_pass_base[self.k[i]]
+        cells = self.pass_map[base : base + self.cells].copy()
+        cells[self.goal_flat[i]] = True
+        return cells
 
     def causal_values(self, i: int) -> dict[str, Any]:
         """Current values of every causal variable of env ``i``, user-facing."""
-        k = self.tape_index()[i]
+        k = self.k[i]
         return {
             "day": int(self.day[i]),
-            "hour": float(self.tape_minute.ravel()[k]) / 60.0,
+            "hour": float(self.tape_minute[k]) / 60.0,
             "semester": causal.SEMESTERS[self.semester[i]],
             "weather": causal.WEATHERS[self.weather[i]],
             "gameday": bool(self.gameday[i]),
-            "road_closure": bool(self.tape_closure.ravel()[k]),
-            "crowd": float(self.tape_crowd.ravel()[k]),
+            "road_closure": bool(self.tape_closure[k]),
+            "crowd": float(self.tape_crowd[k]),
         }
 
     def causal_arrays(self) -> dict[str, np.ndarray]:
         """Current values of every causal variable, one array per variable (codes)."""
-        k = self.tape_index()
+        k = self.k
         return {
             "day": self.day.copy(),
-            "hour": self.tape_minute.ravel()[k] / 60.0,
+            "hour": self.tape_minute[k] / 60.0,
             "semester": self.semester.copy(),
             "weather": self.weather.copy(),
             "gameday": self.gameday.astype(bool),
-            "road_closure": self.tape_closure.ravel()[k].astype(bool),
-            "crowd": self.tape_crowd.ravel()[k],
+            "road_closure": self.tape_closure[k].astype(bool),
+            "crowd": self.tape_crowd[k],
         }

@@ -48,9 +48,9 @@ def build_obs(core: CampusCore, renderer: EgoRenderer | None, obs_mode: str, obs
         if observe_causal:
             obs["causal"] = core.causal_obs()
         return obs
-    k = core.tape_index()
-    parts = [core.agent_state()] + ([core.causal_obs(k)] if observe_causal else []) + [core.local_patch(k)]
-    return np.concatenate(parts, axis=1)
+    out = np.empty((core.n, STATE_DIM + CAUSAL_DIM * observe_causal + 2 * PATCH**2), dtype=np.float32)
+    core.observe_state(out, observe_causal, True)
+    return out
 
 
 def parse_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -89,8 +89,14 @@ def status_lines(core: CampusCore, i: int) -> list[str]:
     return [first, second + ("   GOAL REACHED!" if done else "")]
 
 
+_INT_TYPES = {int, np.int64, np.int32, np.int16, np.int8, np.uint8, np.uint16, np.uint32, np.uint64}
+_ACTIONS = tuple(np.array([a], dtype=np.int64) for a in range(5))
+
+
 def check_action(action: Any, n: int | None = None) -> np.ndarray:
     """Checks Discrete(5) actions; returns an int64 array. Raises a clear error otherwise."""
+    if n is None and type(action) in _INT_TYPES and 0 <= action <= 4:
+        return _ACTIONS[action]  # the common case, kept cheap
     arr = np.asarray(action)
     expected = () if n is None else (n,)
     if arr.shape != expected:
@@ -127,11 +133,13 @@ class CampusNavEnv(gym.Env):
     ``Discrete(5)``: 0 stay, 1 north, 2 south, 3 east, 4 west.
 
     ## Observation Space
-    | ``obs_mode`` | observation |
-    |---|---|
-    | ``"dict"`` | ``image``: uint8 (64, 64, 3) egocentric view, 4 px per cell, agent at cell (8, 8); ``state``: float32 (6,) agent row/col, goal row/col, goal offset (scaled by the map size); ``causal``: float32 (16,) day one-hot, semester, weather one-hot, gameday, clock, road closure, crowd |
-    | ``"pixels"`` | the image alone |
-    | ``"state"`` | float32 (72,): state, causal, 5x5 walkability and 5x5 crowd density around the agent |
+    | ``obs_mode`` | key | observation |
+    |---|---|---|
+    | ``"dict"`` | ``image`` | uint8 (64, 64, 3) egocentric view, 4 px per cell, agent at cell (8, 8) |
+    | | ``state`` | float32 (6,) agent row/col, goal row/col, goal offset, scaled by the map size |
+    | | ``causal`` | float32 (16,) day one-hot, semester, weather one-hot, gameday, clock, closure, crowd |
+    | ``"pixels"`` | | the image alone |
+    | ``"state"`` | | float32 (72,): state, causal, 5x5 walkability and crowd density around the agent |
 
     With ``observe_causal=False`` the causal part is left out (it stays in ``info``).
 

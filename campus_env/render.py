@@ -140,16 +140,16 @@ class EgoRenderer:
 
     def _context(self, k: np.ndarray):
         core = self.core
-        level_q = np.rint(core.tape_crowd.ravel()[k] * LEVEL_STEPS).astype(np.int64)
-        pattern = core.tape_pattern.ravel()[k]
-        access = core.tape_access.ravel()[k]
+        level_q = np.rint(core.tape_crowd[k] * LEVEL_STEPS).astype(np.int64)
+        pattern = core.tape_pattern[k]
+        access = core.tape_access[k]
         key = ((access * 64 + pattern) * (LEVEL_STEPS + 1) + level_q) * 4 + core.weather
         return key, level_q, pattern, access
 
     def images(self) -> np.ndarray:
         """(N, 64, 64, 3) uint8 egocentric frames of the current state."""
         core = self.core
-        key, level_q, pattern, access = self._context(core.tape_index())
+        key, level_q, pattern, access = self._context(core.k)
         stale = np.flatnonzero(key != self.keys)
         if len(stale):
             self.codes[stale] = cell_codes(
@@ -173,10 +173,10 @@ class EgoRenderer:
 def campus_frame(core, i: int, status: list[str] | None = None) -> np.ndarray:
     """The whole campus of env ``i`` at 16 px per cell, with a status strip below."""
     L = core.layout
-    k = core.tape_index()[i : i + 1]
-    level = core.tape_crowd.ravel()[k]
-    pattern = core.tape_pattern.ravel()[k]
-    access = core.tape_access.ravel()[k]
+    k = core.k[i : i + 1]
+    level = core.tape_crowd[k]
+    pattern = core.tape_pattern[k]
+    access = core.tape_access[k]
     codes = cell_codes(core, np.array([i]), level, pattern, access)[0]
     codes[core.entrance_flat[core.goal[i]]] = GOAL
     codes[core.pos[i]] = AGENT

@@ -108,7 +108,10 @@ class CampusNavVectorEnv(VectorEnv):
         act = check_action(actions, self.num_envs)
         core = self.core
         reward, terminated = core.step(act)
-        truncated = ~terminated & (core.t >= self.max_episode_steps) if self.max_episode_steps else np.zeros_like(terminated)
+        if self.max_episode_steps is None:
+            truncated = np.zeros_like(terminated)
+        else:
+            truncated = ~terminated & (core.t >= self.max_episode_steps)
         restart = np.flatnonzero(self._needs_reset)
         if len(restart):
             keys = np.array([noise.draw_key(self._rngs[i]) for i in restart], dtype=np.uint64)
