@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from campus_env import layout as lay
 
@@ -127,16 +128,11 @@ class EgoRenderer:
 
     def __init__(self, core):
         self.core = core
-        self.codes = np.zeros((core.n, core.cells), dtype=np.int64)
+        self.codes = np.zeros((core.n,) + core.layout.terrain.shape, dtype=np.uint16)
         self.keys = np.full(core.n, -1, dtype=np.int64)
         self.rows = _rows_table(CELL_PX)
-        w = core.width
-        half = VIEW_CELLS // 2
-        yy, xx = np.mgrid[0:VIEW_CELLS, 0:VIEW_CELLS]
-        self.view_off = ((yy - half) * w + (xx - half)).ravel()
-        self.row_off = np.arange(core.n, dtype=np.int64)[:, None] * core.cells
-        self.center = half * VIEW_CELLS + half
-        self.r4 = np.arange(CELL_PX)[None, None, :, None]
+        self.all = np.arange(core.n)
+        self.r4 = np.arange(CELL_PX, dtype=np.int32)[None, None, :, None]
 
     def _context(self, k: np.ndarray):
         core = self.core
@@ -152,21 +148,20 @@ class EgoRenderer:
         key, level_q, pattern, access = self._context(core.k)
         stale = np.flatnonzero(key != self.keys)
         if len(stale):
-            self.codes[stale] = cell_codes(
-                core, stale, level_q[stale] / LEVEL_STEPS, pattern[stale], access[stale]
-            )
+            codes = cell_codes(core, stale, level_q[stale] / LEVEL_STEPS, pattern[stale], access[stale])
+            self.codes[stale] = codes.reshape((-1,) + self.codes.shape[1:])
             self.keys[stale] = key[stale]
-        codes = self.codes.ravel()[self.row_off + core.pos[:, None] + self.view_off]  # (N, 256)
-        codes[:, self.center] = AGENT
         half = VIEW_CELLS // 2
         prow, pcol = np.divmod(core.pos, core.width)
-        grow, gcol = np.divmod(core.entrance_flat[core.goal], core.width)
-        vr, vc = grow - prow + half, gcol - pcol + half
-        inside = (vr >= 0) & (vr < VIEW_CELLS) & (vc >= 0) & (vc < VIEW_CELLS)
-        vr, vc = np.clip(vr, 0, VIEW_CELLS - 1), np.clip(vc, 0, VIEW_CELLS - 1)
-        codes[np.arange(core.n), vr * VIEW_CELLS + vc] = np.where(inside, GOAL, GOAL_HINT)
-        rows = codes.reshape(core.n, VIEW_CELLS, 1, VIEW_CELLS) * CELL_PX + self.r4
-        frames = self.rows.take(rows)  # (N, 16, 4, 16) items of 12 bytes
+        windows = sliding_window_view(self.codes, (VIEW_CELLS, VIEW_CELLS), axis=(1, 2))
+        codes = windows[self.all, prow - half, pcol - half]  # (N, 16, 16) copy
+        codes[:, half, half] = AGENT
+        grow, gcol = core.goal_flat // core.width - prow + half, core.goal_flat % core.width - pcol + half
+        inside = (grow >= 0) & (grow < VIEW_CELLS) & (gcol >= 0) & (gcol < VIEW_CELLS)
+        grow, gcol = np.clip(grow, 0, VIEW_CELLS - 1), np.clip(gcol, 0, VIEW_CELLS - 1)
+        codes[self.all, grow, gcol] = np.where(inside, GOAL, GOAL_HINT)
+        rows = codes.astype(np.int32)[:, :, None, :] * CELL_PX + self.r4  # (N, 16, 4, 16)
+        frames = self.rows.take(rows)  # items of 12 bytes: one 4-pixel row of one cell
         return frames.view(np.uint8).reshape(core.n, VIEW_CELLS * CELL_PX, VIEW_CELLS * CELL_PX, 3)
 
 
@@ -190,12 +185,18 @@ def campus_frame(core, i: int, status: list[str] | None = None) -> np.ndarray:
     return np.concatenate([frame, strip], axis=0)
 
 
-@functools.lru_cache(maxsize=1)
+_FONTS: dict[str, object] = {}
+
+
 def _font():
     import pygame  # rendering only: campus_env imports pygame nowhere else
 
-    pygame.font.init()
-    return pygame.font.Font(None, 20)
+    if not pygame.font.get_init():  # first use, or someone called pygame.quit()
+        pygame.font.init()
+        _FONTS.clear()
+    if "status" not in _FONTS:
+        _FONTS["status"] = pygame.font.Font(None, 20)
+    return _FONTS["status"]
 
 
 def _draw_text(strip: np.ndarray, lines: list[str]) -> None:

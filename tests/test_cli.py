@@ -1,0 +1,108 @@
+"""The ``campusnav`` command line: help, --do parsing and its errors, dispatch, and bench."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from campusnav import cli
+
+
+def exit_code(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as exc:
+        cli.parse_args(argv)
+    return exc.value.code
+
+
+def test_help_lists_the_subcommands(capsys):
+    assert exit_code(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in cli.COMMANDS:
+        assert name in out
+    assert {"play", "bench"} <= set(cli.COMMANDS)
+
+
+@pytest.mark.skipif(shutil.which("campusnav") is None, reason="the console script is not installed")
+def test_console_script_help():
+    done = subprocess.run(["campusnav", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    assert "play" in done.stdout and "bench" in done.stdout
+
+
+def test_no_subcommand_is_a_usage_error(capsys):
+    assert exit_code([]) == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+def test_do_parses_into_typed_values():
+    args = cli.parse_args(["play", "--do", "weather=rainy", "--do", "gameday=true"])
+    assert args.do == {"weather": "rainy", "gameday": True}
+    args = cli.parse_args(["play", "--seed", "3", "--do", "hour=9.5", "--do", "day=5", "--do", "crowd=1"])
+    assert args.seed == 3 and args.do == {"hour": 9.5, "day": 5, "crowd": 1}
+    assert cli.parse_args(["play"]).do == {}
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [("true", True), ("False", False), ("3", 3), ("-2", -2), ("9.5", 9.5), ("1e-3", 0.001), ("rainy", "rainy")],
+)
+def test_parse_value(text, value):
+    parsed = cli.parse_value(text)
+    assert parsed == value and type(parsed) is type(value)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--do", "weather"], "KEY=VALUE"),
+        (["--do", "=rainy"], "KEY=VALUE"),
+        (["--do", "foo=1"], "unknown causal variable 'foo'"),
+        (["--do", "weather=foggy"], "'sunny'"),
+        (["--do", "gameday=yes"], "gameday must be True or False"),
+        (["--do", "crowd=2"], "crowd must be a number in [0, 1]"),
+        (["--do", "weather=rainy", "--do", "weather=snowy"], "given twice"),
+        (["--split", "test"], "invalid choice"),
+        (["--layout", "/no/such/layout.txt"], "cannot read layout"),
+    ],
+)
+def test_bad_play_arguments_exit_2_with_a_clear_message(argv, message, capsys):
+    assert exit_code(["play", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert err.startswith("usage: campusnav play")
+
+
+def test_play_dispatches_with_the_parsed_options(monkeypatch, capsys):
+    import campus_env.play
+    from campus_env.play import PlayResult
+
+    calls = []
+
+    def fake_play(**kwargs):
+        calls.append(kwargs)
+        return PlayResult("key", 0, 4, [4], 0, 0, [1, 1, 1, 1], [], "")
+
+    monkeypatch.setattr(campus_env.play, "play", fake_play)
+    assert cli.main(["play", "--seed", "7", "--semester", "spring", "--do", "weather=snowy"]) == 0
+    assert calls == [{"seed": 7, "do": {"weather": "snowy"}, "split": "all", "semester": "spring",
+                      "layout": None, "fps": 30}]
+    assert "4 steps" in capsys.readouterr().out
+
+
+def test_bench_quick_prints_the_table(capsys, tmp_path):
+    out_json = tmp_path / "bench.json"
+    argv = ["bench", "--quick", "--seconds", "0.03", "--num-envs", "1", "4", "--sync-envs", "2",
+            "--json", str(out_json)]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| configuration | steps/s | × MiniGrid pixels | × single env (same obs) |" in out
+    assert "native vector env, N=4, pixels" in out and "SyncVectorEnv, N=2, state" in out
+    assert "single env state >= 20,000 steps/s" in out
+    assert out_json.is_file()
+
+
+def test_bench_rejects_bad_numbers(capsys):
+    assert exit_code(["bench", "--seconds", "0"]) == 2
+    assert "positive" in capsys.readouterr().err
