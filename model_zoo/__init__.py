@@ -1,0 +1,24 @@
+"""model_zoo: world models behind one interface, with data, training and evaluation.
+
+>>> import gymnasium as gym
+>>> import campus_env, model_zoo
+>>> env = gym.make("CampusNav-v0", obs_mode="state")
+>>> model = model_zoo.make("mlp", env.observation_space, env.action_space)
+>>> state = model.initial_state(batch_size=4)
+"""
+
+from model_zoo.base import Batch, Imagined, State, WorldModel
+from model_zoo.registry import list_models, make, register
+
+__all__ = ["Batch", "Imagined", "State", "WorldModel", "list_models", "load", "make", "register"]
+
+register("mlp", entry_point="model_zoo.mlp:MLPWorldModel")
+register("mlp_ensemble", entry_point="model_zoo.mlp:MLPEnsemble")
+register("vae_mdnrnn", entry_point="model_zoo.vae_mdnrnn:VAEMDNRNN")
+
+
+def load(directory, map_location="cpu"):
+    """Rebuilds a model saved with ``model.save(directory)`` (see ``model_zoo.checkpoint``)."""
+    from model_zoo.checkpoint import load as _load
+
+    return _load(directory, map_location=map_location)
