@@ -70,6 +70,8 @@ class CampusCore:
         # per-cell tables, so a step never looks terrain up: passable[access, cell], slip[weather, cell]
         self.pass_map = self.rules.passable[:, self.terrain].ravel()
         self.slip_map = self.rules.slip[:, self.terrain].ravel()
+        # cells open in some context: an agent caught by a closure may always walk out into them
+        self.ever_open = self.rules.passable[:, self.terrain].any(axis=0)
         rc = np.stack(np.divmod(np.arange(self.cells), self.width), axis=1) - lay.PAD
         self.cell_rc = (rc / np.array([L.height - 1, L.width - 1])).astype(np.float32)
         rows, cols = np.array(L.entrances).T
@@ -333,7 +335,9 @@ class CampusCore:
         pos = self.pos
         target = pos + self.moves[action]
         to_goal = target == self.goal_flat
-        open_ = self.pass_map[self.tape_pass_base[k] + target] | to_goal
+        now = self.tape_pass_base[k]
+        # a closing building or road never traps: from a closed cell, any cell that ever opens will do
+        open_ = self.pass_map[now + target] | to_goal | (~self.pass_map[now + pos] & self.ever_open[target])
         crowded = self.tape_block[k] < self.hotspots[self.tape_hot_base[k] + target]
         slips = self.tape_slip[k] < self.slip_map[self.slip_base + target]
         moving = action != 0

@@ -6,7 +6,8 @@ probability that a move into each cell fails. Entering cell ``c`` succeeds with
 probability ``(1 - p_block(c)) * (1 - p_slip(c))``, where
 
 - ``p_slip(c) = slip[weather, terrain(c)]`` (rain on grass, snow on walkways), and
-- ``p_block(c) = min(CROWD_BLOCK_SCALE * density(c), 1)`` (crowds near busy buildings);
+- ``p_block(c) = CROWD_BLOCK_SCALE * density(c)`` (crowds near busy buildings;
+  ``core.density_map``);
 
 closed cells (walls, closed buildings, closed roads) cannot be entered at all. A
 failed move costs a step and leaves the agent where it was, so entering ``c``
@@ -20,8 +21,10 @@ those, so it is recomputed only when the context changes (about once an hour of
 clock time, or after an intervention). ``expected_cost=False`` gives the plain
 shortest path over open cells, blind to weather and crowds.
 
-The oracle replans every step under the context in force at that step; it does
-not anticipate changes still to come (a road that reopens at 18:00).
+The oracle replans every step under the context in force at that step. Of the
+changes still to come it heeds only closures in the next ``lookahead`` minutes
+(so that it never walks into a building about to shut it in); it does not wait
+for a road to reopen or a crowd to thin.
 
 >>> import gymnasium as gym
 >>> import campus_env
@@ -45,13 +48,14 @@ from __future__ import annotations
 import heapq
 import math
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from gymnasium.vector import VectorEnv
 
 from campus_env import layout as lay
-from campus_env.core import CampusCore
+from campus_env.core import TAPE_LEN, CampusCore
 from campus_env.rules import CROWD_BLOCK_SCALE
 
 __all__ = ["ShortestPathPolicy", "distance_field"]
@@ -98,23 +102,46 @@ class ShortestPathPolicy:
     native vector env (``gym.make_vec``) or on a ``CampusCore``: a single env
     gets an ``int`` action, a vector env or a core an ``(N,)`` int64 array.
 
+    Buildings close on a schedule and the stadium roads close at 11:00 on
+    gameday, and a closure shuts in whoever stands inside. So the oracle plans
+    only over cells that stay open for the next ``lookahead`` minutes (the goal
+    entrance excepted); when that leaves no way to the goal it plans on the
+    cells open now, and failing that on the open cells alone, blind to weather
+    and crowds.
+
     Args:
         expected_cost: True (default) weighs every cell by its expected number
             of attempts under weather and crowd; False takes the plain shortest
-            path over the cells open now (BFS), blind to weather and crowds.
+            path over the open cells (BFS), blind to weather and crowds.
+        lookahead: minutes of closures ahead the plan respects (0: the current
+            context alone).
         cache_size: distance fields kept per core before the cache is emptied.
     """
 
-    def __init__(self, expected_cost: bool = True, cache_size: int = 512):
-        if not isinstance(cache_size, int) or cache_size < 1:
+    def __init__(self, expected_cost: bool = True, lookahead: int = 30, cache_size: int = 512):
+        if not isinstance(lookahead, int) or isinstance(lookahead, bool) or lookahead < 0:
+            raise ValueError(f"lookahead must be a non-negative integer (minutes), got {lookahead!r}")
+        if not isinstance(cache_size, int) or isinstance(cache_size, bool) or cache_size < 1:
             raise ValueError(f"cache_size must be a positive integer, got {cache_size!r}")
         self.expected_cost = bool(expected_cost)
+        self.lookahead = lookahead
         self.cache_size = cache_size
-        self._cache: weakref.WeakKeyDictionary[CampusCore, dict[tuple, np.ndarray]] = weakref.WeakKeyDictionary()
+        self._cache: weakref.WeakKeyDictionary[CampusCore, dict[tuple, _Plan]] = weakref.WeakKeyDictionary()
         self.fields_computed = 0  # how many distance fields were built (cache misses)
+        plans = [(self.expected_cost, lookahead), (self.expected_cost, 0), (False, 0)]
+        self._fallbacks = tuple(dict.fromkeys(plans))  # in order, without repeats
 
     def __repr__(self) -> str:
-        return f"ShortestPathPolicy(expected_cost={self.expected_cost})"
+        return f"ShortestPathPolicy(expected_cost={self.expected_cost}, lookahead={self.lookahead})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = None  # weak references do not pickle; the cache refills on demand
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cache = weakref.WeakKeyDictionary()
 
     # --- acting ----------------------------------------------------------------
 
@@ -130,31 +157,35 @@ class ShortestPathPolicy:
         return int(actions[0])
 
     def cost_to_go(self, env: Any, i: int = 0) -> np.ndarray:
-        """Expected steps from every cell to env ``i``'s goal, as an unpadded (H, W) map.
+        """Expected steps from every cell to env ``i``'s goal, as an unpadded (H, W) float map.
 
-        ``inf`` marks cells that cannot reach the goal now (or cannot be entered).
-        With ``expected_cost=False`` it is the number of moves of the shortest path.
+        ``inf`` marks cells that cannot reach the goal under the plan (or cannot
+        be entered). With ``expected_cost=False`` it counts the moves of the
+        shortest path.
         """
         core = _core_of(env)
-        field = self._field(core, _check_index(core, i), self.expected_cost)
+        field = self._plan(core, _check_index(core, i), *self._fallbacks[0]).field
         L = core.layout
         return field.reshape(L.terrain.shape)[lay.PAD : lay.PAD + L.height, lay.PAD : lay.PAD + L.width]
 
     def route(self, env: Any, i: int = 0) -> list[tuple[int, int]]:
-        """The cells (row, col), unpadded, the oracle would walk from env ``i``'s position to its goal.
+        """The cells (row, col), unpadded, the oracle plans to walk from env ``i``'s position to its goal.
 
-        The route is the one planned under the context in force now, as if no
-        move failed and nothing changed on the way; it starts at the agent's cell
-        and ends at the goal entrance (or where no further progress is possible).
+        The plan is made under the context in force now, as if no move failed
+        and nothing changed on the way; it starts at the agent's cell and ends at
+        the goal entrance (or where the plan has no way on).
         """
         core = _core_of(env)
         i = _check_index(core, i)
-        field, cost = self._field(core, i, self.expected_cost), self._cost(core, i, self.expected_cost)
         goal = int(core.entrance_flat[core.goal[i]])
         pos = int(core.pos[i])
+        plan = next(
+            (p for p in (self._plan(core, i, *f) for f in self._fallbacks) if np.isfinite(p.field[pos])),
+            None,
+        )
         cells = [pos]
-        while pos != goal and len(cells) <= core.cells:
-            action = self._best_action(core, pos, field, cost)
+        while plan is not None and pos != goal and len(cells) <= core.cells:
+            action = plan.best_action(core, pos)
             if action == 0:
                 break
             pos += int(core.moves[action])
@@ -162,70 +193,83 @@ class ShortestPathPolicy:
         rows, cols = core.layout.unflat(np.array(cells))
         return list(zip(rows.tolist(), cols.tolist(), strict=True))
 
+    def route_time(self, env: Any, route: list[tuple[int, int]], i: int = 0) -> float:
+        """Expected steps to walk ``route`` (cells as :meth:`route` gives them) under env ``i``'s context now.
+
+        The sum of the entry costs of every cell after the first: ``inf`` when
+        one of them cannot be entered (closed, or closing within ``lookahead``).
+        Walking another context's route here tells whether it is still optimal.
+        """
+        core = _core_of(env)
+        plan = self._plan(core, _check_index(core, i), *self._fallbacks[0])
+        if not route:
+            return 0.0
+        rows, cols = np.array(route).T
+        return float(plan.cost[core.layout.flat(rows[1:], cols[1:])].sum())
+
     # --- internals -------------------------------------------------------------
 
     def _action(self, core: CampusCore, i: int) -> int:
-        pos, goal = int(core.pos[i]), int(core.entrance_flat[core.goal[i]])
-        if pos == goal:
+        pos = int(core.pos[i])
+        if pos == int(core.entrance_flat[core.goal[i]]):
             return 0
-        for expected in (self.expected_cost, False):  # fall back to the open-cell path if the goal is cut off
-            field, cost = self._field(core, i, expected), self._cost(core, i, expected)
-            action = self._best_action(core, pos, field, cost)
+        for expected, lookahead in self._fallbacks:
+            action = self._plan(core, i, expected, lookahead).best_action(core, pos)
             if action:
                 return action
         return 0
 
-    @staticmethod
-    def _best_action(core: CampusCore, pos: int, field: np.ndarray, cost: np.ndarray) -> int:
-        """The move to the neighbour of least ``cost + field`` (0 when none reaches the goal)."""
+    def _plan(self, core: CampusCore, i: int, expected: bool, lookahead: int) -> _Plan:
+        """The cached plan for env ``i``'s context, built on a miss."""
+        cache = self._cache.setdefault(core, {})
+        k = int(core.tape_index()[i])  # the current step on the flat tape; env i's row ends at row_end
+        row_end = (k // TAPE_LEN + 1) * TAPE_LEN
+        access = tuple(np.unique(core.tape_access.ravel()[k : min(k + lookahead + 1, row_end)]).tolist())
+        key: tuple = (int(core.goal[i]), access)
+        if expected:
+            k_pattern, k_crowd = core.tape_pattern.ravel()[k], core.tape_crowd.ravel()[k]
+            key += (int(k_pattern), float(k_crowd), int(core.slip_row[i]))
+        plan = cache.get(key)
+        if plan is None:
+            cost = _entry_cost(core, i, expected, access)
+            plan = _Plan(distance_field(cost, int(core.entrance_flat[core.goal[i]]), core.width), cost)
+            if len(cache) >= self.cache_size:
+                cache.clear()
+            cache[key] = plan
+            self.fields_computed += 1
+        return plan
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A distance field to the goal and the entry costs it was built from (flat, padded)."""
+
+    field: np.ndarray
+    cost: np.ndarray
+
+    def best_action(self, core: CampusCore, pos: int) -> int:
+        """The move to the neighbour of least ``cost + field`` (0 when none leads to the goal)."""
         best, best_value = 0, math.inf
         for a in _MOVES:
             n = pos + int(core.moves[a])
-            value = cost[n] + field[n]
+            value = self.cost[n] + self.field[n]
             if value < best_value:
                 best, best_value = a, value
         return best
 
-    def _key(self, core: CampusCore, i: int, expected: bool) -> tuple:
-        k = core.tape_index()[i]
-        access = int(core.tape_access.ravel()[k])
-        if not expected:
-            return (False, int(core.goal[i]), access)
-        pattern = int(core.tape_pattern.ravel()[k])
-        level = float(core.tape_crowd.ravel()[k])
-        return (True, int(core.goal[i]), access, pattern, level, int(core.slip_row[i]))
 
-    def _cost(self, core: CampusCore, i: int, expected: bool) -> np.ndarray:
-        return self._lookup(core, i, expected)[1]
+def _entry_cost(core: CampusCore, i: int, expected: bool, access: tuple[int, ...]) -> np.ndarray:
+    """Expected steps to enter each cell of env ``i`` (``inf`` where it cannot be entered).
 
-    def _field(self, core: CampusCore, i: int, expected: bool) -> np.ndarray:
-        return self._lookup(core, i, expected)[0]
-
-    def _lookup(self, core: CampusCore, i: int, expected: bool) -> tuple[np.ndarray, np.ndarray]:
-        cache = self._cache.setdefault(core, {})
-        key = self._key(core, i, expected)
-        hit = cache.get(key)
-        if hit is None:
-            cost = _entry_cost(core, i, expected)
-            hit = (distance_field(cost, int(core.entrance_flat[core.goal[i]]), core.width), cost)
-            if len(cache) >= self.cache_size:
-                cache.clear()
-            cache[key] = hit
-            self.fields_computed += 1
-        return hit
-
-
-def _entry_cost(core: CampusCore, i: int, expected: bool) -> np.ndarray:
-    """Expected steps to enter each cell of env ``i`` now (``inf`` where it cannot be entered)."""
-    open_ = core.passable_map(i)
+    A cell counts as open when every access state in ``access`` (now and the
+    lookahead) opens it; the goal entrance is always open.
+    """
+    open_ = core.passable_map(i) & core.rules.passable[list(access)].all(axis=0)[core.terrain]
+    open_ |= core.terrain == core.goal_code[i]
     if not expected:
         return np.where(open_, 1.0, np.inf)
     p_slip = core.slip[core.slip_row[i] + core.terrain]
-    # the step compares the crowd noise with the density unclipped, so the block
-    # probability is min(scale * density, 1); core.density_map clips density at 1
-    k = core.tape_index()[i]
-    density = core.tape_crowd.ravel()[k] * core.rules.hotspots[core.tape_pattern.ravel()[k]].astype(np.float64)
-    p_block = np.minimum(CROWD_BLOCK_SCALE * density, 1.0)
+    p_block = CROWD_BLOCK_SCALE * core.density_map(i)
     success = (1.0 - p_block) * (1.0 - p_slip)
     with np.errstate(divide="ignore"):
         return np.where(open_ & (success > 0), 1.0 / success, np.inf)
