@@ -102,7 +102,7 @@ class Variable:
         number = float(value)
         if not math.isfinite(number) or not self.low <= number <= self.high:
             raise bad
-        return number * 60.0 if self.name == "hour" else number
+        return float(round(number * 60.0)) if self.name == "hour" else number  # the clock: whole minutes
 
     def decode(self, code: float) -> Any:
         """The user-facing value of an internal code (the inverse of ``encode``)."""

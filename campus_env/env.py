@@ -200,8 +200,8 @@ class CampusNavEnv(gym.Env):
         return dict(causal.CAUSAL_GRAPH)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        parsed = parse_options(options)  # before seeding: a refused reset changes nothing
         super().reset(seed=seed)
-        parsed = parse_options(options)
         key = noise.draw_key(self.np_random)
         self.core.reset(np.zeros(1, dtype=np.int64), np.array([key]), parsed["do"],
                         parsed.get("goal"), parsed.get("start"))

@@ -166,14 +166,15 @@ def parse_layout(text: str, name: str = "layout", source: str = "<string>") -> L
         for c, ch in enumerate(line):
             if ch != SIDE_DOOR_CHAR:
                 inner[r, c] = FIXED_TERRAIN[ch]
-    _place_side_doors(chars, inner, source)
+    where = [f"{source}, line {n}" for n, _ in rows]  # messages name file lines and 1-based columns
+    _place_side_doors(chars, inner, where)
     entrances = _find_entrances(chars, source)
     layout = Layout(name=name, chars=chars, terrain=terrain, entrances=tuple(entrances))
-    _check_connected(layout, source)
+    _check_connected(layout, where)
     return layout
 
 
-def _place_side_doors(chars, inner: np.ndarray, source: str) -> None:
+def _place_side_doors(chars, inner: np.ndarray, where: list[str]) -> None:
     height, width = inner.shape
     for r, line in enumerate(chars):
         for c, ch in enumerate(line):
@@ -187,7 +188,7 @@ def _place_side_doors(chars, inner: np.ndarray, source: str) -> None:
             }
             if len(owners) != 1:
                 raise LayoutError(
-                    f"{source}: side door '+' at row {r}, column {c} must touch the interior "
+                    f"{where[r]}, column {c + 1}: a side door '+' must touch the interior "
                     f"of exactly one building, it touches {len(owners)}"
                 )
             inner[r, c] = side_door_code(owners.pop())
@@ -205,7 +206,7 @@ def _find_entrances(chars, source: str) -> list[tuple[int, int]]:
     return entrances
 
 
-def _check_connected(layout: Layout, source: str) -> None:
+def _check_connected(layout: Layout, where: list[str]) -> None:
     """Every entrance reaches every other over never-closed cells."""
     terrain = layout.terrain
     door_codes = {door_code(b) for b in range(len(BUILDINGS))}
@@ -225,6 +226,6 @@ def _check_connected(layout: Layout, source: str) -> None:
     for b, (row, col) in enumerate(layout.entrances):
         if (row + PAD, col + PAD) not in seen:
             raise LayoutError(
-                f"{source}: the {BUILDINGS[b][0]} entrance at row {row}, column {col} cannot be "
+                f"{where[row]}, column {col + 1}: the {BUILDINGS[b][0]} entrance cannot be "
                 f"reached from the {BUILDINGS[0][0]} over walkways, grass and roads"
             )

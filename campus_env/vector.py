@@ -111,7 +111,7 @@ class CampusNavVectorEnv(VectorEnv):
         if self.max_episode_steps is None:
             truncated = np.zeros_like(terminated)
         else:
-            truncated = ~terminated & (core.t >= self.max_episode_steps)
+            truncated = core.t >= self.max_episode_steps  # as gymnasium's TimeLimit: may coincide with terminated
         restart = np.flatnonzero(self._needs_reset)
         if len(restart):
             keys = np.array([noise.draw_key(self._rngs[i]) for i in restart], dtype=np.uint64)

@@ -71,8 +71,8 @@ class ObsSpec:
         elif isinstance(action_space, spaces.Box) and np.issubdtype(action_space.dtype, np.floating):
             self.discrete = False
             self.action_dim = int(np.prod(action_space.shape))
-            self.action_low = torch.as_tensor(np.broadcast_to(action_space.low, action_space.shape).ravel())
-            self.action_high = torch.as_tensor(np.broadcast_to(action_space.high, action_space.shape).ravel())
+            self.action_low = torch.as_tensor(np.broadcast_to(action_space.low, action_space.shape).flatten())
+            self.action_high = torch.as_tensor(np.broadcast_to(action_space.high, action_space.shape).flatten())
         else:
             raise TypeError(f"unsupported action space {action_space}; the zoo takes Discrete or float Box actions")
 
@@ -140,8 +140,8 @@ class ObsSpec:
             if isinstance(space, spaces.Discrete):
                 out[key] = x.argmax(dim=-1) + int(space.start)
                 continue
-            low = torch.as_tensor(np.broadcast_to(space.low, space.shape).ravel(), dtype=x.dtype, device=x.device)
-            high = torch.as_tensor(np.broadcast_to(space.high, space.shape).ravel(), dtype=x.dtype, device=x.device)
+            low = torch.as_tensor(np.broadcast_to(space.low, space.shape).flatten(), dtype=x.dtype, device=x.device)
+            high = torch.as_tensor(np.broadcast_to(space.high, space.shape).flatten(), dtype=x.dtype, device=x.device)
             x = torch.nan_to_num(x, nan=0.0)
             x = torch.maximum(torch.minimum(x, high), low)
             out[key] = x.to(torch.float32).reshape(tuple(x.shape[:-1]) + tuple(space.shape))
