@@ -1,0 +1,1 @@
+"""Tests of the model zoo, mirroring the model_zoo package."""
