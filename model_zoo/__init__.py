@@ -8,9 +8,26 @@
 """
 
 from model_zoo.base import Batch, Imagined, State, WorldModel
+from model_zoo.checkpoint import CheckpointError
+from model_zoo.evaluation import EvalResult, evaluate, format_table
 from model_zoo.registry import list_models, make, register
+from model_zoo.training import fit
 
-__all__ = ["Batch", "Imagined", "State", "WorldModel", "list_models", "load", "make", "register"]
+__all__ = [
+    "Batch",
+    "CheckpointError",
+    "EvalResult",
+    "Imagined",
+    "State",
+    "WorldModel",
+    "evaluate",
+    "fit",
+    "format_table",
+    "list_models",
+    "load",
+    "make",
+    "register",
+]
 
 register("mlp", entry_point="model_zoo.mlp:MLPWorldModel")
 register("mlp_ensemble", entry_point="model_zoo.mlp:MLPEnsemble")
