@@ -131,6 +131,106 @@ def run_bench(args: argparse.Namespace) -> int:
     return load_benchmark().run_from_args(args)
 
 
+# --- collect --------------------------------------------------------------
+
+
+def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--env", default="CampusNav-v0", help="Gymnasium env id (default: CampusNav-v0)")
+    parser.add_argument("--dataset-id", default="campusnav/random-v0", help="Minari id, NAMESPACE/NAME-vN")
+    parser.add_argument("--episodes", type=int, default=None, help="episodes to collect (natural coverage)")
+    parser.add_argument("--num-envs", type=int, default=8, help="envs stepped together (default: 8)")
+    parser.add_argument("--coverage", choices=("natural", "grid"), default="natural",
+                        help="natural contexts, or every day x weather x gameday x semester cell (CampusNav)")
+    parser.add_argument("--episodes-per-cell", type=int, default=1, help="episodes per cell of the grid")
+    parser.add_argument("--split", choices=("all", "train", "heldout"), default="all", help="contexts sampled")
+    parser.add_argument("--obs-mode", choices=("dict", "pixels", "state"), default=None,
+                        help="CampusNav observation mode (default: the env's)")
+    parser.add_argument("--max-episode-steps", type=int, default=None, help="cut episodes at this length")
+    parser.add_argument("--seed", type=int, default=0, help="collection seed")
+    parser.add_argument("--data-path", default=None, help="Minari datasets folder (default: MINARI_DATASETS_PATH)")
+
+
+def check_collect_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.coverage == "natural" and args.episodes is None:
+        parser.error("--episodes is required with --coverage natural")
+    for name in ("episodes", "num_envs", "episodes_per_cell", "max_episode_steps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"argument --{name.replace('_', '-')}: must be a positive integer, got {value}")
+
+
+def run_collect(args: argparse.Namespace) -> int:
+    from model_zoo.data import collect
+
+    env_kwargs = {"obs_mode": args.obs_mode} if args.obs_mode else {}
+    dataset = collect(
+        args.env, num_episodes=args.episodes, num_envs=args.num_envs, coverage=args.coverage,
+        episodes_per_cell=args.episodes_per_cell, split=args.split, seed=args.seed, dataset_id=args.dataset_id,
+        env_kwargs=env_kwargs, max_episode_steps=args.max_episode_steps, data_path=args.data_path,
+    )
+    print(f"wrote {args.dataset_id}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
+    return 0
+
+
+# --- train ----------------------------------------------------------------
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="a model id (see model_zoo.list_models())")
+    parser.add_argument("--dataset-id", default="campusnav/random-v0", help="Minari dataset to train on")
+    parser.add_argument("--data-path", default=None, help="Minari datasets folder (default: MINARI_DATASETS_PATH)")
+    parser.add_argument("--steps", type=int, default=2000, help="gradient steps (default: 2000)")
+    parser.add_argument("--batch-size", type=int, default=16, help="sequences per batch (default: 16)")
+    parser.add_argument("--seq-len", type=int, default=32, help="steps per sequence (default: 32)")
+    parser.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default: 3e-4)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and the weights")
+    parser.add_argument("--run-dir", default=None, help="metrics and checkpoints (default: runs/MODEL)")
+    parser.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    parser.add_argument("--holdout", type=float, default=0.1, help="fraction of episodes kept for evaluation")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if run-dir has a checkpoint")
+    parser.add_argument("--set", type=parse_assignment, action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a config field of the model, e.g. --set hidden=128 (repeatable)")
+
+
+def check_train_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from model_zoo import list_models
+
+    if args.model not in list_models():
+        parser.error(f"argument model: unknown model {args.model!r}; choose from {', '.join(list_models())}")
+    if not 0.0 <= args.holdout < 1.0:
+        parser.error(f"argument --holdout: must be in [0, 1), got {args.holdout}")
+    args.overrides = dict(args.set)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import model_zoo
+    from model_zoo.data import SequenceSampler, load_episodes, split_episodes
+
+    dataset = _open_dataset(args.dataset_id, args.data_path)
+    episodes = load_episodes(dataset)
+    train, heldout = split_episodes(episodes, args.holdout, seed=args.seed) if args.holdout else (episodes, [])
+    model = model_zoo.make(args.model, dataset.observation_space, dataset.action_space, **args.overrides)
+    run_dir = Path(args.run_dir or Path("runs") / args.model)
+    sampler = SequenceSampler(train, args.seq_len, args.batch_size, seed=args.seed)
+    model_zoo.fit(model, sampler, steps=args.steps, lr=args.lr, seed=args.seed, run_dir=run_dir,
+                  checkpoint_every=args.checkpoint_every, resume=not args.no_resume)
+    print(f"checkpoint: {run_dir / 'checkpoint'}   metrics: {run_dir / 'metrics.csv'}")
+    if heldout:
+        result = model_zoo.evaluate(model, heldout)
+        print(model_zoo.format_table({args.model: result}))
+    return 0
+
+
+def _open_dataset(dataset_id: str, data_path: str | None):
+    import minari
+
+    if data_path is not None:
+        os.environ["MINARI_DATASETS_PATH"] = str(data_path)
+    return minari.load_dataset(dataset_id)
+
+
 # --- the table ------------------------------------------------------------
 
 Adder = Callable[[argparse.ArgumentParser], None]
@@ -141,6 +241,10 @@ Runner = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, tuple[str, Adder, Checker, Runner]] = {
     "play": ("play CampusNav-v0 with the keyboard in a pygame window",
              add_play_arguments, check_play_arguments, run_play),
+    "collect": ("collect episodes from an env into a Minari dataset",
+                add_collect_arguments, check_collect_arguments, run_collect),
+    "train": ("train a world model of the zoo on a Minari dataset",
+              add_train_arguments, check_train_arguments, run_train),
     "bench": ("measure environment steps per second (benchmarks/env_throughput.py)",
               add_bench_arguments, check_bench_arguments, run_bench),
 }

@@ -153,7 +153,7 @@ class ObsSpec:
         """Actions as float (..., action_dim): one-hot for Discrete, flattened for Box."""
         action = torch.as_tensor(action)
         if self.discrete:
-            return F.one_hot(action.long(), self.action_dim).float()
+            return F.one_hot(action.long() - int(self.action_space.start), self.action_dim).float()
         shape = tuple(self.action_space.shape)
         return action.float().reshape(tuple(action.shape[: action.dim() - len(shape)]) + (-1,))
 

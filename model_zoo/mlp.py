@@ -1,0 +1,449 @@
+"""Deterministic MLP world models: one network, and a bootstrapped ensemble of them.
+
+The state is the current observation as one flat float vector: the vector parts
+as ``ObsSpec.vector`` gives them (Discrete parts one-hot) after the image parts,
+each average-pooled to ``image_pool x image_pool`` cells in [0, 1]. So the model
+runs on images, vectors or a Dict of them, though on pixels it only sees a
+coarse mosaic. An MLP (ELU, orthogonal init) maps the normalised (state, action)
+to the normalised change of state, the reward and a termination logit, as in
+Nagabandi et al. 2018, "Neural Network Dynamics for Model-Based Deep
+Reinforcement Learning with Model-Free Fine-Tuning". Inputs and targets are
+normalised by running statistics kept as buffers, so they are saved with the
+weights.
+
+``MLPEnsemble`` trains N such networks at once on bootstrapped data (Poisson(1)
+weights per sample and member, the online bootstrap of Oza & Russell 2001), as
+in PETS (Chua et al. 2018) without the probabilistic heads. It imagines with
+the mean prediction and reports the members' disagreement (std of the predicted
+next state, in normalised units, averaged over dimensions) as uncertainty, as in
+Pathak et al. 2019, "Self-Supervised Exploration via Disagreement".
+
+>>> import numpy as np
+>>> from gymnasium import spaces
+>>> model = MLPEnsemble(spaces.Box(-1, 1, (4,), np.float32), spaces.Discrete(2), MLPEnsemble.Config(hidden=16))
+>>> state = model.initial_state(3)
+>>> out = model.imagine(state, torch.tensor([0, 1, 1]))
+>>> out.state["obs"].shape, out.reward.shape, out.terminated.dtype, out.state["disagreement"].shape
+(torch.Size([3, 4]), torch.Size([3]), torch.bool, torch.Size([3]))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
+from model_zoo.nets import mlp, orthogonal_init
+
+__all__ = ["EnsembleConfig", "MLPConfig", "MLPEnsemble", "MLPWorldModel", "Rollout", "RunningNorm"]
+
+_LOSSES = ("mse", "huber")
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Hyperparameters of ``MLPWorldModel``."""
+
+    hidden: int = 256  # width of every hidden layer
+    layers: int = 3  # number of hidden layers
+    image_pool: int = 8  # image parts are average-pooled to image_pool x image_pool cells
+    state_loss: str = "mse"  # "mse" or "huber", on the normalised change of state
+    reward_loss: str = "mse"  # "mse" or "huber", on the normalised reward
+    huber_delta: float = 1.0  # where the Huber loss turns from quadratic to linear
+    termination_pos_weight: float = 5.0  # BCE weight of terminal steps (rare); predicts done when p > 1 / (1 + w)
+    state_coef: float = 1.0
+    reward_coef: float = 1.0
+    termination_coef: float = 1.0
+    min_std: float = 1e-2  # floor of the running std that normalises inputs and targets
+
+    def __post_init__(self):
+        for name in ("state_loss", "reward_loss"):
+            if getattr(self, name) not in _LOSSES:
+                raise ValueError(f"{name} must be one of {_LOSSES}, got {getattr(self, name)!r}")
+        for name in ("hidden", "layers", "image_pool"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.min_std <= 0 or self.huber_delta <= 0 or self.termination_pos_weight <= 0:
+            raise ValueError("min_std, huber_delta and termination_pos_weight must be positive")
+
+
+@dataclass(frozen=True)
+class EnsembleConfig(MLPConfig):
+    """Hyperparameters of ``MLPEnsemble``: those of ``MLPConfig`` and the ensemble's."""
+
+    members: int = 5  # number of networks
+    bootstrap: bool = True  # Poisson(1) sample weights per member; False trains every member on every sample
+    seed: int = 0  # seeds the bootstrap weights (each training step draws from seed and the step count)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.members < 1:
+            raise ValueError(f"members must be at least 1, got {self.members}")
+
+
+class RunningNorm(nn.Module):
+    """Per-dimension running mean and variance of a stream of (N, D) samples, kept as buffers.
+
+    Before the first ``update`` it is the identity (mean 0, std 1).
+    """
+
+    def __init__(self, dim: int, min_std: float = 1e-2):
+        super().__init__()
+        self.min_std = min_std
+        self.register_buffer("count", torch.zeros(1, dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+
+    @property
+    def std(self) -> Tensor:
+        return self.var.sqrt().clamp_min(self.min_std)
+
+    @torch.no_grad()
+    def update(self, x: Tensor) -> None:
+        """Merges the statistics of ``x`` (N, D) into the running ones (Chan et al.'s parallel update)."""
+        n = x.shape[0]
+        if n == 0:
+            return
+        x = x.to(self.mean.dtype)
+        old = float(self.count)
+        total = old + n
+        batch_mean = x.mean(0)
+        batch_var = x.var(0, unbiased=False)
+        delta = batch_mean - self.mean
+        self.mean += delta * (n / total)
+        self.var.copy_((self.var * old + batch_var * n + delta.square() * (old * n / total)) / total)
+        self.count += n
+
+    def normalize(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        return x * self.std + self.mean
+
+
+class EnsembleLinear(nn.Module):
+    """``members`` independent linear layers in one batched matmul: (M, N, in) or (N, in) -> (M, N, out)."""
+
+    def __init__(self, members: int, in_dim: int, out_dim: int, gain: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim))
+        self.bias = nn.Parameter(torch.zeros(members, 1, out_dim))
+        with torch.no_grad():
+            for w in self.weight:
+                nn.init.orthogonal_(w, gain=gain)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:
+            x = x.expand(self.weight.shape[0], -1, -1)  # (M, N, in), a view
+        return torch.baddbmm(self.bias, x, self.weight)  # (M, N, out)
+
+
+class EnsembleMLP(nn.Module):
+    """``members`` MLPs of identical shape (ELU, orthogonal init) evaluated together."""
+
+    def __init__(self, members: int, in_dim: int, out_dim: int, hidden: int, layers: int):
+        super().__init__()
+        dims = [in_dim] + [hidden] * layers
+        self.hidden = nn.ModuleList(
+            EnsembleLinear(members, a, b, math.sqrt(2)) for a, b in zip(dims[:-1], dims[1:], strict=True)
+        )
+        self.out = EnsembleLinear(members, dims[-1], out_dim, 1.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for layer in self.hidden:
+            x = F.elu(layer(x))  # (M, N, hidden)
+        return self.out(x)  # (M, N, out)
+
+
+class Prediction(NamedTuple):
+    """Every member's one-step prediction, (M, N, ...)."""
+
+    delta: Tensor  # (M, N, D) normalised change of state
+    reward: Tensor  # (M, N) normalised reward
+    logit: Tensor  # (M, N) termination logit
+
+
+@dataclass
+class Rollout:
+    """A predicted trajectory from ``rollout``: what ``imagine`` returns at each of H steps, stacked."""
+
+    states: Tensor  # (B, H, D) the flat state after each action
+    rewards: Tensor  # (B, H)
+    terminated: Tensor  # (B, H) bool; steps after a predicted termination are still predicted
+    disagreement: Tensor | None = None  # (B, H) for ensembles
+
+
+class MLPWorldModel(WorldModel):
+    """Deterministic MLP world model: (observation, action) -> next observation, reward, termination.
+
+    State: ``{"obs": (B, state_dim)}``, the flat observation (see the module
+    docstring); ``features`` is that vector, ``decode`` turns it back into the
+    env's format (images upsampled from the pooled cells).
+    """
+
+    Config = MLPConfig
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: MLPConfig):
+        super().__init__(observation_space, action_space, config)
+        pool = config.image_pool
+        self.image_dims = {k: shape[-1] * pool * pool for k, shape in self.spec.images.items()}
+        self.state_dim = sum(self.image_dims.values()) + self.spec.vector_dim
+        in_dim = self.state_dim + self.spec.action_dim
+        self.in_norm = RunningNorm(in_dim, config.min_std)  # of (state, encoded action)
+        self.delta_norm = RunningNorm(self.state_dim, config.min_std)  # of next state - state
+        self.reward_norm = RunningNorm(1, config.min_std)
+        self.net = self._build_net(in_dim, self.state_dim + 2)
+
+    @property
+    def members(self) -> int:
+        """Number of networks (1 here)."""
+        return 1
+
+    def _build_net(self, in_dim: int, out_dim: int) -> nn.Module:
+        net = mlp(in_dim, out_dim, self.config.hidden, self.config.layers, nn.ELU)
+        orthogonal_init(net)
+        nn.init.orthogonal_(net[-1].weight, gain=1.0)
+        return net
+
+    def _members_forward(self, x: Tensor) -> Tensor:
+        return self.net(x)[None]  # (1, N, out)
+
+    # --- observations and actions as flat vectors -----------------------------
+
+    def encode_obs(self, obs: Obs) -> Tensor:
+        """Env-format observation (..., obs shape) -> flat state (..., state_dim) float32."""
+        parts = self.spec.parts(obs)
+        pool = self.config.image_pool
+        flat = []
+        for key in self.spec.image_keys:
+            x = parts[key].to(self.device)
+            lead = tuple(x.shape[:-3])
+            x = x.reshape((-1,) + tuple(x.shape[-3:])).permute(0, 3, 1, 2).float() / 255.0  # (N, C, H, W)
+            x = F.adaptive_avg_pool2d(x, pool)  # (N, C, pool, pool)
+            flat.append(x.reshape(lead + (-1,)))
+        if self.spec.vector_dim:
+            flat.append(self.spec.vector(obs).to(self.device))
+        return torch.cat(flat, dim=-1)  # (..., state_dim)
+
+    def encode_action(self, action: Tensor, check: bool = True) -> Tensor:
+        """Env-format action (..., action shape) -> float (..., action_dim); ``check`` rejects bad Discrete ids."""
+        action = torch.as_tensor(action, device=self.device)
+        if self.spec.discrete:
+            if check and action.numel() and (action.min() < 0 or action.max() >= self.spec.action_dim):
+                raise ValueError(f"discrete actions must lie in [0, {self.spec.action_dim}), got {action.tolist()}")
+            action = action.long().clamp(0, self.spec.action_dim - 1)
+        return self.spec.encode_action(action)
+
+    # --- the network -------------------------------------------------------------
+
+    def _predict(self, x: Tensor, a: Tensor) -> Prediction:
+        """Every member's prediction from flat states x (N, D) and encoded actions a (N, A)."""
+        out = self._members_forward(self.in_norm.normalize(torch.cat([x, a], dim=-1)))  # (M, N, D + 2)
+        d = self.state_dim
+        return Prediction(out[..., :d], out[..., d], out[..., d + 1])
+
+    def _step(self, x: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Mean next state (N, D), reward (N,), terminated (N,) bool and disagreement (N,)."""
+        pred = self._predict(x, self.encode_action(action))
+        next_x = x + self.delta_norm.denormalize(pred.delta).mean(0)  # (N, D)
+        reward = self.reward_norm.denormalize(pred.reward[..., None])[..., 0].mean(0)  # (N,)
+        terminated = torch.sigmoid(pred.logit).mean(0) > 0.5  # (N,)
+        return next_x, reward, terminated, _disagreement(pred.delta)
+
+    def _sample_weights(self, valid: Tensor) -> Tensor:
+        """Per-member weights (M, N) of the N training pairs."""
+        return valid.float()[None]
+
+    # --- the interface -----------------------------------------------------------
+
+    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        """One-step prediction loss over consecutive pairs of the (B, T) window.
+
+        Pair t predicts obs[t + 1] from obs[t] and action[t + 1] (the action that
+        led to obs[t + 1]); pairs where obs[t + 1] starts an episode, or obs[t]
+        ends one, are masked out. Running statistics update in training mode.
+        """
+        cfg = self.config
+        s = self.encode_obs(batch.obs)  # (B, T, D)
+        a = self.encode_action(batch.action, check=False)  # (B, T, A)
+        is_first = batch.is_first.to(self.device).bool()
+        terminated = batch.terminated.to(self.device).bool()
+        valid = (~is_first[:, 1:] & ~terminated[:, :-1]).reshape(-1)  # (N,), N = B * (T - 1)
+        x = s[:, :-1].reshape(-1, self.state_dim)  # (N, D)
+        delta = (s[:, 1:] - s[:, :-1]).reshape(-1, self.state_dim)  # (N, D)
+        act = a[:, 1:].reshape(-1, self.spec.action_dim)  # (N, A)
+        reward = batch.reward.to(self.device)[:, 1:].reshape(-1, 1).float()  # (N, 1)
+        # the action and reward of a first step are meaningless (maybe NaN): zero them so masked pairs stay finite
+        act = torch.where(valid[:, None], act, torch.zeros_like(act))
+        reward = torch.where(valid[:, None], reward, torch.zeros_like(reward))
+        done = terminated[:, 1:].reshape(-1).float()  # (N,)
+        if self.training:
+            self.in_norm.update(torch.cat([x, act], dim=-1)[valid])
+            self.delta_norm.update(delta[valid])
+            self.reward_norm.update(reward[valid])
+
+        pred = self._predict(x, act)  # (M, N, ...)
+        state_loss = self._regression(pred.delta, self.delta_norm.normalize(delta), cfg.state_loss).mean(-1)
+        reward_loss = self._regression(pred.reward, self.reward_norm.normalize(reward)[:, 0], cfg.reward_loss)
+        pos_weight = torch.tensor(cfg.termination_pos_weight, device=self.device)
+        term_loss = F.binary_cross_entropy_with_logits(
+            pred.logit, done.expand_as(pred.logit), pos_weight=pos_weight, reduction="none"
+        )
+        per_pair = cfg.state_coef * state_loss + cfg.reward_coef * reward_loss + cfg.termination_coef * term_loss
+        weights = self._sample_weights(valid) if self.training else valid.float()[None]  # (M, N)
+        total = ((per_pair * weights).sum(-1) / weights.sum(-1).clamp_min(1.0)).mean()
+
+        with torch.no_grad():
+            n = valid.float().sum().clamp_min(1.0)
+            mask = valid.float()
+
+            def avg(per: Tensor) -> float:  # mean over members and valid pairs
+                return float((per.mean(0) * mask).sum() / n)
+
+            pred_delta = self.delta_norm.denormalize(pred.delta).mean(0)  # (N, D)
+            pred_reward = self.reward_norm.denormalize(pred.reward[..., None]).mean(0)  # (N, 1)
+            metrics = {
+                "loss": float(total.detach()),
+                "state_loss": avg(state_loss),
+                "reward_loss": avg(reward_loss),
+                "termination_loss": avg(term_loss),
+                "state_mse": float(((pred_delta - delta).square().mean(-1) * mask).sum() / n),
+                "copy_mse": float((delta.square().mean(-1) * mask).sum() / n),  # the next = current baseline
+                "reward_mae": float(((pred_reward - reward).abs()[:, 0] * mask).sum() / n),
+                "pairs": float(valid.sum()),
+            }
+            if self.members > 1:
+                metrics["disagreement"] = float((_disagreement(pred.delta) * mask).sum() / n)
+        return total, metrics
+
+    def _regression(self, pred: Tensor, target: Tensor, kind: str) -> Tensor:
+        target = target.expand_as(pred)
+        if kind == "huber":
+            return F.huber_loss(pred, target, reduction="none", delta=self.config.huber_delta)
+        return F.mse_loss(pred, target, reduction="none")
+
+    def initial_state(self, batch_size: int) -> State:
+        return {"obs": torch.zeros(batch_size, self.state_dim, device=self.device)}
+
+    def observe(self, state: State, action: Tensor, obs: Obs, is_first: Tensor) -> State:
+        """The state is the observation itself, so ``state``, ``action`` and ``is_first`` are not needed."""
+        return {"obs": self.encode_obs(obs)}
+
+    def imagine(
+        self,
+        state: State,
+        action: Tensor,
+        do: Mapping[str, Any] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Imagined:
+        """The mean prediction of the step ``action`` leads to; deterministic, so ``generator`` is unused."""
+        self.check_do(do)
+        next_x, reward, terminated, _ = self._step(state["obs"], action)
+        return Imagined({"obs": next_x}, reward, terminated)
+
+    def decode(self, state: State) -> Obs:
+        x = state["obs"]  # (B, D)
+        lead = tuple(x.shape[:-1])
+        pool = self.config.image_pool
+        images, start = {}, 0
+        for key, shape in self.spec.images.items():
+            dim = self.image_dims[key]
+            cells = x[..., start : start + dim].reshape((-1, shape[-1], pool, pool))  # (N, C, pool, pool)
+            start += dim
+            full = F.interpolate(cells, size=shape[:2], mode="bilinear", align_corners=False)  # (N, C, H, W)
+            images[key] = full.reshape(lead + tuple(full.shape[1:]))
+        return self.spec.assemble(images, x[..., start:])
+
+    def features(self, state: State) -> Tensor:
+        return state["obs"]  # (B, state_dim)
+
+    # --- beyond the interface ----------------------------------------------------
+
+    def rollout(self, state: State, actions: Tensor) -> Rollout:
+        """Imagines H steps from ``state`` under ``actions`` (B, H, ...), one ``imagine`` per step."""
+        states, rewards, terms, disagreements = [], [], [], []
+        for h in range(actions.shape[1]):
+            state, reward, terminated = self.imagine(state, actions[:, h])
+            states.append(state["obs"])
+            rewards.append(reward)
+            terms.append(terminated)
+            if "disagreement" in state:
+                disagreements.append(state["disagreement"])
+        return Rollout(
+            torch.stack(states, 1),  # (B, H, D)
+            torch.stack(rewards, 1),  # (B, H)
+            torch.stack(terms, 1),  # (B, H)
+            torch.stack(disagreements, 1) if disagreements else None,
+        )
+
+
+class MLPEnsemble(MLPWorldModel):
+    """N bootstrapped MLP world models evaluated in one batched pass; their disagreement is the uncertainty.
+
+    State: ``{"obs": (B, state_dim), "disagreement": (B,)}``; ``imagine`` follows
+    the members' mean and stores their disagreement on that step (0 after
+    ``observe`` and ``initial_state``).
+    """
+
+    Config = EnsembleConfig
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: EnsembleConfig):
+        super().__init__(observation_space, action_space, config)
+        self.register_buffer("bootstrap_step", torch.zeros(1, dtype=torch.int64))
+
+    @property
+    def members(self) -> int:
+        return self.config.members
+
+    def _build_net(self, in_dim: int, out_dim: int) -> nn.Module:
+        return EnsembleMLP(self.config.members, in_dim, out_dim, self.config.hidden, self.config.layers)
+
+    def _members_forward(self, x: Tensor) -> Tensor:
+        return self.net(x)  # (M, N, out)
+
+    def _sample_weights(self, valid: Tensor) -> Tensor:
+        if not self.config.bootstrap:
+            return valid.float().expand(self.members, -1)
+        step = int(self.bootstrap_step)
+        self.bootstrap_step += 1
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
+        weights = torch.poisson(torch.ones(self.members, valid.shape[0]), generator=generator)
+        return weights.to(valid.device) * valid.float()  # (M, N)
+
+    def initial_state(self, batch_size: int) -> State:
+        return {**super().initial_state(batch_size), "disagreement": torch.zeros(batch_size, device=self.device)}
+
+    def observe(self, state: State, action: Tensor, obs: Obs, is_first: Tensor) -> State:
+        x = self.encode_obs(obs)
+        return {"obs": x, "disagreement": x.new_zeros(x.shape[:-1])}
+
+    def imagine(
+        self,
+        state: State,
+        action: Tensor,
+        do: Mapping[str, Any] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Imagined:
+        self.check_do(do)
+        next_x, reward, terminated, disagreement = self._step(state["obs"], action)
+        return Imagined({"obs": next_x, "disagreement": disagreement}, reward, terminated)
+
+    def uncertainty(self, state: State, action: Tensor) -> Tensor:
+        """Disagreement (B,) of the members about the step ``action`` leads to from ``state``."""
+        pred = self._predict(state["obs"], self.encode_action(action))
+        return _disagreement(pred.delta)  # (B,)
+
+
+def _disagreement(delta: Tensor) -> Tensor:
+    """Std across members (M, N, D), averaged over dimensions -> (N,). (Tensor.std over dim 0 is slow on CPU.)"""
+    if delta.shape[0] == 1:
+        return delta.new_zeros(delta.shape[1:-1])
+    return (delta - delta.mean(0)).square().mean(0).sqrt().mean(-1)
+

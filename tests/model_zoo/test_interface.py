@@ -1,0 +1,175 @@
+"""The WorldModel contract, checked for every registered model on every kind of space.
+
+Parametrized over ``model_zoo.list_models()``: a model is tested here the moment
+it is registered.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import model_zoo
+from model_zoo import Batch, Imagined
+
+IMAGE = spaces.Box(0, 255, (64, 64, 3), np.uint8)
+VECTOR = spaces.Box(-1.0, 1.0, (5,), np.float32)
+OBS_SPACES = {
+    "dict": spaces.Dict({"image": IMAGE, "state": spaces.Box(-1.0, 1.0, (6,), np.float32)}),
+    "image": IMAGE,
+    "vector": VECTOR,
+}
+ACTION_SPACES = {"discrete": spaces.Discrete(5), "box": spaces.Box(-1.0, 1.0, (2,), np.float32)}
+B, T = 3, 6
+
+
+def sample_obs(space: spaces.Space, lead: tuple[int, ...], rng: np.random.Generator):
+    if isinstance(space, spaces.Dict):
+        return {k: sample_obs(s, lead, rng) for k, s in space.spaces.items()}
+    if space.dtype == np.uint8:
+        return torch.as_tensor(rng.integers(0, 256, lead + space.shape, dtype=np.uint8))
+    return torch.as_tensor(rng.uniform(space.low, space.high, lead + space.shape).astype(np.float32))
+
+
+def sample_actions(space: spaces.Space, lead: tuple[int, ...], rng: np.random.Generator) -> torch.Tensor:
+    if isinstance(space, spaces.Discrete):
+        return torch.as_tensor(rng.integers(0, space.n, lead), dtype=torch.int64)
+    return torch.as_tensor(rng.uniform(-1, 1, lead + space.shape).astype(np.float32))
+
+
+def make_batch(obs_space, action_space, seed: int = 0) -> Batch:
+    rng = np.random.default_rng(seed)
+    is_first = torch.zeros(B, T, dtype=torch.bool)
+    is_first[:, 0] = True
+    is_first[0, T // 2] = True  # an episode boundary inside one window
+    terminated = torch.zeros(B, T, dtype=torch.bool)
+    terminated[0, T // 2 - 1] = True
+    return Batch(
+        obs=sample_obs(obs_space, (B, T), rng),
+        action=sample_actions(action_space, (B, T), rng),
+        reward=torch.as_tensor(rng.normal(size=(B, T)).astype(np.float32)),
+        terminated=terminated,
+        is_first=is_first,
+    )
+
+
+def contains(space: spaces.Space, obs, i: int) -> bool:
+    if isinstance(space, spaces.Dict):
+        return all(contains(s, obs[k], i) for k, s in space.spaces.items())
+    return space.contains(obs[i].detach().cpu().numpy())
+
+
+def state_leaves(state) -> list[torch.Tensor]:
+    assert isinstance(state, dict) and state, "a state is a non-empty dict of tensors"
+    return list(state.values())
+
+
+CASES = [
+    pytest.param(model_id, obs_kind, act_kind, id=f"{model_id}-{obs_kind}-{act_kind}")
+    for model_id in model_zoo.list_models()
+    for obs_kind in OBS_SPACES
+    for act_kind in ACTION_SPACES
+]
+
+
+@pytest.fixture(scope="module")
+def built():
+    cache: dict = {}
+
+    def build(model_id, obs_kind, act_kind):
+        key = (model_id, obs_kind, act_kind)
+        if key not in cache:
+            torch.manual_seed(0)
+            cache[key] = model_zoo.make(model_id, OBS_SPACES[obs_kind], ACTION_SPACES[act_kind])
+        return cache[key]
+
+    return build
+
+
+@pytest.mark.parametrize(("model_id", "obs_kind", "act_kind"), CASES)
+def test_interface_shapes_and_dtypes(built, model_id, obs_kind, act_kind):
+    model = built(model_id, obs_kind, act_kind)
+    obs_space, action_space = OBS_SPACES[obs_kind], ACTION_SPACES[act_kind]
+    assert model.model_id == model_id
+    rng = np.random.default_rng(1)
+    with torch.no_grad():
+        state = model.initial_state(B)
+        for leaf in state_leaves(state):
+            assert leaf.shape[0] == B
+        action = sample_actions(action_space, (B,), rng)
+        obs = sample_obs(obs_space, (B,), rng)
+        state = model.observe(state, action, obs, torch.ones(B, dtype=torch.bool))
+        state = model.observe(state, action, sample_obs(obs_space, (B,), rng), torch.zeros(B, dtype=torch.bool))
+        features = model.features(state)
+        assert features.shape == (B, model.feature_dim) and features.dtype == torch.float32
+        assert torch.isfinite(features).all()
+        out = model.imagine(state, action, generator=torch.Generator().manual_seed(0))
+        assert isinstance(out, Imagined)
+        assert out.reward.shape == (B,) and out.reward.dtype == torch.float32
+        assert out.terminated.shape == (B,) and out.terminated.dtype == torch.bool
+        assert {k: v.shape for k, v in out.state.items()} == {k: v.shape for k, v in state.items()}
+        decoded = model.decode(out.state)
+        for i in range(B):
+            assert contains(obs_space, decoded, i), f"decoded observation {i} is outside {obs_space}"
+
+
+@pytest.mark.parametrize(("model_id", "obs_kind", "act_kind"), CASES)
+def test_loss_is_finite_and_training_lowers_it(model_id, obs_kind, act_kind):
+    torch.manual_seed(0)
+    model = model_zoo.make(model_id, OBS_SPACES[obs_kind], ACTION_SPACES[act_kind])
+    batch = make_batch(OBS_SPACES[obs_kind], ACTION_SPACES[act_kind])
+    loss, metrics = model.loss(batch)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    assert metrics and all(isinstance(v, float) for v in metrics.values())
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    first = float(loss.detach())
+    for _ in range(15):
+        optimizer.zero_grad()
+        loss, _ = model.loss(batch)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        torch.manual_seed(0)
+        after = float(model.loss(batch)[0])
+    assert after < first, f"{model_id}: loss {first:.4f} -> {after:.4f} after 15 steps on one batch"
+
+
+@pytest.mark.parametrize(("model_id", "obs_kind", "act_kind"), CASES)
+def test_imagine_is_batched_and_deterministic(built, model_id, obs_kind, act_kind):
+    model = built(model_id, obs_kind, act_kind)
+    rng = np.random.default_rng(2)
+    obs_space, action_space = OBS_SPACES[obs_kind], ACTION_SPACES[act_kind]
+    with torch.no_grad():
+        state = model.observe(
+            model.initial_state(B),
+            sample_actions(action_space, (B,), rng),
+            sample_obs(obs_space, (B,), rng),
+            torch.ones(B, dtype=torch.bool),
+        )
+        action = sample_actions(action_space, (B,), rng)
+        a = model.imagine(state, action, generator=torch.Generator().manual_seed(5))
+        b = model.imagine(state, action, generator=torch.Generator().manual_seed(5))
+    for key in a.state:
+        assert torch.equal(a.state[key], b.state[key]), f"state[{key!r}] differs under the same generator seed"
+    assert torch.equal(a.reward, b.reward) and torch.equal(a.terminated, b.terminated)
+
+
+@pytest.mark.parametrize("model_id", model_zoo.list_models())
+def test_non_causal_models_refuse_interventions(model_id):
+    model = model_zoo.make(model_id, OBS_SPACES["vector"], ACTION_SPACES["discrete"])
+    if model.supports_do:
+        pytest.skip("a causal model: tested in its own file")
+    state = model.initial_state(2)
+    with pytest.raises(ValueError, match="does not take interventions"):
+        model.imagine(state, torch.zeros(2, dtype=torch.int64), do={"gameday": True})
+
+
+def test_unknown_model_and_config_field_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown model id 'nope'; registered: mlp"):
+        model_zoo.make("nope", VECTOR, ACTION_SPACES["discrete"])
+    with pytest.raises(ValueError, match=r"mlp: unknown config field\(s\) \['bogus'\]"):
+        model_zoo.make("mlp", VECTOR, ACTION_SPACES["discrete"], bogus=1)
+    with pytest.raises(ValueError, match="already registered"):
+        model_zoo.register("mlp", entry_point="model_zoo.mlp:MLPWorldModel")

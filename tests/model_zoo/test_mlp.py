@@ -1,0 +1,316 @@
+"""The MLP world model and the MLP ensemble on Dict, image and vector spaces, Discrete and Box actions."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import model_zoo
+from model_zoo import Batch
+from model_zoo.mlp import MLPEnsemble, MLPWorldModel, Rollout, RunningNorm
+
+MODEL_IDS = ["mlp", "mlp_ensemble"]
+OBS_SPACES = {
+    "dict": spaces.Dict(
+        {"image": spaces.Box(0, 255, (64, 64, 3), np.uint8), "state": spaces.Box(-1, 1, (6,), np.float32)}
+    ),
+    "image": spaces.Box(0, 255, (64, 64, 3), np.uint8),
+    "vector": spaces.Box(-1, 1, (5,), np.float32),
+}
+ACTION_SPACES = {"discrete": spaces.Discrete(3), "box": spaces.Box(-1, 1, (2,), np.float32)}
+TINY = {"hidden": 32, "layers": 2, "image_pool": 4}
+
+all_combinations = pytest.mark.parametrize(
+    "model_id,obs_kind,action_kind",
+    [(m, o, a) for m in MODEL_IDS for o in OBS_SPACES for a in ACTION_SPACES],
+)
+
+
+def make(model_id, obs_kind="vector", action_kind="discrete", **overrides):
+    extra = {"members": 3} if model_id == "mlp_ensemble" else {}
+    return model_zoo.make(model_id, OBS_SPACES[obs_kind], ACTION_SPACES[action_kind], **{**TINY, **extra, **overrides})
+
+
+def random_obs(space, lead, g):
+    if isinstance(space, spaces.Dict):
+        return {k: random_obs(s, lead, g) for k, s in space.spaces.items()}
+    if space.dtype == np.uint8:
+        return torch.randint(0, 256, lead + space.shape, generator=g, dtype=torch.uint8)
+    return torch.rand(lead + space.shape, generator=g) * 2 - 1
+
+
+def random_action(space, lead, g):
+    if isinstance(space, spaces.Discrete):
+        return torch.randint(0, int(space.n), lead, generator=g)
+    return torch.rand(lead + space.shape, generator=g) * 2 - 1
+
+
+def random_batch(model, B=4, T=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    is_first = torch.zeros(B, T, dtype=torch.bool)
+    is_first[:, 0] = True
+    return Batch(
+        obs=random_obs(model.observation_space, (B, T), g),
+        action=random_action(model.action_space, (B, T), g),
+        reward=torch.randn(B, T, generator=g),
+        terminated=torch.rand(B, T, generator=g) < 0.1,
+        is_first=is_first,
+    )
+
+
+def observe_first(model, obs):
+    """The state after observing ``obs`` (B, ...) as the first step of an episode."""
+    B = len(obs["image"] if isinstance(obs, dict) else obs)
+    action = random_action(model.action_space, (B,), torch.Generator().manual_seed(0))
+    return model.observe(model.initial_state(B), action, obs, torch.ones(B, dtype=torch.bool))
+
+
+def obs_at(obs, t):
+    return {k: v[:, t] for k, v in obs.items()} if isinstance(obs, dict) else obs[:, t]
+
+
+def to_numpy_row(obs, i):
+    return {k: v[i].numpy() for k, v in obs.items()} if isinstance(obs, dict) else obs[i].numpy()
+
+
+@all_combinations
+@torch.no_grad()
+def test_interface_shapes_and_dtypes(model_id, obs_kind, action_kind):
+    model = make(model_id, obs_kind, action_kind)
+    B, H = 3, 4
+    batch = random_batch(model, B, H)
+    D = model.state_dim
+
+    state = model.initial_state(B)
+    assert state["obs"].shape == (B, D) and state["obs"].dtype == torch.float32
+    state = model.observe(state, batch.action[:, 0], obs_at(batch.obs, 0), batch.is_first[:, 0])
+    assert state["obs"].shape == (B, D)
+    assert model.features(state).shape == (B, model.feature_dim) == (B, D)
+
+    next_state, reward, terminated = model.imagine(state, batch.action[:, 1])
+    assert set(next_state) == set(state)
+    assert next_state["obs"].shape == (B, D) and next_state["obs"].dtype == torch.float32
+    assert reward.shape == (B,) and reward.dtype == torch.float32
+    assert terminated.shape == (B,) and terminated.dtype == torch.bool
+
+    decoded = model.decode(next_state)
+    for i in range(B):
+        assert model.observation_space.contains(to_numpy_row(decoded, i))
+
+    rollout = model.rollout(state, batch.action)
+    assert isinstance(rollout, Rollout)
+    assert rollout.states.shape == (B, H, D)
+    assert rollout.rewards.shape == (B, H) and rollout.terminated.shape == (B, H)
+    assert rollout.terminated.dtype == torch.bool
+    if model_id == "mlp_ensemble":
+        assert next_state["disagreement"].shape == (B,) and rollout.disagreement.shape == (B, H)
+        assert model.uncertainty(state, batch.action[:, 1]).shape == (B,)
+    else:
+        assert rollout.disagreement is None
+
+    loss, metrics = model.loss(batch)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    assert all(isinstance(v, float) for v in metrics.values())
+
+
+@all_combinations
+def test_training_lowers_the_loss_on_a_fixed_batch(model_id, obs_kind, action_kind):
+    torch.manual_seed(0)
+    model = make(model_id, obs_kind, action_kind)
+    batch = random_batch(model, B=4, T=6)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        loss, _ = model.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    with torch.no_grad():
+        final, _ = model.eval().loss(batch)
+    assert float(final) < 0.7 * losses[0]
+
+
+@all_combinations
+@torch.no_grad()
+def test_imagine_is_batched_and_deterministic(model_id, obs_kind, action_kind):
+    torch.manual_seed(0)
+    model = make(model_id, obs_kind, action_kind)
+    model.loss(random_batch(model))  # fit the normalisers, so they are not the identity
+    batch = random_batch(model, B=5, T=2, seed=1)
+    state = model.observe(model.initial_state(5), batch.action[:, 0], obs_at(batch.obs, 0), batch.is_first[:, 0])
+    action = batch.action[:, 1]
+    first = model.imagine(state, action, generator=torch.Generator().manual_seed(1))
+    second = model.imagine(state, action, generator=torch.Generator().manual_seed(2))
+    for a, b in zip(first, second, strict=True):
+        if isinstance(a, dict):
+            assert all(torch.equal(a[k], b[k]) for k in a)
+        else:
+            assert torch.equal(a, b)
+    for i in range(5):
+        row = model.imagine({k: v[i : i + 1] for k, v in state.items()}, action[i : i + 1])
+        for key in first.state:
+            torch.testing.assert_close(row.state[key][0], first.state[key][i], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(row.reward[0], first.reward[i], atol=1e-5, rtol=1e-5)
+        assert row.terminated[0] == first.terminated[i]
+
+
+@pytest.mark.parametrize("model_id", MODEL_IDS)
+def test_loss_masks_pairs_across_episode_boundaries(model_id):
+    torch.manual_seed(0)
+    model = make(model_id).eval()
+    batch = random_batch(model, B=3, T=6)
+    batch.terminated[:] = False
+    batch.is_first[:, 3] = True  # obs[3] starts a new episode: the pair (2 -> 3) must not count
+    loss, metrics = model.loss(batch)
+    assert metrics["pairs"] == 3 * 4
+    batch.action[:, 3] = (batch.action[:, 3] + 1) % 3  # the action and reward of a first step are meaningless
+    batch.reward[:, 3] = float("nan")
+    assert torch.equal(model.loss(batch)[0], loss)
+
+    batch.is_first[:] = True  # no valid pair at all: a zero loss that still backpropagates
+    loss, metrics = model.train().loss(batch)
+    loss.backward()
+    assert float(loss.detach()) == 0.0 and metrics["pairs"] == 0.0
+
+
+@pytest.mark.parametrize("model_id", MODEL_IDS)
+@torch.no_grad()
+def test_decode_inverts_observe(model_id):
+    vector_model = make(model_id, "vector")
+    x = torch.rand(4, 5) * 2 - 1
+    torch.testing.assert_close(vector_model.decode(observe_first(vector_model, x)), x)
+
+    dict_model = make(model_id, "dict")
+    colours = torch.randint(0, 256, (4, 1, 1, 3), dtype=torch.uint8)
+    obs = {"image": colours.expand(4, 64, 64, 3).contiguous(), "state": torch.rand(4, 6) * 2 - 1}
+    decoded = dict_model.decode(observe_first(dict_model, obs))
+    assert torch.equal(decoded["image"], obs["image"])  # flat colours survive pooling exactly
+    torch.testing.assert_close(decoded["state"], obs["state"])
+
+
+def test_running_norm_matches_the_statistics_of_all_samples():
+    x = torch.randn(100, 3) * torch.tensor([1.0, 5.0, 0.1]) + torch.tensor([0.0, 3.0, -2.0])
+    norm = RunningNorm(3)
+    for chunk in x.split([10, 37, 1, 52]):
+        norm.update(chunk)
+    torch.testing.assert_close(norm.mean, x.mean(0))
+    torch.testing.assert_close(norm.var, x.var(0, unbiased=False))
+    torch.testing.assert_close(norm.denormalize(norm.normalize(x)), x)
+
+
+@pytest.mark.parametrize("model_id", MODEL_IDS)
+@torch.no_grad()
+def test_state_dict_round_trip_keeps_the_normalisers(model_id):
+    torch.manual_seed(0)
+    model = make(model_id, "dict", "box")
+    model.loss(random_batch(model))
+    clone = make(model_id, "dict", "box")
+    clone.load_state_dict(model.state_dict())
+    assert any(k.endswith("in_norm.mean") for k in model.state_dict())
+    batch = random_batch(model, seed=3)
+    state = observe_first(model, obs_at(batch.obs, 0))
+    a, b = model.imagine(state, batch.action[:, 1]), clone.imagine(state, batch.action[:, 1])
+    assert torch.equal(a.state["obs"], b.state["obs"]) and torch.equal(a.reward, b.reward)
+
+
+def test_ensemble_disagrees_more_far_from_its_training_data():
+    torch.manual_seed(0)
+    model = make("mlp_ensemble", "vector", "discrete", hidden=64, members=5)
+    g = torch.Generator().manual_seed(0)
+    B, T = 32, 8
+    obs = torch.rand(B, T, 5, generator=g) * 0.5  # training data lives in [0, 0.5]^5
+    action = torch.randint(0, 3, (B, T), generator=g)
+    obs[:, 1:] = (obs[:, :-1] * 0.9 + 0.05 * (action[:, 1:, None] - 1)).clamp(0, 0.5)  # simple dynamics
+    is_first = torch.zeros(B, T, dtype=torch.bool)
+    is_first[:, 0] = True
+    batch = Batch(obs, action, obs.sum(-1), torch.zeros(B, T, dtype=torch.bool), is_first)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(100):
+        loss, _ = model.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        near = model.uncertainty({"obs": obs[:, 0]}, action[:, 1]).mean()
+        far = model.uncertainty({"obs": -1 - obs[:, 0]}, action[:, 1]).mean()  # in [-1.5, -1]^5
+        imagined = model.imagine({"obs": -1 - obs[:, 0]}, action[:, 1]).state["disagreement"].mean()
+    assert far > 3 * near
+    torch.testing.assert_close(imagined, far)
+
+
+def test_ensemble_bootstrap_is_seeded_and_differs_between_members():
+    def weights(seed):
+        model = make("mlp_ensemble", seed=seed).train()
+        valid = torch.ones(50, dtype=torch.bool)
+        return model._sample_weights(valid), model._sample_weights(valid)
+
+    first, second = weights(0)
+    assert first.shape == (3, 50)
+    assert not torch.equal(first[0], first[1])  # members see different resamples
+    assert not torch.equal(first, second)  # and a new one every step
+    assert torch.equal(weights(0)[0], first) and not torch.equal(weights(1)[0], first)
+    model = make("mlp_ensemble", bootstrap=False)
+    assert torch.equal(model._sample_weights(torch.tensor([True, False])), torch.tensor([[1.0, 0.0]] * 3))
+
+
+@pytest.mark.parametrize("model_id", MODEL_IDS)
+def test_huber_losses_train(model_id):
+    model = make(model_id, state_loss="huber", reward_loss="huber", huber_delta=0.5)
+    loss, _ = model.loss(random_batch(model))
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_clear_errors_at_the_boundary():
+    with pytest.raises(ValueError, match="state_loss"):
+        make("mlp", state_loss="l1")
+    with pytest.raises(ValueError, match="members"):
+        make("mlp_ensemble", members=0)
+    model = make("mlp")
+    state = model.initial_state(2)
+    with pytest.raises(ValueError, match="discrete actions"):
+        model.imagine(state, torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="interventions"):
+        model.imagine(state, torch.tensor([0, 1]), do={"weather": 1})
+
+
+def test_registry_builds_the_right_classes():
+    assert isinstance(make("mlp"), MLPWorldModel) and not isinstance(make("mlp"), MLPEnsemble)
+    ensemble = make("mlp_ensemble")
+    assert isinstance(ensemble, MLPEnsemble) and ensemble.members == 3
+
+
+def test_mlp_learns_cartpole_dynamics():
+    """A foreign env: a few hundred Adam steps beat the next = current baseline on CartPole-v1."""
+    torch.manual_seed(0)
+    env = gym.make("CartPole-v1")
+    rng = np.random.default_rng(0)
+    B, T = 16, 16
+    obs = np.zeros((B, T, 4), np.float32)
+    action = np.zeros((B, T), np.int64)
+    is_first = np.zeros((B, T), bool)
+    terminated = np.zeros((B, T), bool)
+    for b in range(B):
+        obs[b, 0], _ = env.reset(seed=b)
+        is_first[b, 0] = True
+        for t in range(1, T):
+            if terminated[b, t - 1]:
+                obs[b, t], _ = env.reset()
+                is_first[b, t] = True
+                continue
+            action[b, t] = rng.integers(2)
+            obs[b, t], _, terminated[b, t], _, _ = env.step(action[b, t])
+    batch = Batch(
+        torch.from_numpy(obs), torch.from_numpy(action), torch.ones(B, T), torch.from_numpy(terminated),
+        torch.from_numpy(is_first),
+    )
+    model = model_zoo.make("mlp", env.observation_space, env.action_space, hidden=64, layers=2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(150):
+        loss, metrics = model.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert metrics["state_mse"] < 0.1 * metrics["copy_mse"]
