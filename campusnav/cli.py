@@ -206,9 +206,9 @@ def run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import model_zoo
-    from model_zoo.data import SequenceSampler, load_episodes, split_episodes
+    from model_zoo.data import SequenceSampler, load_dataset, load_episodes, split_episodes
 
-    dataset = _open_dataset(args.dataset_id, args.data_path)
+    dataset = load_dataset(args.dataset_id, data_path=args.data_path)
     episodes = load_episodes(dataset)
     train, heldout = split_episodes(episodes, args.holdout, seed=args.seed) if args.holdout else (episodes, [])
     model = model_zoo.make(args.model, dataset.observation_space, dataset.action_space, **args.overrides)
@@ -221,14 +221,6 @@ def run_train(args: argparse.Namespace) -> int:
         result = model_zoo.evaluate(model, heldout)
         print(model_zoo.format_table({args.model: result}))
     return 0
-
-
-def _open_dataset(dataset_id: str, data_path: str | None):
-    import minari
-
-    if data_path is not None:
-        os.environ["MINARI_DATASETS_PATH"] = str(data_path)
-    return minari.load_dataset(dataset_id)
 
 
 # --- the table ------------------------------------------------------------

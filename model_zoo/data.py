@@ -87,6 +87,7 @@ __all__ = [
     "collect",
     "grid_cells",
     "iterate",
+    "load_dataset",
     "load_episodes",
     "split_episodes",
 ]
@@ -548,6 +549,12 @@ def _check_count(name: str, value: Any) -> None:
 # --- reading -----------------------------------------------------------------------
 
 
+def load_dataset(dataset_id: str, *, data_path: str | os.PathLike | None = None) -> minari.MinariDataset:
+    """``minari.load_dataset(dataset_id)`` looked up in ``data_path`` (default: Minari's folder)."""
+    with _datasets_root(data_path):
+        return minari.load_dataset(os.fspath(dataset_id))
+
+
 def load_episodes(
     dataset: minari.MinariDataset | str, *, data_path: str | os.PathLike | None = None
 ) -> list[Episode]:
@@ -556,8 +563,7 @@ def load_episodes(
     ``data_path`` is the datasets folder an id is looked up in (default: Minari's).
     """
     if isinstance(dataset, (str, os.PathLike)):
-        with _datasets_root(data_path):
-            dataset = minari.load_dataset(os.fspath(dataset))
+        dataset = load_dataset(dataset, data_path=data_path)
     if not isinstance(dataset, minari.MinariDataset):
         raise TypeError(f"expected a minari.MinariDataset or a dataset id, got {type(dataset).__name__}")
     keys = list(dataset.observation_space.spaces) if isinstance(dataset.observation_space, gym.spaces.Dict) else None

@@ -106,3 +106,44 @@ def test_bench_quick_prints_the_table(capsys, tmp_path):
 def test_bench_rejects_bad_numbers(capsys):
     assert exit_code(["bench", "--seconds", "0"]) == 2
     assert "positive" in capsys.readouterr().err
+
+
+# --- collect and train ------------------------------------------------------
+
+
+def test_collect_then_train_writes_a_dataset_a_checkpoint_and_the_table(tmp_path, capsys):
+    import minari
+
+    import model_zoo
+
+    data = str(tmp_path / "data")
+    argv = ["collect", "--episodes", "6", "--num-envs", "3", "--obs-mode", "state", "--max-episode-steps", "25",
+            "--dataset-id", "campusnav/cli-v0", "--data-path", data]
+    assert cli.main(argv) == 0
+    assert "wrote campusnav/cli-v0: 6 episodes, 150 steps" in capsys.readouterr().out
+    run_dir = tmp_path / "run"
+    argv = ["train", "mlp", "--dataset-id", "campusnav/cli-v0", "--data-path", data, "--steps", "12",
+            "--batch-size", "2", "--seq-len", "6", "--holdout", "0.34", "--run-dir", str(run_dir),
+            "--checkpoint-every", "6", "--set", "hidden=16"]
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| mlp |" in out and "obs_mse@1" in out
+    model = model_zoo.load(run_dir / "checkpoint")
+    assert model.config.hidden == 16
+    assert model.observation_space == minari.load_dataset("campusnav/cli-v0").observation_space
+    assert len((run_dir / "metrics.csv").read_text().splitlines()) >= 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["collect"], "--episodes is required"),
+        (["collect", "--episodes", "0"], "must be a positive integer"),
+        (["train", "nope"], "unknown model 'nope'"),
+        (["train", "mlp", "--holdout", "1.5"], "must be in [0, 1)"),
+        (["train", "mlp", "--set", "hidden"], "expected KEY=VALUE"),
+    ],
+)
+def test_collect_and_train_argument_errors(capsys, argv, message):
+    assert exit_code(argv) == 2
+    assert message in capsys.readouterr().err
