@@ -112,9 +112,8 @@ def test_bench_rejects_bad_numbers(capsys):
 
 
 def test_collect_then_train_writes_a_dataset_a_checkpoint_and_the_table(tmp_path, capsys):
-    import minari
-
     import model_zoo
+    from model_zoo.data import load_dataset
 
     data = str(tmp_path / "data")
     argv = ["collect", "--episodes", "6", "--num-envs", "3", "--obs-mode", "state", "--max-episode-steps", "25",
@@ -130,7 +129,7 @@ def test_collect_then_train_writes_a_dataset_a_checkpoint_and_the_table(tmp_path
     assert "| mlp |" in out and "obs_mse@1" in out
     model = model_zoo.load(run_dir / "checkpoint")
     assert model.config.hidden == 16
-    assert model.observation_space == minari.load_dataset("campusnav/cli-v0").observation_space
+    assert model.observation_space == load_dataset("campusnav/cli-v0", data_path=data).observation_space
     assert len((run_dir / "metrics.csv").read_text().splitlines()) >= 2
 
 
