@@ -98,7 +98,7 @@ class ObsSpec:
         lead = x.shape[:-3]
         x = x.reshape((-1,) + tuple(x.shape[-3:])).permute(0, 3, 1, 2).float() / 255.0
         if x.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
-            x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+            x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=True)
         return x.reshape(lead + x.shape[1:])
 
     def vector(self, obs: Any) -> Tensor:
@@ -112,8 +112,8 @@ class ObsSpec:
             else:
                 out.append(x.float().reshape(tuple(x.shape[: x.dim() - len(space.shape)]) + (-1,)))
         if not out:
-            lead = next(iter(parts.values())).shape[:-3]
-            return torch.zeros(lead + (0,))
+            first = next(iter(parts.values()))
+            return torch.zeros(first.shape[:-3] + (0,), device=first.device)
         return torch.cat(out, dim=-1)
 
     def assemble(self, images: Mapping[str, Tensor], vector: Tensor | None) -> Tensor | dict[str, Tensor]:
