@@ -12,6 +12,8 @@ actions that follow. Scored against the real steps:
   ``PSNR_CAP`` dB, so the mean stays finite;
 - ``copy_mse@k``: the same error for the "nothing changes" baseline that predicts the
   last observed frame, for scale;
+- ``vector_mse@k`` and ``copy_vector_mse@k`` (observations with both image and vector
+  parts): the two errors over the vector parts alone;
 - ``reward_mae`` and ``termination_precision`` / ``_recall`` / ``_f1``: over every
   imagined step ``1..max(horizons)``;
 - ``imagined_steps_per_s``: ``imagine`` alone, batched ``speed_batch``, under
@@ -212,6 +214,9 @@ class _Totals:
         self.sq = dict.fromkeys(horizons, 0.0)  # summed squared error
         self.elements = dict.fromkeys(horizons, 0)  # elements in it
         self.copy_sq = dict.fromkeys(horizons, 0.0)
+        self.vec_sq = dict.fromkeys(horizons, 0.0)  # the vector parts alone
+        self.copy_vec_sq = dict.fromkeys(horizons, 0.0)
+        self.vec_elements = dict.fromkeys(horizons, 0)
         self.psnr = dict.fromkeys(horizons, 0.0)  # summed per-frame PSNR
         self.scored = dict.fromkeys(horizons, 0)
         self.reward_abs, self.reward_n = 0.0, 0
@@ -223,6 +228,11 @@ class _Totals:
             return {k: total[k] / count[k] if count[k] else math.nan for k in self.horizons}
 
         precision, recall, f1 = termination_scores(self.tp, self.fp, self.fn)
+        extra = {}
+        if has_images and any(self.vec_elements.values()):
+            vec, copy_vec = mean(self.vec_sq, self.vec_elements), mean(self.copy_vec_sq, self.vec_elements)
+            extra = {f"vector_mse@{k}": vec[k] for k in self.horizons}
+            extra.update({f"copy_vector_mse@{k}": copy_vec[k] for k in self.horizons})
         return EvalResult(
             model_id=model_id,
             horizons=self.horizons,
@@ -239,6 +249,7 @@ class _Totals:
             parameters=parameters,
             windows=self.windows,
             context=context,
+            extra=extra,
         )
 
 
@@ -285,10 +296,13 @@ def _score(model: nn.Module, window: Batch, context: int, horizons: tuple[int, .
         totals.fn += int((~predicted & real).sum())
         if j in horizons:
             target = _at(obs, t)
-            sq, elements, image_mse = _errors(spec, model.decode(state), target)
-            copy_sq, _, _ = _errors(spec, last, target)
+            sq, elements, image_mse, vec_sq = _errors(spec, model.decode(state), target)
+            copy_sq, _, _, copy_vec_sq = _errors(spec, last, target)
             totals.sq[j] += float(sq[valid].sum())
             totals.copy_sq[j] += float(copy_sq[valid].sum())
+            totals.vec_sq[j] += float(vec_sq[valid].sum())
+            totals.copy_vec_sq[j] += float(copy_vec_sq[valid].sum())
+            totals.vec_elements[j] += spec.vector_dim * int(valid.sum())
             totals.elements[j] += elements * int(valid.sum())
             totals.scored[j] += int(valid.sum())
             if image_mse is not None:
@@ -297,8 +311,8 @@ def _score(model: nn.Module, window: Batch, context: int, horizons: tuple[int, .
         valid = valid & ~window.terminated[:, t].bool()  # later steps are past the episode's end
 
 
-def _errors(spec: Any, predicted: Any, real: Any) -> tuple[Tensor, int, Tensor | None]:
-    """Per-sample summed squared error (B,), elements per sample, per-sample image MSE (B,) or None."""
+def _errors(spec: Any, predicted: Any, real: Any) -> tuple[Tensor, int, Tensor | None, Tensor]:
+    """Per sample (B,): summed squared error, elements per sample, image MSE or None, vector-part error."""
     pred_parts, real_parts = spec.parts(predicted), spec.parts(real)
     batch = next(iter(real_parts.values())).shape[0]
     sq = torch.zeros(batch, dtype=torch.float64, device=next(iter(real_parts.values())).device)
@@ -313,12 +327,15 @@ def _errors(spec: Any, predicted: Any, real: Any) -> tuple[Tensor, int, Tensor |
         image_elements += r[0].numel()
     sq += image_sq
     elements += image_elements
+    vec_sq = torch.zeros_like(sq)
     if spec.vectors:
         p, r = spec.vector(predicted), spec.vector(real)
-        sq += (p.to(sq.device, torch.float64) - r.to(sq.device, torch.float64)).square().reshape(batch, -1).sum(dim=1)
+        diff = p.to(sq.device, torch.float64) - r.to(sq.device, torch.float64)
+        vec_sq = diff.square().reshape(batch, -1).sum(dim=1)
+        sq += vec_sq
         elements += r[0].numel()
     image_mse = image_sq / image_elements if image_elements else None
-    return sq, elements, image_mse
+    return sq, elements, image_mse, vec_sq
 
 
 def _at(obs: Any, t: int) -> Any:

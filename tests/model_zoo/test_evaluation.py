@@ -109,6 +109,7 @@ def test_the_table_of_a_perfect_model(counter_id):
         "obs_mse@1", "obs_mse@2", "obs_mse@3", "psnr@1", "psnr@2", "psnr@3", "copy_mse@1", "copy_mse@2", "copy_mse@3",
         "reward_mae", "termination_precision", "termination_recall", "termination_f1", "terminations",
         "imagined_steps_per_s", "parameters", "windows", "scored@1", "scored@2", "scored@3",
+        "vector_mse@1", "vector_mse@2", "vector_mse@3", "copy_vector_mse@1", "copy_vector_mse@2", "copy_vector_mse@3",
     ]
     assert all(math.isfinite(v) for v in table.values())
     assert [table[f"obs_mse@{k}"] for k in (1, 2, 3)] == [0.0, 0.0, 0.0]
@@ -120,6 +121,8 @@ def test_the_table_of_a_perfect_model(counter_id):
     # the "nothing changes" baseline: off by k positions (and 10 k grey levels)
     for k in (1, 2, 3):
         assert table[f"copy_mse@{k}"] == pytest.approx((16 * (10 * k / 255) ** 2 + k**2) / 17)
+        assert table[f"copy_vector_mse@{k}"] == pytest.approx(k**2)  # the vector part alone
+        assert table[f"vector_mse@{k}"] == 0.0
 
 
 def test_termination_precision_recall_f1_on_a_hand_made_case(counter_id):
@@ -245,7 +248,8 @@ def test_every_registered_model_gives_the_same_table(model_id):
     result = evaluate(model, _windows(ROWS), horizons=(1, 3), context=1, **FAST)
     reference = ["obs_mse@1", "obs_mse@3", "psnr@1", "psnr@3", "copy_mse@1", "copy_mse@3", "reward_mae",
                  "termination_precision", "termination_recall", "termination_f1", "terminations",
-                 "imagined_steps_per_s", "parameters", "windows", "scored@1", "scored@3"]
+                 "imagined_steps_per_s", "parameters", "windows", "scored@1", "scored@3",
+                 "vector_mse@1", "vector_mse@3", "copy_vector_mse@1", "copy_vector_mse@3"]
     table = result.as_dict()
     assert list(table) == reference
     assert all(math.isfinite(v) for v in table.values())
