@@ -76,9 +76,7 @@ class CampusCore:
         self.cell_rc = (rc / np.array([L.height - 1, L.width - 1])).astype(np.float32)
         rows, cols = np.array(L.entrances).T
         self.entrance_flat = L.flat(rows, cols).astype(np.int64)
-        self.entrance_rc = np.stack([rows, cols], axis=1).astype(np.float32)
         self.door_codes = np.array([lay.door_code(b) for b in range(len(lay.BUILDINGS))])
-        self.norm = np.array([L.height - 1, L.width - 1], dtype=np.float32)
         self.moves = np.array([0, -self.width, self.width, 1, -1], dtype=np.int64)
         offs = np.arange(PATCH) - PATCH // 2
         self.patch_off = (offs[:, None] * self.width + offs[None, :]).ravel()
