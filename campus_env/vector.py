@@ -82,7 +82,16 @@ class CampusNavVectorEnv(VectorEnv):
         return dict(causal.CAUSAL_GRAPH)
 
     def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
+        """Resets every env, or only those in ``options["reset_mask"]`` (a bool array, as in Gymnasium).
+
+        With a mask, the other envs keep their episodes; the masked ones start anew with
+        ``options["do"]`` if given, else with the interventions in force.
+        """
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
         parsed = parse_options(options)
+        if mask is not None:
+            return self._reset_masked(mask, seed, parsed, "do" in options)
         if seed is None:
             seeds = [None] * self.num_envs
         elif isinstance(seed, (int, np.integer)):
@@ -100,6 +109,29 @@ class CampusNavVectorEnv(VectorEnv):
         self.core.reset(self._all, keys, self._do, *self._task)
         self._needs_reset[:] = False
         self._has_reset = True
+        return self._obs(), self._info()
+
+    def _reset_masked(self, mask: Any, seed: int | Sequence[int] | None, parsed: dict[str, Any], new_do: bool):
+        if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
+            raise ValueError(
+                f"options['reset_mask'] must be a bool numpy array of shape ({self.num_envs},), got {mask!r}"
+            )
+        if not mask.any():
+            raise ValueError("options['reset_mask'] must select at least one env")
+        if not self._has_reset:
+            raise RuntimeError("call reset() without a reset_mask first")
+        ids = np.flatnonzero(mask)
+        if seed is not None:
+            seeds = [int(seed) + i for i in range(self.num_envs)] if isinstance(seed, (int, np.integer)) else list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"reset(seed=...) needs one seed per env ({self.num_envs}), got {len(seeds)}")
+            for i in ids:
+                if seeds[i] is not None:
+                    self._rngs[i] = seeding.np_random(seeds[i])[0]
+        keys = np.array([noise.draw_key(self._rngs[i]) for i in ids], dtype=np.uint64)
+        task = (parsed.get("goal"), parsed.get("start"))
+        self.core.reset(ids, keys, parsed["do"] if new_do else self._do, *task)
+        self._needs_reset[ids] = False
         return self._obs(), self._info()
 
     def step(self, actions):

@@ -240,3 +240,20 @@ def test_vector_render_gives_one_frame_per_env():
     single.reset(seed=0)
     assert len(frames) == 2
     assert_identical(frames[0], single.render())
+
+
+def test_reset_mask_resets_only_the_masked_envs_like_single_envs():
+    envs = gym.make_vec("CampusNav-v0", num_envs=3, obs_mode="state")
+    envs.reset(seed=10)
+    for _ in range(5):
+        before, *_ = envs.step(np.array([1, 2, 3]))
+    obs, _ = envs.reset(seed=20, options={"reset_mask": np.array([False, True, False])})
+    single = gym.make("CampusNav-v0", obs_mode="state")
+    assert np.array_equal(obs[1], single.reset(seed=21)[0])  # seed + i, as a full reset would give
+    assert np.array_equal(obs[0], before[0]) and np.array_equal(obs[2], before[2])
+    after, *_ = envs.step(np.array([0, 0, 0]))
+    assert np.array_equal(after[1], single.step(0)[0])
+    with pytest.raises(ValueError, match="must select at least one env"):
+        envs.reset(options={"reset_mask": np.zeros(3, dtype=bool)})
+    with pytest.raises(ValueError, match="bool numpy array of shape"):
+        envs.reset(options={"reset_mask": [True, False, False]})
