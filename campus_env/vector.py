@@ -40,7 +40,12 @@ class CampusNavVectorEnv(VectorEnv):
     ((4, 72), 'NextStep')
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 10, "autoreset_mode": AutoresetMode.NEXT_STEP}
+    metadata = {
+        "render_modes": ["rgb_array"],
+        "render_fps": 10,
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+        "supports_reset_mask": True,
+    }
 
     def __init__(
         self,
@@ -85,7 +90,7 @@ class CampusNavVectorEnv(VectorEnv):
         """Resets every env, or only those in ``options["reset_mask"]`` (a bool array, as in Gymnasium).
 
         With a mask, the other envs keep their episodes; the masked ones start anew with
-        ``options["do"]`` if given, else with the interventions in force.
+        ``options["do"]`` (and ``"goal"``/``"start"``) if given, else with those in force.
         """
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
@@ -129,7 +134,7 @@ class CampusNavVectorEnv(VectorEnv):
                 if seeds[i] is not None:
                     self._rngs[i] = seeding.np_random(seeds[i])[0]
         keys = np.array([noise.draw_key(self._rngs[i]) for i in ids], dtype=np.uint64)
-        task = (parsed.get("goal"), parsed.get("start"))
+        task = (parsed.get("goal"), parsed.get("start")) if {"goal", "start"} & parsed.keys() else self._task
         self.core.reset(ids, keys, parsed["do"] if new_do else self._do, *task)
         self._needs_reset[ids] = False
         return self._obs(), self._info()

@@ -1,0 +1,542 @@
+"""DreamEnv and DreamVectorEnv: the Gymnasium and SB3 checkers for every registered model, and exact dreams.
+
+The exact checks use the analytic corridor of ``tests/wrappers/analytic.py``,
+whose dream returns are known by hand; it is registered for one test at a time
+so tests parametrized over ``model_zoo.list_models()`` never see it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import campus_env  # noqa: F401  (registers CampusNav-v0)
+import model_zoo
+from model_zoo import registry
+from model_zoo.data import Episode
+from tests.wrappers import analytic
+from tests.wrappers.analytic import GOAL_REWARD, STEP_REWARD, CorridorEnv
+from wrappers import DreamEnv, DreamVectorEnv
+from wrappers.dream import FEATURE_BOUND
+
+CORRIDOR = "_test_corridor"
+CAUSAL_CORRIDOR = "_test_corridor_causal"
+RIGHT, LEFT = 1, 0
+
+# tiny values for whichever of these fields a model's config has (a new model is tested at once)
+TINY = {"hidden": 16, "layers": 1, "members": 2, "z_dim": 4, "depth": 4, "vector_hidden": 16, "mixtures": 2}
+
+
+def tiny_model(model_id: str, observation_space, action_space):
+    config = model_zoo.registry.spec(model_id).load_class().Config
+    names = {f.name for f in dataclasses.fields(config)}
+    torch.manual_seed(0)
+    return model_zoo.make(model_id, observation_space, action_space, **{k: v for k, v in TINY.items() if k in names})
+
+
+@pytest.fixture(scope="module")
+def campus():
+    """Tiny models on CampusNav-v0, built once per (model id, obs_mode)."""
+    cache: dict = {}
+
+    def build(model_id: str, obs_mode: str = "state"):
+        if (model_id, obs_mode) not in cache:
+            real = gym.make("CampusNav-v0", obs_mode=obs_mode)
+            cache[model_id, obs_mode] = tiny_model(model_id, real.observation_space, real.action_space)
+        return cache[model_id, obs_mode]
+
+    return build
+
+
+@pytest.fixture
+def corridor():
+    """Registers the analytic corridor models for one test; the registry is put back afterwards."""
+    saved = dict(registry._REGISTRY)
+    model_zoo.register(CORRIDOR, entry_point="tests.wrappers.analytic:CorridorModel")
+    model_zoo.register(CAUSAL_CORRIDOR, entry_point="tests.wrappers.analytic:CausalCorridorModel")
+
+    def build(causal: bool = False, **config):
+        model_id = CAUSAL_CORRIDOR if causal else CORRIDOR
+        return model_zoo.make(model_id, analytic.OBSERVATION_SPACE, analytic.ACTION_SPACE, **config)
+
+    yield build
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved)
+
+
+def run(env: DreamEnv, actions):
+    """Steps ``actions``; returns the lists (obs, reward, terminated, truncated, info) of every step."""
+    out = []
+    for action in actions:
+        out.append(env.step(action))
+    return [list(x) for x in zip(*out, strict=True)]
+
+
+# --- the checkers, for every registered model ----------------------------------------------
+
+
+@pytest.mark.parametrize("obs", ["decoded", "features"])
+@pytest.mark.parametrize("model_id", model_zoo.list_models())
+def test_check_env_passes_for_every_model(campus, model_id, obs):
+    model = campus(model_id)
+    env = DreamEnv(model, gym.make("CampusNav-v0", obs_mode="state"), obs=obs, max_episode_steps=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gym_check_env(env, skip_render_check=True)
+        sb3_check_env(env, warn=True)
+    if obs == "features":
+        assert env.observation_space == gym.spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, (model.feature_dim,), np.float32)
+    else:
+        assert env.observation_space == model.observation_space
+
+
+@pytest.mark.parametrize("model_id", model_zoo.list_models())
+def test_check_env_passes_on_dict_observations(campus, model_id):
+    model = campus(model_id, "dict")
+    env = DreamEnv(model, "CampusNav-v0", env_kwargs={"obs_mode": "dict"}, max_episode_steps=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gym_check_env(env, skip_render_check=True)
+        sb3_check_env(env, warn=True)
+    obs, _ = env.reset(seed=0)
+    assert obs["image"].dtype == np.uint8 and obs in env.observation_space
+    env.close()
+
+
+@pytest.mark.parametrize("obs", ["decoded", "features"])
+def test_vector_env_on_the_native_campus_vector_env(campus, obs):
+    model = campus("mlp")
+    envs = DreamVectorEnv(model, 4, "CampusNav-v0", obs=obs, env_kwargs={"obs_mode": "state"}, max_episode_steps=5)
+    assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    assert isinstance(envs._starts.envs.unwrapped, campus_env.CampusNavVectorEnv)
+    assert envs.single_action_space == gym.spaces.Discrete(5)
+    envs.action_space.seed(0)
+    obs_, info = envs.reset(seed=0)
+    assert obs_ in envs.observation_space
+    done = np.zeros(4, dtype=bool)
+    for _ in range(12):
+        obs_, reward, terminated, truncated, info = envs.step(envs.action_space.sample())
+        assert obs_ in envs.observation_space and np.isfinite(reward).all()
+        assert not (terminated[done] | truncated[done]).any() and (reward[done] == 0).all()
+        done = terminated | truncated
+        assert info["dream"].all() and info["_steps"].all()
+    envs.close()
+
+
+# --- exact dreams: DreamEnv -------------------------------------------------------------------
+
+
+def test_dream_env_returns_are_exact(corridor):
+    env = DreamEnv(corridor(), CorridorEnv(start=2), max_episode_steps=10)
+    obs, info = env.reset(seed=0)
+    assert obs.tolist() == [2.0] and obs.dtype == np.float32
+    assert info == {"dream": True, "model": CORRIDOR, "steps": 0, "guarded": 0, "guarded_total": 0,
+                    "model_error": False}
+    obs, rewards, terms, truncs, infos = run(env, [RIGHT, LEFT, RIGHT, RIGHT, RIGHT])
+    assert [o.tolist() for o in obs] == [[3.0], [2.0], [3.0], [4.0], [5.0]]
+    assert rewards == [STEP_REWARD] * 4 + [GOAL_REWARD]
+    assert sum(rewards) == 6.0
+    assert terms == [False] * 4 + [True] and truncs == [False] * 5
+    assert [i["steps"] for i in infos] == [1, 2, 3, 4, 5]
+    with pytest.raises(RuntimeError, match="episode has ended"):
+        env.step(RIGHT)
+
+
+def test_dream_env_matches_the_real_corridor_from_random_starts(corridor):
+    env = DreamEnv(corridor(), CorridorEnv(), max_episode_steps=None)
+    rng = np.random.default_rng(0)
+    starts = set()
+    for seed in range(8):
+        obs, _ = env.reset(seed=seed)
+        pos = float(obs[0])
+        starts.add(pos)
+        terminated = False
+        while not terminated:
+            action = int(rng.integers(2))
+            pos, expected_reward, expected_done = analytic.move(pos, action)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            assert (float(obs[0]), reward, terminated, truncated) == (pos, expected_reward, expected_done, False)
+    assert starts <= {0.0, 1.0, 2.0} and len(starts) > 1
+
+
+def test_dream_env_truncates_at_max_episode_steps(corridor):
+    env = DreamEnv(corridor(), CorridorEnv(start=2), max_episode_steps=4)
+    env.reset(seed=0)
+    obs, rewards, terms, truncs, infos = run(env, [LEFT] * 4)
+    assert [o.tolist() for o in obs] == [[1.0], [0.0], [0.0], [0.0]]
+    assert rewards == [STEP_REWARD] * 4 and terms == [False] * 4 and truncs == [False, False, False, True]
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(LEFT)
+    env.reset()
+    _, _, terms, truncs, _ = run(env, [RIGHT] * 3)  # the goal on the last allowed step: both flags, as TimeLimit
+    assert terms[-1] and not truncs[-1]
+    env = DreamEnv(corridor(), CorridorEnv(start=2), max_episode_steps=3)
+    env.reset()
+    _, _, terms, truncs, _ = run(env, [RIGHT] * 3)
+    assert terms == [False, False, True] and truncs == [False, False, True]
+
+
+def test_features_mode(corridor):
+    env = DreamEnv(corridor(), CorridorEnv(start=1), obs="features")
+    assert env.observation_space == gym.spaces.Box(-FEATURE_BOUND, FEATURE_BOUND, (2,), np.float32)
+    obs, _ = env.reset(seed=0)
+    assert obs.tolist() == [1.0, 0.0] and obs.dtype == np.float32
+    obs, *_ = env.step(RIGHT)
+    assert obs.tolist() == [2.0, 1.0]
+
+
+def test_dataset_first_frames_start_the_dreams(corridor):
+    frames = [0.0, 4.0]
+    episodes = [
+        Episode(obs=np.array([[p], [p]], dtype=np.float32), action=np.zeros(1, np.int64), reward=np.zeros(1),
+                terminated=np.zeros(1, bool), truncated=np.ones(1, bool), id=i)
+        for i, p in enumerate(frames)
+    ]
+    env = DreamEnv(corridor(), dataset=episodes)
+    starts = {float(env.reset(seed=s)[0][0]) for s in range(10)}
+    assert starts == set(frames)
+    envs = DreamVectorEnv(corridor(), 3, dataset=episodes, pool_size=8)
+    obs, _ = envs.reset(seed=0)
+    assert set(obs[:, 0].tolist()) <= set(frames)
+
+
+def test_minari_dataset_starts(tmp_path, campus):
+    from model_zoo.data import collect, load_episodes
+
+    dataset = collect("CampusNav-v0", num_episodes=3, num_envs=3, max_episode_steps=3,
+                      env_kwargs={"obs_mode": "state"}, progress=False, data_path=tmp_path)
+    firsts = [e.obs[0] for e in load_episodes(dataset)]
+    env = DreamEnv(campus("mlp"), dataset=dataset)
+    for seed in range(3):
+        obs, _ = env.reset(seed=seed)  # the mlp's state is the observation: its decoding is the real first frame
+        assert any(np.array_equal(obs, f) for f in firsts)
+
+
+# --- exact dreams: DreamVectorEnv --------------------------------------------------------------
+
+
+def test_vector_env_autoreset_is_next_step_and_exact(corridor):
+    envs = DreamVectorEnv(corridor(), 2, CorridorEnv(start=2), max_episode_steps=4)
+    obs, info = envs.reset(seed=0)
+    assert obs.tolist() == [[2.0], [2.0]] and info["steps"].tolist() == [0, 0]
+    expected = [  # (obs, reward, terminated, truncated, steps); env 0 goes right, env 1 left
+        ([[3], [1]], [-1, -1], [False, False], [False, False], [1, 1]),
+        ([[4], [0]], [-1, -1], [False, False], [False, False], [2, 2]),
+        ([[5], [0]], [10, -1], [True, False], [False, False], [3, 3]),
+        ([[2], [0]], [0, -1], [False, False], [False, True], [0, 4]),  # env 0 restarts, its action ignored
+        ([[3], [2]], [-1, 0], [False, False], [False, False], [1, 0]),  # env 1 restarts
+        ([[4], [1]], [-1, -1], [False, False], [False, False], [2, 1]),
+    ]
+    for t, (o, r, term, trunc, steps) in enumerate(expected):
+        action = np.array([LEFT if t == 3 else RIGHT, LEFT])
+        obs, reward, terminated, truncated, info = envs.step(action)
+        assert obs.tolist() == o and reward.tolist() == r, t
+        assert terminated.tolist() == term and truncated.tolist() == trunc, t
+        assert info["steps"].tolist() == steps and info["_steps"].all() and not info["model_error"].any()
+    assert obs.dtype == np.float32 and reward.dtype == np.float64 and terminated.dtype == bool
+
+
+def test_vector_env_follows_the_corridor_with_autoresets_from_the_pool(corridor):
+    real = CorridorEnv()
+    envs = DreamVectorEnv(corridor(), 5, real, max_episode_steps=6, pool_size=20)
+    obs, _ = envs.reset(seed=1)
+    assert real.resets == 20  # the pool; autoresets never reset the real env again
+    pos = obs[:, 0].tolist()
+    needs_reset = [False] * 5
+    rng = np.random.default_rng(0)
+    episodes = 0
+    for _ in range(60):
+        actions = rng.integers(2, size=5)
+        obs, reward, terminated, truncated, info = envs.step(actions)
+        for i in range(5):
+            if needs_reset[i]:
+                assert obs[i, 0] in (0.0, 1.0, 2.0) and reward[i] == 0 and not terminated[i] and not truncated[i]
+                assert info["steps"][i] == 0
+                pos[i] = float(obs[i, 0])
+                episodes += 1
+            else:
+                pos[i], r, done = analytic.move(pos[i], int(actions[i]))
+                assert (obs[i, 0], reward[i], terminated[i]) == (pos[i], r, done)
+                assert truncated[i] == (info["steps"][i] >= 6)
+        needs_reset = (terminated | truncated).tolist()
+    assert real.resets == 20 and episodes >= 5
+
+
+def test_vector_env_reset_mask(corridor):
+    envs = DreamVectorEnv(corridor(), 3, CorridorEnv(start=2))
+    envs.reset(seed=0)
+    envs.step(np.array([RIGHT, RIGHT, LEFT]))
+    obs, info = envs.reset(options={"reset_mask": np.array([False, True, True])})
+    assert obs.tolist() == [[3.0], [2.0], [2.0]] and info["steps"].tolist() == [1, 0, 0]
+    obs, *_ = envs.step(np.array([RIGHT, RIGHT, RIGHT]))
+    assert obs.tolist() == [[4.0], [3.0], [3.0]]
+    with pytest.raises(ValueError, match="bool numpy array"):
+        envs.reset(options={"reset_mask": [True, False, True]})
+    with pytest.raises(ValueError, match="one set of interventions"):
+        envs.reset(options={"reset_mask": np.ones(3, bool), "do": {"speed": 2}})
+
+
+def test_sb3_adapter_on_the_dream_vector_env(corridor):
+    from wrappers.sb3 import to_sb3
+
+    venv = to_sb3(DreamVectorEnv(corridor(), 2, CorridorEnv(start=2), max_episode_steps=4))
+    assert venv.reset().tolist() == [[2.0], [2.0]]
+    expected = [  # SB3 resets in the same step: (obs, reward, done); env 0 goes right, env 1 left
+        ([[3], [1]], [-1, -1], [False, False]),
+        ([[4], [0]], [-1, -1], [False, False]),
+        ([[2], [0]], [10, -1], [True, False]),  # env 0 reached the goal at 5 and restarted at 2
+        ([[3], [2]], [-1, -1], [False, True]),  # env 1 truncated at 0 and restarted
+    ]
+    steps = []
+    for o, r, d in expected:
+        obs, reward, done, infos = venv.step(np.array([RIGHT, LEFT]))
+        assert obs.tolist() == o and reward.tolist() == r and done.tolist() == d
+        steps.append(infos)
+    assert steps[2][0]["terminal_observation"].tolist() == [5.0] and not steps[2][0]["TimeLimit.truncated"]
+    assert steps[3][1]["terminal_observation"].tolist() == [0.0] and steps[3][1]["TimeLimit.truncated"]
+    assert steps[3][0]["dream"] and steps[3][0]["steps"] == 1
+    venv.close()
+
+
+def test_vector_env_on_foreign_env_ids():
+    real = gym.make("Acrobot-v1")  # no native vector env
+    model = tiny_model("mlp", real.observation_space, real.action_space)
+    envs = DreamVectorEnv(model, 12, "Acrobot-v1", pool_size=16)
+    assert isinstance(envs._starts.envs, gym.vector.SyncVectorEnv)
+    assert envs._starts.envs.num_envs == 8  # at most 8 real envs collect the pool
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (12, 6) and obs in envs.observation_space
+    obs, *_ = envs.step(envs.action_space.sample())
+    assert obs in envs.observation_space
+    envs.close()
+    real = gym.make("CartPole-v1")  # a native vector env
+    model = tiny_model("mlp", real.observation_space, real.action_space)
+    envs = DreamVectorEnv(model, 12, "CartPole-v1", pool_size=16)
+    assert envs._starts.envs.num_envs == 12
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (12, 4) and obs in envs.observation_space
+    obs, *_ = envs.step(envs.action_space.sample())
+    assert obs in envs.observation_space
+    envs.close()
+
+
+# --- guards --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("obs_mode", ["decoded", "features"])
+@pytest.mark.parametrize("nan_in", ["reward", "state", "obs"])
+def test_nan_ends_the_episode_with_a_flag(corridor, nan_in, obs_mode):
+    env = DreamEnv(corridor(nan_at=2, nan_in=nan_in), CorridorEnv(start=2), obs=obs_mode)
+    env.reset(seed=0)
+    first, reward, terminated, _, info = env.step(RIGHT)
+    assert reward == STEP_REWARD and not terminated and not info["model_error"]
+    obs, reward, terminated, truncated, info = env.step(RIGHT)
+    assert terminated and not truncated and info["model_error"] and reward == 0.0
+    assert np.isfinite(obs).all() and obs in env.observation_space
+    if nan_in == "state":  # the state is lost: the last observation is repeated
+        np.testing.assert_array_equal(obs, first)
+    if nan_in == "obs":
+        assert obs[0] == 0.0 and info["guarded"] == 1
+    with pytest.raises(RuntimeError, match="episode has ended"):
+        env.step(RIGHT)
+    obs, info = env.reset()  # the next episode is fine
+    assert not info["model_error"] and obs in env.observation_space
+
+
+@pytest.mark.parametrize("nan_in", ["reward", "state", "obs"])
+def test_vector_env_nan_guard_is_per_env(corridor, nan_in):
+    envs = DreamVectorEnv(corridor(nan_at=2, nan_in=nan_in), 2, CorridorEnv(start=2))
+    envs.reset(seed=0)
+    envs.step(np.array([RIGHT, RIGHT]))
+    envs.reset(options={"reset_mask": np.array([False, True])})  # env 1 is one step behind
+    obs, reward, terminated, truncated, info = envs.step(np.array([RIGHT, RIGHT]))
+    assert info["model_error"].tolist() == [True, False] and terminated.tolist() == [True, False]
+    assert reward.tolist() == [0.0, STEP_REWARD] and np.isfinite(obs).all() and obs in envs.observation_space
+    obs, reward, terminated, truncated, info = envs.step(np.array([RIGHT, RIGHT]))
+    assert obs[0, 0] == 2.0 and reward[0] == 0 and not terminated[0]  # env 0 restarted
+    assert info["model_error"].tolist() == [False, True]  # env 1 reaches its own step 2
+    assert np.isfinite(obs).all() and obs in envs.observation_space
+
+
+def test_out_of_bounds_observations_are_clipped_and_counted(corridor):
+    env = DreamEnv(corridor(obs_offset=100.0), CorridorEnv(start=2))
+    obs, info = env.reset(seed=0)
+    assert obs.tolist() == [5.0] and info["guarded"] == 1 and info["guarded_total"] == 1
+    obs, _, _, _, info = env.step(LEFT)
+    assert obs.tolist() == [5.0] and info["guarded"] == 1 and info["guarded_total"] == 2
+    assert not info["model_error"]
+    envs = DreamVectorEnv(corridor(obs_offset=-100.0), 2, CorridorEnv(start=2))
+    obs, info = envs.reset(seed=0)
+    assert obs.tolist() == [[0.0], [0.0]] and info["guarded"].tolist() == [1, 1]
+    obs, _, _, _, info = envs.step(np.array([LEFT, RIGHT]))
+    assert info["guarded_total"].tolist() == [2, 2]
+
+
+# --- seeding, temperature, interventions ------------------------------------------------------------
+
+
+def test_seeded_resets_give_the_same_dream(corridor):
+    model = corridor()
+    env = DreamEnv(model, CorridorEnv(), temperature=0.5)
+    actions = [RIGHT, LEFT, RIGHT, RIGHT, RIGHT, RIGHT, RIGHT]
+
+    def dream(seed):
+        obs, _ = env.reset(seed=seed)
+        rewards = []
+        for a in actions:
+            _, reward, terminated, truncated, _ = env.step(a)
+            rewards.append(reward)
+            if terminated or truncated:
+                break
+        return float(obs[0]), rewards
+
+    first = dream(3)
+    assert first == dream(3)
+    assert first != dream(4)
+    assert any(r not in (STEP_REWARD, GOAL_REWARD) for r in first[1])  # the noise is there
+    assert model.config.temperature == 0.0 and model.training  # the caller's model is as it was
+
+    envs = DreamVectorEnv(model, 3, CorridorEnv(), temperature=0.5)
+
+    def vector_dream(seed):
+        out = [envs.reset(seed=seed)[0]]
+        for _ in range(8):
+            out += list(envs.step(np.array([RIGHT, LEFT, RIGHT]))[:2])
+        return np.concatenate([np.ravel(x) for x in out])
+
+    np.testing.assert_array_equal(vector_dream(7), vector_dream(7))
+    assert not np.array_equal(vector_dream(7), vector_dream(8))
+
+
+def test_temperature_needs_a_model_with_one(campus):
+    with pytest.raises(ValueError, match="has no temperature"):
+        DreamEnv(campus("mlp"), gym.make("CampusNav-v0", obs_mode="state"), temperature=0.5)
+
+
+@pytest.mark.parametrize("model_id", model_zoo.list_models())
+def test_do_on_a_non_causal_model_is_a_clear_error(campus, model_id):
+    model = campus(model_id)
+    if model.supports_do:
+        pytest.skip("a causal model")
+    real = gym.make("CampusNav-v0", obs_mode="state")
+    with pytest.raises(ValueError, match="does not take interventions"):
+        DreamEnv(model, real, do={"gameday": True})
+    with pytest.raises(ValueError, match="does not take interventions"):
+        DreamVectorEnv(model, 2, "CampusNav-v0", env_kwargs={"obs_mode": "state"}, do={"gameday": True})
+    env = DreamEnv(model, real)
+    with pytest.raises(ValueError, match="does not take interventions"):
+        env.reset(options={"do": {"gameday": True}})
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="does not take interventions"):
+        env.unwrapped.do(gameday=True)
+
+
+def test_interventions_reach_the_model_and_the_real_start(corridor):
+    real = CorridorEnv(start=1)
+    env = DreamEnv(corridor(causal=True), real, do={"speed": 2})
+    env.reset(seed=0)
+    assert real.speed == 2  # the real start was drawn under the same intervention
+    _, rewards, terms, _, _ = run(env, [RIGHT, RIGHT])
+    assert rewards == [STEP_REWARD, GOAL_REWARD] and terms == [False, True]
+    obs, _ = env.reset(options={"do": {"speed": 4}})  # for one episode
+    assert env.step(RIGHT)[0].tolist() == [5.0]
+    env.reset()
+    assert env.interventions == {"speed": 2}
+    env.unwrapped.undo()
+    assert env.step(RIGHT)[0].tolist() == [2.0]
+    env.unwrapped.do(speed=3)
+    assert env.step(RIGHT)[0].tolist() == [5.0]
+    with pytest.raises(ValueError, match="not intervened on"):
+        env.undo("weather")
+    envs = DreamVectorEnv(corridor(causal=True), 2, CorridorEnv(start=1), do={"speed": 2})
+    envs.reset(seed=0)
+    obs, reward, terminated, *_ = envs.step(np.array([RIGHT, LEFT]))
+    assert obs.tolist() == [[3.0], [0.0]]
+    envs.do(speed=4)
+    obs, reward, terminated, *_ = envs.step(np.array([RIGHT, RIGHT]))
+    assert obs.tolist() == [[5.0], [4.0]] and terminated.tolist() == [True, False]
+
+
+# --- errors at the boundary --------------------------------------------------------------------------
+
+
+def test_bad_actions_are_clear_errors(corridor):
+    env = DreamEnv(corridor(), CorridorEnv(start=2))
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(RIGHT)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action must be in 0\.\.1"):
+        env.step(2)
+    with pytest.raises(ValueError, match="must be an integer"):
+        env.step(0.5)
+    with pytest.raises(TypeError, match="must be an integer"):
+        env.step("left")
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.array([1, 0]))
+    assert env.step(np.int64(1))[0].tolist() == [3.0]
+    assert env.step(np.array(1.0))[0].tolist() == [4.0]
+    envs = DreamVectorEnv(corridor(), 2, CorridorEnv(start=2))
+    envs.reset(seed=0)
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        envs.step(np.array([1, 0, 1]))
+    with pytest.raises(ValueError, match=r"action must be in 0\.\.1"):
+        envs.step(np.array([1, -1]))
+
+
+def test_box_actions_are_checked():
+    real = gym.make("Pendulum-v1")
+    model = tiny_model("mlp", real.observation_space, real.action_space)
+    env = DreamEnv(model, real)
+    env.reset(seed=0)
+    obs, *_ = env.step(np.array([1.5]))
+    assert obs in env.observation_space
+    env.reset()  # the untrained model may have ended the episode
+    env.step([0.25])  # a list of floats, as any Box env takes
+    with pytest.raises(ValueError, match="outside"):
+        env.step(np.array([2.5], dtype=np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        env.step(np.array([0.0, 0.0]))
+    with pytest.raises(ValueError, match="finite"):
+        env.step(np.array([np.nan]))
+
+
+def test_bad_construction_is_a_clear_error(corridor, campus):
+    with pytest.raises(ValueError, match="exactly one source"):
+        DreamEnv(corridor())
+    with pytest.raises(ValueError, match="exactly one source"):
+        DreamEnv(corridor(), CorridorEnv(), dataset=[])
+    with pytest.raises(ValueError, match="built for the observation space"):
+        DreamEnv(campus("mlp"), CorridorEnv())
+    with pytest.raises(ValueError, match="obs must be one of"):
+        DreamEnv(corridor(), CorridorEnv(), obs="pixels")
+    with pytest.raises(ValueError, match="max_episode_steps"):
+        DreamEnv(corridor(), CorridorEnv(), max_episode_steps=0)
+    with pytest.raises(ValueError, match="image part"):
+        DreamEnv(corridor(), CorridorEnv(), render_mode="rgb_array")
+    with pytest.raises(TypeError, match="WorldModel"):
+        DreamEnv(torch.nn.Linear(1, 1), CorridorEnv())
+    with pytest.raises(ValueError, match="num_envs"):
+        DreamVectorEnv(corridor(), 0, CorridorEnv())
+    with pytest.raises(ValueError, match="unknown reset option"):
+        DreamEnv(corridor(), CorridorEnv()).reset(options={"goal": "library"})
+
+
+def test_render_gives_the_decoded_image(campus):
+    model = campus("mlp", "dict")
+    env = DreamEnv(model, "CampusNav-v0", env_kwargs={"obs_mode": "dict"}, render_mode="rgb_array")
+    obs, _ = env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+    np.testing.assert_array_equal(frame, obs["image"])
+    envs = DreamVectorEnv(model, 2, "CampusNav-v0", env_kwargs={"obs_mode": "dict"}, render_mode="rgb_array")
+    obs, _ = envs.reset(seed=0)
+    frames = envs.render()
+    assert len(frames) == 2 and all(f.shape == (64, 64, 3) for f in frames)
