@@ -223,6 +223,35 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- demo -----------------------------------------------------------------
+
+
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from campusnav.demo import add_arguments
+
+    add_arguments(parser)
+
+
+def check_demo_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from model_zoo import list_models
+
+    if args.model not in list_models():
+        parser.error(f"argument --model: unknown model {args.model!r}; choose from {', '.join(list_models())}")
+    if args.obs_mode not in ("dict", "pixels", "state"):
+        parser.error(f"argument --obs-mode: choose from dict, pixels, state; got {args.obs_mode!r}")
+    for name in ("episodes", "max_episode_steps", "train_steps", "batch_size", "seq_len", "generations",
+                 "popsize", "episodes_per_member", "eval_episodes", "video_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"argument --{name.replace('_', '-')}: must be a positive integer")
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from campusnav.demo import config_from_args, run_demo
+
+    run_demo(config_from_args(args))
+    return 0
+
+
 # --- the table ------------------------------------------------------------
 
 Adder = Callable[[argparse.ArgumentParser], None]
@@ -231,6 +260,8 @@ Runner = Callable[[argparse.Namespace], int]
 
 # name -> (help, add arguments, check arguments, run)
 COMMANDS: dict[str, tuple[str, Adder, Checker, Runner]] = {
+    "demo": ("the whole pipeline: collect, train a world model, a controller in the dream, a report",
+             add_demo_arguments, check_demo_arguments, run_demo),
     "play": ("play CampusNav-v0 with the keyboard in a pygame window",
              add_play_arguments, check_play_arguments, run_play),
     "collect": ("collect episodes from an env into a Minari dataset",

@@ -1,0 +1,41 @@
+"""``campusnav demo --tiny``: the main job end to end, and the report folder it writes."""
+
+from __future__ import annotations
+
+import json
+
+import imageio.v3 as iio
+import pytest
+
+from campusnav import cli
+
+
+def test_demo_tiny_writes_the_report_folder(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert cli.main(["demo", "--tiny", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "controller trained in the dream" in printed and "shortest-path oracle" in printed
+    for name in ("report.md", "metrics.json", "cmaes.png", "error_vs_horizon.png", "dream_vs_reality.gif",
+                 "dream_controller_in_reality.gif", "controller_dream.npz", "controller_reality.npz"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["policies"]) == {"controller trained in the dream", "controller trained in reality",
+                                        "random policy", "shortest-path oracle"}
+    assert metrics["config"]["train_steps"] == 6  # --tiny
+    assert len(metrics["cmaes"]["dream"]["best"]) == 2
+    frames = iio.imread(out / "dream_vs_reality.gif", index=None)
+    assert frames.ndim == 4 and frames.shape[0] >= 2
+    report = (out / "report.md").read_text()
+    assert "Policies in reality" in report and "dream_vs_reality.gif" in report
+    # a second run reuses the collected data
+    assert cli.main(["demo", "--tiny", "--out", str(out)]) == 0
+
+
+def test_demo_argument_errors(capsys):
+    for argv, message in ((["demo", "--model", "nope"], "unknown model 'nope'"),
+                          (["demo", "--popsize", "0"], "must be a positive integer"),
+                          (["demo", "--obs-mode", "rgb"], "choose from dict, pixels, state")):
+        with pytest.raises(SystemExit) as exit_:
+            cli.parse_args(argv)
+        assert exit_.value.code == 2
+        assert message in capsys.readouterr().err
