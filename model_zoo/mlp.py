@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import gymnasium as gym
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -195,6 +196,10 @@ class MLPWorldModel(WorldModel):
         pool = config.image_pool
         self.image_dims = {k: shape[-1] * pool * pool for k, shape in self.spec.images.items()}
         self.state_dim = sum(self.image_dims.values()) + self.spec.vector_dim
+        low, high = _state_bounds(self.spec, sum(self.image_dims.values()))
+        # imagined states stay inside the observation space, or a dream can drift away without bound
+        self.register_buffer("state_low", low, persistent=False)
+        self.register_buffer("state_high", high, persistent=False)
         in_dim = self.state_dim + self.spec.action_dim
         self.in_norm = RunningNorm(in_dim, config.min_std)  # of (state, encoded action)
         self.delta_norm = RunningNorm(self.state_dim, config.min_std)  # of next state - state
@@ -253,6 +258,7 @@ class MLPWorldModel(WorldModel):
         """Mean next state (N, D), reward (N,), terminated (N,) bool and disagreement (N,)."""
         pred = self._predict(x, self.encode_action(action))
         next_x = x + self.delta_norm.denormalize(pred.delta).mean(0)  # (N, D)
+        next_x = torch.maximum(torch.minimum(next_x, self.state_high), self.state_low)
         reward = self.reward_norm.denormalize(pred.reward[..., None])[..., 0].mean(0)  # (N,)
         terminated = torch.sigmoid(pred.logit).mean(0) > 0.5  # (N,)
         return next_x, reward, terminated, _disagreement(pred.delta)
@@ -439,6 +445,20 @@ class MLPEnsemble(MLPWorldModel):
         """Disagreement (B,) of the members about the step ``action`` leads to from ``state``."""
         pred = self._predict(state["obs"], self.encode_action(action))
         return _disagreement(pred.delta)  # (B,)
+
+
+def _state_bounds(spec, image_dim: int) -> tuple[Tensor, Tensor]:
+    """Per-element bounds (D,) of the flat state: pooled pixels in [0, 1], then the vector parts."""
+    low, high = [np.zeros(image_dim)], [np.ones(image_dim)]
+    for space in spec.vectors.values():
+        if isinstance(space, gym.spaces.Discrete):
+            low.append(np.zeros(int(space.n)))
+            high.append(np.ones(int(space.n)))
+        else:
+            low.append(np.broadcast_to(space.low, space.shape).astype(np.float64).ravel())
+            high.append(np.broadcast_to(space.high, space.shape).astype(np.float64).ravel())
+    as_tensor = lambda parts: torch.as_tensor(np.concatenate(parts), dtype=torch.float32)  # noqa: E731
+    return as_tensor(low), as_tensor(high)
 
 
 def _disagreement(delta: Tensor) -> Tensor:

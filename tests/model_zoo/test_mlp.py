@@ -314,3 +314,16 @@ def test_mlp_learns_cartpole_dynamics():
         loss.backward()
         optimizer.step()
     assert metrics["state_mse"] < 0.1 * metrics["copy_mse"]
+
+
+def test_imagined_states_stay_inside_the_observation_bounds():
+    space = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
+    model = model_zoo.make("mlp", space, gym.spaces.Discrete(3), hidden=16)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(3.0)  # a model that predicts huge steps
+        state = model.observe(model.initial_state(4), torch.zeros(4, dtype=torch.long),
+                              torch.zeros(4, 5), torch.ones(4, dtype=torch.bool))
+        for _ in range(20):
+            state = model.imagine(state, torch.ones(4, dtype=torch.long)).state
+    assert state["obs"].abs().max() <= 1.0 and torch.isfinite(state["obs"]).all()
