@@ -530,7 +530,28 @@ def _do_option(options: Mapping[str, Any] | None, allowed: tuple[str, ...]) -> d
 # --- the envs -----------------------------------------------------------------------------
 
 
-class DreamEnv(gym.Env):
+class _Interventions:
+    """``do()``/``undo()`` of both dream envs: interventions passed to every ``imagine`` call.
+
+    In ``DreamEnv`` they last until the next reset; ``DreamVectorEnv`` applies them to every env.
+    """
+
+    _do: dict[str, Any]
+    _dreamer: _Dreamer
+
+    def do(self, **assignments: Any) -> None:
+        """Adds interventions from the next step on (models with ``supports_do`` only)."""
+        self._do = {**self._do, **self._dreamer.check_do(assignments)}
+
+    def undo(self, *names: str) -> None:
+        """Drops the named interventions (all of them when none is named)."""
+        unknown = [n for n in names if n not in self._do]
+        if unknown:
+            raise ValueError(f"undo(): {unknown} not intervened on; interventions in force: {sorted(self._do)}")
+        self._do = {k: v for k, v in self._do.items() if names and k not in names}
+
+
+class DreamEnv(_Interventions, gym.Env):
     """A world model's dream as a Gymnasium env: real start states, imagined steps.
 
     ## Description
@@ -684,17 +705,6 @@ class DreamEnv(gym.Env):
         info = self._info(int(guarded[0]), bool(error[0]))
         return _row_copy(obs, 0), float(reward[0]), bool(terminated[0]), truncated, info
 
-    def do(self, **assignments: Any) -> None:
-        """Adds interventions from the next step on, until the next reset (models with ``supports_do`` only)."""
-        self._do = {**self._do, **self._dreamer.check_do(assignments)}
-
-    def undo(self, *names: str) -> None:
-        """Drops the named interventions (all of them when none is named), until the next reset."""
-        unknown = [n for n in names if n not in self._do]
-        if unknown:
-            raise ValueError(f"undo(): {unknown} not intervened on; interventions in force: {sorted(self._do)}")
-        self._do = {k: v for k, v in self._do.items() if names and k not in names}
-
     def render(self):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array'")
@@ -717,7 +727,7 @@ class DreamEnv(gym.Env):
         }
 
 
-class DreamVectorEnv(VectorEnv):
+class DreamVectorEnv(_Interventions, VectorEnv):
     """``num_envs`` dreams stepped as one batch: one ``model.imagine`` call per step, on the model's device.
 
     The spaces are those of ``DreamEnv`` batched with ``batch_space``; the
@@ -875,17 +885,6 @@ class DreamVectorEnv(VectorEnv):
         self._state = self._place_starts(state, done) if done.any() else state
         self._needs_reset = done
         return obs, reward, terminated, truncated, info
-
-    def do(self, **assignments: Any) -> None:
-        """Adds interventions in every env from the next step on (models with ``supports_do`` only)."""
-        self._do = {**self._do, **self._dreamer.check_do(assignments)}
-
-    def undo(self, *names: str) -> None:
-        """Drops the named interventions (all of them when none is named)."""
-        unknown = [n for n in names if n not in self._do]
-        if unknown:
-            raise ValueError(f"undo(): {unknown} not intervened on; interventions in force: {sorted(self._do)}")
-        self._do = {k: v for k, v in self._do.items() if names and k not in names}
 
     def render(self):
         if self.render_mode is None:
