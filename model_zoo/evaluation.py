@@ -18,6 +18,10 @@ actions that follow. Scored against the real steps:
   imagined step ``1..max(horizons)``;
 - ``imagined_steps_per_s``: ``imagine`` alone, batched ``speed_batch``, under
   ``torch.inference_mode``; ``parameters``: the number of parameters.
+- model-specific columns: a model that defines
+  ``evaluation_metrics(window, context, horizons, generator) -> {name: (total, count)}``
+  has each ``total / count``, summed over all windows, appended to the row (a token
+  model's next-frame token accuracy, a mixture model's components in use).
 
 Steps past the end of an episode (after a real termination, or where the window runs
 into the next episode's ``is_first``) are masked out; ``scored@k`` counts the windows
@@ -222,6 +226,7 @@ class _Totals:
         self.reward_abs, self.reward_n = 0.0, 0
         self.tp = self.fp = self.fn = 0
         self.windows = 0
+        self.model_sums: dict[str, list[float]] = {}  # name -> [total, count] of model-specific metrics
 
     def result(self, *, model_id: str, has_images: bool, speed: float, parameters: int, context: int) -> EvalResult:
         def mean(total: dict[int, float], count: dict[int, int]) -> dict[int, float]:
@@ -233,6 +238,8 @@ class _Totals:
             vec, copy_vec = mean(self.vec_sq, self.vec_elements), mean(self.copy_vec_sq, self.vec_elements)
             extra = {f"vector_mse@{k}": vec[k] for k in self.horizons}
             extra.update({f"copy_vector_mse@{k}": copy_vec[k] for k in self.horizons})
+        for name, (total, count) in self.model_sums.items():
+            extra[name] = total / count if count else math.nan
         return EvalResult(
             model_id=model_id,
             horizons=self.horizons,
@@ -274,6 +281,12 @@ def _score(model: nn.Module, window: Batch, context: int, horizons: tuple[int, .
     spec = model.spec
     batch = window.shape[0]
     obs = window.obs
+    extra_metrics = getattr(model, "evaluation_metrics", None)
+    if extra_metrics is not None:
+        for name, (total, count) in extra_metrics(window, context, horizons, generator).items():
+            sums = totals.model_sums.setdefault(name, [0.0, 0])
+            sums[0] += float(total)
+            sums[1] += count
     state = model.initial_state(batch)
     for t in range(context):
         state = model.observe(state, window.action[:, t], _at(obs, t), window.is_first[:, t])

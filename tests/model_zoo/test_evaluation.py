@@ -254,3 +254,20 @@ def test_every_registered_model_gives_the_same_table(model_id):
     assert list(table) == reference
     assert all(math.isfinite(v) for v in table.values())
     assert table["parameters"] == sum(p.numel() for p in model.parameters())
+
+
+class CountingCounter(Counter):
+    """Counter with a model-specific metric: the share of windows whose first position is even."""
+
+    def evaluation_metrics(self, window, context, horizons, generator):
+        first = window.obs["pos"][:, 0, 0]
+        return {"even_start": (float((first % 2 == 0).sum()), first.shape[0])}
+
+
+def test_model_specific_metrics_are_averaged_over_all_windows(counter_id):
+    registry._REGISTRY.pop(counter_id)
+    model_zoo.register(counter_id, entry_point=f"{__name__}:CountingCounter")
+    model = model_zoo.make(counter_id, OBS_SPACE, ACTION_SPACE)
+    result = evaluate(model, _windows(ROWS), horizons=(1,), context=1, batch_size=3, **FAST)
+    evens = sum(1 for p0, _, _ in ROWS if p0 % 2 == 0)
+    assert result.as_dict()["even_start"] == pytest.approx(evens / len(ROWS))  # summed over 3 batches, not averaged
