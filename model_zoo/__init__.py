@@ -32,6 +32,7 @@ __all__ = [
 register("mlp", entry_point="model_zoo.mlp:MLPWorldModel")
 register("mlp_ensemble", entry_point="model_zoo.mlp:MLPEnsemble")
 register("vae_mdnrnn", entry_point="model_zoo.vae_mdnrnn:VAEMDNRNN")
+register("causal_vae_mdnrnn", entry_point="model_zoo.causal_vae_mdnrnn:CausalVAEMDNRNN")
 
 
 def load(directory, map_location="cpu"):

@@ -1,0 +1,771 @@
+"""A causal V + M: a hierarchical VAE with named latent groups and an MDN-RNN intervenable through causal variables.
+
+The backbone is Ha & Schmidhuber (2018), "World Models" (arXiv:1803.10122): V
+compresses each observation, M (an LSTM with mixture density heads) predicts the
+next latent, the reward and the termination. What is added follows the structural
+causal model view of Pearl (2009), "Causality", and of Schölkopf et al. (2021),
+"Toward Causal Representation Learning" (arXiv:2102.11107): the environment's
+causal variables (``campus_env.causal.VARIABLES``: day, hour, semester, weather,
+gameday, road closure, crowd) are explicit inputs of the model, each with a small
+learned mechanism over its parents in a causal graph, so that ``imagine(..., do=...)``
+is a hard intervention on them, propagated to their descendants.
+
+V, hierarchical (a ladder of conditional Gaussians, as in Sønderby et al. (2016),
+"Ladder Variational Autoencoders", arXiv:1602.02282, in its simplest form): the
+latent ``z`` is split into named groups, each with its own posterior
+``q(z_g | x, z_<g)`` and a conditional prior ``p(z_g | z_<g, causes of g)``, and the
+decoder reads every group beside the causal variables that cause it. The groups and
+their causes (``ENV_EFFECTS``), read off the env's mechanisms (``campus_env.rules``):
+
+=============  ====================================================  =================================
+group          what it holds                                         causal inputs (its causes)
+=============  ====================================================  =================================
+``layout``     global layout: which buildings, roads and paths are   day, hour, semester, gameday,
+               open, where the goal is                               road_closure
+``local``      local surroundings: walkability and footing of the     semester, weather, road_closure
+               cells around the agent
+``social``     the crowd: level times the hotspot pattern            day, hour, gameday, crowd
+``temporal``   time of day                                           day, hour
+=============  ====================================================  =================================
+
+(access = f(day, semester, hour slot, closure); goal and hotspot pattern = f(day,
+hour slot, gameday); slip = f(weather); crowd density = crowd x pattern.) Since
+the causes are given to the decoder and the priors, the groups need not encode
+them: under an intervention the new values reach the decoded observation through
+the groups they cause.
+
+M, a causal MDN-RNN: an LSTM over ``[z[t], a[t+1], causes(c[t])]``; one mixture
+head per latent group reads ``[h, causes of g at t+1]``; reward and termination
+read ``[h, causes(c[t+1])]``. ``causes`` is the union of every group's causal
+inputs, so a variable that causes nothing has no path into any prediction. Two
+heads read ``[h, z]`` to predict the causal variables themselves, for
+observations that do not show them (pixels alone, ``observe_causal=False``): the
+*static head* the static variables (day, semester, weather, gameday: fixed over
+an episode unless intervened on) and the *dynamic head* the dynamic ones (hour,
+road closure, crowd).
+
+Causal variables (codes as in ``Batch.causal``: day index, hour in hours,
+semester and weather indices, gameday and road closure 0/1, crowd 0..1):
+
+- Training reads them from ``Batch.causal``; else from the observation when it
+  shows them (CampusNav's ``"causal"`` Dict entry or the flat ``"state"``
+  observation with ``observe_causal=True``, found by ``causal_obs="auto"``); else
+  the inference heads' predictions stand in.
+- ``observe`` reads them from the observation when it shows them, else predicts
+  them with the static and dynamic heads.
+- ``imagine`` carries static variables over, advances the clock one minute per
+  step, and re-derives dynamic variables each step by their learned mechanisms
+  (interval variables such as the crowd keep the residual abducted at ``observe``,
+  i.e. their exogenous noise, as a counterfactual would).
+- ``imagine(state, action, do={"gameday": True})``: the named variables take the
+  given values (checked with ``campus_env.causal.validate_do``); every descendant
+  in ``config.graph`` that is not intervened on is re-derived by its mechanism
+  when one of its parents changed (categorical ones are sampled at the model's
+  temperature, interval ones keep their residual); nothing upstream changes. The
+  transition of that step already runs under the intervention, as in the env's
+  ``do()``, so passing ``do`` from some step on is a mid-rollout intervention.
+
+``graph="env"`` uses ``campus_env.causal.CAUSAL_GRAPH``; a tuple of ``(variable,
+(parents, ...))`` pairs (see ``graph_config``) gives a learned or hand-made one;
+``effects`` likewise replaces the table above.
+
+>>> import numpy as np, torch
+>>> import gymnasium as gym, campus_env
+>>> env = gym.make("CampusNav-v0", obs_mode="state")
+>>> model = CausalVAEMDNRNN(env.observation_space, env.action_space, Config(hidden=16, mech_hidden=8))
+>>> obs, info = env.reset(seed=0, options={"do": {"weather": "sunny", "gameday": False}})
+>>> state = model.observe(model.initial_state(1), torch.zeros(1, dtype=torch.int64),
+...                       torch.as_tensor(obs[None]), torch.ones(1, dtype=torch.bool))
+>>> model.causal_values(state)[0]["weather"]
+'sunny'
+>>> out = model.imagine(state, torch.tensor([1]), do={"weather": "snowy"}, generator=torch.Generator().manual_seed(0))
+>>> model.causal_values(out.state)[0]["weather"], out.reward.shape
+('snowy', torch.Size([1]))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import Tensor, nn
+
+from campus_env import causal
+from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
+from model_zoo.nets import ObsDecoder, ObsEncoder, mlp
+
+__all__ = [
+    "ENV_EFFECTS",
+    "GROUPS",
+    "CausalVAEMDNRNN",
+    "Config",
+    "graph_config",
+    "obs_causal_codes",
+    "obs_causal_vector",
+]
+
+_LOG_2PI = math.log(2 * math.pi)
+NAMES: tuple[str, ...] = tuple(causal.VARIABLES)  # the columns of the causal codes, in Batch.causal order
+INDEX = {name: i for i, name in enumerate(NAMES)}
+GROUPS: tuple[str, ...] = ("layout", "local", "social", "temporal")
+ENV_EFFECTS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("layout", ("day", "hour", "semester", "gameday", "road_closure")),
+    ("local", ("semester", "weather", "road_closure")),
+    ("social", ("day", "hour", "gameday", "crowd")),
+    ("temporal", ("day", "hour")),
+)
+HOUR_LOW, HOUR_HIGH = causal.FIRST_MINUTE / 60, causal.LAST_MINUTE / 60
+MINUTE = 1.0 / 60.0  # the clock advances one minute per step
+OBS_CAUSAL_DIM = 16  # CampusNav's causal observation: day 7, semester, weather 4, gameday, clock, closure, crowd
+
+
+def graph_config(graph: Mapping[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """A graph ``{variable: parents}`` (e.g. ``env.unwrapped.causal_graph`` or a discovered one) as a config value.
+
+    >>> graph_config({"crowd": ["gameday"], "gameday": ()})[-2:]
+    (('road_closure', ()), ('crowd', ('gameday',)))
+    """
+    unknown = [name for name in graph if name not in INDEX]
+    if unknown:
+        raise ValueError(f"graph: unknown causal variable {unknown[0]!r}; valid names: {', '.join(NAMES)}")
+    return tuple((name, tuple(str(p) for p in graph.get(name, ()))) for name in NAMES)
+
+
+def _check_graph(graph: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if graph == "env":
+        return graph_config(causal.CAUSAL_GRAPH)
+    if isinstance(graph, Mapping):
+        pairs = graph_config(graph)
+    elif isinstance(graph, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in graph):
+        pairs = graph_config({name: tuple(parents) for name, parents in graph})
+    else:
+        raise ValueError(f"Config.graph must be 'env' or ((variable, (parents, ...)), ...), got {graph!r}")
+    parents = dict(pairs)
+    for name, ps in pairs:
+        for p in ps:
+            if p not in INDEX or p == name:
+                raise ValueError(f"Config.graph: {name!r} has parent {p!r}; parents must be other variables of "
+                                 f"{', '.join(NAMES)}")
+    _topological(parents)
+    return pairs
+
+
+def _check_effects(effects: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if effects == "env":
+        return ENV_EFFECTS
+    table = dict(effects.items() if isinstance(effects, Mapping) else effects)
+    for group, names in table.items():
+        if group not in GROUPS:
+            raise ValueError(f"Config.effects: unknown latent group {group!r}; groups: {', '.join(GROUPS)}")
+        for name in names:
+            if name not in INDEX:
+                raise ValueError(f"Config.effects[{group!r}]: unknown causal variable {name!r}; "
+                                 f"valid names: {', '.join(NAMES)}")
+    return tuple((g, tuple(str(n) for n in table.get(g, ()))) for g in GROUPS)
+
+
+def _topological(parents: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The variables in an order where parents come first; ``ValueError`` on a cycle."""
+    order: list[str] = []
+    pending = dict(parents)
+    while pending:
+        ready = [n for n in NAMES if n in pending and all(p in order for p in pending[n])]
+        if not ready:
+            raise ValueError(f"Config.graph has a cycle among {sorted(pending)}")
+        order += ready
+        for n in ready:
+            del pending[n]
+    return tuple(order)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyperparameters of the causal V and M (defaults train on a laptop CPU)."""
+
+    layout_dim: int = 8  # latent size of the global-layout group
+    local_dim: int = 8  # latent size of the local-surroundings group
+    social_dim: int = 4  # latent size of the social/crowd group
+    temporal_dim: int = 4  # latent size of the temporal group
+    hidden: int = 128  # LSTM units of M
+    mixtures: int = 5  # Gaussians per group head
+    temperature: float = 1.0  # sampling temperature of imagine (0: most likely values)
+    depth: int = 32  # channels of the first conv layer of V
+    vector_hidden: int = 128  # width of the MLP for vector parts
+    mech_hidden: int = 32  # width of each causal mechanism's MLP
+    graph: Any = "env"  # "env" (campus_env.causal.CAUSAL_GRAPH) or ((variable, (parents, ...)), ...)
+    effects: Any = "env"  # "env" (ENV_EFFECTS) or ((group, (variables, ...)), ...)
+    causal_obs: str = "auto"  # "auto": read the causal variables from CampusNav observations; "none": infer them
+    kl_weight: float = 1.0
+    free_nats: float = 0.5  # KL per frame clamped below at free_nats * z_dim
+    vector_weight: float = 100.0  # a vector element counts as much as this many pixels in V's reconstruction
+    reward_weight: float = 1.0
+    terminal_weight: float = 1.0
+    causal_weight: float = 1.0  # weight of the mechanisms' and inference heads' losses
+    min_logstd: float = -5.0
+    max_logstd: float = 2.0
+
+    def __post_init__(self):
+        for name in ("layout_dim", "local_dim", "social_dim", "temporal_dim", "hidden", "mixtures", "depth",
+                     "vector_hidden", "mech_hidden"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Config.{name} must be a positive integer, got {value!r}")
+        for name in ("temperature", "kl_weight", "free_nats", "vector_weight", "reward_weight", "terminal_weight",
+                     "causal_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"Config.{name} must be finite and >= 0, got {value!r}")
+        if self.causal_obs not in ("auto", "none"):
+            raise ValueError(f"Config.causal_obs must be 'auto' or 'none', got {self.causal_obs!r}")
+        if not self.min_logstd < self.max_logstd:
+            raise ValueError(f"Config.min_logstd ({self.min_logstd}) must be below max_logstd ({self.max_logstd})")
+        object.__setattr__(self, "graph", _check_graph(self.graph))
+        object.__setattr__(self, "effects", _check_effects(self.effects))
+
+    @property
+    def group_dims(self) -> dict[str, int]:
+        return {g: getattr(self, f"{g}_dim") for g in GROUPS}
+
+    @property
+    def z_dim(self) -> int:
+        return sum(self.group_dims.values())
+
+
+# --- causal codes: network features, the env's observation encoding -----------------------------
+
+
+def _width(name: str) -> int:
+    """Features of one variable: one-hot for categorical, the hour as a scalar plus its hour slot, else a scalar."""
+    var = causal.VARIABLES[name]
+    if var.kind == "categorical":
+        return len(var.choices)
+    return 1 + causal.HOUR_SLOTS if name == "hour" else 1
+
+
+def _out_width(name: str) -> int:
+    """Outputs of a head for one variable: logits of a categorical, one logit of a bool, one value else."""
+    var = causal.VARIABLES[name]
+    return len(var.choices) if var.kind == "categorical" else 1
+
+
+def causal_features(codes: Tensor, names: tuple[str, ...]) -> Tensor:
+    """Codes (..., 7) as network inputs for the variables ``names``: (..., sum of widths)."""
+    out = []
+    for name in names:
+        var, x = causal.VARIABLES[name], codes[..., INDEX[name]]
+        if var.kind == "categorical":
+            out.append(F.one_hot(x.round().long().clamp(0, len(var.choices) - 1), len(var.choices)).float())
+        elif name == "hour":
+            slot = (x.floor() - HOUR_LOW).long().clamp(0, causal.HOUR_SLOTS - 1)
+            out.append(torch.cat([((x - HOUR_LOW) / (HOUR_HIGH - HOUR_LOW))[..., None],
+                                  F.one_hot(slot, causal.HOUR_SLOTS).float()], dim=-1))
+        elif var.kind == "bool":
+            out.append(x[..., None])
+        else:
+            out.append(((x - var.low) / (var.high - var.low))[..., None])
+    if not out:
+        return codes.new_zeros(codes.shape[:-1] + (0,))
+    return torch.cat(out, dim=-1)
+
+
+def obs_causal_codes(x: Tensor) -> Tensor:
+    """CampusNav's causal observation (..., 16) as codes (..., 7) in ``Batch.causal`` order."""
+    day = x[..., 0:7].argmax(-1).float()
+    weather = x[..., 8:12].argmax(-1).float()
+    hour = HOUR_LOW + x[..., 13] * (HOUR_HIGH - HOUR_LOW)
+    return torch.stack([day, hour, x[..., 7].round(), weather, x[..., 12].round(), x[..., 14].round(), x[..., 15]],
+                       dim=-1)
+
+
+def obs_causal_vector(codes: Tensor) -> Tensor:
+    """Codes (..., 7) as CampusNav's causal observation (..., 16): the inverse of ``obs_causal_codes``."""
+    c = {name: codes[..., i] for i, name in enumerate(NAMES)}
+    day = F.one_hot(c["day"].round().long().clamp(0, 6), 7).float()
+    weather = F.one_hot(c["weather"].round().long().clamp(0, 3), 4).float()
+    clock = ((c["hour"] - HOUR_LOW) / (HOUR_HIGH - HOUR_LOW)).clamp(0, 1)
+    rest = torch.stack([clock, c["road_closure"], c["crowd"].clamp(0, 1)], dim=-1)
+    return torch.cat([day, c["semester"][..., None], weather, c["gameday"][..., None], rest], dim=-1)
+
+
+def _causal_slot(observation_space: gym.Space, vector_keys: tuple[str, ...], vector_dims: Mapping[str, int]):
+    """Where a CampusNav observation shows the causal variables: an offset into the vector part, or None."""
+    from campus_env.core import STATE_DIM
+    from campus_env.env import observation_space as campus_space
+
+    if isinstance(observation_space, spaces.Dict):
+        part = observation_space.spaces.get("causal")
+        if isinstance(part, spaces.Box) and part.shape == (OBS_CAUSAL_DIM,):
+            return sum(vector_dims[k] for k in vector_keys[: vector_keys.index("causal")])
+        return None
+    if observation_space == campus_space("state", True):
+        return STATE_DIM
+    return None
+
+
+# --- mixture heads -------------------------------------------------------------------------------
+
+
+class MDNOutput(NamedTuple):
+    """One group's mixture over its next latent: shared weights (..., K), means and log-stds (..., K, D)."""
+
+    logits: Tensor
+    mean: Tensor
+    logstd: Tensor
+
+
+def _split(out: Tensor, k: int, d: int) -> MDNOutput:
+    lead = out.shape[:-1]
+    return MDNOutput(out[..., :k], out[..., k : k + k * d].reshape(lead + (k, d)),
+                     out[..., k + k * d :].reshape(lead + (k, d)))
+
+
+def _log_prob(mdn: MDNOutput, z: Tensor, lo: float, hi: float) -> Tensor:
+    """log p(z) (...,) under a mixture with one categorical for the whole group."""
+    logstd = mdn.logstd.clamp(lo, hi)
+    x = (z.unsqueeze(-2) - mdn.mean) * torch.exp(-logstd)  # (..., K, D)
+    log_n = (-0.5 * x.square() - logstd - 0.5 * _LOG_2PI).sum(-1)  # (..., K)
+    return torch.logsumexp(F.log_softmax(mdn.logits, dim=-1) + log_n, dim=-1)
+
+
+def _sample(mdn: MDNOutput, tau: float, generator: torch.Generator | None, lo: float, hi: float) -> Tensor:
+    """z (B, D) at temperature ``tau`` (0: the most likely component's mean)."""
+    batch, k, d = mdn.mean.shape
+    if tau == 0:
+        index = mdn.logits.argmax(dim=-1)  # (B,)
+    else:
+        cdf = torch.softmax(mdn.logits / tau, dim=-1).cumsum(-1)  # (B, K)
+        u = torch.rand((batch, 1), generator=generator, device=cdf.device, dtype=cdf.dtype)
+        index = (cdf < u).sum(-1).clamp_(max=k - 1)  # (B,)
+    pick = index[:, None, None].expand(batch, 1, d)
+    mean = mdn.mean.gather(1, pick).squeeze(1)  # (B, D)
+    if tau == 0:
+        return mean
+    std = torch.exp(mdn.logstd.gather(1, pick).squeeze(1).clamp(lo, hi) + 0.5 * math.log(tau))
+    noise = torch.randn((batch, d), generator=generator, device=std.device, dtype=std.dtype)
+    return torch.addcmul(mean, std, noise)
+
+
+# --- causal variables: mechanisms and the inference heads ----------------------------------------
+
+
+class VariableHead(nn.Module):
+    """Predicts causal variables (logits or values) from an input vector, with their losses and draws."""
+
+    def __init__(self, names: tuple[str, ...], net: nn.Module):
+        super().__init__()
+        self.names = names
+        self.net = net
+        self.slices: dict[str, slice] = {}
+        start = 0
+        for name in names:
+            self.slices[name] = slice(start, start + _out_width(name))
+            start += _out_width(name)
+        self.out_dim = start
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        out = self.net(x)  # (..., out_dim)
+        return {name: out[..., s] for name, s in self.slices.items()}
+
+    @staticmethod
+    def value(name: str, out: Tensor) -> Tensor:
+        """The predicted code of an interval variable (..., ): the output squashed into the domain."""
+        var = causal.VARIABLES[name]
+        return var.low + (var.high - var.low) * torch.sigmoid(out[..., 0])
+
+    @staticmethod
+    def loss(name: str, out: Tensor, target: Tensor) -> Tensor:
+        """Per-element loss (...,): cross-entropy, binary cross-entropy or squared error on the unit scale."""
+        var = causal.VARIABLES[name]
+        if var.kind == "categorical":
+            n = len(var.choices)
+            return F.cross_entropy(out.reshape(-1, n), target.round().long().clamp(0, n - 1).reshape(-1),
+                                   reduction="none").reshape(target.shape)
+        if var.kind == "bool":
+            return F.binary_cross_entropy_with_logits(out[..., 0], target.round(), reduction="none")
+        scale = var.high - var.low
+        return ((VariableHead.value(name, out) - target) / scale).square()
+
+    @staticmethod
+    def draw(name: str, out: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
+        """A code (B,): sampled at temperature ``tau`` (0: the most likely value); interval variables: the value."""
+        var = causal.VARIABLES[name]
+        if var.kind == "interval":
+            return VariableHead.value(name, out)
+        logits = out if var.kind == "categorical" else torch.cat([torch.zeros_like(out), out], dim=-1)
+        if tau == 0:
+            return logits.argmax(-1).float()
+        u = torch.rand((logits.shape[0], 1), generator=generator, device=logits.device, dtype=logits.dtype)
+        cdf = torch.softmax(logits / tau, dim=-1).cumsum(-1)
+        return (cdf < u).sum(-1).clamp_(max=logits.shape[-1] - 1).float()
+
+
+# --- the world model -----------------------------------------------------------------------------
+
+
+class CausalVAEMDNRNN(WorldModel):
+    """Hierarchical grouped V + causal M (see the module docstring).
+
+    State: ``{"h", "c": (B, hidden) LSTM, "z": (B, z_dim) the groups in GROUPS order,
+    "causal": (B, 7) codes, "residual": (B, 7) abducted noise of interval variables}``.
+    """
+
+    Config = Config
+    supports_do = True
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Config | None = None):
+        super().__init__(observation_space, action_space, config if config is not None else Config())
+        cfg, spec = self.config, self.spec
+        self.parents: dict[str, tuple[str, ...]] = dict(cfg.graph)
+        self.order = _topological(self.parents)
+        self.effects: dict[str, tuple[str, ...]] = {g: tuple(n for n in NAMES if n in vs) for g, vs in cfg.effects}
+        self.causes = tuple(n for n in NAMES if any(n in vs for vs in self.effects.values()))  # the union
+        self.group_dims = cfg.group_dims
+        self.slot = None
+        if cfg.causal_obs == "auto":
+            self.slot = _causal_slot(observation_space, tuple(spec.vectors), spec.vector_dims)
+        width = {g: sum(_width(n) for n in self.effects[g]) for g in GROUPS}
+        cause_width = sum(_width(n) for n in self.causes)
+        z_dim, k = cfg.z_dim, cfg.mixtures
+
+        # V: one encoder, a posterior and a conditional prior per group (top-down), one decoder
+        self.encoder = ObsEncoder(spec, cfg.depth, cfg.vector_hidden)
+        self.norm = nn.LayerNorm(self.encoder.out_dim)
+        self.posteriors = nn.ModuleDict()
+        self.priors = nn.ModuleDict()
+        above = 0
+        for g in GROUPS:
+            d = self.group_dims[g]
+            self.posteriors[g] = nn.Linear(self.encoder.out_dim + above, 2 * d)
+            self.priors[g] = mlp(above + width[g] + 1, 2 * d, cfg.mech_hidden, 1)
+            above += d
+        self.decoder = ObsDecoder(spec, z_dim + sum(width.values()), cfg.depth, cfg.vector_hidden)
+
+        # M: the LSTM, one mixture head per group, reward and termination, the static and dynamic heads
+        self.cell = nn.LSTMCell(z_dim + spec.action_dim + cause_width, cfg.hidden)
+        self.group_heads = nn.ModuleDict(
+            {g: nn.Linear(cfg.hidden + width[g], k * (1 + 2 * self.group_dims[g])) for g in GROUPS}
+        )
+        self.outcome_head = nn.Linear(cfg.hidden + cause_width, 2)  # reward, termination logit
+        static = tuple(n for n in NAMES if not causal.VARIABLES[n].dynamic)
+        dynamic = tuple(n for n in NAMES if causal.VARIABLES[n].dynamic)
+        self.static_head = VariableHead(static, nn.Linear(cfg.hidden + z_dim, sum(map(_out_width, static))))
+        self.dynamic_head = VariableHead(dynamic, nn.Linear(cfg.hidden + z_dim, sum(map(_out_width, dynamic))))
+        # one mechanism per variable with parents: P(variable | parents)
+        self.mechanisms = nn.ModuleDict({
+            n: VariableHead((n,), mlp(sum(_width(p) for p in ps), _out_width(n), cfg.mech_hidden, 1))
+            for n, ps in self.parents.items() if ps
+        })
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _action(self, action: Tensor, is_first: Tensor | None = None) -> Tensor:
+        action = torch.as_tensor(action, device=self.device)
+        if is_first is not None:
+            mask = is_first.reshape(is_first.shape + (1,) * (action.dim() - is_first.dim()))
+            action = torch.where(mask, torch.zeros((), dtype=action.dtype, device=action.device), action)
+        return self.spec.encode_action(action)
+
+    def _is_first(self, is_first: Tensor, shape: tuple[int, ...]) -> Tensor:
+        is_first = torch.as_tensor(is_first, device=self.device).bool()
+        if is_first.shape != shape:
+            raise ValueError(f"is_first must have shape {tuple(shape)}, got {tuple(is_first.shape)}")
+        return is_first
+
+    def _groups(self, z: Tensor) -> dict[str, Tensor]:
+        return dict(zip(GROUPS, z.split(list(self.group_dims.values()), dim=-1), strict=True))
+
+    def _decoder_input(self, z: Tensor, codes: Tensor) -> Tensor:
+        parts = []
+        for g, zg in self._groups(z).items():
+            parts += [zg, causal_features(codes, self.effects[g])]
+        return torch.cat(parts, dim=-1)  # (..., Z + causal widths)
+
+    def observed_codes(self, obs: Obs) -> Tensor | None:
+        """The causal codes (..., 7) an observation shows, or None when it shows none (see ``causal_obs``)."""
+        if self.slot is None:
+            return None
+        vector = self.spec.vector(obs).to(self.device)
+        return obs_causal_codes(vector[..., self.slot : self.slot + OBS_CAUSAL_DIM])
+
+    def infer_codes(self, h: Tensor, z: Tensor) -> Tensor:
+        """The static and dynamic heads' most likely codes (..., 7) from ``[h, z]``."""
+        x = torch.cat([h, z], dim=-1)
+        out = {**self.static_head(x), **self.dynamic_head(x)}
+        flat = {n: o.reshape(-1, o.shape[-1]) for n, o in out.items()}
+        codes = torch.stack([VariableHead.draw(n, flat[n], 0.0, None) for n in NAMES], dim=-1)  # (N, 7)
+        return codes.reshape(h.shape[:-1] + (len(NAMES),))
+
+    def encode(self, obs: Obs, sample: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """V's posterior of observations with any leading dims: z (sampled or the means), means and log-variances."""
+        feats = self.norm(self.encoder(obs))  # (..., F)
+        zs, means, logvars = [], [], []
+        for g in GROUPS:
+            mean, logvar = self.posteriors[g](torch.cat([feats, *zs], dim=-1)).chunk(2, dim=-1)  # (..., D_g)
+            z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean) if sample else mean
+            zs.append(z)
+            means.append(mean)
+            logvars.append(logvar)
+        return torch.cat(zs, dim=-1), torch.cat(means, dim=-1), torch.cat(logvars, dim=-1)
+
+    def mechanism_mean(self, name: str, codes: Tensor) -> Tensor:
+        """The mechanism's most likely code of ``name`` (...,) given the parents' codes in ``codes``."""
+        out = self.mechanisms[name](causal_features(codes, self.parents[name]))[name]
+        return VariableHead.draw(name, out.reshape(-1, out.shape[-1]), 0.0, None).reshape(codes.shape[:-1])
+
+    def abduct(self, codes: Tensor) -> Tensor:
+        """The residual (..., 7) of each interval variable with a mechanism: its code minus the mechanism's mean."""
+        residual = torch.zeros_like(codes)
+        for name in self.mechanisms:
+            if causal.VARIABLES[name].kind == "interval":
+                residual[..., INDEX[name]] = codes[..., INDEX[name]] - self.mechanism_mean(name, codes)
+        return residual
+
+    def _derive(self, name: str, codes: Tensor, residual: Tensor, tau: float, generator) -> Tensor:
+        """A fresh code (B,) of ``name`` from its parents in ``codes``, keeping the residual of an interval variable."""
+        var = causal.VARIABLES[name]
+        out = self.mechanisms[name](causal_features(codes, self.parents[name]))[name]  # (B, out)
+        if var.kind == "interval":
+            return (VariableHead.value(name, out) + residual[:, INDEX[name]]).clamp(var.low, var.high)
+        return VariableHead.draw(name, out, tau, generator)
+
+    def do_codes(self, do: Mapping[str, Any] | None) -> dict[str, float]:
+        """Validated codes of an intervention (``Batch.causal`` units: the hour in hours)."""
+        self.check_do(do)
+        codes = causal.validate_do(do or {})
+        return {n: (v / 60.0 if n == "hour" else v) for n, v in codes.items()}
+
+    def check_do(self, do: Mapping[str, Any] | None) -> None:
+        """Checks names and values of ``do`` against ``campus_env.causal``; a ``ValueError`` names the valid ones."""
+        if do is not None:
+            causal.validate_do(do)
+
+    def intervene(self, codes: Tensor, residual: Tensor, do: Mapping[str, float], generator=None) -> Tensor:
+        """Codes (B, 7) with ``do`` (validated codes) imposed and every changed parent's descendants re-derived.
+
+        Variables not in ``do`` and without a changed parent keep their values; a
+        descendant is re-derived only in the rows where one of its parents changed.
+        """
+        if not do:
+            return codes
+        new = codes.clone()
+        changed = torch.zeros(codes.shape[0], len(NAMES), dtype=torch.bool, device=codes.device)
+        for name, value in do.items():
+            new[:, INDEX[name]] = value
+        for name in self.order:
+            i = INDEX[name]
+            if name in do:
+                changed[:, i] = new[:, i] != codes[:, i]
+                continue
+            if name not in self.mechanisms:
+                continue
+            rows = changed[:, [INDEX[p] for p in self.parents[name]]].any(-1)  # (B,)
+            if rows.any():
+                fresh = self._derive(name, new, residual, self.config.temperature, generator)
+                new[:, i] = torch.where(rows, fresh, new[:, i])
+                changed[:, i] = rows & (new[:, i] != codes[:, i])
+        return new
+
+    def advance(self, codes: Tensor, residual: Tensor, do: Mapping[str, float]) -> Tensor:
+        """The codes one step later: the clock moves a minute, dynamic variables follow their mechanisms.
+
+        Static and intervened variables keep their values; a dynamic variable is
+        re-derived (its mechanism's most likely value; interval ones plus their residual).
+        """
+        new = codes.clone()
+        if "hour" not in do:
+            new[:, INDEX["hour"]] = (codes[:, INDEX["hour"]] + MINUTE).clamp(max=HOUR_HIGH)
+        for name in self.order:
+            if name in do or name not in self.mechanisms or not causal.VARIABLES[name].dynamic:
+                continue
+            new[:, INDEX[name]] = self._derive(name, new, residual, 0.0, None)
+        return new
+
+    def causal_values(self, state: State) -> list[dict[str, Any]]:
+        """The state's causal variables as user-facing values, one dict per row (as ``info["causal"]``)."""
+        rows = state["causal"].detach().cpu().tolist()
+        out = []
+        for row in rows:
+            values = {}
+            for name, code in zip(NAMES, row, strict=True):
+                var = causal.VARIABLES[name]
+                if var.kind == "categorical":
+                    values[name] = var.choices[min(max(int(round(code)), 0), len(var.choices) - 1)]
+                elif var.kind == "bool":
+                    values[name] = bool(round(code))
+                else:
+                    values[name] = float(code)
+            out.append(values)
+        return out
+
+    # --- losses ---------------------------------------------------------------------------------
+
+    def _vae_loss(self, obs: Obs, codes: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        cfg, spec = self.config, self.spec
+        z, means, logvars = self.encode(obs, sample=True)  # (B, T, Z) each
+        images, vector = self.decoder(self._decoder_input(z, codes))
+        recon = z.new_zeros(z.shape[:-1])  # (B, T)
+        metrics: dict[str, Tensor] = {}
+        for key, logits in images.items():
+            err = (torch.sigmoid(logits) - spec.image(obs, key).to(z.device)).square()  # (B, T, C, 64, 64)
+            recon = recon + err.flatten(-3).sum(-1)
+            metrics[f"mse_{key or 'image'}"] = err.mean()
+        if vector is not None:
+            err = (vector - spec.vector(obs).to(z.device)).square()  # (B, T, V)
+            recon = recon + cfg.vector_weight * err.sum(-1)
+            metrics["mse_vector"] = err.mean()
+        kl = z.new_zeros(z.shape[:-1])  # (B, T): sum over groups of KL(q(z_g | x, z_<g) || p(z_g | z_<g, causes))
+        above: list[Tensor] = []
+        qm, qv = self._groups(means), self._groups(logvars)
+        zg = self._groups(z)
+        for g in GROUPS:
+            prior_in = torch.cat([*above, causal_features(codes, self.effects[g]), z.new_ones(z.shape[:-1] + (1,))], -1)
+            pm, pv = self.priors[g](prior_in).chunk(2, dim=-1)
+            pv = pv.clamp(-8.0, 8.0)
+            kl = kl + 0.5 * (pv - qv[g] + (qv[g].exp() + (qm[g] - pm).square()) / pv.exp() - 1.0).sum(-1)
+            above.append(zg[g])
+        kl_loss = kl.clamp(min=cfg.free_nats * cfg.z_dim).mean()
+        metrics.update(recon=recon.mean(), kl=kl.mean())
+        return recon.mean() + cfg.kl_weight * kl_loss, means, metrics
+
+    def _causal_loss(self, codes: Tensor) -> Tensor:
+        """The mechanisms' mean loss on true codes (B, T, 7)."""
+        total = codes.new_zeros(())
+        for name, head in self.mechanisms.items():
+            out = head(causal_features(codes, self.parents[name]))[name]
+            total = total + VariableHead.loss(name, out, codes[..., INDEX[name]]).mean()
+        return total
+
+    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        """V's loss, M's loss on the detached latent means, the mechanisms' and inference heads' losses."""
+        cfg = self.config
+        B, T = batch.shape
+        codes = None if batch.causal is None else torch.as_tensor(batch.causal, device=self.device).float()
+        if codes is None:
+            codes = self.observed_codes(batch.obs)
+        known = codes is not None
+        first = self._is_first(batch.is_first, (B, T)).clone()
+        first[:, 0] = True
+        actions = self._action(batch.action, first)  # (B, T, A)
+        if not known:  # nothing shows the causal variables: the inference heads stand in, filtered step by step
+            with torch.no_grad():
+                _, z_mean, _ = self.encode(batch.obs)
+                codes = self._filter_codes(z_mean, actions, first)
+        vae_loss, means, metrics = self._vae_loss(batch.obs, codes)
+        z = means.detach()  # (B, T, Z)
+        x = torch.cat([z[:, :-1], actions[:, 1:], causal_features(codes[:, :-1], self.causes)], dim=-1)
+        h = c = z.new_zeros(B, cfg.hidden)
+        hs = [h]
+        for t in range(T - 1):
+            h, c = self.cell(x[:, t], (h, c))  # (B, H)
+            reset = first[:, t + 1, None]
+            h, c = h.masked_fill(reset, 0.0), c.masked_fill(reset, 0.0)
+            hs.append(h)
+        hs = torch.stack(hs, dim=1)  # (B, T, H): h[t] has read up to (z[t-1], a[t])
+        valid = ~first[:, 1:]  # (B, T-1)
+        n = valid.sum().clamp(min=1)
+        nll = z.new_zeros(B, T - 1)
+        for g, zg in self._groups(z[:, 1:]).items():
+            head_in = torch.cat([hs[:, 1:], causal_features(codes[:, 1:], self.effects[g])], dim=-1)
+            mdn = _split(self.group_heads[g](head_in), cfg.mixtures, self.group_dims[g])
+            nll = nll - _log_prob(mdn, zg, cfg.min_logstd, cfg.max_logstd)
+        nll = (nll / cfg.z_dim).masked_fill(~valid, 0.0).sum() / n
+        outcome = self.outcome_head(torch.cat([hs[:, 1:], causal_features(codes[:, 1:], self.causes)], dim=-1))
+        reward = torch.as_tensor(batch.reward, device=z.device).float()[:, 1:]
+        terminated = torch.as_tensor(batch.terminated, device=z.device).float()[:, 1:]
+        reward_mse = ((outcome[..., 0] - reward).square() * valid).sum() / n
+        bce = F.binary_cross_entropy_with_logits(outcome[..., 1], terminated, reduction="none")
+        bce = (bce * valid).sum() / n
+        m_loss = nll + cfg.reward_weight * reward_mse + cfg.terminal_weight * bce
+        total = vae_loss + m_loss
+        if known:
+            x_inf = torch.cat([hs, z], dim=-1)
+            heads = {**self.static_head(x_inf), **self.dynamic_head(x_inf)}
+            infer = sum(VariableHead.loss(name, out, codes[..., INDEX[name]]).mean() for name, out in heads.items())
+            mech = self._causal_loss(codes)
+            total = total + cfg.causal_weight * (infer + mech)
+            metrics |= dict(infer_loss=infer, mechanism_loss=mech)
+        metrics |= dict(loss=total, vae_loss=vae_loss, m_loss=m_loss, mdn_nll=nll, reward_mse=reward_mse,
+                        terminal_bce=bce)
+        values = torch.stack([torch.as_tensor(v).detach().float() for v in metrics.values()]).tolist()
+        return total, dict(zip(metrics, values, strict=True))
+
+    def _filter_codes(self, z: Tensor, actions: Tensor, first: Tensor) -> Tensor:
+        """Inferred codes (B, T, 7) of a sequence with no causal variables, as ``observe`` would infer them."""
+        B, T, _ = z.shape
+        h = c = z.new_zeros(B, self.config.hidden)
+        codes = self.infer_codes(h, z[:, 0])
+        out = [codes]
+        for t in range(1, T):
+            h, c = self.cell(torch.cat([z[:, t - 1], actions[:, t], causal_features(codes, self.causes)], -1), (h, c))
+            h, c = h.masked_fill(first[:, t, None], 0.0), c.masked_fill(first[:, t, None], 0.0)
+            codes = self.infer_codes(h, z[:, t])
+            out.append(codes)
+        return torch.stack(out, dim=1)
+
+    # --- the interface --------------------------------------------------------------------------
+
+    def initial_state(self, batch_size: int) -> State:
+        """Zeros, except the causal codes: the first value of each domain (Monday 7:00, fall, sunny, ...)."""
+        cfg, device = self.config, self.device
+        h = torch.zeros(batch_size, cfg.hidden, device=device)
+        codes = torch.zeros(batch_size, len(NAMES), device=device)
+        codes[:, INDEX["hour"]] = HOUR_LOW
+        return {"h": h, "c": torch.zeros_like(h), "z": torch.zeros(batch_size, cfg.z_dim, device=device),
+                "causal": codes, "residual": torch.zeros_like(codes)}
+
+    def observe(self, state: State, action: Tensor, obs: Obs, is_first: Tensor) -> State:
+        """Advances the LSTM with (previous z, action, previous causes), or resets it where ``is_first``;
+        z is V's posterior mean; the causal codes are read from ``obs`` when it shows them, else inferred."""
+        B = state["z"].shape[0]
+        first = self._is_first(is_first, (B,))
+        x = torch.cat([state["z"], self._action(action, first), causal_features(state["causal"], self.causes)], -1)
+        h, c = self.cell(x, (state["h"], state["c"]))  # (B, H)
+        h, c = h.masked_fill(first[:, None], 0.0), c.masked_fill(first[:, None], 0.0)
+        obs = self.spec.to_torch(obs, self.device)
+        z = self.encode(obs)[0]  # (B, Z)
+        codes = self.observed_codes(obs)
+        if codes is None:
+            codes = self.infer_codes(h, z)
+        return {"h": h, "c": c, "z": z, "causal": codes, "residual": self.abduct(codes)}
+
+    def imagine(
+        self,
+        state: State,
+        action: Tensor,
+        do: Mapping[str, Any] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Imagined:
+        """One imagined step under ``do`` (see the module docstring); deterministic under a seeded ``generator``."""
+        cfg = self.config
+        do_codes = self.do_codes(do)
+        codes = self.intervene(state["causal"], state["residual"], do_codes, generator)  # (B, 7) at t
+        x = torch.cat([state["z"], self._action(action), causal_features(codes, self.causes)], dim=-1)
+        h, c = self.cell(x, (state["h"], state["c"]))  # (B, H)
+        nxt = self.advance(codes, state["residual"], do_codes)  # (B, 7) at t+1
+        zs = []
+        for g in GROUPS:
+            head_in = torch.cat([h, causal_features(nxt, self.effects[g])], dim=-1)
+            mdn = _split(self.group_heads[g](head_in), cfg.mixtures, self.group_dims[g])
+            zs.append(_sample(mdn, cfg.temperature, generator, cfg.min_logstd, cfg.max_logstd))
+        outcome = self.outcome_head(torch.cat([h, causal_features(nxt, self.causes)], dim=-1))  # (B, 2)
+        next_state = {"h": h, "c": c, "z": torch.cat(zs, dim=-1), "causal": nxt, "residual": state["residual"]}
+        return Imagined(next_state, outcome[:, 0], outcome[:, 1] > 0)
+
+    @torch.no_grad()
+    def decode(self, state: State) -> Obs:
+        """Env-format observation; a causal part of the observation shows the state's codes exactly."""
+        images, vector = self.decoder(self._decoder_input(state["z"], state["causal"]))
+        if self.slot is not None:
+            vector = vector.clone()
+            vector[..., self.slot : self.slot + OBS_CAUSAL_DIM] = obs_causal_vector(state["causal"])
+        return self.spec.assemble({k: torch.sigmoid(v) for k, v in images.items()}, vector)
+
+    def features(self, state: State) -> Tensor:
+        """[z, h, every causal variable's features]: (B, Z + H + 32)."""
+        return torch.cat([state["z"], state["h"], causal_features(state["causal"], NAMES)], dim=-1)
