@@ -1,0 +1,448 @@
+"""The recurrent state-space model (RSSM) of Dreamer, with categorical latents.
+
+Hafner et al. 2019, "Learning Latent Dynamics for Planning from Pixels" (PlaNet,
+arXiv:1811.04551) introduced the RSSM; Hafner et al. 2021, "Mastering Atari with
+Discrete World Models" (DreamerV2, arXiv:2010.02193) made its latent categorical and
+balanced its KL; Hafner et al. 2023, "Mastering Diverse Domains through World Models"
+(DreamerV3, arXiv:2301.04104) added the uniform mix, free bits on both KL terms,
+symlog inputs and targets and the two-hot reward. This file follows V3 where the
+two differ.
+
+The state at step t is ``{"deter": h[t], "stoch": z[t]}``:
+
+- ``h[t] = GRU(h[t-1], in(z[t-1], a[t]))``, the deterministic path;
+- the prior ``p(z[t] | h[t])`` and the posterior ``q(z[t] | h[t], embed(obs[t]))``,
+  each ``stoch`` categorical variables of ``classes`` classes. Their probabilities
+  are mixed with ``unimix`` of the uniform (V3's 1 %), so no class ever has
+  probability 0 and the KL stays finite. ``z`` is a one-hot sample with
+  straight-through gradients (``straight_through_sample``), flattened to
+  ``stoch * classes``.
+- ``features = [h, z]``; from them a decoder reconstructs the observation (the
+  64x64 conv decoder of ``model_zoo.nets`` for image parts, an MLP for the vector
+  part, predicted in symlog space), a reward head (two-hot over symlog bins, or
+  symlog MSE) and a continuation head (Bernoulli of "not terminated").
+
+The loss of V3: reconstruction + reward + continuation, plus the balanced KL
+``dyn_scale * max(free, KL[sg(q) || p]) + rep_scale * max(free, KL[q || sg(p)])``
+(``kl_balance``): the prior is pulled toward the posterior five times harder than
+the other way round, and neither term has a gradient while the KL of the step is
+below ``free_nats`` nats.
+
+Choices, against the papers:
+
+- Scaled for a CPU. DreamerV3's smallest size (S) has 512 GRU units, MLPs of 512
+  units, a conv multiplier of 32 and 255 reward bins; here ``hidden=256``,
+  ``units=256``, ``depth=16`` (the World Models conv stack of ``model_zoo.nets``,
+  four stride-2 convolutions), one hidden layer per head; the 32 x 32 categorical
+  latent and 255 bins are V3's. A plain ``GRUCell`` stands in for V3's layer-normed
+  GRU; LayerNorm and SiLU are in every MLP.
+- Each training window starts from the zero state (V3 carries the state over
+  between replay chunks); its first step counts as an episode start.
+- ``observe`` takes the posterior's most likely class per variable (deterministic
+  filtering, like the other zoo members' means), ``imagine`` samples the prior
+  with the given generator.
+- Vector parts: symlog inputs, and reconstruction errors in symlog space weighted by
+  ``vector_weight`` against the image parts' summed squared pixel errors, since a
+  cell of CampusNav's position vector is 0.03 of a unit.
+
+>>> import numpy as np, torch
+>>> from gymnasium import spaces
+>>> obs_space = spaces.Dict({"image": spaces.Box(0, 255, (64, 64, 3), np.uint8),
+...                          "state": spaces.Box(-1, 1, (4,), np.float32)})
+>>> model = RSSM(obs_space, spaces.Discrete(3), Config(stoch=4, classes=4, hidden=16, units=16, depth=4))
+>>> state = model.initial_state(2)
+>>> out = model.imagine(state, torch.tensor([0, 2]), generator=torch.Generator().manual_seed(0))
+>>> out.state["stoch"].shape, out.reward.shape, out.terminated.dtype, model.features(out.state).shape
+(torch.Size([2, 16]), torch.Size([2]), torch.bool, torch.Size([2, 32]))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
+from model_zoo.nets import ConvDecoder, ConvEncoder
+from model_zoo.spaces import IMAGE_SIZE, ObsSpec
+
+__all__ = [
+    "RSSM",
+    "Config",
+    "KLTerms",
+    "categorical_kl",
+    "kl_balance",
+    "straight_through_sample",
+    "symexp",
+    "symlog",
+    "twohot",
+    "unimix_logits",
+]
+
+_REWARD_LOSSES = ("twohot", "mse")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyperparameters of the RSSM (defaults: DreamerV3's latent and losses, scaled sizes; see the module doc)."""
+
+    stoch: int = 32  # categorical latent variables
+    classes: int = 32  # classes of each
+    hidden: int = 256  # GRU units of the deterministic path (V3 S: 512)
+    units: int = 256  # width of the MLPs (V3 S: 512)
+    depth: int = 16  # channels of the first conv layer (V3 S: 32)
+    vector_hidden: int = 256  # width of the vector encoder and decoder
+    unimix: float = 0.01  # uniform mixed into every categorical's probabilities
+    free_nats: float = 1.0  # KL per step below this (in nats) has no gradient
+    dyn_scale: float = 0.5  # weight of KL[sg(posterior) || prior]
+    rep_scale: float = 0.1  # weight of KL[posterior || sg(prior)]
+    vector_weight: float = 100.0  # a vector element's squared error counts as much as this many pixels'
+    reward_loss: str = "twohot"  # "twohot" (symlog two-hot cross-entropy) or "mse" (symlog MSE)
+    reward_bins: int = 255  # two-hot bins, evenly spaced in symlog space
+    reward_range: float = 20.0  # the bins span [-reward_range, reward_range] in symlog space
+    reward_scale: float = 1.0
+    cont_scale: float = 1.0
+
+    def __post_init__(self):
+        for name in ("stoch", "classes", "hidden", "units", "depth", "vector_hidden"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"Config.{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.reward_bins < 2:
+            raise ValueError(f"Config.reward_bins must be at least 2, got {self.reward_bins!r}")
+        if not 0.0 <= self.unimix < 1.0:
+            raise ValueError(f"Config.unimix must be in [0, 1), got {self.unimix!r}")
+        for name in ("free_nats", "dyn_scale", "rep_scale", "vector_weight", "reward_scale", "cont_scale"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"Config.{name} must be finite and >= 0, got {value!r}")
+        if not (math.isfinite(self.reward_range) and self.reward_range > 0):
+            raise ValueError(f"Config.reward_range must be positive, got {self.reward_range!r}")
+        if self.reward_loss not in _REWARD_LOSSES:
+            raise ValueError(f"Config.reward_loss must be one of {_REWARD_LOSSES}, got {self.reward_loss!r}")
+
+
+# --- functions of the papers --------------------------------------------------------
+
+
+def symlog(x: Tensor) -> Tensor:
+    """sign(x) log(1 + |x|) (DreamerV3): squashes large magnitudes, keeps small ones."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: Tensor) -> Tensor:
+    """The inverse of ``symlog``."""
+    return torch.sign(x) * torch.expm1(x.abs())
+
+
+def twohot(x: Tensor, bins: Tensor) -> Tensor:
+    """Two-hot encoding (..., K) of values (...) on sorted ``bins`` (K,): weights on the two nearest bins.
+
+    >>> twohot(torch.tensor([0.25, 5.0]), torch.tensor([0.0, 1.0, 2.0])).tolist()
+    [[0.75, 0.25, 0.0], [0.0, 0.0, 1.0]]
+    """
+    k = bins.shape[0]
+    x = x.clamp(float(bins[0]), float(bins[-1]))
+    above = torch.searchsorted(bins, x.contiguous()).clamp(1, k - 1)  # first bin >= x, at least 1
+    below = above - 1
+    weight = ((x - bins[below]) / (bins[above] - bins[below])).clamp(0.0, 1.0)  # weight of the upper bin
+    out = torch.zeros(x.shape + (k,), dtype=x.dtype, device=x.device)
+    out.scatter_(-1, below.unsqueeze(-1), (1.0 - weight).unsqueeze(-1))
+    out.scatter_add_(-1, above.unsqueeze(-1), weight.unsqueeze(-1))
+    return out
+
+
+def unimix_logits(logits: Tensor, unimix: float) -> Tensor:
+    """Log-probabilities of ``(1 - unimix) softmax(logits) + unimix / K`` over the last axis."""
+    if unimix == 0:
+        return torch.log_softmax(logits, dim=-1)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.log((1.0 - unimix) * probs + unimix / logits.shape[-1])
+
+
+def straight_through_sample(logits: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """A one-hot sample (..., K) of the categoricals ``logits`` (..., K), with the gradient of their probabilities.
+
+    The forward value is exactly one-hot; the backward pass sees ``softmax(logits)``
+    (``one_hot + probs - sg(probs)``, Bengio et al. 2013's straight-through estimator
+    as DreamerV2 uses it). One uniform draw per categorical, from ``generator``.
+
+    >>> sample = straight_through_sample(torch.zeros(2, 3, 4), torch.Generator().manual_seed(0))
+    >>> sample.shape, sample.sum(-1).tolist()
+    (torch.Size([2, 3, 4]), [[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]])
+    """
+    probs = torch.softmax(logits, dim=-1)  # (..., K)
+    u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device, dtype=probs.dtype)
+    index = (probs.detach().cumsum(-1) < u).sum(-1).clamp_(max=probs.shape[-1] - 1)  # (...) inverse-CDF draw
+    one_hot = F.one_hot(index, probs.shape[-1]).to(probs.dtype)
+    return one_hot + (probs - probs.detach())  # exactly one-hot forward: x - x is 0
+
+
+def categorical_kl(p_logits: Tensor, q_logits: Tensor) -> Tensor:
+    """KL[p || q] of categoricals given as logits (..., S, K), summed over the S variables: (...)."""
+    log_p, log_q = torch.log_softmax(p_logits, -1), torch.log_softmax(q_logits, -1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=(-2, -1))
+
+
+class KLTerms(NamedTuple):
+    """``kl_balance``'s result, each (...): the loss and the two KL values (equal in value, not in gradient)."""
+
+    loss: Tensor
+    dyn: Tensor  # KL[sg(posterior) || prior]: trains the prior
+    rep: Tensor  # KL[posterior || sg(prior)]: trains the posterior (the representation)
+
+
+def kl_balance(post_logits: Tensor, prior_logits: Tensor, dyn_scale: float = 0.5, rep_scale: float = 0.1,
+               free_nats: float = 1.0) -> KLTerms:
+    """DreamerV3's balanced KL with free bits, per step: logits (..., S, K) -> ``KLTerms`` of (...).
+
+    ``loss = dyn_scale * max(free_nats, dyn) + rep_scale * max(free_nats, rep)``: each
+    term is clipped from below, so a step whose KL is under ``free_nats`` nats gives
+    no gradient at all.
+
+    >>> post, prior = torch.tensor([[[2.0, 0.0]]]), torch.zeros(1, 1, 2)
+    >>> terms = kl_balance(post, prior, free_nats=0.0)
+    >>> round(float(terms.dyn), 4), round(float(terms.loss), 4)
+    (0.3278, 0.1967)
+    """
+    dyn = categorical_kl(post_logits.detach(), prior_logits)
+    rep = categorical_kl(post_logits, prior_logits.detach())
+    loss = dyn_scale * dyn.clamp(min=free_nats) + rep_scale * rep.clamp(min=free_nats)
+    return KLTerms(loss, dyn, rep)
+
+
+# --- networks -----------------------------------------------------------------------
+
+
+def _mlp(in_dim: int, out_dim: int, hidden: int, layers: int = 1) -> nn.Sequential:
+    """``layers`` x (Linear, LayerNorm, SiLU), then a linear output (Dreamer's MLP)."""
+    mods: list[nn.Module] = []
+    dim = in_dim
+    for _ in range(layers):
+        mods += [nn.Linear(dim, hidden), nn.LayerNorm(hidden), nn.SiLU()]
+        dim = hidden
+    mods.append(nn.Linear(dim, out_dim))
+    return nn.Sequential(*mods)
+
+
+def _key(key: str) -> str:
+    return "k_" + key.replace(".", "_")  # ModuleDict keys cannot be empty or hold dots
+
+
+class Encoder(nn.Module):
+    """An observation (leading dims ...) -> (..., out_dim): a conv stack per image part, an MLP on symlog(vector)."""
+
+    def __init__(self, spec: ObsSpec, depth: int, vector_hidden: int):
+        super().__init__()
+        self.spec = spec
+        self.convs = nn.ModuleDict({_key(k): ConvEncoder(s[-1], depth) for k, s in spec.images.items()})
+        self.vector = None
+        if spec.vector_dim:
+            self.vector = nn.Sequential(nn.Linear(spec.vector_dim, vector_hidden), nn.LayerNorm(vector_hidden),
+                                        nn.SiLU(), nn.Linear(vector_hidden, vector_hidden), nn.SiLU())
+        self.out_dim = sum(c.out_dim for c in self.convs.values()) + (vector_hidden if spec.vector_dim else 0)
+
+    def forward(self, obs: Obs) -> Tensor:
+        feats, lead = [], None
+        for key in self.spec.image_keys:
+            x = self.spec.image(obs, key)  # (..., C, 64, 64)
+            lead = x.shape[:-3]
+            feats.append(self.convs[_key(key)](x.reshape((-1,) + tuple(x.shape[-3:]))))  # (N, conv out)
+        if self.vector is not None:
+            v = symlog(self.spec.vector(obs))  # (..., V)
+            lead = v.shape[:-1]
+            feats.append(self.vector(v.reshape(-1, v.shape[-1])))  # (N, vector_hidden)
+        return torch.cat(feats, dim=-1).reshape(tuple(lead) + (-1,))  # (..., out_dim)
+
+
+class Decoder(nn.Module):
+    """Features (..., F) -> image logits per part (..., C, 64, 64) and the symlog vector (..., V) or None."""
+
+    def __init__(self, spec: ObsSpec, in_dim: int, depth: int, vector_hidden: int):
+        super().__init__()
+        self.spec = spec
+        self.deconvs = nn.ModuleDict({_key(k): ConvDecoder(in_dim, s[-1], depth) for k, s in spec.images.items()})
+        self.vector = _mlp(in_dim, spec.vector_dim, vector_hidden) if spec.vector_dim else None
+
+    def forward(self, feat: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
+        lead, flat = feat.shape[:-1], feat.reshape(-1, feat.shape[-1])  # (N, F)
+        images = {k: self.deconvs[_key(k)](flat).reshape(tuple(lead) + (-1, IMAGE_SIZE, IMAGE_SIZE))
+                  for k in self.spec.image_keys}
+        vector = self.vector(flat).reshape(tuple(lead) + (-1,)) if self.vector is not None else None
+        return images, vector
+
+
+# --- the world model ----------------------------------------------------------------
+
+
+class RSSM(WorldModel):
+    """Dreamer's RSSM. State: ``{"deter": (B, hidden), "stoch": (B, stoch * classes)}`` (one-hot per variable)."""
+
+    Config = Config
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Config | None = None):
+        super().__init__(observation_space, action_space, config if config is not None else Config())
+        cfg = self.config
+        latent, feat = cfg.stoch * cfg.classes, cfg.hidden + cfg.stoch * cfg.classes
+        self.encoder = Encoder(self.spec, cfg.depth, cfg.vector_hidden)
+        self.img_in = nn.Sequential(nn.Linear(latent + self.spec.action_dim, cfg.units), nn.LayerNorm(cfg.units),
+                                    nn.SiLU())
+        self.gru = nn.GRUCell(cfg.units, cfg.hidden)
+        self.prior_net = _mlp(cfg.hidden, latent, cfg.units)
+        self.post_net = _mlp(cfg.hidden + self.encoder.out_dim, latent, cfg.units)
+        self.decoder = Decoder(self.spec, feat, cfg.depth, cfg.vector_hidden)
+        reward_out = cfg.reward_bins if cfg.reward_loss == "twohot" else 1
+        self.reward_head = _mlp(feat, reward_out, cfg.units)
+        self.cont_head = _mlp(feat, 1, cfg.units)
+        with torch.no_grad():  # V3: the reward head starts by predicting 0
+            self.reward_head[-1].weight.zero_()
+            self.reward_head[-1].bias.zero_()
+        bins = torch.linspace(-cfg.reward_range, cfg.reward_range, cfg.reward_bins)
+        self.register_buffer("bins", bins, persistent=False)  # derived from the config: not in checkpoints
+
+    # --- pieces -------------------------------------------------------------------
+
+    def _logits(self, raw: Tensor) -> Tensor:
+        """Flat network output (..., S * K) -> unimix log-probabilities (..., S, K)."""
+        cfg = self.config
+        return unimix_logits(raw.unflatten(-1, (cfg.stoch, cfg.classes)), cfg.unimix)
+
+    def _action(self, action: Tensor, is_first: Tensor | None = None) -> Tensor:
+        """Encoded actions (..., A) on the model's device; zero where ``is_first``."""
+        action = self.spec.encode_action(torch.as_tensor(action, device=self.device))
+        if is_first is not None:
+            action = action.masked_fill(is_first.unsqueeze(-1), 0.0)
+        return action
+
+    def _is_first(self, is_first: Tensor, shape: tuple[int, ...]) -> Tensor:
+        is_first = torch.as_tensor(is_first, device=self.device).bool()
+        if tuple(is_first.shape) != tuple(shape):
+            raise ValueError(f"is_first must have shape {tuple(shape)}, got {tuple(is_first.shape)}")
+        return is_first
+
+    def img_step(self, deter: Tensor, stoch: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of the deterministic path: (h (B, H), z (B, S*K), encoded action (B, A)) -> (h', prior logits)."""
+        deter = self.gru(self.img_in(torch.cat([stoch, action], dim=-1)), deter)  # (B, H)
+        return deter, self._logits(self.prior_net(deter))  # (B, H), (B, S, K)
+
+    def posterior(self, deter: Tensor, embed: Tensor) -> Tensor:
+        """Posterior logits (..., S, K) from h (..., H) and the encoded observation (..., E)."""
+        return self._logits(self.post_net(torch.cat([deter, embed], dim=-1)))
+
+    def predict_reward(self, feat: Tensor) -> Tensor:
+        """The reward head's expected reward (...) from features (..., F)."""
+        out = self.reward_head(feat)
+        if self.config.reward_loss == "mse":
+            return symexp(out[..., 0])
+        return symexp((torch.softmax(out, dim=-1) * self.bins).sum(-1))
+
+    def _reward_loss(self, feat: Tensor, reward: Tensor) -> Tensor:
+        out = self.reward_head(feat)
+        target = symlog(reward)
+        if self.config.reward_loss == "mse":
+            return (out[..., 0] - target).square()
+        return -(twohot(target, self.bins) * torch.log_softmax(out, dim=-1)).sum(-1)  # (...) cross-entropy
+
+    # --- the interface ---------------------------------------------------------------
+
+    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        """Reconstruction + reward + continuation + balanced KL, averaged over the (B, T) steps; (scalar, metrics)."""
+        cfg, spec = self.config, self.spec
+        B, T = batch.shape
+        first = self._is_first(batch.is_first, (B, T)).clone()
+        first[:, 0] = True  # each window starts from the zero state
+        obs = spec.to_torch(batch.obs, self.device)
+        embed = self.encoder(obs)  # (B, T, E)
+        action = self._action(batch.action, first)  # (B, T, A)
+        deter = embed.new_zeros(B, cfg.hidden)
+        stoch = embed.new_zeros(B, cfg.stoch * cfg.classes)
+        deters, stochs, posts, priors = [], [], [], []
+        for t in range(T):
+            reset = first[:, t, None]
+            deter, stoch = deter.masked_fill(reset, 0.0), stoch.masked_fill(reset, 0.0)
+            deter, prior = self.img_step(deter, stoch, action[:, t])  # (B, H), (B, S, K)
+            post = self.posterior(deter, embed[:, t])  # (B, S, K)
+            stoch = straight_through_sample(post).flatten(-2)  # (B, S*K)
+            deters.append(deter)
+            stochs.append(stoch)
+            posts.append(post)
+            priors.append(prior)
+        feat = torch.cat([torch.stack(deters, 1), torch.stack(stochs, 1)], dim=-1)  # (B, T, F)
+        kl = kl_balance(torch.stack(posts, 1), torch.stack(priors, 1), cfg.dyn_scale, cfg.rep_scale, cfg.free_nats)
+
+        images, vector = self.decoder(feat)
+        recon = feat.new_zeros(B, T)  # summed squared error per frame
+        metrics: dict[str, Tensor] = {}
+        for key, logits in images.items():
+            err = (torch.sigmoid(logits) - spec.image(obs, key)).square()  # (B, T, C, 64, 64)
+            recon = recon + err.flatten(-3).sum(-1)
+            metrics[f"mse_{key or 'image'}"] = err.mean()
+        if vector is not None:
+            err = (vector - symlog(spec.vector(obs))).square()  # (B, T, V), in symlog space
+            recon = recon + cfg.vector_weight * err.sum(-1)
+            metrics["mse_vector"] = err.mean()
+
+        reward = torch.as_tensor(batch.reward, device=self.device).float()
+        terminated = torch.as_tensor(batch.terminated, device=self.device).float()
+        valid = (~first).float()  # a reward is predicted where the step has a predecessor
+        reward_loss = (self._reward_loss(feat, reward) * valid).sum() / valid.sum().clamp(min=1.0)
+        cont_logit = self.cont_head(feat)[..., 0]  # (B, T)
+        cont_loss = F.binary_cross_entropy_with_logits(cont_logit, 1.0 - terminated)
+        total = recon.mean() + kl.loss.mean() + cfg.reward_scale * reward_loss + cfg.cont_scale * cont_loss
+        with torch.no_grad():
+            reward_mae = ((self.predict_reward(feat) - reward).abs() * valid).sum() / valid.sum().clamp(min=1.0)
+        metrics |= dict(loss=total, recon=recon.mean(), kl_dyn=kl.dyn.mean(), kl_rep=kl.rep.mean(),
+                        kl_loss=kl.loss.mean(), reward_loss=reward_loss, reward_mae=reward_mae, cont_loss=cont_loss)
+        values = torch.stack([v.detach().float() for v in metrics.values()]).tolist()  # one device sync
+        return total, dict(zip(metrics, values, strict=True))
+
+    def initial_state(self, batch_size: int) -> State:
+        """Zeros: (B, hidden) deter, (B, stoch * classes) stoch."""
+        cfg, device = self.config, self.device
+        return {"deter": torch.zeros(batch_size, cfg.hidden, device=device),
+                "stoch": torch.zeros(batch_size, cfg.stoch * cfg.classes, device=device)}
+
+    def observe(self, state: State, action: Tensor, obs: Obs, is_first: Tensor) -> State:
+        """Advances h with (z, action) (from the zero state where ``is_first``); z = the posterior's mode."""
+        B = state["deter"].shape[0]
+        first = self._is_first(is_first, (B,))
+        deter = state["deter"].masked_fill(first[:, None], 0.0)
+        stoch = state["stoch"].masked_fill(first[:, None], 0.0)
+        deter, _ = self.img_step(deter, stoch, self._action(action, first))  # (B, H)
+        post = self.posterior(deter, self.encoder(self.spec.to_torch(obs, self.device)))  # (B, S, K)
+        stoch = F.one_hot(post.argmax(-1), self.config.classes).to(deter.dtype).flatten(-2)  # (B, S*K)
+        return {"deter": deter, "stoch": stoch}
+
+    def imagine(
+        self,
+        state: State,
+        action: Tensor,
+        do: Mapping[str, Any] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Imagined:
+        """Advances h with (z, action) and samples z from the prior (one uniform draw per variable).
+
+        Reward is the head's expectation; terminated is the continuation probability below 1/2.
+        """
+        self.check_do(do)
+        deter, prior = self.img_step(state["deter"], state["stoch"], self._action(action))
+        stoch = straight_through_sample(prior, generator).flatten(-2)  # (B, S*K)
+        feat = torch.cat([deter, stoch], dim=-1)  # (B, F)
+        reward = self.predict_reward(feat)
+        terminated = self.cont_head(feat)[..., 0] < 0.0
+        return Imagined({"deter": deter, "stoch": stoch}, reward, terminated)
+
+    @torch.no_grad()
+    def decode(self, state: State) -> Obs:
+        """Env-format observation (uint8 images, vectors symexp'd and clipped into their bounds)."""
+        images, vector = self.decoder(self.features(state))
+        return self.spec.assemble({k: torch.sigmoid(v) for k, v in images.items()},
+                                  symexp(vector) if vector is not None else None)
+
+    def features(self, state: State) -> Tensor:
+        return torch.cat([state["deter"], state["stoch"]], dim=-1)  # (B, hidden + stoch * classes), Dreamer's

@@ -1,0 +1,232 @@
+"""RSSM (Dreamer): straight-through categoricals, unimix, KL balancing and free bits, two-hot, save/load, resets."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import model_zoo
+from model_zoo.base import Batch
+from model_zoo.rssm import (
+    RSSM,
+    Config,
+    categorical_kl,
+    kl_balance,
+    straight_through_sample,
+    symexp,
+    symlog,
+    twohot,
+    unimix_logits,
+)
+
+TINY = dict(stoch=4, classes=5, hidden=16, units=16, depth=4, vector_hidden=16, reward_bins=21)
+DICT = spaces.Dict({"image": spaces.Box(0, 255, (64, 64, 3), np.uint8),
+                    "state": spaces.Box(-1.0, 1.0, (3,), np.float32)})
+VECTOR = spaces.Box(-1.0, 1.0, (3,), np.float32)
+DISCRETE = spaces.Discrete(3)
+
+
+def make(obs_space=VECTOR, action_space=DISCRETE, seed: int = 0, **overrides) -> RSSM:
+    torch.manual_seed(seed)
+    model = model_zoo.make("rssm", obs_space, action_space, **{**TINY, **overrides})
+    assert isinstance(model, RSSM)
+    return model
+
+
+# --- straight-through categoricals ---------------------------------------------------
+
+
+def test_straight_through_sample_is_one_hot_with_the_gradient_of_the_probabilities():
+    logits = torch.randn(6, 4, 5, requires_grad=True)
+    sample = straight_through_sample(logits, torch.Generator().manual_seed(0))
+    assert set(sample.detach().unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(sample.detach().sum(-1), torch.ones(6, 4))
+    weights = torch.randn(6, 4, 5)
+    (grad_sample,) = torch.autograd.grad((sample * weights).sum(), logits)
+    (grad_probs,) = torch.autograd.grad((torch.softmax(logits, -1) * weights).sum(), logits)
+    assert torch.allclose(grad_sample, grad_probs, atol=1e-6)
+
+
+def test_straight_through_samples_follow_the_probabilities_and_the_generator():
+    probs = torch.tensor([0.1, 0.6, 0.3])
+    logits = probs.log().expand(20_000, 1, 3)
+    sample = straight_through_sample(logits, torch.Generator().manual_seed(1)).detach()
+    freq = sample.mean(dim=(0, 1))
+    assert torch.allclose(freq, probs, atol=0.015), freq
+    again = straight_through_sample(logits, torch.Generator().manual_seed(1)).detach()
+    other = straight_through_sample(logits, torch.Generator().manual_seed(2)).detach()
+    assert torch.equal(sample, again) and not torch.equal(sample, other)
+
+
+def test_unimix_keeps_every_class_at_least_unimix_over_k():
+    logits = torch.tensor([[50.0, -50.0, -50.0, -50.0]])
+    probs = unimix_logits(logits, 0.01).exp()
+    assert torch.allclose(probs.sum(-1), torch.ones(1))
+    assert float(probs.min()) == pytest.approx(0.01 / 4, rel=1e-4)
+    assert float(probs.max()) == pytest.approx(0.99 + 0.01 / 4, rel=1e-4)
+    assert torch.allclose(unimix_logits(logits, 0.0), torch.log_softmax(logits, -1))
+
+
+# --- KL balancing and free bits ---------------------------------------------------------
+
+
+def bernoulli_kl(p: float, q: float) -> float:
+    return p * math.log(p / q) + (1 - p) * math.log((1 - p) / (1 - q))
+
+
+def test_categorical_kl_of_known_distributions_sums_over_variables():
+    p, q = torch.tensor([0.8, 0.2]), torch.tensor([0.5, 0.5])
+    post = torch.stack([p.log(), q.log()])[None]  # (1, S=2, K=2): the second variable equals the prior
+    prior = torch.stack([q.log(), q.log()])[None]
+    assert float(categorical_kl(post, prior)) == pytest.approx(bernoulli_kl(0.8, 0.5), rel=1e-5)
+    assert float(categorical_kl(prior, prior)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_kl_balance_weights_the_prior_and_the_posterior_gradients_separately():
+    post = torch.tensor([[[0.9, 0.1]]]).log().requires_grad_()
+    prior = torch.tensor([[[0.3, 0.7]]]).log().requires_grad_()
+    terms = kl_balance(post, prior, dyn_scale=0.5, rep_scale=0.1, free_nats=0.0)
+    kl = bernoulli_kl(0.9, 0.3)
+    assert float(terms.dyn.detach()) == pytest.approx(kl, rel=1e-5)
+    assert float(terms.rep.detach()) == pytest.approx(kl, rel=1e-5)
+    assert float(terms.loss.detach()) == pytest.approx(0.6 * kl, rel=1e-5)
+    grad_post, grad_prior = torch.autograd.grad(terms.loss.sum(), [post, prior])
+    ref_post, ref_prior = torch.autograd.grad(categorical_kl(post, prior).sum(), [post, prior])
+    assert torch.allclose(grad_prior, 0.5 * ref_prior, atol=1e-6)  # dyn trains the prior
+    assert torch.allclose(grad_post, 0.1 * ref_post, atol=1e-6)  # rep trains the posterior
+
+
+def test_free_bits_clip_each_term_and_stop_its_gradient_below_the_threshold():
+    # two steps of two binary variables against a uniform prior: KL 0.02 and 1.27 nats
+    post = torch.tensor([[[0.6, 0.4], [0.5, 0.5]], [[0.99, 0.01], [0.01, 0.99]]]).log().requires_grad_()
+    prior = torch.full((2, 2, 2), 0.5).log().requires_grad_()
+    terms = kl_balance(post, prior, dyn_scale=0.5, rep_scale=0.1, free_nats=1.0)
+    small, large = bernoulli_kl(0.6, 0.5), 2 * bernoulli_kl(0.99, 0.5)
+    assert small < 1.0 < large
+    assert terms.loss.tolist() == pytest.approx([0.6 * 1.0, 0.6 * large], rel=1e-5)
+    assert terms.dyn.tolist() == pytest.approx([small, large], rel=1e-5)  # the KL itself is reported unclipped
+    grad_post, grad_prior = torch.autograd.grad(terms.loss.sum(), [post, prior])
+    assert torch.all(grad_post[0] == 0) and torch.all(grad_prior[0] == 0)  # under the free bits: no gradient
+    assert grad_post[1].abs().sum() > 0 and grad_prior[1].abs().sum() > 0
+
+
+# --- symlog and two-hot ------------------------------------------------------------------
+
+
+def test_symlog_symexp_and_twohot_round_trip():
+    x = torch.tensor([-1000.0, -3.0, -0.01, 0.0, 0.5, 7.0, 1e5])
+    assert torch.allclose(symexp(symlog(x)), x, rtol=1e-4)
+    bins = torch.linspace(-20, 20, 255)
+    code = twohot(symlog(x), bins)
+    assert torch.allclose(code.sum(-1), torch.ones(len(x)))
+    assert ((code > 0).sum(-1) <= 2).all()
+    assert torch.allclose(symexp((code * bins).sum(-1)), x, rtol=1e-3)
+    assert torch.equal(twohot(torch.tensor([99.0, -99.0]), bins).argmax(-1), torch.tensor([254, 0]))  # clipped
+
+
+@pytest.mark.parametrize("reward_loss", ["twohot", "mse"])
+def test_the_reward_head_learns_a_reward_far_outside_unit_scale(reward_loss):
+    model = make(reward_loss=reward_loss, reward_bins=255)
+    with torch.no_grad():
+        assert float(model.predict_reward(torch.zeros(2, model.feature_dim)).abs().max()) < 1e-5  # starts at 0
+    feat = torch.randn(64, model.feature_dim)
+    target = torch.where(feat[:, 0] > 0, 50.0, -2.0)
+    optimizer = torch.optim.Adam(model.reward_head.parameters(), lr=3e-3)
+    for _ in range(300):
+        optimizer.zero_grad()
+        model._reward_loss(feat, target).mean().backward()
+        optimizer.step()
+    with torch.no_grad():
+        assert torch.allclose(model.predict_reward(feat), target, rtol=0.1, atol=0.2)
+
+
+# --- the model --------------------------------------------------------------------------
+
+
+def batch_of(space, action_space, b=2, t=5, seed=0) -> Batch:
+    rng = np.random.default_rng(seed)
+
+    def obs(s):
+        if isinstance(s, spaces.Dict):
+            return {k: obs(v) for k, v in s.spaces.items()}
+        if s.dtype == np.uint8:
+            return torch.as_tensor(rng.integers(0, 256, (b, t) + s.shape, dtype=np.uint8))
+        return torch.as_tensor(rng.uniform(-1, 1, (b, t) + s.shape).astype(np.float32))
+
+    first = torch.zeros(b, t, dtype=torch.bool)
+    first[:, 0] = True
+    action = torch.as_tensor(rng.integers(0, action_space.n, (b, t))) if isinstance(action_space, spaces.Discrete) \
+        else torch.as_tensor(rng.uniform(-1, 1, (b, t) + action_space.shape).astype(np.float32))
+    return Batch(obs=obs(space), action=action, reward=torch.as_tensor(rng.normal(size=(b, t)).astype(np.float32)),
+                 terminated=torch.zeros(b, t, dtype=torch.bool), is_first=first)
+
+
+@pytest.mark.parametrize("obs_space", [VECTOR, DICT], ids=["vector", "dict"])
+def test_save_and_load_give_the_same_model(obs_space, tmp_path):
+    action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    model = make(obs_space, action_space)
+    batch = batch_of(obs_space, action_space)
+    loaded = model_zoo.load(model.save(tmp_path / "m"))
+    assert isinstance(loaded, RSSM) and loaded.config == model.config
+    assert "bins" not in dict(loaded.state_dict())  # derived from the config, not stored
+    with torch.no_grad():
+        states = []
+        for m in (model, loaded):
+            state = m.observe(m.initial_state(2), batch.action[:, 0], batch.at(0).obs, batch.is_first[:, 0])
+            out = m.imagine(state, batch.action[:, 1], generator=torch.Generator().manual_seed(3))
+            states.append((m.features(out.state), out.reward, out.terminated, m.decode(out.state)))
+        torch.manual_seed(0)
+        loss_a = model.loss(batch)[0]
+        torch.manual_seed(0)
+        loss_b = loaded.loss(batch)[0]
+    (fa, ra, ta, da), (fb, rb, tb, db) = states
+    assert torch.equal(fa, fb) and torch.equal(ra, rb) and torch.equal(ta, tb)
+    for key in da if isinstance(da, dict) else [None]:
+        assert torch.equal(da[key], db[key]) if key is not None else torch.equal(da, db)
+    assert torch.equal(loss_a, loss_b)
+
+
+def test_observe_resets_at_episode_starts_and_filters_deterministically():
+    model = make()
+    obs = torch.tensor([[0.2, -0.3, 0.5], [0.2, -0.3, 0.5]])
+    action = torch.tensor([1, 1])
+    with torch.no_grad():
+        other = model.imagine(model.initial_state(2), torch.tensor([2, 0]), generator=torch.Generator().manual_seed(0))
+        a = model.observe(other.state, action, obs, torch.tensor([True, False]))
+        b = model.observe(model.initial_state(2), torch.tensor([0, 0]), obs, torch.tensor([True, True]))
+        again = model.observe(other.state, action, obs, torch.tensor([True, False]))
+    assert torch.equal(a["deter"][0], b["deter"][0]) and torch.equal(a["stoch"][0], b["stoch"][0])
+    assert not torch.equal(a["deter"][1], b["deter"][1])  # row 1 kept its history
+    assert all(torch.equal(a[k], again[k]) for k in a)
+    stoch = a["stoch"].reshape(2, TINY["stoch"], TINY["classes"])
+    assert torch.equal(stoch.sum(-1), torch.ones(2, TINY["stoch"]))  # one class per variable
+
+
+def test_imagine_samples_the_prior_with_the_generator():
+    model = make(stoch=16, classes=8)
+    state = model.initial_state(64)
+    action = torch.zeros(64, dtype=torch.int64)
+    with torch.no_grad():
+        a = model.imagine(state, action, generator=torch.Generator().manual_seed(0))
+        b = model.imagine(state, action, generator=torch.Generator().manual_seed(1))
+    assert not torch.equal(a.state["stoch"], b.state["stoch"])  # a sample, not the mode
+    assert torch.equal(a.state["deter"], b.state["deter"])  # the deterministic path
+
+
+def test_training_on_a_fixed_batch_lowers_the_reconstruction_and_the_reward_loss():
+    model = make()
+    batch = batch_of(VECTOR, spaces.Discrete(3), b=4, t=8)
+    history = model_zoo.fit(model, batch, steps=60, lr=3e-3, log_every=20, progress=False)
+    assert history[-1]["recon"] < 0.7 * history[0]["recon"]
+    assert history[-1]["reward_loss"] < history[0]["reward_loss"]
+
+
+@pytest.mark.parametrize(("field", "value"), [("stoch", 0), ("unimix", 1.0), ("free_nats", -1.0),
+                                              ("reward_loss", "huber"), ("reward_bins", 1)])
+def test_bad_config_is_a_clear_error(field, value):
+    with pytest.raises(ValueError, match=f"Config.{field}"):
+        Config(**{field: value})
