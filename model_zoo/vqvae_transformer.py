@@ -1,0 +1,520 @@
+"""A token world model: a VQ-VAE tokenizer and a transformer over the last N frames, after IRIS.
+
+Micheli, Alonso and Fleuret (2023), "Transformers are Sample-Efficient World Models"
+(IRIS, arXiv:2209.00588): frames become discrete tokens (a VQ-VAE, van den Oord et al.
+2017, arXiv:1711.00937) and a GPT-style transformer predicts the next frame's tokens,
+the reward and the termination from the tokens and actions of the frames before it.
+
+The sequence. A frame is a block of ``F`` tokens: its action (the one that led to it,
+see ``model_zoo.base``), one continuous token per vector part of the observation (a
+Dict's "state", and its "causal" variables where the env puts them in the
+observation; the bare vector of a vector-only space), then 64 codes per image part
+(the 8x8 grid of the tokenizer, row-major). The transformer reads the last
+``history`` frames (N; N=1 is the single-frame baseline) and the next frame's action,
+and predicts the next frame. Every token's embedding is its content plus a *spatial*
+embedding (its slot in the block, learned, shape (F, width)) plus a *temporal* one
+(its frame in the window, learned, shape (N + 1, width): 0 is the oldest context frame,
+N the predicted one). Frames before an episode's start (or the training window's)
+are absent: all their slots read a learned padding embedding.
+
+What is predicted, and how:
+
+- at the next frame's action token: the reward, the termination logit and the next
+  vector (as a change from the last frame's), by one linear head; vectors are
+  regressed, not quantized, so a vector-only space works unchanged (there the frame
+  is [action, vector] and the two decoding modes coincide);
+- the image codes, under ``Config.decoding``:
+  - ``"parallel"``: the next block is [action, 64 mask tokens] and the pass is
+    bidirectional; each mask token's output gives its code's logits, all drawn at
+    once, independently. One pass per frame.
+  - ``"autoregressive"``: the next block is [action, vectors, codes 0..62] under a
+    causal mask, each output giving the next code's logits (teacher-forced in
+    training). Imagination encodes the context once into a KV cache and then costs
+    one incremental step per code (``generate(..., use_cache=False)`` recomputes the
+    whole sequence per code instead: the baseline of ``benchmarks/token_model.py``).
+  Codes are drawn at ``temperature`` (0: the argmax) from the ``top_k`` most likely
+  (0: all).
+
+Training (``loss``) is one call for both parts: the tokenizer's reconstruction,
+codebook and commitment losses on every frame, and the transformer's cross-entropy,
+vector, reward and termination losses on up to ``train_targets`` next frames drawn
+from the batch's steps (a target needs a predecessor in its episode); the transformer
+reads the tokenizer's codes as given (no gradient reaches the tokenizer from it).
+Codebook use is tracked and dead codes are restarted (``model_zoo.tokens``).
+
+State (a dict of tensors, batch first): ``tokens`` (B, N, P) int64 codes of the last N
+frames (P = 64 per image part; absent for vector-only spaces), ``vector`` (B, N, V)
+(absent without vector parts), ``action`` (B, N, A) and ``present`` (B, N) bool. The
+causal variables of ``Batch.causal`` are not read: ``observe`` and ``imagine`` never
+receive them, so they enter only as part of the observation.
+
+>>> import numpy as np, torch
+>>> from gymnasium import spaces
+>>> obs_space = spaces.Dict({"image": spaces.Box(0, 255, (64, 64, 3), np.uint8),
+...                          "state": spaces.Box(-1, 1, (4,), np.float32)})
+>>> model = VQVAETransformer(obs_space, spaces.Discrete(3), Config(hidden=32, layers=1, depth=8, history=2))
+>>> state = model.initial_state(2)
+>>> out = model.imagine(state, torch.tensor([0, 2]), generator=torch.Generator().manual_seed(0))
+>>> out.state["tokens"].shape, out.reward.shape, out.terminated.dtype, model.decode(out.state)["image"].shape
+(torch.Size([2, 2, 64]), torch.Size([2]), torch.bool, torch.Size([2, 64, 64, 3]))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
+from model_zoo.nets import _safe
+from model_zoo.tokens import GRID, ImageTokenizer, KVCache, Transformer, sample_logits
+
+__all__ = ["DECODING_MODES", "Config", "NextFrame", "VQVAETransformer"]
+
+DECODING_MODES = ("parallel", "autoregressive")
+TOKENS_PER_IMAGE = GRID * GRID
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyperparameters of the tokenizer and the transformer (defaults sized for a laptop CPU).
+
+    The issue's full size is ``hidden=256, layers=6, heads=8``; the defaults are a
+    quarter as wide and a third as deep, so a training step and one imagined frame take
+    milliseconds, not seconds, on two CPU cores.
+    """
+
+    codes: int = 128  # codebook size of the VQ-VAE
+    code_dim: int = 32  # size of a code vector
+    depth: int = 32  # channels of the tokenizer's first conv layer (then 2 * depth)
+    history: int = 4  # N: frames of context the transformer reads (1: the single-frame baseline)
+    hidden: int = 64  # transformer width
+    layers: int = 2  # transformer blocks
+    heads: int = 4  # attention heads (must divide hidden)
+    decoding: str = "parallel"  # "parallel" (all codes at once) or "autoregressive" (code by code, KV cache)
+    temperature: float = 1.0  # sampling temperature of imagined codes (0: argmax)
+    top_k: int = 0  # draw from the k most likely codes only (0: all)
+    train_targets: int = 32  # next frames predicted per loss call (drawn from the batch's valid steps)
+    commitment: float = 0.25  # beta, the commitment loss weight of the VQ-VAE
+    dead_after: int = 50  # training steps a code may go unused before it is re-initialised
+    usage_decay: float = 0.99  # decay of the moving average of code use
+    vector_weight: float = 10.0  # weight of the next-vector MSE
+    reward_weight: float = 1.0  # weight of the reward MSE
+    terminal_weight: float = 1.0  # weight of the termination BCE
+
+    def __post_init__(self):
+        for name in ("codes", "code_dim", "depth", "history", "hidden", "layers", "heads", "train_targets",
+                     "dead_after"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Config.{name} must be a positive integer, got {value!r}")
+        if self.hidden % self.heads:
+            raise ValueError(f"Config.hidden ({self.hidden}) must be a multiple of Config.heads ({self.heads})")
+        if self.decoding not in DECODING_MODES:
+            raise ValueError(f"Config.decoding must be one of {DECODING_MODES}, got {self.decoding!r}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"Config.top_k must be an integer >= 0 (0: no top-k), got {self.top_k!r}")
+        for name in ("temperature", "commitment", "vector_weight", "reward_weight", "terminal_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"Config.{name} must be finite and >= 0, got {value!r}")
+        if not 0.0 <= self.usage_decay < 1.0:
+            raise ValueError(f"Config.usage_decay must be in [0, 1), got {self.usage_decay!r}")
+
+
+class NextFrame(NamedTuple):
+    """The transformer's prediction of the next frame (``VQVAETransformer.generate``)."""
+
+    tokens: Tensor  # (B, P) int64 codes drawn (P = 0 without images)
+    vector: Tensor  # (B, V) the predicted vector parts
+    reward: Tensor  # (B,)
+    terminated_logit: Tensor  # (B,)
+    logits: Tensor | None  # (B, P, K) the logits each code was drawn from, when asked for
+
+
+class VQVAETransformer(WorldModel):
+    """VQ-VAE tokens + a transformer over the last ``history`` frames. State: see the module docstring."""
+
+    Config = Config
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Config | None = None):
+        super().__init__(observation_space, action_space, config if config is not None else Config())
+        cfg, spec = self.config, self.spec
+        self.tokenizers = nn.ModuleDict({
+            _safe(k): ImageTokenizer(s[-1], cfg.depth, cfg.codes, cfg.code_dim, cfg.dead_after, cfg.usage_decay)
+            for k, s in spec.images.items()
+        })
+        self.vector_keys = tuple(spec.vectors)
+        self.num_tokens = TOKENS_PER_IMAGE * len(spec.image_keys)  # P
+        self.num_vectors = len(self.vector_keys)  # E: one token per vector part
+        self.frame_len = 1 + self.num_vectors + self.num_tokens  # F
+        W = cfg.hidden
+        self.action_embed = nn.Linear(spec.action_dim, W)
+        self.vector_embeds = nn.ModuleList(nn.Linear(spec.vector_dims[k], W) for k in self.vector_keys)
+        self.token_embed = nn.Embedding(cfg.codes, W)
+        self.spatial = nn.Parameter(torch.randn(self.frame_len, W) * 0.02)  # (F, W) slot in a frame
+        self.temporal = nn.Parameter(torch.randn(cfg.history + 1, W) * 0.02)  # (N + 1, W) frame in the window
+        self.pad = nn.Parameter(torch.randn(W) * 0.02)  # every slot of an absent frame
+        self.mask = nn.Parameter(torch.randn(W) * 0.02)  # a code still to predict (parallel decoding)
+        self.transformer = Transformer(W, cfg.layers, cfg.heads)
+        self.token_head = nn.Linear(W, cfg.codes)
+        self.step_head = nn.Linear(W, 2 + spec.vector_dim)  # reward | termination logit | vector change
+        nn.init.zeros_(self.step_head.weight)
+        nn.init.zeros_(self.step_head.bias)
+
+    # --- tokens ---------------------------------------------------------------------------
+
+    def tokenize(self, obs: Obs) -> Tensor:
+        """Codes of every image part of observations with leading dims (...): (..., P) int64."""
+        spec = self.spec
+        parts = []
+        for key in spec.image_keys:
+            x = spec.image(obs, key).to(self.device)  # (..., C, 64, 64)
+            lead = x.shape[:-3]
+            parts.append(self.tokenizers[_safe(key)].tokens(x.reshape((-1,) + x.shape[-3:])).reshape(lead + (-1,)))
+        if not parts:
+            return torch.zeros(self._lead(obs) + (0,), dtype=torch.int64, device=self.device)
+        return torch.cat(parts, dim=-1)
+
+    def decode_tokens(self, tokens: Tensor, vector: Tensor | None) -> Obs:
+        """Env-format observations from codes (B, P) and vectors (B, V)."""
+        images = {}
+        for i, key in enumerate(self.spec.image_keys):
+            part = tokens[:, i * TOKENS_PER_IMAGE : (i + 1) * TOKENS_PER_IMAGE]  # (B, 64)
+            images[key] = torch.sigmoid(self.tokenizers[_safe(key)].decode_tokens(part))  # (B, C, 64, 64)
+        return self.spec.assemble(images, vector)
+
+    def _lead(self, obs: Obs) -> tuple[int, ...]:
+        spec = self.spec
+        if spec.vectors:
+            return tuple(spec.vector(obs).shape[:-1])
+        x = next(iter(spec.parts(obs).values()))
+        return tuple(x.shape[:-3])
+
+    def _action(self, action: Tensor, is_first: Tensor | None = None) -> Tensor:
+        """Encoded actions (..., A) on the model's device; zero where ``is_first``."""
+        action = self.spec.encode_action(torch.as_tensor(action, device=self.device))
+        if is_first is not None:
+            action = action.masked_fill(is_first.unsqueeze(-1), 0.0)
+        return action
+
+    # --- embeddings ---------------------------------------------------------------------------
+
+    def _vector_tokens(self, vector: Tensor) -> Tensor:
+        """Vectors (..., V) -> one embedding per vector part (..., E, W)."""
+        out, start = [], 0
+        for key, embed in zip(self.vector_keys, self.vector_embeds, strict=True):
+            dim = self.spec.vector_dims[key]
+            out.append(embed(vector[..., start : start + dim]))
+            start += dim
+        return torch.stack(out, dim=-2)
+
+    def _embed_context(self, tokens: Tensor | None, vector: Tensor | None, action: Tensor, present: Tensor) -> Tensor:
+        """N context frames (M, N, ...) -> their token embeddings (M, N * F, W)."""
+        M, N = present.shape
+        parts = [self.action_embed(action).unsqueeze(-2)]  # (M, N, 1, W)
+        if self.num_vectors:
+            parts.append(self._vector_tokens(vector))  # (M, N, E, W)
+        if self.num_tokens:
+            parts.append(self.token_embed(tokens))  # (M, N, P, W)
+        x = torch.cat(parts, dim=-2)  # (M, N, F, W)
+        x = torch.where(present[:, :, None, None], x, self.pad)
+        x = x + self.spatial + self.temporal[:N, None]  # (M, N, F, W)
+        return x.reshape(M, N * self.frame_len, -1)
+
+    def _embed_next(self, action: Tensor, vector: Tensor | None, tokens: Tensor | None) -> Tensor:
+        """The predicted frame's block (M, L, W) as the transformer reads it (see the module docstring).
+
+        Parallel: [action, P mask tokens]. Autoregressive: [action, E vectors, codes 0..P-2]
+        (teacher-forced ``vector`` (M, V) and ``tokens`` (M, P)); [action] alone without images.
+        """
+        N, E, P = self.config.history, self.num_vectors, self.num_tokens
+        head = self.action_embed(action).unsqueeze(1) + self.spatial[0]  # (M, 1, W)
+        if P == 0:
+            return head + self.temporal[N]
+        if self.config.decoding == "parallel":
+            masks = (self.mask + self.spatial[1 + E :]).expand(action.shape[0], P, -1)  # (M, P, W)
+            return torch.cat([head, masks], dim=1) + self.temporal[N]
+        parts = [head]
+        if E:
+            parts.append(self._vector_tokens(vector) + self.spatial[1 : 1 + E])  # (M, E, W)
+        parts.append(self.token_embed(tokens[:, :-1]) + self.spatial[1 + E : -1])  # (M, P - 1, W)
+        return torch.cat(parts, dim=1) + self.temporal[N]
+
+    def _token_embedding(self, tokens: Tensor, index: int) -> Tensor:
+        """Code ``index`` of the predicted frame, (M,) -> its embedding (M, 1, W) (autoregressive generation)."""
+        slot = 1 + self.num_vectors + index
+        return (self.token_embed(tokens) + self.spatial[slot] + self.temporal[self.config.history]).unsqueeze(1)
+
+    # --- the transformer's prediction ---------------------------------------------------------------
+
+    def _split_step(self, out: Tensor, last_vector: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The step head on the action token's output (M, W): reward, termination logit, next vector."""
+        step = self.step_head(out)  # (M, 2 + V)
+        vector = last_vector + step[:, 2:] if last_vector is not None else None
+        return step[:, 0], step[:, 1], vector
+
+    def _teacher_forced(self, context: Tensor, action: Tensor, last_vector: Tensor | None,
+                        vector: Tensor | None, tokens: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """One full pass: (code logits (M, P, K), reward (M,), termination logit (M,), next vector (M, V))."""
+        E, P = self.num_vectors, self.num_tokens
+        x = torch.cat([context, self._embed_next(action, vector, tokens)], dim=1)  # (M, L, W)
+        h = self.transformer(x, causal=self.config.decoding == "autoregressive")  # (M, L, W)
+        start = context.shape[1]
+        reward, term, next_vector = self._split_step(h[:, start], last_vector)
+        if P == 0:
+            return h.new_zeros(h.shape[0], 0, self.config.codes), reward, term, next_vector
+        if self.config.decoding == "parallel":
+            logits = self.token_head(h[:, start + 1 :])  # (M, P, K)
+        else:
+            logits = self.token_head(h[:, start + E : start + E + P])  # (M, P, K): output i predicts code i
+        return logits, reward, term, next_vector
+
+    def _state_context(self, state: State) -> tuple[Tensor, Tensor | None]:
+        """The state's frames embedded (B, N * F, W), and its last vector (B, V) or None."""
+        vector = state.get("vector")
+        context = self._embed_context(state.get("tokens"), vector, state["action"], state["present"])
+        return context, (vector[:, -1] if vector is not None else None)
+
+    def generate(self, state: State, action: Tensor, generator: torch.Generator | None = None, *,
+                 use_cache: bool = True, return_logits: bool = False) -> NextFrame:
+        """Draws the next frame after ``state`` under ``action`` (B,) or (B, A), with the config's decoding.
+
+        Autoregressive decoding runs the context and the action once into a KV cache,
+        then one incremental step per code (``use_cache=False``: a full causal pass over
+        the whole sequence per code, the same logits, slowly). ``return_logits`` keeps
+        the logits every code was drawn from.
+        """
+        cfg = self.config
+        E, P = self.num_vectors, self.num_tokens
+        context, last_vector = self._state_context(state)  # (B, N F, W)
+        action = self._action(action)  # (B, A)
+        B = action.shape[0]
+        head = (self.action_embed(action) + self.spatial[0] + self.temporal[cfg.history]).unsqueeze(1)  # (B, 1, W)
+        if P == 0 or cfg.decoding == "parallel":
+            logits, reward, term, vector = self._teacher_forced(context, action, last_vector, None, None)
+            tokens = sample_logits(logits, cfg.temperature, cfg.top_k, generator)  # (B, P)
+            return NextFrame(tokens, vector, reward, term, logits if return_logits else None)
+        # autoregressive: [context, action] -> vectors -> code 0 -> ... -> code P-1
+        cache = self.transformer.cache(B, context.shape[1] + self.frame_len) if use_cache else None
+        seen = torch.cat([context, head], dim=1)  # (B, L0, W), the whole sequence (without a cache)
+        h = self.transformer(seen, causal=True, cache=cache)[:, -1]  # (B, W)
+        reward, term, vector = self._split_step(h, last_vector)
+        if E:
+            vec = self._vector_tokens(vector) + self.spatial[1 : 1 + E] + self.temporal[cfg.history]  # (B, E, W)
+            seen = torch.cat([seen, vec], dim=1)
+            h = self.transformer(vec if use_cache else seen, causal=True, cache=cache)[:, -1]
+        tokens = torch.empty(B, P, dtype=torch.int64, device=context.device)
+        all_logits = []
+        for i in range(P):
+            logits = self.token_head(h)  # (B, K)
+            if return_logits:
+                all_logits.append(logits)
+            tokens[:, i] = sample_logits(logits, cfg.temperature, cfg.top_k, generator)
+            if i + 1 < P:
+                x = self._token_embedding(tokens[:, i], i)  # (B, 1, W)
+                if use_cache:
+                    h = self.transformer(x, causal=True, cache=cache)[:, -1]
+                else:
+                    seen = torch.cat([seen, x], dim=1)
+                    h = self.transformer(seen, causal=True)[:, -1]
+        logits = torch.stack(all_logits, dim=1) if return_logits else None  # (B, P, K)
+        return NextFrame(tokens, vector, reward, term, logits)
+
+    def teacher_forced_logits(self, state: State, action: Tensor, tokens: Tensor,
+                              vector: Tensor | None = None) -> Tensor:
+        """Code logits (B, P, K) of the next frame in one full (causal-masked, when autoregressive) pass.
+
+        ``tokens`` (B, P) are the next frame's codes and ``vector`` (B, V) its vector parts;
+        autoregressive decoding reads them shifted by one (teacher forcing), parallel
+        decoding ignores them.
+        """
+        context, last_vector = self._state_context(state)
+        return self._teacher_forced(context, self._action(action), last_vector, vector, tokens)[0]
+
+    # --- the interface --------------------------------------------------------------------------
+
+    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        """Tokenizer losses on every frame plus the transformer's on up to ``train_targets`` next frames."""
+        cfg, spec, device = self.config, self.spec, self.device
+        B, T = batch.shape
+        first = torch.as_tensor(batch.is_first, device=device).bool()
+        if first.shape != (B, T):
+            raise ValueError(f"batch.is_first must have shape {(B, T)}, got {tuple(first.shape)}")
+        metrics: dict[str, Tensor] = {}
+        total = torch.zeros((), device=device)
+
+        # the tokenizer, on every frame
+        codes = []
+        for key in spec.image_keys:
+            images = spec.image(batch.obs, key).to(device)  # (B, T, C, 64, 64)
+            flat = images.reshape((B * T,) + images.shape[2:])
+            tokenizer = self.tokenizers[_safe(key)]
+            q = tokenizer.quantize(flat)
+            recon = torch.sigmoid(tokenizer.decode(q.quantized))  # (B T, C, 64, 64)
+            recon_mse = F.mse_loss(recon, flat)
+            total = total + recon_mse + q.codebook_loss + cfg.commitment * q.commitment_loss
+            counts = torch.bincount(q.indices.flatten(), minlength=cfg.codes).float()
+            probs = counts / counts.sum()
+            name = key or "image"
+            metrics |= {f"recon_mse_{name}": recon_mse, f"codebook_loss_{name}": q.codebook_loss,
+                        f"commitment_{name}": q.commitment_loss,
+                        f"codes_used_{name}": (counts > 0).float().mean(),
+                        f"perplexity_{name}": torch.exp(-(probs * torch.log(probs.clamp(min=1e-10))).sum()),
+                        f"code_restarts_{name}": tokenizer.quantizer.restarts.float()}
+            codes.append(q.indices.reshape(B, T, -1))
+        tokens = torch.cat(codes, dim=-1) if codes else None  # (B, T, P)
+        vector = spec.vector(batch.obs).to(device) if spec.vectors else None  # (B, T, V)
+        action = self._action(batch.action, first)  # (B, T, A)
+
+        # the transformer, on next frames whose predecessor is in the same episode
+        b, t = (~first[:, 1:]).nonzero(as_tuple=True)
+        t = t + 1
+        if b.numel() > cfg.train_targets:
+            keep = torch.randperm(b.numel(), device=device)[: cfg.train_targets]
+            b, t = b[keep], t[keep]
+        if b.numel():
+            N = cfg.history
+            steps = torch.arange(T, device=device)
+            start = torch.cummax(torch.where(first, steps, torch.zeros_like(steps)), dim=1).values  # (B, T)
+            frames = t[:, None] - N + torch.arange(N, device=device)  # (M, N): t-N .. t-1
+            present = frames >= start[b, t - 1][:, None]  # (M, N) inside the episode (and the window)
+            frames = frames.clamp(min=0)
+            rows = b[:, None]
+            context = self._embed_context(
+                tokens[rows, frames] if tokens is not None else None,
+                vector[rows, frames] if vector is not None else None,
+                action[rows, frames], present)  # (M, N F, W)
+            target_tokens = tokens[b, t] if tokens is not None else None  # (M, P)
+            target_vector = vector[b, t] if vector is not None else None  # (M, V)
+            logits, reward, term, next_vector = self._teacher_forced(
+                context, action[b, t], vector[b, t - 1] if vector is not None else None, target_vector, target_tokens)
+            real_reward = torch.as_tensor(batch.reward, device=device).float()[b, t]
+            real_term = torch.as_tensor(batch.terminated, device=device).float()[b, t]
+            reward_mse = F.mse_loss(reward, real_reward)
+            bce = F.binary_cross_entropy_with_logits(term, real_term)
+            total = total + cfg.reward_weight * reward_mse + cfg.terminal_weight * bce
+            metrics |= {"reward_mse": reward_mse, "terminal_bce": bce}
+            if target_tokens is not None:
+                ce = F.cross_entropy(logits.reshape(-1, cfg.codes), target_tokens.reshape(-1))
+                total = total + ce
+                metrics |= {"token_ce": ce, "token_acc": (logits.argmax(-1) == target_tokens).float().mean()}
+            if target_vector is not None:
+                vector_mse = F.mse_loss(next_vector, target_vector)
+                total = total + cfg.vector_weight * vector_mse
+                metrics["vector_mse"] = vector_mse
+        metrics = {"loss": total} | metrics
+        values = torch.stack([v.detach().float() for v in metrics.values()]).tolist()  # one device sync
+        return total, dict(zip(metrics, values, strict=True))
+
+    def initial_state(self, batch_size: int) -> State:
+        """No frames yet: every frame absent, codes 0, vectors and actions zero."""
+        N, device = self.config.history, self.device
+        state = {"action": torch.zeros(batch_size, N, self.spec.action_dim, device=device),
+                 "present": torch.zeros(batch_size, N, dtype=torch.bool, device=device)}
+        if self.num_tokens:
+            state["tokens"] = torch.zeros(batch_size, N, self.num_tokens, dtype=torch.int64, device=device)
+        if self.num_vectors:
+            state["vector"] = torch.zeros(batch_size, N, self.spec.vector_dim, device=device)
+        return state
+
+    def _push(self, state: State, tokens: Tensor | None, vector: Tensor | None, action: Tensor,
+              keep: Tensor | None = None) -> State:
+        """The state with its oldest frame dropped and a new one appended; earlier frames absent where not ``keep``."""
+        present = state["present"][:, 1:]
+        if keep is not None:
+            present = present & keep[:, None]
+        new = {"action": action, "present": torch.ones(action.shape[0], dtype=torch.bool, device=action.device)}
+        if tokens is not None:
+            new["tokens"] = tokens
+        if vector is not None:
+            new["vector"] = vector
+        return {k: torch.cat([present if k == "present" else state[k][:, 1:], v.unsqueeze(1)], dim=1)
+                for k, v in new.items()}
+
+    def observe(self, state: State, action: Tensor, obs: Obs, is_first: Tensor) -> State:
+        """Appends the observed frame (its codes, vectors and action) to the history; forgets it at ``is_first``."""
+        B = state["present"].shape[0]
+        first = torch.as_tensor(is_first, device=self.device).bool()
+        if first.shape != (B,):
+            raise ValueError(f"is_first must have shape {(B,)}, got {tuple(first.shape)}")
+        obs = self.spec.to_torch(obs, self.device)
+        tokens = self.tokenize(obs) if self.num_tokens else None  # (B, P)
+        vector = self.spec.vector(obs).float() if self.num_vectors else None  # (B, V)
+        return self._push(state, tokens, vector, self._action(action, first), keep=~first)
+
+    def imagine(
+        self,
+        state: State,
+        action: Tensor,
+        do: Mapping[str, Any] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Imagined:
+        """Draws the next frame (see ``generate``) and appends it to the history.
+
+        Reward is the head's prediction; terminated is its probability above 1/2.
+        Deterministic under a seeded ``generator``.
+        """
+        self.check_do(do)
+        nxt = self.generate(state, action, generator)
+        tokens = nxt.tokens if self.num_tokens else None
+        state = self._push(state, tokens, nxt.vector, self._action(action))
+        return Imagined(state, nxt.reward, nxt.terminated_logit > 0)
+
+    @torch.no_grad()
+    def decode(self, state: State) -> Obs:
+        """The last frame in the env's format (images from its codes; vectors clipped into their bounds)."""
+        tokens = state["tokens"][:, -1] if self.num_tokens else None
+        vector = state["vector"][:, -1] if self.num_vectors else None
+        return self.decode_tokens(tokens, vector)
+
+    def features(self, state: State) -> Tensor:
+        """The last frame: its code vectors average-pooled to 2x2 per image part (4 * code_dim each), its vectors."""
+        parts = []
+        for i, key in enumerate(self.spec.image_keys):
+            codes = state["tokens"][:, -1, i * TOKENS_PER_IMAGE : (i + 1) * TOKENS_PER_IMAGE]  # (B, 64)
+            z = self.tokenizers[_safe(key)].quantizer.embed(codes)  # (B, 64, D)
+            z = z.reshape(-1, GRID, GRID, z.shape[-1]).permute(0, 3, 1, 2)  # (B, D, 8, 8)
+            parts.append(F.adaptive_avg_pool2d(z, 2).flatten(1))  # (B, 4 D)
+        if self.num_vectors:
+            parts.append(state["vector"][:, -1])
+        return torch.cat(parts, dim=-1)
+
+    # --- evaluation ----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluation_metrics(self, window: Batch, context: int, horizons: tuple[int, ...],
+                           generator: torch.Generator) -> dict[str, tuple[float, int]]:
+        """``token_acc@k``: the share of imagined codes equal to the real frame's codes, k steps ahead.
+
+        Filters ``context`` real steps, imagines open loop with the real actions, and
+        compares at each horizon; steps past the episode's end are not scored (as in
+        ``model_zoo.evaluate``). Empty without image parts.
+        """
+        if not self.num_tokens:
+            return {}
+        real = self.tokenize(window.obs)  # (B, T, P)
+        B = real.shape[0]
+        first = window.is_first.bool().to(self.device)
+        terminated = window.terminated.bool().to(self.device)
+        state = self.initial_state(B)
+        for t in range(context):
+            obs = {k: v[:, t] for k, v in window.obs.items()} if isinstance(window.obs, Mapping) else window.obs[:, t]
+            state = self.observe(state, window.action[:, t], obs, first[:, t])
+        valid = ~terminated[:, context - 1]
+        out: dict[str, tuple[float, int]] = {}
+        for j in range(1, horizons[-1] + 1):
+            t = context + j - 1
+            valid = valid & ~first[:, t]
+            state = self.imagine(state, window.action[:, t], generator=generator).state
+            if j in horizons:
+                accuracy = (state["tokens"][:, -1] == real[:, t]).float().mean(-1)  # (B,)
+                out[f"token_acc@{j}"] = (float(accuracy[valid].sum()), int(valid.sum()))
+            valid = valid & ~terminated[:, t]
+        return out
