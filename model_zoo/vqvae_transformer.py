@@ -73,7 +73,7 @@ from torch import Tensor, nn
 
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
 from model_zoo.nets import _safe
-from model_zoo.tokens import GRID, ImageTokenizer, KVCache, Transformer, sample_logits
+from model_zoo.tokens import GRID, ImageTokenizer, Transformer, sample_logits
 
 __all__ = ["DECODING_MODES", "Config", "NextFrame", "VQVAETransformer"]
 
