@@ -1,0 +1,208 @@
+"""Gradient balancing across tasks: plain summation, PCGrad, and RGB (rotation-based gradient balancing).
+
+A model trained on several losses ("tasks") that share parameters gets one gradient
+per task on the shared parameters. When two of them conflict (negative cosine), their
+sum moves one task backwards. A balancer turns the task gradients ``G`` (K, P) into one
+update (P,):
+
+- ``"sum"``: ``sum_i g_i``, the gradient of the summed loss.
+- ``"pcgrad"``: PCGrad, Yu et al. (2020), "Gradient Surgery for Multi-Task Learning"
+  (NeurIPS, arXiv:2001.06782): each task gradient, in turn, is projected onto the
+  normal plane of every other task gradient it conflicts with (others in random order),
+  and the projected gradients are summed.
+- ``"rgb"``: rotation-based gradient balancing, after "RGB: Rotation-Based Gradient
+  Balancing" (OpenReview l0QAezg8HX), which rotates normalised task gradients toward a
+  consensus direction with an angle chosen per task. The paper's exact update is not
+  reproduced here; this is our reading of it, in four steps:
+
+  1. unit task gradients ``u_i = g_i / |g_i|``;
+  2. a consensus direction ``d``: the normalised mean of the ``u_i``, smoothed over
+     training steps by momentum ``mu`` (an exponential moving average of the
+     consensus, kept in a buffer, so one noisy batch does not swing it);
+  3. per task, the smallest angle ``theta_i*`` (found by ``alpha_steps`` bisection
+     steps on the fraction ``alpha`` of the angle between ``u_i`` and ``d``) that
+     rotates ``u_i`` toward ``d``, in the plane of the two, until it conflicts with
+     no other task's gradient; the task is rotated by ``min(lambda theta_i*, angle)``
+     (``lambda`` = 1: just enough to remove the conflict; larger: further toward
+     consensus; a task without conflicts is not rotated);
+  4. the update ``sum_i |g_i| r_i``: rotations keep each task's gradient norm, unlike
+     projections, which shorten conflicting gradients.
+
+  When no two task gradients conflict, nothing is rotated and the update is their sum.
+  For two conflicting tasks (with a fresh consensus) the update has a non-negative
+  cosine with both.
+
+Everything after the task gradients is computed in the (K + 1)-dimensional span of the
+``u_i`` and ``d``, from their Gram matrix, so it costs little beside the K backward passes.
+
+>>> import torch
+>>> g = torch.tensor([[1.0, 0.0], [-0.5, 1.0]])  # cosine -0.45: a conflict
+>>> update = balance(g, "rgb")
+>>> bool((g @ update >= 0).all()), bool(torch.allclose(balance(g.abs(), "rgb"), g.abs().sum(0)))
+(True, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["BALANCERS", "GradientBalancer", "balance", "pcgrad", "rgb", "surrogate_loss"]
+
+BALANCERS = ("sum", "pcgrad", "rgb")
+_TINY = 1e-12
+
+
+def pcgrad(grads: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """PCGrad's update (P,) from task gradients (K, P) (Yu et al., 2020)."""
+    projected = grads.clone()
+    k = grads.shape[0]
+    for i in range(k):
+        order = torch.randperm(k, generator=generator).tolist()
+        for j in order:
+            if j == i:
+                continue
+            dot = projected[i] @ grads[j]
+            if dot < 0:
+                projected[i] -= dot / grads[j].square().sum().clamp_min(_TINY) * grads[j]
+    return projected.sum(0)
+
+
+def rgb(
+    grads: Tensor,
+    momentum: Tensor | None = None,
+    mu: float = 0.9,
+    lam: float = 1.0,
+    alpha_steps: int = 3,
+) -> tuple[Tensor, Tensor]:
+    """RGB's update (P,) from task gradients (K, P), and the new consensus momentum (P,).
+
+    ``momentum`` is the previous step's (unnormalised) consensus, or None / zeros on the
+    first step; see the module docstring for the method.
+    """
+    norms = grads.norm(dim=1)  # (K,)
+    live = norms > _TINY
+    if int(live.sum()) < 2:  # fewer than two tasks with a gradient: nothing can conflict
+        return grads.sum(0), momentum if momentum is not None else torch.zeros_like(grads[0])
+    u = grads[live] / norms[live, None]  # (K', P)
+    n = norms[live]  # (K',)
+    consensus = u.mean(0)
+    consensus = consensus / consensus.norm().clamp_min(_TINY)  # (P,)
+    if momentum is None or float(momentum.norm()) < _TINY:
+        new_momentum = consensus
+    else:
+        new_momentum = mu * momentum + (1.0 - mu) * consensus
+    d = new_momentum / new_momentum.norm().clamp_min(_TINY)  # (P,)
+
+    gram = u @ u.t()  # (K', K') cosines between tasks
+    du = u @ d  # (K',) cosine of each task with the consensus
+    if bool((gram >= 0).all()):
+        return grads.sum(0), new_momentum
+    s = (1.0 - du.square()).clamp_min(0.0).sqrt()  # (K',) sine of the angle to d
+    # w_i: the unit vector in span(u_i, d) orthogonal to u_i, pointing to d; <w_i, u_j> from the Gram matrix
+    wu = (du[None, :] - du[:, None] * gram) / s[:, None].clamp_min(_TINY)  # (K', K') row i: <w_i, u_j>
+    angle = torch.arccos(du.clamp(-1.0, 1.0))  # (K',) angle of u_i to d
+
+    def worst(theta: Tensor) -> Tensor:
+        """The most negative cosine of each rotated task with the other tasks: (K',) -> (K',)."""
+        cos = torch.cos(theta)[:, None] * gram + torch.sin(theta)[:, None] * wu  # (K', K') <r_i, u_j>
+        return cos.masked_fill(torch.eye(len(n), dtype=torch.bool, device=cos.device), math.inf).min(1).values
+
+    rotatable = s > 1e-6
+    conflicted = (worst(torch.zeros_like(angle)) < 0) & rotatable
+    lo, hi = torch.zeros_like(angle), torch.ones_like(angle)  # fraction alpha of the angle: lo infeasible, hi kept
+    for _ in range(max(int(alpha_steps), 0)):
+        mid = 0.5 * (lo + hi)
+        ok = worst(mid * angle) >= 0
+        hi = torch.where(ok, mid, hi)
+        lo = torch.where(ok, lo, mid)
+    theta = torch.where(conflicted, torch.minimum(lam * hi * angle, angle), torch.zeros_like(angle))  # (K',)
+    # r_i = cos(theta) u_i + sin(theta) w_i, with w_i = (d - <d, u_i> u_i) / s_i
+    coef_u = n * (torch.cos(theta) - torch.sin(theta) * du / s.clamp_min(_TINY) * rotatable)  # (K',)
+    coef_d = (n * torch.sin(theta) / s.clamp_min(_TINY) * rotatable).sum()
+    return coef_u @ u + coef_d * d, new_momentum
+
+
+def balance(grads: Tensor, method: str = "sum", **kwargs) -> Tensor:
+    """The update (P,) of ``method`` (one of ``BALANCERS``) from task gradients (K, P); stateless.
+
+    ``kwargs`` go to ``pcgrad`` (``generator``) or ``rgb`` (``mu``, ``lam``, ``alpha_steps``).
+    """
+    if method == "sum":
+        return grads.sum(0)
+    if method == "pcgrad":
+        return pcgrad(grads, **kwargs)
+    if method == "rgb":
+        return rgb(grads, **kwargs)[0]
+    raise ValueError(f"unknown balancer {method!r}; choose one of {', '.join(map(repr, BALANCERS))}")
+
+
+class GradientBalancer(nn.Module):
+    """A balancer with its state: RGB's consensus momentum over ``num_params`` shared parameters (a buffer).
+
+    ``balancer(grads)`` returns the update (P,) and, for RGB, moves the momentum.
+    """
+
+    def __init__(self, method: str, num_params: int, mu: float = 0.9, lam: float = 1.0, alpha_steps: int = 3):
+        super().__init__()
+        if method not in BALANCERS:
+            raise ValueError(f"unknown balancer {method!r}; choose one of {', '.join(map(repr, BALANCERS))}")
+        self.method, self.mu, self.lam, self.alpha_steps = method, mu, lam, alpha_steps
+        self.register_buffer("momentum", torch.zeros(num_params if method == "rgb" else 0))
+
+    def forward(self, grads: Tensor) -> Tensor:
+        if self.method == "rgb":
+            update, momentum = rgb(grads, self.momentum, self.mu, self.lam, self.alpha_steps)
+            self.momentum.copy_(momentum.detach())
+            return update
+        return balance(grads, self.method)
+
+
+def surrogate_loss(
+    losses: Sequence[Tensor],
+    params: Sequence[nn.Parameter],
+    shared: Sequence[bool],
+    balancer: nn.Module,
+) -> tuple[Tensor, dict[str, float]]:
+    """A scalar whose value is ``sum(losses)`` and whose gradient is the balanced update.
+
+    The gradient of each loss is taken on every parameter (K backward passes); on the
+    ``shared`` ones the task gradients go through ``balancer`` (K, P) -> (P,), on the
+    others they are summed. The returned scalar is ``sum(losses)`` plus
+    ``<params, update> - <params, update>.detach()``, so one ``backward()`` on it (as
+    ``model_zoo.fit`` does) leaves exactly the balanced update in ``.grad``.
+
+    Returns the scalar and diagnostics: ``grad_conflict`` (the lowest cosine between two
+    task gradients on the shared parameters) and ``update_task_cos`` (the lowest cosine
+    between the update and a task gradient).
+    """
+    total = torch.stack([loss.reshape(()) for loss in losses]).sum()
+    per_task = []
+    for i, loss in enumerate(losses):
+        if loss.requires_grad:
+            grads = torch.autograd.grad(loss, params, retain_graph=i < len(losses) - 1, allow_unused=True)
+        else:
+            grads = (None,) * len(params)
+        per_task.append([torch.zeros_like(p) if g is None else g for p, g in zip(params, grads, strict=True)])
+    shared_index = [i for i, s in enumerate(shared) if s]
+    G = torch.stack([torch.cat([task[i].reshape(-1) for i in shared_index]) for task in per_task])  # (K, P)
+    update = balancer(G) if shared_index else G.new_zeros(0)  # (P,)
+    final, offset = [], 0
+    for i, p in enumerate(params):
+        if shared[i]:
+            final.append(update[offset : offset + p.numel()].view_as(p))
+            offset += p.numel()
+        else:
+            final.append(sum(task[i] for task in per_task))
+    inner = sum((p * g.detach()).sum() for p, g in zip(params, final, strict=True))
+    norms = G.norm(dim=1).clamp_min(_TINY)
+    cos = (G @ G.t()) / (norms[:, None] * norms[None, :])
+    off = ~torch.eye(len(losses), dtype=torch.bool, device=G.device)
+    stats = {
+        "grad_conflict": float(cos[off].min()) if len(losses) > 1 else 1.0,
+        "update_task_cos": float((G @ update / (norms * update.norm().clamp_min(_TINY))).min()),
+    }
+    return total.detach() + (inner - inner.detach()), stats

@@ -1,0 +1,558 @@
+"""A variational recurrent world model with a Dirichlet-process mixture prior, attention slots and gradient balancing.
+
+A VRNN (Chung et al., 2015, "A Recurrent Latent Variable Model for Sequential Data",
+arXiv:1506.02216) for video with actions, in five parts, each its own module:
+
+1. Perception (``model_zoo.perceiver``): the frame becomes tokens from a small VQ
+   codebook (256 codes by default), and a Perceiver's learned latent array
+   cross-attends to them to give a per-step context vector ``ctx``.
+2. Representation: a posterior ``q(z_t | frame_t, ctx_t)`` and a prior that is a
+   truncated Dirichlet-process Gaussian mixture (``model_zoo.stick_breaking``): Beta
+   stick fractions conditioned on the recurrent state give the weights of up to
+   ``components`` learnable Gaussians (means and scales; with
+   ``state_dependent_means`` the means are shifted together by a function of the
+   state, so the components are modes around the predicted next latent). The KL
+   between posterior and mixture is estimated by Monte Carlo; the stick fractions pay
+   a KL to the DP's ``Beta(1, dp_alpha)``, so the data decide how many components they
+   use (``components_in_use``, ``components_effective``).
+3. Dynamics: an LSTM (orthogonal init) over ``[z_{t-1}, ctx_{t-1}, a_t]``.
+4. Attention schema (``model_zoo.slots``): slot attention (5 slots), initialised from
+   the recurrent state, gives an 8x8 attention map per slot and image part (one
+   position per vector element besides), which the decoder reads beside ``[z, h]``.
+   A head predicts the maps from the recurrent state alone (the attention-dynamics
+   loss), which is what ``imagine`` uses, having no frame to attend to.
+5. Optimization (``model_zoo.balancing``): the losses are four tasks, ``elbo``
+   (reconstruction, mixture KL, stick KL), ``vq`` (codebook and commitment),
+   ``predictive`` (reward, termination and the next context from ``[h, z]``) and
+   ``attention`` (the predicted maps against the slot maps), combined on the shared
+   parameters (tokenizer, Perceiver, posterior, LSTM) by ``balancer``: ``"rgb"``
+   (rotation-based gradient balancing, ``rgb_mu`` 0.9, ``rgb_lambda`` 1.0,
+   ``rgb_alpha_steps`` 3), ``"sum"`` or ``"pcgrad"`` (Yu et al., 2020). ``model_zoo.fit``
+   calls ``loss`` and takes one ``backward``: with a balancer other than ``"sum"``,
+   ``loss`` takes each task's gradient itself (``torch.autograd.grad``, four backward
+   passes) and returns a scalar whose value is the summed loss and whose gradient is the
+   balanced update (``model_zoo.balancing.surrogate_loss``). Under ``torch.no_grad`` it
+   returns the plain sum.
+
+Reward and termination heads read ``[h, z]``; ``imagine`` samples the component and
+``z`` from the mixture prior (at ``temperature``; the stick fractions at their means)
+and predicts the next context, the maps, reward and termination.
+
+Time (see ``model_zoo.base``): the state at step t is ``{"h", "c", "z", "ctx", "maps"}``
+with ``(h, c)`` the LSTM state that has read ``[z_{t-1}, ctx_{t-1}, a_t]`` (zeros at an
+episode start), ``z``, ``ctx`` and ``maps`` those of ``obs[t]`` (observe: the posterior
+mean, the Perceiver's context, the slot maps; imagine: sampled and predicted).
+
+Scale: the paper-like sizes are a 256-d context, a 512-unit LSTM and 36-d ``z``; the
+defaults here keep ``z_dim=36``, 15 components, 256 codes and 5 slots but use a 128-d
+context and 256 LSTM units so that a CPU trains it (``context_dim=256, hidden=512`` for
+the paper's widths; the cost grows about linearly in both).
+
+>>> import numpy as np, torch
+>>> from gymnasium import spaces
+>>> obs_space = spaces.Dict({"image": spaces.Box(0, 255, (64, 64, 3), np.uint8),
+...                          "state": spaces.Box(-1, 1, (4,), np.float32)})
+>>> model = DPGMMVRNN(obs_space, spaces.Discrete(3), Config(z_dim=8, hidden=32, depth=4, context_dim=16))
+>>> state = model.initial_state(2)
+>>> out = model.imagine(state, torch.tensor([0, 2]), generator=torch.Generator().manual_seed(0))
+>>> out.state["z"].shape, out.state["maps"].shape, model.features(out.state).shape  # maps: 5 slots x (64 + 4)
+(torch.Size([2, 8]), torch.Size([2, 340]), torch.Size([2, 40]))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Beta
+
+from model_zoo.balancing import BALANCERS, GradientBalancer, surrogate_loss
+from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
+from model_zoo.nets import mlp
+from model_zoo.perceiver import GRID, PerceiverEncoder, Tokenizer, VectorQuantizer
+from model_zoo.slots import SlotAttention
+from model_zoo.spaces import IMAGE_SIZE, ObsSpec
+from model_zoo.stick_breaking import (
+    components_in_use,
+    effective_components,
+    log_stick_breaking,
+    mixture_kl,
+    responsibilities,
+    stick_kl,
+)
+
+__all__ = ["TASKS", "Config", "DPGMMVRNN", "MixturePrior", "Usage"]
+
+TASKS = ("elbo", "vq", "predictive", "attention")  # the losses the balancer combines, in this order
+
+
+@dataclass(frozen=True)
+class Config:
+    """Hyperparameters (defaults: the paper's structure at CPU-friendly widths; see the module docstring)."""
+
+    z_dim: int = 36  # latent size
+    components: int = 15  # truncation of the Dirichlet process (mixture components)
+    dp_alpha: float = 1.0  # DP concentration: stick fractions pay a KL to Beta(1, dp_alpha); smaller, fewer components
+    state_dependent_means: bool = True  # component means shifted together by a function of the LSTM state
+    codes: int = 256  # VQ codebook size
+    code_dim: int = 32  # token width
+    latents: int = 8  # Perceiver latent array length
+    latent_dim: int = 64  # Perceiver latent width
+    heads: int = 4  # attention heads of the Perceiver
+    context_dim: int = 128  # context vector (paper: 256)
+    hidden: int = 256  # LSTM units (paper: 512)
+    slots: int = 5  # attention slots
+    slot_dim: int = 64
+    slot_iters: int = 3
+    depth: int = 16  # channels of the first conv layer of the tokenizer (and the last of the decoder)
+    vector_hidden: int = 128  # width of the MLPs (posterior, heads, vector decoder)
+    balancer: str = "rgb"  # how the task gradients combine: "rgb", "sum" or "pcgrad"
+    rgb_mu: float = 0.9  # momentum of RGB's consensus direction
+    rgb_lambda: float = 1.0  # RGB's rotation gain (1: just enough to remove conflicts)
+    rgb_alpha_steps: int = 3  # RGB's bisection steps on the rotation fraction
+    temperature: float = 1.0  # sampling temperature of imagine (0: the most likely component's mean)
+    free_nats: float = 0.5  # the mixture KL's batch mean is clamped below at free_nats * z_dim
+    kl_weight: float = 1.0
+    stick_weight: float = 1.0
+    vq_beta: float = 0.25  # commitment weight
+    vector_weight: float = 100.0  # a vector element counts as much as this many pixels in the reconstruction
+    reward_weight: float = 1.0
+    terminal_weight: float = 1.0
+    context_weight: float = 1.0
+    task_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # elbo, vq, predictive, attention
+    usage_threshold: float = 0.05  # a component is "in use" with at least this weight
+    min_logstd: float = -5.0
+    max_logstd: float = 2.0
+
+    def __post_init__(self):
+        for name in ("z_dim", "codes", "code_dim", "latents", "latent_dim", "heads", "context_dim", "hidden",
+                     "slots", "slot_dim", "slot_iters", "depth", "vector_hidden"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"Config.{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.components < 1:
+            raise ValueError(f"Config.components must be >= 1, got {self.components!r}")
+        if self.latent_dim % self.heads:
+            raise ValueError(f"Config.latent_dim ({self.latent_dim}) must be divisible by heads ({self.heads})")
+        if self.balancer not in BALANCERS:
+            raise ValueError(f"Config.balancer must be one of {', '.join(map(repr, BALANCERS))}, "
+                             f"got {self.balancer!r}")
+        for name in ("dp_alpha", "rgb_lambda"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"Config.{name} must be finite and > 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.rgb_mu < 1.0:
+            raise ValueError(f"Config.rgb_mu must be in [0, 1), got {self.rgb_mu!r}")
+        if self.rgb_alpha_steps < 0:
+            raise ValueError(f"Config.rgb_alpha_steps must be >= 0, got {self.rgb_alpha_steps!r}")
+        for name in ("temperature", "free_nats", "kl_weight", "stick_weight", "vq_beta", "vector_weight",
+                     "reward_weight", "terminal_weight", "context_weight", "usage_threshold"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"Config.{name} must be finite and >= 0, got {value!r}")
+        if len(self.task_weights) != len(TASKS) or not all(math.isfinite(w) and w >= 0 for w in self.task_weights):
+            raise ValueError(f"Config.task_weights must be {len(TASKS)} finite weights >= 0 (for {', '.join(TASKS)}), "
+                             f"got {self.task_weights!r}")
+        if not self.min_logstd < self.max_logstd:
+            raise ValueError(f"Config.min_logstd ({self.min_logstd}) must be below max_logstd ({self.max_logstd})")
+        object.__setattr__(self, "task_weights", tuple(float(w) for w in self.task_weights))  # JSON lists back
+
+
+class Usage(NamedTuple):
+    """Mixture usage per step: the prior's expected weights and the posterior's responsibilities, (..., K) each."""
+
+    weights: Tensor
+    responsibilities: Tensor
+
+
+# --- the Dirichlet-process mixture prior --------------------------------------------
+
+
+class MixturePrior(nn.Module):
+    """p(z | h): a truncated DP mixture. Stick fractions Beta(a(h), b(h)); learnable means and scales."""
+
+    def __init__(self, hidden: int, config: Config):
+        super().__init__()
+        self.k, self.z_dim = config.components, config.z_dim
+        self.min_logstd, self.max_logstd = config.min_logstd, config.max_logstd
+        self.sticks = nn.Linear(hidden, 2 * (self.k - 1)) if self.k > 1 else None
+        self.means = nn.Parameter(torch.randn(self.k, self.z_dim))
+        self.logstds = nn.Parameter(torch.zeros(self.k, self.z_dim))
+        self.shift = nn.Linear(hidden, self.z_dim) if config.state_dependent_means else None
+
+    def beta(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Beta parameters (a, b) of the K - 1 stick fractions, each (..., K - 1)."""
+        a, b = F.softplus(self.sticks(h)).add(1e-3).chunk(2, dim=-1)
+        return a, b
+
+    def log_weights(self, h: Tensor, sample: bool = False) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Log weights (..., K), from sampled (reparameterised) or expected stick fractions; and (a, b)."""
+        if self.sticks is None:
+            return h.new_zeros(h.shape[:-1] + (1,)), None, None
+        a, b = self.beta(h)
+        v = Beta(a, b).rsample() if sample else a / (a + b)  # (..., K-1)
+        return log_stick_breaking(v), a, b
+
+    def components(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Component means (..., K, Z) and log-stds (K, Z) at state h (..., H)."""
+        means = self.means
+        if self.shift is not None:
+            means = means + self.shift(h).unsqueeze(-2)  # (..., K, Z)
+        else:
+            means = means.expand(h.shape[:-1] + means.shape)
+        return means, self.logstds.clamp(self.min_logstd, self.max_logstd)
+
+    def sample(self, h: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
+        """z (B, Z): a component drawn from the expected weights (logits / tau), then its Gaussian (std * sqrt(tau))."""
+        log_w, _, _ = self.log_weights(h)  # (B, K)
+        means, logstds = self.components(h)  # (B, K, Z), (K, Z)
+        batch = h.shape[0]
+        if tau == 0:
+            k = log_w.argmax(-1)  # (B,)
+        else:
+            cdf = torch.softmax(log_w.detach() / tau, dim=-1).cumsum(-1)  # (B, K)
+            u = torch.rand((batch, 1), generator=generator, device=h.device, dtype=h.dtype)
+            k = (cdf < u).sum(-1).clamp_(max=self.k - 1)  # (B,) inverse-CDF draw
+        mean = means[torch.arange(batch, device=h.device), k]  # (B, Z)
+        if tau == 0:
+            return mean
+        std = torch.exp(logstds[k] + 0.5 * math.log(tau))  # (B, Z)
+        noise = torch.randn((batch, self.z_dim), generator=generator, device=h.device, dtype=h.dtype)
+        return torch.addcmul(mean, std, noise)
+
+
+# --- the decoder --------------------------------------------------------------------
+
+
+class _ImageDecoder(nn.Module):
+    """[z, h] (M, in_dim) and slot maps (M, S, 8, 8) -> (M, C, 64, 64) pixel logits."""
+
+    def __init__(self, in_dim: int, slots: int, channels: int, depth: int):
+        super().__init__()
+        self.width = 2 * depth
+        self.fc = nn.Linear(in_dim, self.width * GRID * GRID)
+        self.net = nn.Sequential(
+            nn.Conv2d(self.width + slots, 4 * depth, 3, padding=1), nn.ReLU(),  # 8
+            nn.ConvTranspose2d(4 * depth, 2 * depth, 4, stride=2, padding=1), nn.ReLU(),  # 16
+            nn.ConvTranspose2d(2 * depth, depth, 4, stride=2, padding=1), nn.ReLU(),  # 32
+            nn.ConvTranspose2d(depth, channels, 4, stride=2, padding=1),  # 64
+        )
+
+    def forward(self, x: Tensor, maps: Tensor) -> Tensor:
+        grid = self.fc(x).reshape(-1, self.width, GRID, GRID)  # (M, W, 8, 8)
+        return self.net(torch.cat([grid, maps], dim=1))
+
+
+class Decoder(nn.Module):
+    """[z, h] and the slot maps (..., S, N) -> image logits per part (..., C, 64, 64) and the vector (..., V)."""
+
+    def __init__(self, spec: ObsSpec, in_dim: int, num_tokens: int, config: Config):
+        super().__init__()
+        self.spec, self.slots = spec, config.slots
+        self.images = nn.ModuleDict({
+            "k_" + k.replace(".", "_"): _ImageDecoder(in_dim, config.slots, s[-1], config.depth)
+            for k, s in spec.images.items()
+        })
+        self.vector = (mlp(in_dim + config.slots * num_tokens, spec.vector_dim, config.vector_hidden, 1)
+                       if spec.vector_dim else None)
+
+    def forward(self, x: Tensor, maps: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
+        lead = x.shape[:-1]
+        flat, flat_maps = x.reshape(-1, x.shape[-1]), maps.reshape((-1,) + tuple(maps.shape[-2:]))  # (M, S, N)
+        images = {}
+        for i, key in enumerate(self.spec.image_keys):
+            part = flat_maps[..., i * GRID * GRID : (i + 1) * GRID * GRID].reshape(-1, self.slots, GRID, GRID)
+            logits = self.images["k_" + key.replace(".", "_")](flat, part)  # (M, C, 64, 64)
+            images[key] = logits.reshape(tuple(lead) + (-1, IMAGE_SIZE, IMAGE_SIZE))
+        vector = None
+        if self.vector is not None:
+            vector = self.vector(torch.cat([flat, flat_maps.flatten(1)], dim=-1)).reshape(tuple(lead) + (-1,))
+        return images, vector
+
+    def decode(self, x: Tensor, maps: Tensor) -> Obs:
+        images, vector = self(x, maps)
+        return self.spec.assemble({k: torch.sigmoid(v) for k, v in images.items()}, vector)
+
+
+# --- the world model ----------------------------------------------------------------
+
+
+class DPGMMVRNN(WorldModel):
+    """The DP-GMM VRNN.
+
+    State: ``{"h", "c": (B, hidden), "z": (B, z_dim), "ctx": (B, context_dim), "maps": (B, slots * tokens)}``.
+    """
+
+    Config = Config
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Config | None = None):
+        super().__init__(observation_space, action_space, config if config is not None else Config())
+        cfg, spec = self.config, self.spec
+        self.tokenizer = Tokenizer(spec, cfg.code_dim, cfg.depth)
+        n = self.num_tokens = self.tokenizer.num_tokens
+        self.quantizer = VectorQuantizer(cfg.codes, cfg.code_dim, cfg.vq_beta)
+        self.perceiver = PerceiverEncoder(n, cfg.code_dim, cfg.latents, cfg.latent_dim, cfg.heads, cfg.context_dim)
+        frame_dim = n * cfg.code_dim + cfg.context_dim
+        self.posterior = nn.Sequential(nn.LayerNorm(frame_dim), mlp(frame_dim, 2 * cfg.z_dim, cfg.vector_hidden, 1))
+        self.dynamics = nn.LSTMCell(cfg.z_dim + cfg.context_dim + spec.action_dim, cfg.hidden)
+        _orthogonal_lstm(self.dynamics)
+        self.prior = MixturePrior(cfg.hidden, cfg)
+        # attention schema: slots initialised from the recurrent state; maps predicted from it
+        self.slot_position = nn.Parameter(torch.randn(n, cfg.code_dim) * 0.02)
+        self.slot_base = nn.Parameter(torch.randn(cfg.slots, cfg.slot_dim))
+        self.slot_init = nn.Linear(cfg.hidden, cfg.slots * cfg.slot_dim)
+        self.slot_attention = SlotAttention(cfg.code_dim, cfg.slot_dim, cfg.slot_iters)
+        self.attention_head = mlp(cfg.hidden, cfg.slots * n, cfg.vector_hidden, 1)
+        self.decoder = Decoder(spec, cfg.z_dim + cfg.hidden, n, cfg)
+        # reward | termination logit | next context, from [h, z]
+        self.heads = mlp(cfg.hidden + cfg.z_dim, 2 + cfg.context_dim, cfg.vector_hidden, 1)
+        shared_modules = (self.tokenizer, self.perceiver, self.posterior, self.dynamics)
+        shared_ids = {id(p) for m in shared_modules for p in m.parameters()}
+        self._shared = [id(p) in shared_ids for p in self.parameters()]
+        self.balancer = GradientBalancer(cfg.balancer, sum(p.numel() for m in shared_modules for p in m.parameters()),
+                                         cfg.rgb_mu, cfg.rgb_lambda, cfg.rgb_alpha_steps)
+
+    # --- parts ----------------------------------------------------------------------
+
+    def perceive(self, obs: Obs) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Tokens (..., N, D), the context (..., C), the VQ loss () and the code indices (..., N)."""
+        tokens = self.tokenizer(obs)  # (..., N, D)
+        lead = tokens.shape[:-2]
+        quantized = self.quantizer(tokens)
+        flat = quantized.tokens.reshape((-1,) + tuple(tokens.shape[-2:]))  # (M, N, D)
+        ctx = self.perceiver(flat).reshape(tuple(lead) + (-1,))  # (..., C)
+        return tokens, ctx, quantized.loss, quantized.codes
+
+    def encode(self, tokens: Tensor, ctx: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and log-std (..., Z) of z from the frame's tokens (..., N, D) and the context (..., C)."""
+        out = self.posterior(torch.cat([tokens.flatten(-2), ctx], dim=-1))
+        mean, logstd = out.chunk(2, dim=-1)
+        return mean, logstd.clamp(self.config.min_logstd, self.config.max_logstd)
+
+    def slot_maps(self, tokens: Tensor, h: Tensor) -> Tensor:
+        """Slot attention maps (..., S, N) over the frame's tokens (..., N, D), slots initialised from h (..., H)."""
+        cfg = self.config
+        lead = tokens.shape[:-2]
+        slots = self.slot_base + self.slot_init(h).reshape(tuple(lead) + (cfg.slots, cfg.slot_dim))  # (..., S, Ds)
+        inputs = (tokens + self.slot_position).reshape((-1,) + tuple(tokens.shape[-2:]))  # (M, N, D)
+        _, maps = self.slot_attention(inputs, slots.reshape(-1, cfg.slots, cfg.slot_dim))  # (M, S, N)
+        return maps.reshape(tuple(lead) + (cfg.slots, self.num_tokens))
+
+    def predicted_maps_logits(self, h: Tensor) -> Tensor:
+        """The attention schema's logits (..., S, N) of the maps, from the recurrent state alone."""
+        return self.attention_head(h).reshape(tuple(h.shape[:-1]) + (self.config.slots, self.num_tokens))
+
+    def _heads(self, h: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out = self.heads(torch.cat([h, z], dim=-1))
+        return out[..., 0], out[..., 1], out[..., 2:]  # reward, termination logit, next context
+
+    def _action(self, action: Tensor, is_first: Tensor | None = None) -> Tensor:
+        """Encoded actions (..., A) on the model's device; zero where ``is_first`` (their action is meaningless)."""
+        action = torch.as_tensor(action, device=self.device)
+        if is_first is not None:
+            mask = is_first.reshape(is_first.shape + (1,) * (action.dim() - is_first.dim()))
+            action = torch.where(mask, torch.zeros((), dtype=action.dtype, device=action.device), action)
+        return self.spec.encode_action(action)
+
+    def _is_first(self, is_first: Tensor, shape: tuple[int, ...]) -> Tensor:
+        is_first = torch.as_tensor(is_first, device=self.device).bool()
+        if is_first.shape != shape:
+            raise ValueError(f"is_first must have shape {tuple(shape)}, got {tuple(is_first.shape)}")
+        return is_first
+
+    # --- training -------------------------------------------------------------------
+
+    def task_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The four task losses (scalars, unweighted, in ``TASKS`` order) and the metrics of one batch.
+
+        Step t's predictions (reward, termination, context, maps) are scored where ``obs[t]`` is
+        not an episode start; the window's first step counts as a start (nothing before it).
+        """
+        cfg, spec = self.config, self.spec
+        B, T = batch.shape
+        first = self._is_first(batch.is_first, (B, T)).clone()
+        first[:, 0] = True
+        obs = spec.to_torch(batch.obs, self.device)
+        tokens, ctx, vq_loss, codes = self.perceive(obs)  # (B, T, N, D), (B, T, C)
+        mean, logstd = self.encode(tokens, ctx)  # (B, T, Z)
+        z = mean + torch.exp(logstd) * torch.randn_like(mean)  # (B, T, Z)
+        action = self._action(batch.action, first)  # (B, T, A)
+        h = c = z.new_zeros(B, cfg.hidden)
+        hs = [h]
+        for t in range(1, T):
+            h, c = self.dynamics(torch.cat([z[:, t - 1], ctx[:, t - 1], action[:, t]], dim=-1), (h, c))  # (B, H)
+            reset = first[:, t, None]
+            h, c = h.masked_fill(reset, 0.0), c.masked_fill(reset, 0.0)
+            hs.append(h)
+        H = torch.stack(hs, dim=1)  # (B, T, H)
+
+        # elbo: reconstruction, the Monte Carlo KL to the DP mixture, the sticks' KL to Beta(1, alpha)
+        log_w, a, b = self.prior.log_weights(H, sample=True)  # (B, T, K)
+        means, logstds = self.prior.components(H)  # (B, T, K, Z), (K, Z)
+        kl = mixture_kl(mean, logstd, log_w, means, logstds, z=z.unsqueeze(0))  # (B, T)
+        sticks = stick_kl(a, b, cfg.dp_alpha) if a is not None else kl.new_zeros(B, T)  # (B, T)
+        maps = self.slot_maps(tokens, H)  # (B, T, S, N)
+        images, vector = self.decoder(torch.cat([z, H], dim=-1), maps)
+        recon = z.new_zeros(B, T)
+        metrics: dict[str, Tensor] = {}
+        for key, logits in images.items():
+            err = (torch.sigmoid(logits) - spec.image(obs, key)).square()  # (B, T, C, 64, 64)
+            recon = recon + err.flatten(-3).sum(-1)
+            metrics[f"mse_{key or 'image'}"] = err.mean()
+        if vector is not None:
+            err = (vector - spec.vector(obs)).square()  # (B, T, V)
+            recon = recon + cfg.vector_weight * err.sum(-1)
+            metrics["mse_vector"] = err.mean()
+        elbo = recon.mean() + cfg.kl_weight * kl.mean().clamp(min=cfg.free_nats * cfg.z_dim) \
+            + cfg.stick_weight * sticks.mean()
+
+        # predictive: reward, termination and this step's context from [h_t, z_t]
+        valid = ~first  # (B, T)
+        n = valid.sum().clamp(min=1)
+        reward_hat, term_logit, ctx_hat = self._heads(H, z)
+        reward = torch.as_tensor(batch.reward, device=z.device).float()
+        terminated = torch.as_tensor(batch.terminated, device=z.device).float()
+        reward_se = (reward_hat - reward).square()
+        bce = F.binary_cross_entropy_with_logits(term_logit, terminated, reduction="none")
+        ctx_se = (ctx_hat - ctx.detach()).square().mean(-1)
+        reward_mse, term_bce, ctx_mse = ((x * valid).sum() / n for x in (reward_se, bce, ctx_se))
+        predictive = cfg.reward_weight * reward_mse + cfg.terminal_weight * term_bce + cfg.context_weight * ctx_mse
+
+        # attention: KL(slot maps || the maps predicted from h_t), per position, averaged
+        target = maps.detach()
+        log_pred = F.log_softmax(self.predicted_maps_logits(H), dim=-2)  # (B, T, S, N)
+        attn_kl = (target * (torch.log(target.clamp_min(1e-8)) - log_pred)).sum(-2).mean(-1)  # (B, T)
+        attention = (attn_kl * valid).sum() / n
+
+        with torch.no_grad():
+            weights = log_w.exp()
+            metrics |= dict(recon=recon.mean(), kl=kl.mean(), stick_kl=sticks.mean(), reward_mse=reward_mse,
+                            terminal_bce=term_bce, context_mse=ctx_mse,
+                            vq_perplexity=VectorQuantizer.perplexity(codes, cfg.codes),
+                            components_effective=effective_components(weights).mean(),
+                            components_in_use=components_in_use(weights, cfg.usage_threshold).float().mean())
+        return dict(zip(TASKS, (elbo, vq_loss, predictive, attention), strict=True)), metrics
+
+    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        """The weighted sum of the four tasks; its gradient is the balanced update (see the module docstring)."""
+        tasks, metrics = self.task_losses(batch)
+        weighted = [w * tasks[name] for w, name in zip(self.config.task_weights, TASKS, strict=True)]
+        if self.config.balancer != "sum" and torch.is_grad_enabled():
+            params = [p for p in self.parameters() if p.requires_grad]
+            shared = [s for s, p in zip(self._shared, self.parameters(), strict=True) if p.requires_grad]
+            total, stats = surrogate_loss(weighted, params, shared, self.balancer)
+            metrics |= {k: torch.tensor(v) for k, v in stats.items()}
+        else:
+            total = torch.stack(weighted).sum()
+        metrics |= {"loss": total} | tasks
+        values = torch.stack([v.detach().float().reshape(()) for v in metrics.values()]).tolist()  # one sync
+        return total, dict(zip(metrics, values, strict=True))
+
+    # --- the interface ----------------------------------------------------------------
+
+    def initial_state(self, batch_size: int) -> State:
+        """Zeros, and uniform maps over the slots."""
+        cfg, device = self.config, self.device
+        h = torch.zeros(batch_size, cfg.hidden, device=device)
+        return {"h": h, "c": torch.zeros_like(h), "z": torch.zeros(batch_size, cfg.z_dim, device=device),
+                "ctx": torch.zeros(batch_size, cfg.context_dim, device=device),
+                "maps": torch.full((batch_size, cfg.slots * self.num_tokens), 1.0 / cfg.slots, device=device)}
+
+    def observe(self, state: State, action: Tensor, obs: Obs, is_first: Tensor) -> State:
+        """Advances the LSTM with [z, ctx, action] (zeros where ``is_first``), then reads the frame.
+
+        z is the posterior mean; ctx the Perceiver's context; maps the slot attention's.
+        """
+        B = state["z"].shape[0]
+        first = self._is_first(is_first, (B,))
+        x = torch.cat([state["z"], state["ctx"], self._action(action, first)], dim=-1)
+        h, c = self.dynamics(x, (state["h"], state["c"]))  # (B, H)
+        h, c = h.masked_fill(first[:, None], 0.0), c.masked_fill(first[:, None], 0.0)
+        tokens, ctx, _, _ = self.perceive(self.spec.to_torch(obs, self.device))  # (B, N, D), (B, C)
+        z, _ = self.encode(tokens, ctx)
+        maps = self.slot_maps(tokens, h)  # (B, S, N)
+        return {"h": h, "c": c, "z": z, "ctx": ctx, "maps": maps.flatten(1)}
+
+    def imagine(
+        self,
+        state: State,
+        action: Tensor,
+        do: Mapping[str, Any] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Imagined:
+        """Advances the LSTM and samples z from the mixture prior; predicts context, maps, reward, termination.
+
+        Deterministic under a seeded ``generator`` (two draws per step: the component, the noise).
+        """
+        self.check_do(do)
+        x = torch.cat([state["z"], state["ctx"], self._action(action)], dim=-1)
+        h, c = self.dynamics(x, (state["h"], state["c"]))  # (B, H)
+        z = self.prior.sample(h, self.config.temperature, generator)  # (B, Z)
+        reward, term_logit, ctx = self._heads(h, z)
+        maps = torch.softmax(self.predicted_maps_logits(h), dim=-2).flatten(1)  # (B, S*N)
+        return Imagined({"h": h, "c": c, "z": z, "ctx": ctx, "maps": maps}, reward, term_logit > 0)
+
+    @torch.no_grad()
+    def decode(self, state: State) -> Obs:
+        """Env-format observation from [z, h] and the maps (uint8 images, vectors clipped); not differentiable."""
+        maps = state["maps"].reshape(-1, self.config.slots, self.num_tokens)
+        return self.decoder.decode(torch.cat([state["z"], state["h"]], dim=-1), maps)
+
+    def features(self, state: State) -> Tensor:
+        return torch.cat([state["z"], state["h"]], dim=-1)  # (B, Z + H)
+
+    # --- the mixture, for analysis --------------------------------------------------------
+
+    def usage(self, state: State) -> Usage:
+        """The prior's expected weights at the state's ``h`` and the responsibilities of its ``z``: (B, K) each."""
+        log_w, _, _ = self.prior.log_weights(state["h"])
+        means, logstds = self.prior.components(state["h"])
+        return Usage(log_w.exp(), responsibilities(state["z"], log_w, means, logstds))
+
+    @torch.no_grad()
+    def sequence_usage(self, batch: Batch) -> Usage:
+        """``usage`` at every step of a batch filtered with ``observe``: (B, T, K) each."""
+        B, T = batch.shape
+        state = self.initial_state(B)
+        weights, resp = [], []
+        for t in range(T):
+            step = batch.at(t)
+            state = self.observe(state, step.action, step.obs, step.is_first)
+            u = self.usage(state)
+            weights.append(u.weights)
+            resp.append(u.responsibilities)
+        return Usage(torch.stack(weights, 1), torch.stack(resp, 1))
+
+    @torch.no_grad()
+    def evaluation_metrics(self, window: Batch, context: int, horizons: tuple[int, ...],
+                           generator: torch.Generator) -> dict[str, tuple[float, int]]:
+        """``model_zoo.evaluate``'s extra columns over the filtered steps of each window.
+
+        ``components_in_use``: components with prior weight >= ``usage_threshold``;
+        ``components_effective``: exp(entropy) of the prior weights; ``responsibility_max``:
+        how sharply the posterior's z picks one component.
+        """
+        usage = self.sequence_usage(window.at(slice(0, context)))
+        weights = usage.weights.flatten(0, 1)  # (B*context, K)
+        count = weights.shape[0]
+        return {
+            "components_in_use": (float(components_in_use(weights, self.config.usage_threshold).sum()), count),
+            "components_effective": (float(effective_components(weights).sum()), count),
+            "responsibility_max": (float(usage.responsibilities.flatten(0, 1).max(-1).values.sum()), count),
+        }
+
+
+def _orthogonal_lstm(cell: nn.LSTMCell) -> None:
+    """Orthogonal input and recurrent weights per gate, zero biases but the forget gate's (1)."""
+    hidden = cell.hidden_size
+    with torch.no_grad():
+        for weight in (cell.weight_ih, cell.weight_hh):
+            for gate in range(4):
+                nn.init.orthogonal_(weight[gate * hidden : (gate + 1) * hidden])
+        cell.bias_ih.zero_()
+        cell.bias_hh.zero_()
+        cell.bias_ih[hidden : 2 * hidden] = 1.0
