@@ -4,6 +4,8 @@ Locatello et al. (2020), "Object-Centric Learning with Slot Attention" (NeurIPS,
 arXiv:2006.15055). The attention is normalised over the *slots* at every input
 position (slots compete for positions), then the values are averaged per slot with
 those weights, and each slot is updated by a GRU and a residual MLP; a few iterations.
+The maps returned are those of the final slots (one more attention step after the last
+update), so every parameter shapes them.
 The module is equivariant under permutations of the slots: permuting the initial slots
 permutes the output slots and their attention maps the same way, and nothing else.
 
@@ -47,13 +49,15 @@ class SlotAttention(nn.Module):
         B, S, D = slots.shape
         x = self.norm_inputs(inputs)
         k, v = self.to_k(x), self.to_v(x)  # (B, N, D)
-        attn = inputs.new_zeros(B, S, inputs.shape[1])
         for _ in range(self.iters):
-            q = self.to_q(self.norm_slots(slots))  # (B, S, D)
-            logits = torch.einsum("bsd,bnd->bsn", q, k) * self.scale  # (B, S, N)
-            attn = torch.softmax(logits, dim=1)  # (B, S, N): the slots compete for each position
+            attn = self._attention(slots, k)  # (B, S, N)
             weights = (attn + self.eps) / (attn + self.eps).sum(dim=-1, keepdim=True)  # (B, S, N) mean per slot
             updates = torch.einsum("bsn,bnd->bsd", weights, v)  # (B, S, D)
             slots = self.gru(updates.reshape(B * S, D), slots.reshape(B * S, D)).reshape(B, S, D)
             slots = slots + self.mlp(self.norm_mlp(slots))  # (B, S, D)
-        return slots, attn
+        return slots, self._attention(slots, k)  # the maps of the final slots
+
+    def _attention(self, slots: Tensor, k: Tensor) -> Tensor:
+        """Softmax over the slots (they compete for each position): (B, S, N)."""
+        q = self.to_q(self.norm_slots(slots))  # (B, S, D)
+        return torch.softmax(torch.einsum("bsd,bnd->bsn", q, k) * self.scale, dim=1)
