@@ -61,9 +61,12 @@ semester and weather indices, gameday and road closure 0/1, crowd 0..1):
   given values (checked with ``campus_env.causal.validate_do``); every descendant
   in ``config.graph`` that is not intervened on is re-derived by its mechanism
   when one of its parents changed (categorical ones are sampled at the model's
-  temperature, interval ones keep their residual); nothing upstream changes. The
+  temperature, interval ones keep their residual, and a descendant is drawn once
+  for as long as its parents stay as they are); nothing upstream changes. The
   transition of that step already runs under the intervention, as in the env's
-  ``do()``, so passing ``do`` from some step on is a mid-rollout intervention.
+  ``do()``, so passing ``do`` from some step on is a mid-rollout intervention;
+  leaving it out again is an ``undo()``: the state keeps the variables' natural
+  course beside the codes in force, and they return to it.
 
 ``graph="env"`` uses ``campus_env.causal.CAUSAL_GRAPH``; a tuple of ``(variable,
 (parents, ...))`` pairs (see ``graph_config``) gives a learned or hand-made one;
@@ -412,7 +415,9 @@ class CausalVAEMDNRNN(WorldModel):
     """Hierarchical grouped V + causal M (see the module docstring).
 
     State: ``{"h", "c": (B, hidden) LSTM, "z": (B, z_dim) the groups in GROUPS order,
-    "causal": (B, 7) codes, "residual": (B, 7) abducted noise of interval variables}``.
+    "causal": (B, 7) the codes in force, "natural": (B, 7) the codes without interventions
+    (what they go back to when an intervention ends), "residual": (B, 7) abducted noise
+    of interval variables}``.
     """
 
     Config = Config
@@ -545,30 +550,39 @@ class CausalVAEMDNRNN(WorldModel):
         if do is not None:
             causal.validate_do(do)
 
-    def intervene(self, codes: Tensor, residual: Tensor, do: Mapping[str, float], generator=None) -> Tensor:
-        """Codes (B, 7) with ``do`` (validated codes) imposed and every changed parent's descendants re-derived.
+    def intervene(
+        self, natural: Tensor, previous: Tensor, residual: Tensor, do: Mapping[str, float], generator=None
+    ) -> Tensor:
+        """The codes (B, 7) in force under ``do`` (validated codes), from the un-intervened ``natural`` ones.
 
-        Variables not in ``do`` and without a changed parent keep their values; a
-        descendant is re-derived only in the rows where one of its parents changed.
+        The named variables take their values; a variable not named whose parents
+        all keep their natural values keeps its natural value (so nothing upstream
+        of, or beside, an intervention changes). Any other variable, a descendant
+        of a changed one, is re-derived by its mechanism, unless its parents are
+        the same as in ``previous`` (the codes in force one step earlier), where it
+        keeps its previous value: an intervention held over several steps draws its
+        descendants once.
         """
         if not do:
-            return codes
-        new = codes.clone()
-        changed = torch.zeros(codes.shape[0], len(NAMES), dtype=torch.bool, device=codes.device)
+            return natural
+        new = natural.clone()
+        changed = torch.zeros(natural.shape[0], len(NAMES), dtype=torch.bool, device=natural.device)
         for name, value in do.items():
             new[:, INDEX[name]] = value
         for name in self.order:
             i = INDEX[name]
             if name in do:
-                changed[:, i] = new[:, i] != codes[:, i]
+                changed[:, i] = new[:, i] != natural[:, i]
                 continue
             if name not in self.mechanisms:
                 continue
-            rows = changed[:, [INDEX[p] for p in self.parents[name]]].any(-1)  # (B,)
+            cols = [INDEX[p] for p in self.parents[name]]
+            rows = changed[:, cols].any(-1)  # (B,) a parent differs from its natural value
             if rows.any():
+                same = (new[:, cols] == previous[:, cols]).all(-1)  # (B,) parents as one step earlier
                 fresh = self._derive(name, new, residual, self.config.temperature, generator)
-                new[:, i] = torch.where(rows, fresh, new[:, i])
-                changed[:, i] = rows & (new[:, i] != codes[:, i])
+                new[:, i] = torch.where(rows, torch.where(same, previous[:, i], fresh), new[:, i])
+                changed[:, i] = rows & (new[:, i] != natural[:, i])
         return new
 
     def advance(self, codes: Tensor, residual: Tensor, do: Mapping[str, float]) -> Tensor:
@@ -717,7 +731,7 @@ class CausalVAEMDNRNN(WorldModel):
         codes = torch.zeros(batch_size, len(NAMES), device=device)
         codes[:, INDEX["hour"]] = HOUR_LOW
         return {"h": h, "c": torch.zeros_like(h), "z": torch.zeros(batch_size, cfg.z_dim, device=device),
-                "causal": codes, "residual": torch.zeros_like(codes)}
+                "causal": codes, "natural": codes.clone(), "residual": torch.zeros_like(codes)}
 
     def observe(self, state: State, action: Tensor, obs: Obs, is_first: Tensor) -> State:
         """Advances the LSTM with (previous z, action, previous causes), or resets it where ``is_first``;
@@ -732,7 +746,7 @@ class CausalVAEMDNRNN(WorldModel):
         codes = self.observed_codes(obs)
         if codes is None:
             codes = self.infer_codes(h, z)
-        return {"h": h, "c": c, "z": z, "causal": codes, "residual": self.abduct(codes)}
+        return {"h": h, "c": c, "z": z, "causal": codes, "natural": codes, "residual": self.abduct(codes)}
 
     def imagine(
         self,
@@ -744,17 +758,19 @@ class CausalVAEMDNRNN(WorldModel):
         """One imagined step under ``do`` (see the module docstring); deterministic under a seeded ``generator``."""
         cfg = self.config
         do_codes = self.do_codes(do)
-        codes = self.intervene(state["causal"], state["residual"], do_codes, generator)  # (B, 7) at t
+        natural, residual = state["natural"], state["residual"]
+        codes = self.intervene(natural, state["causal"], residual, do_codes, generator)  # (B, 7) in force at t
         x = torch.cat([state["z"], self._action(action), causal_features(codes, self.causes)], dim=-1)
         h, c = self.cell(x, (state["h"], state["c"]))  # (B, H)
-        nxt = self.advance(codes, state["residual"], do_codes)  # (B, 7) at t+1
+        nxt = self.advance(codes, residual, do_codes)  # (B, 7) at t+1
         zs = []
         for g in GROUPS:
             head_in = torch.cat([h, causal_features(nxt, self.effects[g])], dim=-1)
             mdn = _split(self.group_heads[g](head_in), cfg.mixtures, self.group_dims[g])
             zs.append(_sample(mdn, cfg.temperature, generator, cfg.min_logstd, cfg.max_logstd))
         outcome = self.outcome_head(torch.cat([h, causal_features(nxt, self.causes)], dim=-1))  # (B, 2)
-        next_state = {"h": h, "c": c, "z": torch.cat(zs, dim=-1), "causal": nxt, "residual": state["residual"]}
+        next_state = {"h": h, "c": c, "z": torch.cat(zs, dim=-1), "causal": nxt,
+                      "natural": self.advance(natural, residual, {}), "residual": residual}
         return Imagined(next_state, outcome[:, 0], outcome[:, 1] > 0)
 
     @torch.no_grad()
