@@ -101,6 +101,7 @@ class Config:
     temperature: float = 1.0  # sampling temperature of imagined codes (0: argmax)
     top_k: int = 0  # draw from the k most likely codes only (0: all)
     train_targets: int = 32  # next frames predicted per loss call (drawn from the batch's valid steps)
+    train_tokenizer: bool = True  # False: the tokenizer is fixed (e.g. loaded from another model); only the rest learns
     commitment: float = 0.25  # beta, the commitment loss weight of the VQ-VAE
     dead_after: int = 50  # training steps a code may go unused before it is re-initialised
     usage_decay: float = 0.99  # decay of the moving average of code use
@@ -356,13 +357,17 @@ class VQVAETransformer(WorldModel):
             images = spec.image(batch.obs, key).to(device)  # (B, T, C, 64, 64)
             flat = images.reshape((B * T,) + images.shape[2:])
             tokenizer = self.tokenizers[_safe(key)]
+            name = key or "image"
+            if not cfg.train_tokenizer:
+                with torch.no_grad():
+                    codes.append(tokenizer.tokens(flat).reshape(B, T, -1))  # (B, T, 64)
+                continue
             q = tokenizer.quantize(flat)
             recon = torch.sigmoid(tokenizer.decode(q.quantized))  # (B T, C, 64, 64)
             recon_mse = F.mse_loss(recon, flat)
             total = total + recon_mse + q.codebook_loss + cfg.commitment * q.commitment_loss
             counts = torch.bincount(q.indices.flatten(), minlength=cfg.codes).float()
             probs = counts / counts.sum()
-            name = key or "image"
             metrics |= {f"recon_mse_{name}": recon_mse, f"codebook_loss_{name}": q.codebook_loss,
                         f"commitment_{name}": q.commitment_loss,
                         f"codes_used_{name}": (counts > 0).float().mean(),

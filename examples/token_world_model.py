@@ -1,0 +1,271 @@
+"""A token world model on CampusNav-v0: history N=1 against N=4, parallel against autoregressive decoding.
+
+`vqvae_transformer` (after IRIS, Micheli et al. 2023) turns each 64x64 frame into 8x8 codes
+of a VQ-VAE and predicts the next frame's codes, reward and termination with a transformer
+over the last N frames (see `model_zoo/vqvae_transformer.py`). This script trains four
+variants of it on the same CampusNav-v0 episodes and compares them:
+
+    N=1 parallel     N=4 parallel     N=1 autoregressive     N=4 autoregressive
+
+1. collect: random episodes of CampusNav-v0 (dict observations by default: image + state +
+   causal variables; `--obs-mode pixels` for the image alone), an eighth held out.
+2. tokenizer: one VQ-VAE, trained once (`--tokenizer-steps`); every variant gets a copy of
+   it, frozen (`train_tokenizer=False`), so all four predict the *same* tokens and their
+   token accuracies compare directly.
+3. transformers: each variant trains `--train-steps` steps from the same seed, on the same
+   batches.
+4. evaluate: `model_zoo.evaluate` on the held-out episodes, `--context` real frames filtered
+   and then 1 to 16 steps imagined open loop: next-frame token accuracy (`token_acc@k`, the
+   share of imagined codes equal to the real frame's), PSNR, and imagined frames per second
+   at batch 1 (`imagine` alone; decoding a frame to pixels costs extra).
+5. videos: one real rollout of `--horizon` shortest-path-oracle moves, replayed open loop in
+   each variant from the same real start: `videos/real_vs_<variant>.gif` (or .mp4 with a
+   video backend) shows [reality | dream] (`wrappers.record_side_by_side`), and
+   `error_vs_horizon.png` the dreams' errors along the rollout.
+
+Sampling is at `--temperature` (default 0.5, with top-k 16): parallel decoding draws each
+code on its own, so at a high temperature its frames mix modes; autoregressive decoding
+draws them one after another, each seeing those before it, at the cost of 64 incremental
+transformer steps per frame (KV-cached).
+
+    python examples/token_world_model.py                 # ~10 minutes on 2 CPU cores
+    python examples/token_world_model.py --train-steps 1000 --episodes 128
+    python examples/token_world_model.py --config "hidden=128,layers=3"
+
+Writes to `--out`: `data/` (the dataset, replaced on a rerun), `models/<variant>/`,
+`videos/`, `error_vs_horizon.png` and `metrics.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import campus_env  # noqa: F401  (registers CampusNav-v0)
+import model_zoo
+from campus_env.oracle import ShortestPathPolicy
+from model_zoo.data import collect, load_episodes, split_episodes
+from wrappers import plot_error_vs_horizon, record_side_by_side
+from wrappers.recorder import video_backend
+
+ENV_ID = "CampusNav-v0"
+MODEL_ID = "vqvae_transformer"
+VARIANTS = {  # name -> config overrides: the history N and the decoding mode
+    "N=1 parallel": {"history": 1, "decoding": "parallel"},
+    "N=4 parallel": {"history": 4, "decoding": "parallel"},
+    "N=1 autoregressive": {"history": 1, "decoding": "autoregressive"},
+    "N=4 autoregressive": {"history": 4, "decoding": "autoregressive"},
+}
+
+
+@dataclass(frozen=True)
+class Args:
+    obs_mode: str = "dict"
+    """observations of CampusNav-v0: "dict" (image + state + causal) or "pixels" (the image alone)"""
+    config: str = ""
+    """config overrides of every variant, "field=value,field=value" (e.g. "hidden=128,layers=3")"""
+    episodes: int = 64
+    """random episodes collected (an eighth of them held out for evaluation)"""
+    max_episode_steps: int = 100
+    """episode length while collecting"""
+    tokenizer_steps: int = 300
+    """gradient steps of the shared VQ-VAE tokenizer"""
+    train_steps: int = 300
+    """gradient steps of each variant's transformer"""
+    batch_size: int = 16
+    """sequences per batch"""
+    seq_len: int = 12
+    """steps per sequence"""
+    lr: float = 1e-3
+    """Adam learning rate"""
+    temperature: float = 0.5
+    """sampling temperature of the imagined codes (0: the most likely code)"""
+    top_k: int = 16
+    """codes are drawn from the k most likely (0: all)"""
+    context: int = 4
+    """real frames filtered before imagining, in the evaluation"""
+    windows: int = 64
+    """held-out windows scored by the evaluation"""
+    horizon: int = 16
+    """steps of the video rollout, and the longest horizon of the evaluation"""
+    speed_seconds: float = 1.0
+    """how long each variant's imagination speed is timed"""
+    fps: int = 4
+    """frames per second of the videos"""
+    seed: int = 0
+    """seed of collection, training, sampling and the rollout"""
+    out: str = "runs/token_world_model"
+    """output folder"""
+    tiny: bool = False
+    """a tiny budget for tests: 6 episodes of 24 steps, 3 + 3 gradient steps, a tiny transformer, 4-step horizons"""
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """One --flag per field of Args, its docstring as the help."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Args").body
+    helps = {
+        a.target.id: b.value.value
+        for a, b in zip(body, body[1:], strict=False)
+        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)
+    }
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(Args):
+        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
+        else:
+            parser.add_argument(flag, type=kind, default=f.default, help=helps[f.name])
+    args = Args(**vars(parser.parse_args(argv)))
+    if args.obs_mode not in ("dict", "pixels"):
+        parser.error(f"--obs-mode must be 'dict' or 'pixels' (a token model needs images), got {args.obs_mode!r}")
+    if args.tiny:
+        args = dataclasses.replace(args, episodes=6, max_episode_steps=24, tokenizer_steps=3, train_steps=3,
+                                   batch_size=2, seq_len=6, windows=4, horizon=4, context=2, speed_seconds=0.1,
+                                   config=args.config or "hidden=16,layers=1,depth=4,codes=16,code_dim=8")
+    return args
+
+
+def config_overrides(text: str) -> dict[str, Any]:
+    """``"field=value,field=value"`` as a dict (values read as Python literals, else as strings)."""
+    config: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--config takes field=value pairs separated by commas, got {item!r}")
+        try:
+            config[name.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            config[name.strip()] = value.strip()
+    return config
+
+
+def plain(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers and NaN or infinity as None, for strict JSON."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    env_kwargs = {"obs_mode": args.obs_mode}
+    real_env = gym.make(ENV_ID, **env_kwargs)
+    spaces = (real_env.observation_space, real_env.action_space)
+    base = {**config_overrides(args.config), "temperature": args.temperature, "top_k": args.top_k}
+
+    print(f"== 1. collect: {args.episodes} random episodes of {ENV_ID} (obs_mode={args.obs_mode!r})")
+    shutil.rmtree(out / "data", ignore_errors=True)
+    dataset = collect(ENV_ID, num_episodes=args.episodes, num_envs=8, env_kwargs=env_kwargs, seed=args.seed,
+                      max_episode_steps=args.max_episode_steps, data_path=out / "data",
+                      dataset_id="campusnav/token-world-model-v0", progress=False)
+    train, heldout = split_episodes(load_episodes(dataset), 0.125, seed=args.seed)
+    print(f"{len(train)} train / {len(heldout)} held-out episodes, {sum(len(e) for e in train)} train steps")
+
+    print(f"\n== 2. tokenizer: {args.tokenizer_steps} steps of {args.batch_size} x {args.seq_len}")
+    torch.manual_seed(args.seed)
+    # history 1 and one target per batch: the transformer trained alongside is a by-product; the tokenizer is the point
+    tokenizer_model = model_zoo.make(MODEL_ID, *spaces, **{**base, "history": 1, "train_targets": 1})
+    t0 = time.perf_counter()
+    rows = model_zoo.fit(tokenizer_model, train, steps=args.tokenizer_steps, batch_size=args.batch_size,
+                         seq_len=args.seq_len, lr=args.lr, seed=args.seed, log_every=max(1, args.tokenizer_steps // 4),
+                         progress=False)
+    last = rows[-1]
+    print(f"in {time.perf_counter() - t0:.0f} s: reconstruction MSE {last['recon_mse_image']:.4f}, "
+          f"codes used per batch {last['codes_used_image']:.2f}, perplexity {last['perplexity_image']:.1f}, "
+          f"dead codes restarted {last['code_restarts_image']:.0f}")
+    tokenizer_state = tokenizer_model.tokenizers.state_dict()
+
+    print(f"\n== 3. transformers: {args.train_steps} steps each, the same batches, the tokenizer frozen")
+    models, train_seconds = {}, {}
+    for name, overrides in VARIANTS.items():
+        torch.manual_seed(args.seed)
+        model = model_zoo.make(MODEL_ID, *spaces, **{**base, **overrides, "train_tokenizer": False})
+        model.tokenizers.load_state_dict(tokenizer_state)
+        t0 = time.perf_counter()
+        rows = model_zoo.fit(model, train, steps=args.train_steps, batch_size=args.batch_size, seq_len=args.seq_len,
+                             lr=args.lr, seed=args.seed, log_every=max(1, args.train_steps // 4), progress=False)
+        train_seconds[name] = time.perf_counter() - t0
+        model.eval()
+        model.save(out / "models" / name.replace(" ", "_").replace("=", ""))
+        models[name] = model
+        print(f"{name:<20} {train_seconds[name]:5.0f} s, last token CE {rows[-1]['token_ce']:.3f}, "
+              f"teacher-forced token accuracy {rows[-1]['token_acc']:.3f}")
+
+    horizons = sorted({1, args.horizon})
+    print(f"\n== 4. evaluate on {len(heldout)} held-out episodes ({args.context} real frames, then "
+          f"{args.horizon} imagined; temperature {args.temperature}, top-k {args.top_k})")
+    results = {}
+    for name, model in models.items():
+        results[name] = model_zoo.evaluate(model, heldout, horizons=horizons, context=args.context,
+                                           num_windows=args.windows, batch_size=32, speed_batch=1,
+                                           speed_seconds=args.speed_seconds, seed=args.seed)
+    columns = [f"token_acc@{k}" for k in horizons] + [f"psnr@{k}" for k in horizons]
+    columns += ["reward_mae", "termination_f1", "imagined_steps_per_s", "parameters", "windows"]
+    print(model_zoo.format_table(results, keys=columns).replace("imagined_steps_per_s", "imagined fps (batch 1)"))
+
+    def gain(a: str, b: str, key: str) -> float:
+        return results[a].as_dict()[key] - results[b].as_dict()[key]
+
+    for decoding in ("parallel", "autoregressive"):
+        print(f"N=4 - N=1 ({decoding}): token_acc@1 {gain(f'N=4 {decoding}', f'N=1 {decoding}', 'token_acc@1'):+.4f}")
+    for n in (1, 4):
+        fps = results[f"N={n} parallel"].imagined_steps_per_s / results[f"N={n} autoregressive"].imagined_steps_per_s
+        print(f"autoregressive - parallel (N={n}): psnr@{args.horizon} "
+              f"{gain(f'N={n} autoregressive', f'N={n} parallel', f'psnr@{args.horizon}'):+.2f} dB, "
+              f"token_acc@{args.horizon} "
+              f"{gain(f'N={n} autoregressive', f'N={n} parallel', f'token_acc@{args.horizon}'):+.4f}, "
+              f"parallel imagines {fps:.1f}x as many frames per second")
+
+    print(f"\n== 5. videos: one rollout of {args.horizon} oracle moves, replayed in every variant")
+    oracle_env = gym.make(ENV_ID, **env_kwargs)
+    rollout_seed = args.seed + 10_000  # a start that collection never reset to
+    oracle_env.reset(seed=rollout_seed)
+    oracle = ShortestPathPolicy()
+    actions = []
+    for _ in range(args.horizon):
+        actions.append(oracle(oracle_env))
+        if any(oracle_env.step(actions[-1])[2:4]):
+            break
+    suffix = ".mp4" if video_backend() else ".gif"
+    videos = {}
+    for name, model in models.items():
+        path = out / "videos" / f"real_vs_{name.replace(' ', '_').replace('=', '')}{suffix}"
+        videos[name] = record_side_by_side(real_env, model, actions, path, seed=rollout_seed, steps=len(actions),
+                                           fps=args.fps)
+        print(f"{name:<20} mean error {np.mean(videos[name]['errors']):.4f} -> {videos[name]['path']}")
+    plot = plot_error_vs_horizon({name: [v["errors"]] for name, v in videos.items()}, out / "error_vs_horizon.png",
+                                 title="token world models against reality (one oracle rollout)")
+
+    metrics = {
+        "args": dataclasses.asdict(args),
+        "variants": {name: {"config": dataclasses.asdict(models[name].config), "train_seconds": train_seconds[name],
+                            "evaluation": results[name].as_dict(), "video": videos[name]["path"],
+                            "video_errors": videos[name]["errors"]} for name in VARIANTS},
+        "wall_seconds": time.perf_counter() - started,
+    }
+    (out / "metrics.json").write_text(json.dumps(plain(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    print(f"\nwrote {out}/: data/, models/, videos/ ({len(videos)} {suffix} files), {plot.name}, metrics.json "
+          f"in {metrics['wall_seconds']:.0f} s")
+    real_env.close()
+    oracle_env.close()
