@@ -395,17 +395,17 @@ class VariableHead(nn.Module):
         return ((VariableHead.value(name, out) - target) / scale).square()
 
     @staticmethod
-    def draw(name: str, out: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
-        """A code (B,): sampled at temperature ``tau`` (0: the most likely value); interval variables: the value."""
+    def draw(name: str, out: Tensor, tau: float, u: Tensor | None = None) -> Tensor:
+        """A code (B,): drawn with uniforms ``u`` (B,) at temperature ``tau`` (0 or no ``u``: the most likely
+        value); interval variables: the value."""
         var = causal.VARIABLES[name]
         if var.kind == "interval":
             return VariableHead.value(name, out)
         logits = out if var.kind == "categorical" else torch.cat([torch.zeros_like(out), out], dim=-1)
-        if tau == 0:
+        if tau == 0 or u is None:
             return logits.argmax(-1).float()
-        u = torch.rand((logits.shape[0], 1), generator=generator, device=logits.device, dtype=logits.dtype)
         cdf = torch.softmax(logits / tau, dim=-1).cumsum(-1)
-        return (cdf < u).sum(-1).clamp_(max=logits.shape[-1] - 1).float()
+        return (cdf < u[:, None]).sum(-1).clamp_(max=logits.shape[-1] - 1).float()
 
 
 # --- the world model -----------------------------------------------------------------------------
@@ -531,13 +531,13 @@ class CausalVAEMDNRNN(WorldModel):
                 residual[..., INDEX[name]] = codes[..., INDEX[name]] - self.mechanism_mean(name, codes)
         return residual
 
-    def _derive(self, name: str, codes: Tensor, residual: Tensor, tau: float, generator) -> Tensor:
+    def _derive(self, name: str, codes: Tensor, residual: Tensor, tau: float, u: Tensor | None) -> Tensor:
         """A fresh code (B,) of ``name`` from its parents in ``codes``, keeping the residual of an interval variable."""
         var = causal.VARIABLES[name]
         out = self.mechanisms[name](causal_features(codes, self.parents[name]))[name]  # (B, out)
         if var.kind == "interval":
             return (VariableHead.value(name, out) + residual[:, INDEX[name]]).clamp(var.low, var.high)
-        return VariableHead.draw(name, out, tau, generator)
+        return VariableHead.draw(name, out, tau, u)
 
     def do_codes(self, do: Mapping[str, Any] | None) -> dict[str, float]:
         """Validated codes of an intervention (``Batch.causal`` units: the hour in hours)."""
@@ -551,7 +551,7 @@ class CausalVAEMDNRNN(WorldModel):
             causal.validate_do(do)
 
     def intervene(
-        self, natural: Tensor, previous: Tensor, residual: Tensor, do: Mapping[str, float], generator=None
+        self, natural: Tensor, previous: Tensor, residual: Tensor, do: Mapping[str, float], u: Tensor | None = None
     ) -> Tensor:
         """The codes (B, 7) in force under ``do`` (validated codes), from the un-intervened ``natural`` ones.
 
@@ -561,7 +561,8 @@ class CausalVAEMDNRNN(WorldModel):
         of a changed one, is re-derived by its mechanism, unless its parents are
         the same as in ``previous`` (the codes in force one step earlier), where it
         keeps its previous value: an intervention held over several steps draws its
-        descendants once.
+        descendants once. Categorical draws use the uniforms ``u`` (B, 7), one per
+        variable (None: the most likely values).
         """
         if not do:
             return natural
@@ -580,7 +581,7 @@ class CausalVAEMDNRNN(WorldModel):
             rows = changed[:, cols].any(-1)  # (B,) a parent differs from its natural value
             if rows.any():
                 same = (new[:, cols] == previous[:, cols]).all(-1)  # (B,) parents as one step earlier
-                fresh = self._derive(name, new, residual, self.config.temperature, generator)
+                fresh = self._derive(name, new, residual, self.config.temperature, None if u is None else u[:, i])
                 new[:, i] = torch.where(rows, torch.where(same, previous[:, i], fresh), new[:, i])
                 changed[:, i] = rows & (new[:, i] != natural[:, i])
         return new
@@ -755,11 +756,14 @@ class CausalVAEMDNRNN(WorldModel):
         do: Mapping[str, Any] | None = None,
         generator: torch.Generator | None = None,
     ) -> Imagined:
-        """One imagined step under ``do`` (see the module docstring); deterministic under a seeded ``generator``."""
+        """One imagined step under ``do`` (see the module docstring); deterministic under a seeded ``generator``,
+        which is drawn from the same way whatever ``do`` is (so twins under two interventions share their noise)."""
         cfg = self.config
         do_codes = self.do_codes(do)
         natural, residual = state["natural"], state["residual"]
-        codes = self.intervene(natural, state["causal"], residual, do_codes, generator)  # (B, 7) in force at t
+        # one uniform per variable, drawn whatever ``do`` is: twins under other interventions share the noise after
+        u = torch.rand(natural.shape, generator=generator, device=natural.device)  # (B, 7)
+        codes = self.intervene(natural, state["causal"], residual, do_codes, u)  # (B, 7) in force at t
         x = torch.cat([state["z"], self._action(action), causal_features(codes, self.causes)], dim=-1)
         h, c = self.cell(x, (state["h"], state["c"]))  # (B, H)
         nxt = self.advance(codes, residual, do_codes)  # (B, 7) at t+1

@@ -146,6 +146,17 @@ def test_do_holds_a_drawn_descendant_for_as_long_as_it_lasts(campus_model):
     assert len(set(weathers[0].tolist())) > 1  # drawn from the mechanism, not copied
 
 
+def test_twins_under_other_interventions_draw_the_same_noise(campus_model):
+    state = state_at(campus_model, SATURDAY_NOON, batch=8)
+    ends = []
+    for do in (None, {"semester": "spring"}, {"gameday": True, "crowd": 0.1}):
+        generator = torch.Generator().manual_seed(7)
+        with torch.no_grad():
+            campus_model.imagine(state, torch.ones(8, dtype=torch.int64), do=do, generator=generator)
+        ends.append(generator.get_state())
+    assert all(torch.equal(end, ends[0]) for end in ends)
+
+
 # --- a variable with no effect in the truth changes nothing -------------------------------------
 
 
