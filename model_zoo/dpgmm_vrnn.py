@@ -528,6 +528,39 @@ class DPGMMVRNN(WorldModel):
         return Usage(torch.stack(weights, 1), torch.stack(resp, 1))
 
     @torch.no_grad()
+    def usage_by_context(self, batches: Batch | list[Batch], column: int) -> dict[float, Tensor]:
+        """Mean prior weights (K,) over the filtered steps of each value of causal column ``column``.
+
+        ``batches`` need ``causal`` codes (``model_zoo.data`` collects them from CampusNav-v0:
+        column 3 is the weather, 4 gameday); ``components_in_use`` of the result counts the
+        components each context asks for.
+        """
+        sums: dict[float, Tensor] = {}
+        counts: dict[float, int] = {}
+        for batch in [batches] if isinstance(batches, Batch) else batches:
+            if batch.causal is None:
+                raise ValueError("usage_by_context needs batches with causal codes (batch.causal is None)")
+            weights = self.sequence_usage(batch).weights.flatten(0, 1)  # (B*T, K)
+            values = batch.causal[..., column].reshape(-1).to(weights.device)  # (B*T,)
+            for value in values.unique().tolist():
+                mask = values == value
+                sums[value] = sums.get(value, 0) + weights[mask].sum(0)
+                counts[value] = counts.get(value, 0) + int(mask.sum())
+        return {value: sums[value] / counts[value] for value in sorted(sums)}
+
+    @torch.no_grad()
+    def mean_task_losses(self, batches: list[Batch], seed: int = 0) -> dict[str, float]:
+        """Each task's loss (and their weighted sum, ``"loss"``) averaged over ``batches``, with seeded noise."""
+        totals = dict.fromkeys((*TASKS, "loss"), 0.0)
+        for i, batch in enumerate(batches):
+            torch.manual_seed(seed + i)
+            tasks, _ = self.task_losses(batch)
+            for name, value in tasks.items():
+                totals[name] += float(value)
+            totals["loss"] += sum(w * float(tasks[t]) for w, t in zip(self.config.task_weights, TASKS, strict=True))
+        return {name: value / max(len(batches), 1) for name, value in totals.items()}
+
+    @torch.no_grad()
     def evaluation_metrics(self, window: Batch, context: int, horizons: tuple[int, ...],
                            generator: torch.Generator) -> dict[str, tuple[float, int]]:
         """``model_zoo.evaluate``'s extra columns over the filtered steps of each window.

@@ -384,3 +384,26 @@ def test_config_is_frozen_and_one_component_works():
         model.config.z_dim = 3
     loss, metrics = model.loss(make_batch())
     assert torch.isfinite(loss) and metrics["components_in_use"] == 1.0
+
+
+def test_usage_by_context_averages_the_prior_weights_per_causal_value():
+    model = make("vector")
+    batch = make_batch("vector", B=3, T=4)
+    batch.causal = torch.zeros(3, 4, 7)
+    batch.causal[1:, :, 4] = 1.0  # rows 1 and 2: gameday
+    usage = model.usage_by_context(batch, column=4)
+    weights = model.sequence_usage(batch).weights  # (B, T, K)
+    assert sorted(usage) == [0.0, 1.0]
+    torch.testing.assert_close(usage[0.0], weights[0].mean(0))
+    torch.testing.assert_close(usage[1.0], weights[1:].flatten(0, 1).mean(0))
+    batch.causal = None
+    with pytest.raises(ValueError, match="causal codes"):
+        model.usage_by_context(batch, column=4)
+
+
+def test_mean_task_losses_are_seeded_and_sum_to_the_loss():
+    model = make("vector")
+    batches = [make_batch("vector", seed=s) for s in range(2)]
+    a, b = model.mean_task_losses(batches, seed=3), model.mean_task_losses(batches, seed=3)
+    assert a == b and set(a) == {*TASKS, "loss"}
+    assert a["loss"] == pytest.approx(sum(w * a[t] for w, t in zip(model.config.task_weights, TASKS, strict=True)))
