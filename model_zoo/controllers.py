@@ -30,7 +30,18 @@ import torch
 from gymnasium import spaces
 from tqdm.auto import tqdm
 
-__all__ = ["LinearController", "load_params", "model_features", "rollout_returns", "save_params", "train_cmaes"]
+from model_zoo.actor_critic import ActorCritic, ActorCriticConfig  # the second controller: learns in imagination
+
+__all__ = [
+    "ActorCritic",
+    "ActorCriticConfig",
+    "LinearController",
+    "load_params",
+    "model_features",
+    "rollout_returns",
+    "save_params",
+    "train_cmaes",
+]
 
 Array = np.ndarray | torch.Tensor
 FeaturesFn = Callable[[Any, Any, np.ndarray], Array]  # (obs, action that led to it or None, is_first) -> (N, F)

@@ -30,11 +30,13 @@ below ``free_nats`` nats.
 
 Choices, against the papers:
 
-- Scaled for a CPU. DreamerV3's smallest size (S) has 512 GRU units, MLPs of 512
-  units, a conv multiplier of 32 and 255 reward bins; here ``hidden=256``,
-  ``units=256``, ``depth=16`` (the World Models conv stack of ``model_zoo.nets``,
-  four stride-2 convolutions), one hidden layer per head; the 32 x 32 categorical
-  latent and 255 bins are V3's. A plain ``GRUCell`` stands in for V3's layer-normed
+- Scaled for a CPU. DreamerV3's size S has 512 GRU units, MLPs of 512 units (two
+  to five layers), a conv multiplier of 32; here ``hidden=128``, ``units=128``,
+  ``depth=16`` (the World Models conv stack of ``model_zoo.nets``, four stride-2
+  convolutions), one hidden layer per head: about 1M parameters on a flat vector
+  instead of V3 S's 18M, and a (16 x 32)-step batch trains in about 0.12 s on one
+  core (0.4 s with 256 units). The 32 x 32 categorical latent, the 1 % unimix, the
+  free bits, the KL scales and the 255 symlog bins are V3's. A plain ``GRUCell`` stands in for V3's layer-normed
   GRU; LayerNorm and SiLU are in every MLP.
 - Each training window starts from the zero state (V3 carries the state over
   between replay chunks); its first step counts as an episode start.
@@ -94,10 +96,10 @@ class Config:
 
     stoch: int = 32  # categorical latent variables
     classes: int = 32  # classes of each
-    hidden: int = 256  # GRU units of the deterministic path (V3 S: 512)
-    units: int = 256  # width of the MLPs (V3 S: 512)
+    hidden: int = 128  # GRU units of the deterministic path (V3 S: 512)
+    units: int = 128  # width of the MLPs (V3 S: 512)
     depth: int = 16  # channels of the first conv layer (V3 S: 32)
-    vector_hidden: int = 256  # width of the vector encoder and decoder
+    vector_hidden: int = 128  # width of the vector encoder and decoder
     unimix: float = 0.01  # uniform mixed into every categorical's probabilities
     free_nats: float = 1.0  # KL per step below this (in nats) has no gradient
     dyn_scale: float = 0.5  # weight of KL[sg(posterior) || prior]
