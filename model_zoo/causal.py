@@ -482,9 +482,9 @@ def discover_campus(
     Compare with the truth: ``found.shd(env.unwrapped.causal_graph)``; at the
     default budget (11 experiments of 2000 samples, a few seconds) it is 0.
 
-    >>> found = discover_campus(samples=500, variables=("day", "semester", "gameday"))
+    >>> found = discover_campus(samples=500, variables=("day", "gameday", "crowd"))
     >>> found.graph
-    {'day': (), 'semester': (), 'gameday': ('day', 'semester')}
+    {'day': (), 'gameday': ('day',), 'crowd': ('day', 'gameday')}
     """
     names = tuple(CAMPUS_GRIDS) if variables is None else tuple(variables)
     unknown = [n for n in names if n not in CAMPUS_GRIDS]
