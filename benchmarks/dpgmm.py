@@ -1,0 +1,206 @@
+"""dpgmm_vrnn against the zoo on the same CampusNav-v0 data and budget; mixture usage per context; RGB vs summation.
+
+Collects random episodes over the causal grid of CampusNav-v0 (every day x weather x
+gameday x semester cell of the "train" split, imposed with reset-time ``do()``, dict
+observations), holds out 15% of the episodes, and trains with the same steps, batch and
+sequence length:
+
+- the baselines (``mlp`` and ``vae_mdnrnn`` by default, their library defaults);
+- ``dpgmm_vrnn`` with RGB gradient balancing (its default) and with plain summation
+  (``balancer="sum"``), the same seed and the same batches.
+
+Prints ``model_zoo.evaluate`` on the held-out episodes (with the mixture's columns and
+each model's 1-step error as a ratio to the first baseline's), then the issue's targets
+as PASS/MISS lines:
+
+- ``dpgmm_vrnn`` is in the table beside the baselines (every column finite);
+- mixture components in use differ between contexts: gameday vs normal days, on the
+  held-out windows (mean prior weights per context; the number of components with at
+  least ``usage_threshold`` of the weight, and the total-variation distance between the
+  two weight vectors, which must reach ``--usage-tv``, or the counts differ);
+- RGB no worse than summation on the summed held-out loss (within ``--tolerance``) and
+  better on at least one task's loss.
+
+Run: ``python benchmarks/dpgmm.py`` (tens of minutes on a 2-core CPU); ``--quick`` for a
+smoke run of a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+import campus_env  # noqa: F401  (registers CampusNav-v0)
+import model_zoo
+from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
+from model_zoo.dpgmm_vrnn import TASKS
+from model_zoo.stick_breaking import components_in_use
+
+GAMEDAY = 4  # the gameday column of the causal codes (model_zoo.data.CAUSAL_VARIABLES)
+
+
+@dataclass
+class Args:
+    episodes_per_cell: int = 2
+    """episodes per cell of the causal grid (84 cells on the train split)"""
+    max_episode_steps: int = 64
+    """episode length cap while collecting"""
+    steps: int = 600
+    """gradient steps per model"""
+    batch_size: int = 8
+    """sequences per batch"""
+    seq_len: int = 16
+    """steps per sequence"""
+    lr: float = 1e-3
+    """Adam learning rate (every model)"""
+    baselines: list[str] = field(default_factory=lambda: ["mlp", "vae_mdnrnn"])
+    """zoo models trained beside dpgmm_vrnn; the first is the ratio's reference"""
+    heldout_batches: int = 8
+    """batches of random held-out windows (all contexts) for the usage and the task losses"""
+    usage_tv: float = 0.05
+    """total-variation distance between the contexts' mixture weights that counts as "different\""""
+    tolerance: float = 0.01
+    """RGB's summed loss may exceed summation's by this fraction and still count as "no worse\""""
+    seed: int = 0
+    """seed of collection, sampling and weights"""
+    json: str | None = None
+    """write the tables and targets to this file"""
+    quick: bool = False
+    """a smoke run: tiny data and budgets"""
+
+
+def parse_args(argv=None) -> Args:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in asdict(Args()).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true")
+        elif isinstance(default, list):
+            parser.add_argument(flag, nargs="*", default=default)
+        else:
+            parser.add_argument(flag, type=type(default) if default is not None else str, default=default)
+    args = Args(**vars(parser.parse_args(argv)))
+    if args.quick:
+        args.episodes_per_cell, args.max_episode_steps, args.steps, args.heldout_batches = 1, 16, 10, 2
+        args.batch_size, args.seq_len = 4, 8
+    return args
+
+
+def train(model_id: str, dataset, episodes, args: Args, **config):
+    torch.manual_seed(args.seed)
+    model = model_zoo.make(model_id, dataset.observation_space, dataset.action_space, **config)
+    sampler = SequenceSampler(episodes, args.seq_len, args.batch_size, seed=args.seed)
+    started = time.perf_counter()
+    model_zoo.fit(model, sampler, steps=args.steps, lr=args.lr, seed=args.seed, progress=False)
+    return model.eval(), time.perf_counter() - started
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory() as root:
+        started = time.perf_counter()
+        dataset = collect(coverage="grid", split="train", episodes_per_cell=args.episodes_per_cell, num_envs=16,
+                          env_kwargs={"obs_mode": "dict"}, max_episode_steps=args.max_episode_steps, seed=args.seed,
+                          data_path=root, dataset_id="bench/dpgmm-grid-v0", progress=False)
+        train_eps, test_eps = split_episodes(load_episodes(dataset), 0.15, seed=args.seed)
+        print(f"data: {len(train_eps)} training, {len(test_eps)} test episodes "
+              f"({sum(len(e) for e in train_eps)} training steps) in {time.perf_counter() - started:.0f} s")
+        probe = SequenceSampler(test_eps, args.seq_len, args.batch_size, seed=args.seed + 1)  # windows of every context
+        heldout = [probe.sample() for _ in range(args.heldout_batches)]
+
+        models, seconds = {}, {}
+        runs = [(m, m, {}) for m in args.baselines]
+        runs += [("dpgmm_vrnn (rgb)", "dpgmm_vrnn", {"balancer": "rgb"}),
+                 ("dpgmm_vrnn (sum)", "dpgmm_vrnn", {"balancer": "sum"})]
+        for name, model_id, config in runs:
+            models[name], seconds[name] = train(model_id, dataset, train_eps, args, **config)
+            print(f"trained {name} in {seconds[name]:.0f} s")
+        results = {}
+        for name, model in models.items():
+            results[name] = model_zoo.evaluate(model, test_eps, horizons=(1, 8), context=4, num_windows=256,
+                                               speed_seconds=0.5, seed=args.seed)
+            results[name].extra["train_seconds"] = seconds[name]
+        rgb, summed = models["dpgmm_vrnn (rgb)"], models["dpgmm_vrnn (sum)"]
+        usage = rgb.usage_by_context(heldout, GAMEDAY)
+        losses = {name: models[name].mean_task_losses(heldout, seed=args.seed) for name in ("dpgmm_vrnn (rgb)",
+                                                                                           "dpgmm_vrnn (sum)")}
+        del summed
+
+    reference = args.baselines[0] if args.baselines else "dpgmm_vrnn (sum)"
+    for result in results.values():
+        result.extra[f"obs_mse@1 / {reference}"] = result.obs_mse[1] / results[reference].obs_mse[1]
+    keys = ["obs_mse@1", "obs_mse@8", "psnr@1", "psnr@8", "copy_mse@1", f"obs_mse@1 / {reference}", "reward_mae",
+            "termination_f1", "components_in_use", "components_effective", "imagined_steps_per_s", "parameters",
+            "train_seconds"]
+    print(f"\n{args.steps} steps x batch {args.batch_size} x {args.seq_len} steps per model, lr {args.lr}; "
+          f"evaluated on {len(test_eps)} held-out episodes (4 steps filtered, then imagined)\n")
+    print(model_zoo.format_table(results, keys=keys))
+
+    threshold = rgb.config.usage_threshold
+    names = {0.0: "normal days", 1.0: "gamedays"}
+    print(f"\nmixture usage of dpgmm_vrnn (rgb) on {len(heldout)} held-out batches (mean prior weights per context)\n")
+    print("| context | components in use (weight >= " f"{threshold:g}) | effective | weights |")
+    print("|---|---|---|---|")
+    for value, weights in usage.items():
+        effective = math.exp(float(-(weights * weights.clamp_min(1e-12).log()).sum()))
+        print(f"| {names.get(value, value)} | {int(components_in_use(weights, threshold))} | {effective:.2f} | "
+              + " ".join(f"{w:.2f}" for w in weights.tolist()) + " |")
+
+    print("\nheld-out task losses, RGB vs summation (same seed, data and batches)\n")
+    print("| task | rgb | sum | rgb / sum |")
+    print("|---|---|---|---|")
+    for task in (*TASKS, "loss"):
+        a, b = losses["dpgmm_vrnn (rgb)"][task], losses["dpgmm_vrnn (sum)"][task]
+        print(f"| {task if task != 'loss' else 'sum of tasks'} | {a:.4g} | {b:.4g} | {a / b:.3f} |")
+
+    checks = targets(results, usage, losses, threshold, args)
+    print()
+    for line in checks:
+        print(line)
+    report = {"args": asdict(args), "results": {k: r.as_dict() for k, r in results.items()},
+              "usage_by_gameday": {names.get(k, str(k)): v.tolist() for k, v in usage.items()},
+              "task_losses": losses, "targets": checks}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=float))
+    return report
+
+
+def targets(results: dict, usage: dict, losses: dict, threshold: float, args: Args) -> list[str]:
+    lines = []
+
+    def check(ok: bool, text: str) -> None:
+        lines.append(("PASS  " if ok else "MISS  ") + text)
+
+    row = results["dpgmm_vrnn (rgb)"].as_dict()
+    finite = all(math.isfinite(v) for v in row.values())
+    others = [name for name in results if not name.startswith("dpgmm_vrnn")]
+    check(finite, f"dpgmm_vrnn in the evaluation table beside {', '.join(others) or 'no baseline'} "
+          f"(same data and budget; every column finite: {finite})")
+    if len(usage) == 2:
+        normal, gameday = usage[0.0], usage[1.0]
+        tv = 0.5 * float((normal - gameday).abs().sum())
+        counts = int(components_in_use(normal, threshold)), int(components_in_use(gameday, threshold))
+        check(tv >= args.usage_tv or counts[0] != counts[1],
+              f"components in use differ between gamedays and normal days: {counts[1]} vs {counts[0]} in use, "
+              f"total-variation distance of the weights {tv:.3f} (>= {args.usage_tv:g} counts)")
+    else:
+        check(False, f"components in use differ between gamedays and normal days: only {len(usage)} context(s) "
+              "in the held-out windows")
+    rgb, summed = losses["dpgmm_vrnn (rgb)"], losses["dpgmm_vrnn (sum)"]
+    better = [t for t in TASKS if rgb[t] < summed[t]]
+    check(rgb["loss"] <= summed["loss"] * (1 + args.tolerance),
+          f"RGB no worse than summation on the summed held-out loss: {rgb['loss']:.5g} vs {summed['loss']:.5g} "
+          f"({rgb['loss'] / summed['loss']:.4f}x, tolerance {args.tolerance:g})")
+    check(bool(better), f"RGB better than summation on at least one task's loss: {', '.join(better) or 'none'}")
+    return lines
+
+
+if __name__ == "__main__":
+    main()
