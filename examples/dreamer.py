@@ -1,0 +1,324 @@
+"""Dreamer on CampusNav-v0: a world model and an actor-critic trained alternately from a growing replay.
+
+The loop of Hafner et al.'s Dreamer (DreamerV3, arXiv:2301.04104), on a campus:
+
+1. prefill the replay with random-policy episodes of the real env;
+2. repeat: (a) train the world model (`model_zoo.make("rssm")`) on windows of the
+   replay; (b) train the actor-critic (`model_zoo.controllers.ActorCritic`) in the
+   model's imagination, starting from the replay's states filtered through the
+   model (`model_zoo.actor_critic.start_states`); (c) let the actor play a few more
+   real episodes (real observations filtered through `observe`,
+   `model_zoo.controllers.model_features`) and add them to the replay.
+
+Every real step counts: the table and `returns.csv` give the real return of the
+episodes played against the real environment steps used so far (prefill included),
+and the final policy is evaluated on `--eval-episodes` seeded episodes beside the
+random policy and the shortest-path oracle, measured on the same seeds here.
+
+The comparison: `examples/sb3_baselines.py` trains PPO in reality for 500,000 steps
+(16 envs, the same 200-step episodes, with potential-based shaping while learning)
+and measured a real return of about -1.97 (`--ppo-return`; random -2.05, standing
+still -2.0, the oracle +0.55). The issue's target is 80 % of PPO's return with at
+most a quarter of its real steps. Returns here are negative, where "80 % of" reads
+backwards, so the script prints the raw ratio and the ratio of the gains over the
+random policy, and a PASS/MISS line on the gain ratio >= 0.8 with <= 125,000 steps.
+
+Choices:
+
+- `obs_mode="state"`: the flat 72-vector (positions, goal offset, causal variables,
+  a 5x5 walkability/crowd patch). The RSSM's MLP encoder trains about 10x faster on
+  it than the conv encoder on the 64x64 image of `"dict"` on a CPU, and it holds the
+  goal offset the actor needs; `--obs-mode dict` runs the same loop on images too.
+- No reward shaping: the model learns the env's own reward (+1 at the goal, -0.01 a
+  step, -0.05 more for a blocked move).
+- A persistent Adam for the model (not `model_zoo.fit`, which starts a fresh
+  optimizer per call) and Dreamer's train ratio: `--model-steps` and
+  `--actor-updates` per batch of `--episodes-per-iteration` new real episodes.
+
+    python examples/dreamer.py                      # about half an hour on a 2-core CPU
+    python examples/dreamer.py --iterations 10      # a shorter run
+    python examples/dreamer.py --tiny               # the test's budget (seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import campus_env  # noqa: F401  (registers CampusNav-v0)
+import model_zoo
+from campus_env.oracle import ShortestPathPolicy
+from model_zoo.actor_critic import start_states
+from model_zoo.controllers import ActorCritic, ActorCriticConfig, model_features
+from model_zoo.data import Episode, SequenceSampler
+
+ENV_ID = "CampusNav-v0"
+
+
+@dataclass(frozen=True)
+class Args:
+    obs_mode: str = "state"
+    """observations of CampusNav-v0: "state" (flat vector, fast on a CPU) or "dict" (image + vectors, slow)"""
+    max_episode_steps: int = 200
+    """episode length in reality (200, as examples/sb3_baselines.py evaluates PPO)"""
+    num_envs: int = 16
+    """real envs stepped together; also the episodes collected per iteration"""
+    prefill_episodes: int = 32
+    """random-policy episodes in the replay before the first update"""
+    iterations: int = 30
+    """rounds of (train the model, train the actor, play num_envs real episodes)"""
+    model_steps: int = 100
+    """world-model gradient steps per iteration"""
+    actor_updates: int = 100
+    """actor-critic updates in imagination per iteration"""
+    batch_size: int = 16
+    """replay windows per batch (model and imagination starts)"""
+    seq_len: int = 32
+    """steps per replay window"""
+    starts: int = 256
+    """imagination start states per actor update (drawn from the batch's filtered states)"""
+    lr: float = 1e-3
+    """Adam learning rate of the world model"""
+    horizon: int = 15
+    """imagined steps per actor update"""
+    gamma: float = 0.99
+    """discount of the actor-critic"""
+    entropy: float = 3e-3
+    """entropy bonus of the actor"""
+    eval_episodes: int = 100
+    """seeded real episodes that score the final policy and the reference rows"""
+    eval_seed: int = 10_000
+    """evaluation episodes use seeds eval_seed, eval_seed + 1, ... (as examples/sb3_baselines.py)"""
+    ppo_return: float = -1.97
+    """PPO-in-reality's real return, measured by examples/sb3_baselines.py at its defaults"""
+    ppo_env_steps: int = 500_000
+    """the real env steps PPO learned from there"""
+    seed: int = 0
+    """seeds the replay, the networks, imagination and evaluation"""
+    out: str = "runs/dreamer"
+    """output folder: returns.csv, returns.png, results.json, the model and the actor"""
+    tiny: bool = False
+    """a tiny budget for tests: 2 iterations of 4 episodes of 30 steps, a few updates"""
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    """One --flag per field of Args, its docstring as the help."""
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Args").body
+    helps = {
+        a.target.id: b.value.value
+        for a, b in zip(body, body[1:], strict=False)
+        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)
+    }
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(Args):
+        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
+        else:
+            parser.add_argument(flag, type=kind, default=f.default, help=helps[f.name])
+    args = Args(**vars(parser.parse_args(argv)))
+    if args.obs_mode not in ("state", "dict"):
+        parser.error(f"argument --obs-mode: {args.obs_mode!r}; choose state or dict")
+    if args.tiny:
+        args = dataclasses.replace(args, max_episode_steps=30, num_envs=4, prefill_episodes=4, iterations=2,
+                                   model_steps=3, actor_updates=2, batch_size=4, seq_len=8, starts=16, horizon=4,
+                                   eval_episodes=4)
+    return args
+
+
+def play(act, args: Args, num_envs: int, seed: int, model=None) -> list[Episode]:
+    """One real episode per env, all at once, recorded as ``Episode``s (the replay's records).
+
+    ``act(features or obs) -> actions``; with ``model`` it sees the model's features
+    of the real observations (filtered through ``observe``), else the raw batch.
+    Env ``i`` of ``reset(seed=seed)`` is the single env seeded ``seed + i``.
+    """
+    envs = gym.make_vec(ENV_ID, num_envs=num_envs, obs_mode=args.obs_mode, max_episode_steps=args.max_episode_steps)
+    features_fn = model_features(model) if model is not None else None
+    obs, _ = envs.reset(seed=seed)
+    frames, actions, rewards, terminated, truncated = [obs], [], [], [], []
+    alive = np.ones(num_envs, dtype=bool)
+    lengths = np.zeros(num_envs, dtype=np.int64)
+    inputs = features_fn(obs, None, alive.copy()) if features_fn else obs
+    while alive.any():
+        action = act(inputs)
+        action = action.cpu().numpy() if torch.is_tensor(action) else np.asarray(action)
+        obs, reward, term, trunc, _ = envs.step(action)
+        for buffer, value in ((frames, obs), (actions, action), (rewards, reward), (terminated, term),
+                              (truncated, trunc)):
+            buffer.append(value)
+        lengths += alive
+        alive &= ~(term | trunc)
+        inputs = features_fn(obs, action, np.zeros(num_envs, dtype=bool)) if features_fn else obs
+    envs.close()
+
+    def stack(seq, i, n):
+        if isinstance(seq[0], dict):
+            return {k: np.stack([s[k][i] for s in seq[:n]]) for k in seq[0]}
+        return np.stack([s[i] for s in seq[:n]])
+
+    return [Episode(obs=stack(frames, i, n + 1), action=stack(actions, i, n), reward=stack(rewards, i, n),
+                    terminated=stack(terminated, i, n), truncated=stack(truncated, i, n), id=seed + i)
+            for i, n in enumerate(lengths.tolist())]
+
+
+def summary(episodes: list[Episode]) -> dict[str, float]:
+    returns = np.array([e.reward.sum() for e in episodes])
+    return {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
+            "success_rate": float(np.mean([e.terminated[-1] for e in episodes])),
+            "mean_steps": float(np.mean([len(e) for e in episodes]))}
+
+
+def plot(rows: list[dict[str, Any]], refs: dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([r["env_steps"] for r in rows], [r["return_mean"] for r in rows], marker="o", label="Dreamer (rssm)")
+    for (name, value), style in zip(refs.items(), ("--", ":", "-."), strict=False):
+        ax.axhline(value, linestyle=style, color="gray", label=name)
+    ax.set_xlabel("real environment steps")
+    ax.set_ylabel("real return of the episodes played")
+    ax.set_title("Dreamer on CampusNav-v0")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    args = parse_args()
+    torch.set_num_threads(1)  # small networks: one thread is the fastest on a shared CPU
+    torch.manual_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    rng = np.random.default_rng(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    space_env = gym.make(ENV_ID, obs_mode=args.obs_mode)
+
+    def random_policy(inputs):
+        return rng.integers(0, 5, len(inputs["state"] if isinstance(inputs, dict) else inputs))
+
+    # 1. prefill: random episodes; seeds never reused, apart from evaluation's
+    seeds = iter(range(args.seed * 1_000_000, args.seed * 1_000_000 + 10**6, 1_000))
+    replay = play(random_policy, args, args.prefill_episodes, next(seeds))
+    env_steps = sum(len(e) for e in replay)
+    rows: list[dict[str, Any]] = [{"iteration": 0, "env_steps": env_steps, "episodes": len(replay),
+                                   **summary(replay), "model_loss": float("nan"), "imagined_return": float("nan"),
+                                   "seconds": time.perf_counter() - started}]
+    print(f"prefill: {len(replay)} random episodes, {env_steps:,} steps, return {rows[0]['return_mean']:+.3f}")
+
+    model = model_zoo.make("rssm", space_env.observation_space, space_env.action_space)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    actor = ActorCritic(model.feature_dim, space_env.action_space,
+                        ActorCriticConfig(horizon=args.horizon, gamma=args.gamma, entropy=args.entropy))
+    header = f"{'iter':>4}  {'env steps':>9}  {'return':>7}  {'success':>7}  {'model loss':>10}  " \
+             f"{'imagined R':>10}  {'wall s':>6}"
+    print(header)
+    for iteration in range(1, args.iterations + 1):
+        sampler = SequenceSampler(replay, args.seq_len, args.batch_size, seed=args.seed + iteration)
+        # (a) the world model
+        model.train()
+        losses = []
+        for _ in range(args.model_steps):
+            loss, _ = model.loss(sampler.sample())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 100.0)
+            optimizer.step()
+            losses.append(float(loss.detach()))
+        # (b) the actor-critic in imagination, from the replay's states filtered through the model
+        model.eval()
+        model.requires_grad_(False)
+        imagined = []
+        for _ in range(args.actor_updates):
+            start = start_states(model, sampler.sample())
+            pick = torch.randperm(start["deter"].shape[0], generator=generator)[: args.starts]
+            metrics = actor.update(model, {k: v[pick] for k, v in start.items()}, generator)
+            imagined.append(metrics["imagined_return"])
+        model.requires_grad_(True)
+        # (c) real episodes with the current actor (sampled actions), added to the replay
+        with torch.no_grad():
+            new = play(lambda feats: actor.act(feats, generator=generator), args, args.num_envs, next(seeds), model)
+        replay += new
+        env_steps += sum(len(e) for e in new)
+        rows.append({"iteration": iteration, "env_steps": env_steps, "episodes": len(replay), **summary(new),
+                     "model_loss": float(np.mean(losses)) if losses else float("nan"),
+                     "imagined_return": float(np.mean(imagined)) if imagined else float("nan"),
+                     "seconds": time.perf_counter() - started})
+        r = rows[-1]
+        print(f"{iteration:>4}  {env_steps:>9,}  {r['return_mean']:>+7.3f}  {r['success_rate']:>7.2f}  "
+              f"{r['model_loss']:>10.4g}  {r['imagined_return']:>+10.3f}  {r['seconds']:>6.0f}", flush=True)
+
+    # 2. evaluation in reality: the final actor, random and the oracle on the same seeded episodes
+    model.eval()
+    with torch.no_grad():
+        final = summary(play(lambda feats: actor.act(feats, generator=torch.Generator().manual_seed(args.seed)),
+                             args, args.eval_episodes, args.eval_seed, model))
+    reference = {"random": summary(play(random_policy, args, args.eval_episodes, args.eval_seed))}
+    oracle = ShortestPathPolicy()
+    envs = gym.make_vec(ENV_ID, num_envs=args.eval_episodes, obs_mode=args.obs_mode,
+                        max_episode_steps=args.max_episode_steps)
+    envs.reset(seed=args.eval_seed)  # the oracle reads the simulator: step a vector env alongside
+    returns, alive = np.zeros(args.eval_episodes), np.ones(args.eval_episodes, dtype=bool)
+    success = np.zeros(args.eval_episodes, dtype=bool)
+    steps = np.zeros(args.eval_episodes)
+    while alive.any():
+        _, reward, term, trunc, _ = envs.step(oracle(envs))
+        returns += np.where(alive, reward, 0.0)
+        steps += alive
+        success |= alive & term
+        alive &= ~(term | trunc)
+    envs.close()
+    reference["shortest-path oracle"] = {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
+                                         "success_rate": float(success.mean()), "mean_steps": float(steps.mean())}
+
+    print(f"\n{ENV_ID} ({args.obs_mode}), {args.eval_episodes} seeded real episodes per row "
+          f"(seeds {args.eval_seed}..{args.eval_seed + args.eval_episodes - 1}), sampled actions\n")
+    table = {f"Dreamer (rssm), {env_steps:,} real steps": final, **reference}
+    print("| policy | return (mean ± std) | success | steps |")
+    print("|---|---|---|---|")
+    for name, row in table.items():
+        print(f"| {name} | {row['return_mean']:+.3f} ± {row['return_std']:.3f} | {row['success_rate']:.2f} | "
+              f"{row['mean_steps']:.1f} |")
+    print(f"| PPO in reality ({args.ppo_env_steps:,} steps, examples/sb3_baselines.py) | {args.ppo_return:+.3f} "
+          "| - | - |")
+    random_return = reference["random"]["return_mean"]
+    ratio = final["return_mean"] / args.ppo_return if args.ppo_return else float("nan")
+    ppo_gain = args.ppo_return - random_return
+    gain_ratio = (final["return_mean"] - random_return) / ppo_gain if ppo_gain > 0 else float("nan")
+    budget_ok = env_steps <= args.ppo_env_steps / 4
+    print(f"\nreturn ratio Dreamer / PPO: {ratio:.3f} (negative returns: below 1 is better)")
+    print(f"gain over random, Dreamer / PPO: {gain_ratio:.3f} ({final['return_mean'] - random_return:+.3f} / "
+          f"{ppo_gain:+.3f})")
+    verdict = "PASS" if budget_ok and gain_ratio >= 0.8 else "MISS"
+    print(f"{verdict}  >= 80 % of PPO's gain over random ({gain_ratio:.2f}) with <= 1/4 of its real steps "
+          f"({env_steps:,} <= {args.ppo_env_steps // 4:,}: {'yes' if budget_ok else 'no'})")
+
+    with open(out / "returns.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    plot(rows, {"PPO in reality (500k steps)": args.ppo_return, "random": random_return,
+                "shortest-path oracle": reference["shortest-path oracle"]["return_mean"]}, out / "returns.png")
+    model.save(out / "model")
+    results = {"args": dataclasses.asdict(args), "env_steps": env_steps, "final": final, "reference": reference,
+               "ratio_to_ppo": ratio, "gain_ratio_to_ppo": gain_ratio, "target": verdict, "curve": rows,
+               "wall_seconds": time.perf_counter() - started}
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"wrote {out}/: returns.csv, returns.png, results.json, model/ in {results['wall_seconds']:.0f} s")

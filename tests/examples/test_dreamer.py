@@ -1,0 +1,54 @@
+"""examples/dreamer.py runs its whole loop on a tiny budget and writes the return curve, the plot and results."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "dreamer.py"
+
+
+def test_runs_on_a_tiny_budget_and_writes_the_curve(tmp_path):
+    out = tmp_path / "run"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--out", str(out)], capture_output=True,
+                            text=True, timeout=300, env=dict(os.environ), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    stdout = result.stdout
+    for text in ("prefill: 4 random episodes", "| random |", "| shortest-path oracle |", "PPO in reality",
+                 "gain over random, Dreamer / PPO"):
+        assert text in stdout
+    assert any(line.startswith(("PASS", "MISS")) for line in stdout.splitlines())
+
+    with open(out / "returns.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in rows] == [0, 1, 2]
+    steps = [int(r["env_steps"]) for r in rows]
+    assert steps[0] > 0 and all(b > a for a, b in zip(steps, steps[1:], strict=False))
+    assert [int(r["episodes"]) for r in rows] == [4, 8, 12]  # 4 new real episodes per iteration
+    assert all(np.isfinite(float(r["imagined_return"])) for r in rows[1:])
+    assert (out / "returns.png").stat().st_size > 1000
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["env_steps"] == steps[-1] <= 12 * 30
+    assert results["target"] in ("PASS", "MISS")
+    assert results["reference"]["shortest-path oracle"]["success_rate"] >= results["reference"]["random"][
+        "success_rate"]
+    import model_zoo
+
+    assert model_zoo.load(out / "model").model_id == "rssm"
+
+
+def test_arguments_come_from_the_dataclass():
+    namespace = runpy.run_path(str(SCRIPT), run_name="dreamer")
+    args = namespace["parse_args"](["--iterations", "3", "--obs-mode", "dict"])
+    assert args.iterations == 3 and args.obs_mode == "dict" and not args.tiny
+    assert namespace["parse_args"]([]) == namespace["Args"]()
+    tiny = namespace["parse_args"](["--tiny"])
+    assert tiny.iterations <= 2 and tiny.max_episode_steps <= 30
