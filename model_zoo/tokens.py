@@ -190,7 +190,9 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
-    def forward(self, x: Tensor, causal: bool, cache: KVCache | None = None, layer: int = 0) -> Tensor:
+    def forward(self, x: Tensor, causal: bool, cache: KVCache | None = None, layer: int = 0,
+                last: int | None = None) -> Tensor:
+        """x (B, L, W) -> (B, L, W); with ``last``, the outputs of the last ``last`` tokens only (B, last, W)."""
         B, L, W = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, W // self.heads).permute(2, 0, 3, 1, 4)  # (B, H, L, d) each
         past = 0
@@ -200,14 +202,18 @@ class SelfAttention(nn.Module):
             cache.values[layer][:, :, past : past + L] = v
             k = cache.keys[layer][:, :, : past + L]  # (B, H, past + L, d)
             v = cache.values[layer][:, :, : past + L]
+        queries = L if last is None else last
+        if queries < L:
+            q = q[:, :, L - queries :]  # (B, H, queries, d)
+        offset = past + L - queries  # position of the first query
         mask, is_causal = None, False
-        if causal and L > 1:
-            if past == 0:
+        if causal and queries > 1:
+            if offset == 0:
                 is_causal = True
-            else:  # query i (at position past + i) sees keys 0 .. past + i
-                mask = torch.ones(L, past + L, dtype=torch.bool, device=x.device).tril(diagonal=past)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)  # (B, H, L, d)
-        return self.proj(out.transpose(1, 2).reshape(B, L, W))
+            else:  # query i (at position offset + i) sees keys 0 .. offset + i
+                mask = torch.ones(queries, past + L, dtype=torch.bool, device=x.device).tril(diagonal=offset)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)  # (B, H, queries, d)
+        return self.proj(out.transpose(1, 2).reshape(B, queries, W))
 
 
 class Block(nn.Module):
@@ -220,8 +226,8 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
 
-    def forward(self, x: Tensor, causal: bool, cache: KVCache | None, layer: int) -> Tensor:
-        x = x + self.attn(self.ln1(x), causal, cache, layer)
+    def forward(self, x: Tensor, causal: bool, cache: KVCache | None, layer: int, last: int | None = None) -> Tensor:
+        x = (x if last is None else x[:, x.shape[1] - last :]) + self.attn(self.ln1(x), causal, cache, layer, last)
         return x + self.mlp(self.ln2(x))
 
 
@@ -257,14 +263,22 @@ class Transformer(nn.Module):
         p = self.ln.weight
         return KVCache(len(self.blocks), batch, self.heads, max_len, self.width // self.heads, p.device, p.dtype)
 
-    def forward(self, x: Tensor, causal: bool, cache: KVCache | None = None) -> Tensor:
-        if cache is not None and cache.length + x.shape[1] > cache.max_len:
-            raise ValueError(f"KV cache overflow: {cache.length} + {x.shape[1]} tokens > {cache.max_len}")
+    def forward(self, x: Tensor, causal: bool, cache: KVCache | None = None, last: int | None = None) -> Tensor:
+        """(B, L, width) -> (B, L, width), or the outputs of the ``last`` tokens alone (B, last, width).
+
+        ``last`` saves the last block's work on tokens whose outputs nobody reads
+        (every block still computes their keys and values, and caches them).
+        """
+        L = x.shape[1]
+        if cache is not None and cache.length + L > cache.max_len:
+            raise ValueError(f"KV cache overflow: {cache.length} + {L} tokens > {cache.max_len}")
+        if last is not None and not 1 <= last <= L:
+            raise ValueError(f"last must be between 1 and the {L} tokens given, got {last}")
         for i, block in enumerate(self.blocks):
-            x = block(x, causal, cache, i)
+            x = block(x, causal, cache, i, last if i == len(self.blocks) - 1 else None)
         if cache is not None:
-            cache.length += x.shape[1]
-        return self.ln(x)  # (B, L, width)
+            cache.length += L
+        return self.ln(x)
 
 
 def sample_logits(logits: Tensor, temperature: float, top_k: int, generator: torch.Generator | None) -> Tensor:
@@ -280,6 +294,6 @@ def sample_logits(logits: Tensor, temperature: float, top_k: int, generator: tor
     if 0 < top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[..., -1:]  # (..., 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
-    cdf = torch.softmax(logits, dim=-1).cumsum(dim=-1)  # (..., K)
-    u = torch.rand(cdf.shape[:-1] + (1,), generator=generator, device=cdf.device, dtype=cdf.dtype)
-    return (cdf < u * cdf[..., -1:]).sum(dim=-1).clamp_(max=logits.shape[-1] - 1)  # inverse-CDF draw
+    probs = torch.softmax(logits, dim=-1)  # (..., K)
+    draws = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)  # (N, 1)
+    return draws.reshape(probs.shape[:-1])

@@ -36,11 +36,15 @@ What is predicted, and how:
   (0: all).
 
 Training (``loss``) is one call for both parts: the tokenizer's reconstruction,
-codebook and commitment losses on every frame, and the transformer's cross-entropy,
+codebook and commitment losses on up to ``tokenizer_frames`` frames of the batch (its
+decoder is the costliest part on a CPU), and the transformer's cross-entropy,
 vector, reward and termination losses on up to ``train_targets`` next frames drawn
 from the batch's steps (a target needs a predecessor in its episode); the transformer
 reads the tokenizer's codes as given (no gradient reaches the tokenizer from it).
 Codebook use is tracked and dead codes are restarted (``model_zoo.tokens``).
+``train_tokenizer=False`` keeps the tokenizer fixed, for two-stage training as in IRIS
+(``examples/token_world_model.py`` trains one tokenizer and shares it, so that variants
+of the transformer predict the same tokens).
 
 State (a dict of tensors, batch first): ``tokens`` (B, N, P) int64 codes of the last N
 frames (P = 64 per image part; absent for vector-only spaces), ``vector`` (B, N, V)
@@ -92,7 +96,7 @@ class Config:
 
     codes: int = 128  # codebook size of the VQ-VAE
     code_dim: int = 32  # size of a code vector
-    depth: int = 32  # channels of the tokenizer's first conv layer (then 2 * depth)
+    depth: int = 16  # channels of the tokenizer's first conv layer (then 2 * depth)
     history: int = 4  # N: frames of context the transformer reads (1: the single-frame baseline)
     hidden: int = 64  # transformer width
     layers: int = 2  # transformer blocks
@@ -102,6 +106,7 @@ class Config:
     top_k: int = 0  # draw from the k most likely codes only (0: all)
     train_targets: int = 32  # next frames predicted per loss call (drawn from the batch's valid steps)
     train_tokenizer: bool = True  # False: the tokenizer is fixed (e.g. loaded from another model); only the rest learns
+    tokenizer_frames: int = 32  # frames per loss call the tokenizer learns from (drawn from the batch)
     commitment: float = 0.25  # beta, the commitment loss weight of the VQ-VAE
     dead_after: int = 50  # training steps a code may go unused before it is re-initialised
     usage_decay: float = 0.99  # decay of the moving average of code use
@@ -111,7 +116,7 @@ class Config:
 
     def __post_init__(self):
         for name in ("codes", "code_dim", "depth", "history", "hidden", "layers", "heads", "train_targets",
-                     "dead_after"):
+                     "tokenizer_frames", "dead_after"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Config.{name} must be a positive integer, got {value!r}")
@@ -248,10 +253,6 @@ class VQVAETransformer(WorldModel):
         parts.append(self.token_embed(tokens[:, :-1]) + self.spatial[1 + E : -1])  # (M, P - 1, W)
         return torch.cat(parts, dim=1) + self.temporal[N]
 
-    def _token_embedding(self, tokens: Tensor, index: int) -> Tensor:
-        """Code ``index`` of the predicted frame, (M,) -> its embedding (M, 1, W) (autoregressive generation)."""
-        slot = 1 + self.num_vectors + index
-        return (self.token_embed(tokens) + self.spatial[slot] + self.temporal[self.config.history]).unsqueeze(1)
 
     # --- the transformer's prediction ---------------------------------------------------------------
 
@@ -265,16 +266,17 @@ class VQVAETransformer(WorldModel):
                         vector: Tensor | None, tokens: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """One full pass: (code logits (M, P, K), reward (M,), termination logit (M,), next vector (M, V))."""
         E, P = self.num_vectors, self.num_tokens
-        x = torch.cat([context, self._embed_next(action, vector, tokens)], dim=1)  # (M, L, W)
-        h = self.transformer(x, causal=self.config.decoding == "autoregressive")  # (M, L, W)
-        start = context.shape[1]
-        reward, term, next_vector = self._split_step(h[:, start], last_vector)
+        block = self._embed_next(action, vector, tokens)  # (M, L', W)
+        x = torch.cat([context, block], dim=1)  # (M, L, W)
+        # only the predicted frame's outputs are read
+        h = self.transformer(x, causal=self.config.decoding == "autoregressive", last=block.shape[1])  # (M, L', W)
+        reward, term, next_vector = self._split_step(h[:, 0], last_vector)
         if P == 0:
             return h.new_zeros(h.shape[0], 0, self.config.codes), reward, term, next_vector
         if self.config.decoding == "parallel":
-            logits = self.token_head(h[:, start + 1 :])  # (M, P, K)
+            logits = self.token_head(h[:, 1:])  # (M, P, K)
         else:
-            logits = self.token_head(h[:, start + E : start + E + P])  # (M, P, K): output i predicts code i
+            logits = self.token_head(h[:, E : E + P])  # (M, P, K): output i predicts code i
         return logits, reward, term, next_vector
 
     def _state_context(self, state: State) -> tuple[Tensor, Tensor | None]:
@@ -305,13 +307,14 @@ class VQVAETransformer(WorldModel):
         # autoregressive: [context, action] -> vectors -> code 0 -> ... -> code P-1
         cache = self.transformer.cache(B, context.shape[1] + self.frame_len) if use_cache else None
         seen = torch.cat([context, head], dim=1)  # (B, L0, W), the whole sequence (without a cache)
-        h = self.transformer(seen, causal=True, cache=cache)[:, -1]  # (B, W)
+        h = self.transformer(seen, causal=True, cache=cache, last=1)[:, -1]  # (B, W)
         reward, term, vector = self._split_step(h, last_vector)
         if E:
             vec = self._vector_tokens(vector) + self.spatial[1 : 1 + E] + self.temporal[cfg.history]  # (B, E, W)
             seen = torch.cat([seen, vec], dim=1)
-            h = self.transformer(vec if use_cache else seen, causal=True, cache=cache)[:, -1]
+            h = self.transformer(vec if use_cache else seen, causal=True, cache=cache, last=1)[:, -1]
         tokens = torch.empty(B, P, dtype=torch.int64, device=context.device)
+        position = self.spatial[1 + E :] + self.temporal[cfg.history]  # (P, W): where each code sits
         all_logits = []
         for i in range(P):
             logits = self.token_head(h)  # (B, K)
@@ -319,12 +322,12 @@ class VQVAETransformer(WorldModel):
                 all_logits.append(logits)
             tokens[:, i] = sample_logits(logits, cfg.temperature, cfg.top_k, generator)
             if i + 1 < P:
-                x = self._token_embedding(tokens[:, i], i)  # (B, 1, W)
+                x = (self.token_embed(tokens[:, i]) + position[i]).unsqueeze(1)  # (B, 1, W)
                 if use_cache:
                     h = self.transformer(x, causal=True, cache=cache)[:, -1]
                 else:
                     seen = torch.cat([seen, x], dim=1)
-                    h = self.transformer(seen, causal=True)[:, -1]
+                    h = self.transformer(seen, causal=True, last=1)[:, -1]
         logits = torch.stack(all_logits, dim=1) if return_logits else None  # (B, P, K)
         return NextFrame(tokens, vector, reward, term, logits)
 
@@ -351,29 +354,29 @@ class VQVAETransformer(WorldModel):
         metrics: dict[str, Tensor] = {}
         total = torch.zeros((), device=device)
 
-        # the tokenizer, on every frame
+        # the tokenizer: codes of every frame for the transformer; its own losses on up to tokenizer_frames frames
         codes = []
+        learn = torch.randperm(B * T, device=device)[: cfg.tokenizer_frames] if cfg.train_tokenizer else None
         for key in spec.image_keys:
             images = spec.image(batch.obs, key).to(device)  # (B, T, C, 64, 64)
             flat = images.reshape((B * T,) + images.shape[2:])
             tokenizer = self.tokenizers[_safe(key)]
-            name = key or "image"
-            if not cfg.train_tokenizer:
-                with torch.no_grad():
-                    codes.append(tokenizer.tokens(flat).reshape(B, T, -1))  # (B, T, 64)
+            with torch.no_grad():
+                codes.append(tokenizer.tokens(flat).reshape(B, T, -1))  # (B, T, 64)
+            if learn is None:
                 continue
-            q = tokenizer.quantize(flat)
-            recon = torch.sigmoid(tokenizer.decode(q.quantized))  # (B T, C, 64, 64)
-            recon_mse = F.mse_loss(recon, flat)
+            q = tokenizer.quantize(flat[learn])
+            recon = torch.sigmoid(tokenizer.decode(q.quantized))  # (n, C, 64, 64)
+            recon_mse = F.mse_loss(recon, flat[learn])
             total = total + recon_mse + q.codebook_loss + cfg.commitment * q.commitment_loss
             counts = torch.bincount(q.indices.flatten(), minlength=cfg.codes).float()
             probs = counts / counts.sum()
+            name = key or "image"
             metrics |= {f"recon_mse_{name}": recon_mse, f"codebook_loss_{name}": q.codebook_loss,
                         f"commitment_{name}": q.commitment_loss,
                         f"codes_used_{name}": (counts > 0).float().mean(),
                         f"perplexity_{name}": torch.exp(-(probs * torch.log(probs.clamp(min=1e-10))).sum()),
                         f"code_restarts_{name}": tokenizer.quantizer.restarts.float()}
-            codes.append(q.indices.reshape(B, T, -1))
         tokens = torch.cat(codes, dim=-1) if codes else None  # (B, T, P)
         vector = spec.vector(batch.obs).to(device) if spec.vectors else None  # (B, T, V)
         action = self._action(batch.action, first)  # (B, T, A)

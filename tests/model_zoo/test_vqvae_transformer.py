@@ -85,6 +85,8 @@ def test_incremental_passes_with_a_kv_cache_equal_the_full_causal_pass():
     torch.testing.assert_close(torch.cat(chunks, dim=1), full, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="KV cache overflow"):
         net(x[:, :1], True, cache)
+    for causal in (True, False):  # the outputs of the last tokens alone are the same outputs
+        torch.testing.assert_close(net(x, causal, last=4), net(x, causal)[:, -4:], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("obs", ["dict", "image"])

@@ -1,0 +1,294 @@
+"""Token world model (``vqvae_transformer``): history, decoding mode and the KV cache, against the issue's targets.
+
+Two parts, each printed as a markdown table with ratios against a baseline measured in
+the same run, then the targets as PASS/MISS lines (a benchmark, not a test: a miss does
+not fail).
+
+Speed, on CampusNav-v0's dict observation space at batch 1, one torch thread, the
+library's default config (weights do not change the cost) and, for the KV cache, the
+issue's full-size transformer too (256 wide, 6 layers): imagined frames per second
+of parallel decoding (``imagine`` alone, and ``imagine`` + ``decode`` to pixels, the
+real-time bar), of autoregressive decoding with the KV cache, and of autoregressive
+decoding that recomputes the whole sequence for every code
+(``generate(..., use_cache=False)``, the same logits). Each is timed in ``--repeats``
+windows of ``--seconds`` and the best window counts (the machine may be shared).
+
+Quality, on the same CampusNav-v0 episodes and budget: one VQ-VAE tokenizer trained
+once and copied, frozen, into four variants (history N=1 or N=4, parallel or
+autoregressive decoding), so that all four predict the same tokens; each transformer
+trains ``--steps`` steps from the same seed on the same batches; ``model_zoo.evaluate``
+scores them on held-out episodes (``--context`` real frames, then 1 and 16 imagined
+steps): next-frame token accuracy, PSNR, imagined frames per second at batch 1.
+
+Targets (issue 6):
+
+- N=4 history beats N=1 on next-frame token accuracy (``token_acc@1``), per decoding mode;
+- autoregressive beats parallel on 16-step PSNR or 16-step token accuracy (the fps cost shown);
+- the KV cache makes autoregressive generation >= 4x faster than recomputing per code;
+- parallel imagination >= 30 frames per second at batch 1 (``imagine`` + ``decode``).
+
+    python benchmarks/token_model.py                 # about 15-20 minutes on a loaded 2-core CPU
+    python benchmarks/token_model.py --quick         # a smoke run of a minute or two
+    python benchmarks/token_model.py --speed-only --json speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+import campus_env  # noqa: F401  (registers CampusNav-v0)
+import model_zoo
+from model_zoo.data import collect, load_episodes, split_episodes
+
+ENV_ID = "CampusNav-v0"
+MODEL_ID = "vqvae_transformer"
+VARIANTS = {
+    "N=1 parallel": {"history": 1, "decoding": "parallel"},
+    "N=4 parallel": {"history": 4, "decoding": "parallel"},
+    "N=1 autoregressive": {"history": 1, "decoding": "autoregressive"},
+    "N=4 autoregressive": {"history": 4, "decoding": "autoregressive"},
+}
+FULL_SIZE = {"hidden": 256, "layers": 6, "heads": 8}  # the issue's transformer, before scaling it for a CPU
+KV_SPEEDUP_TARGET = 4.0
+REALTIME_FPS = 30.0
+
+
+@dataclass(frozen=True)
+class Args:
+    episodes: int = 96
+    """random episodes collected (an eighth held out for the evaluation)"""
+    max_episode_steps: int = 100
+    """episode length while collecting"""
+    tokenizer_steps: int = 400
+    """gradient steps of the shared tokenizer"""
+    steps: int = 400
+    """gradient steps of each variant's transformer"""
+    batch_size: int = 16
+    """sequences per batch"""
+    seq_len: int = 12
+    """steps per sequence"""
+    lr: float = 1e-3
+    """Adam learning rate"""
+    temperature: float = 0.5
+    """sampling temperature of the imagined codes"""
+    top_k: int = 16
+    """codes drawn from the k most likely"""
+    context: int = 4
+    """real frames filtered before imagining"""
+    windows: int = 64
+    """held-out windows scored"""
+    seconds: float = 2.0
+    """length of one timing window of the speed part"""
+    repeats: int = 3
+    """timing windows per row (the best counts)"""
+    seed: int = 0
+    """seed of collection, training and sampling"""
+    speed_only: bool = False
+    """skip the quality part"""
+    skip_full_size: bool = False
+    """skip the KV-cache rows of the issue's full-size transformer (256 wide, 6 layers; slow to recompute)"""
+    json: str = ""
+    """also write the tables and targets to this file"""
+    quick: bool = False
+    """a smoke run: tiny data, budgets and timing windows"""
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(Args):
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, action="store_true")
+        else:
+            parser.add_argument(flag, type=type(f.default), default=f.default)
+    args = Args(**vars(parser.parse_args(argv)))
+    if args.quick:
+        args = dataclasses.replace(args, episodes=8, max_episode_steps=40, tokenizer_steps=10, steps=10,
+                                   batch_size=4, windows=8, seconds=0.3, repeats=1, skip_full_size=True)
+    return args
+
+
+# --- speed ---------------------------------------------------------------------------------
+
+
+def best_rate(step: Callable[[], Any], seconds: float, repeats: int) -> float:
+    """Calls per second of ``step``: the best of ``repeats`` windows of ``seconds`` (after a warm-up call)."""
+    step()
+    best = 0.0
+    for _ in range(repeats):
+        calls, start = 0, time.perf_counter()
+        while True:
+            step()
+            calls += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= seconds and calls >= 2:
+                break
+        best = max(best, calls / elapsed)
+    return best
+
+
+def timed_paths(model: Any, state: dict, action: torch.Tensor, seed: int) -> dict[str, Callable[[], Any]]:
+    """What is timed for ``model``'s decoding mode: name -> a call that imagines one frame."""
+    generator = torch.Generator().manual_seed(seed)
+    if model.config.decoding == "parallel":
+        return {"parallel: imagine": lambda: model.imagine(state, action, generator=generator),
+                "parallel: imagine + decode": lambda: model.decode(model.imagine(state, action,
+                                                                                 generator=generator).state)}
+    return {"autoregressive, KV cache: imagine": lambda: model.imagine(state, action, generator=generator),
+            "autoregressive, recompute per code: generate": lambda: model.generate(state, action, generator,
+                                                                                   use_cache=False)}
+
+
+@torch.inference_mode()
+def speed(args: Args) -> dict[str, float]:
+    """Imagined frames per second at batch 1 of each decoding path (default config, untrained weights)."""
+    env = gym.make(ENV_ID)
+    obs, _ = env.reset(seed=args.seed)
+    rates = {}
+    setups = [("", {"decoding": "parallel"}), ("", {"decoding": "autoregressive"})]
+    if not args.skip_full_size:
+        setups.append((" [256 wide, 6 layers]", {"decoding": "autoregressive", **FULL_SIZE}))
+    for label, config in setups:
+        torch.manual_seed(args.seed)
+        model = model_zoo.make(MODEL_ID, env.observation_space, env.action_space, **config).eval()
+        first = torch.ones(1, dtype=torch.bool)
+        state = model.observe(model.initial_state(1), torch.zeros(1, dtype=torch.int64),
+                              model.spec.to_torch({k: v[None] for k, v in obs.items()}), first)
+        for _ in range(model.config.history - 1):  # a full history, as in a running dream
+            state = model.imagine(state, torch.zeros(1, dtype=torch.int64)).state
+        for name, step in timed_paths(model, state, torch.tensor([3]), args.seed).items():
+            rates[name + label] = best_rate(step, args.seconds, args.repeats if not label else 1)
+    env.close()
+    return rates
+
+
+# --- quality ----------------------------------------------------------------------------------
+
+
+def quality(args: Args) -> dict[str, model_zoo.EvalResult]:
+    """The four variants on the same data, tokenizer and budget, evaluated on held-out episodes."""
+    horizons = (1, 16)
+    base = {"temperature": args.temperature, "top_k": args.top_k}
+    with tempfile.TemporaryDirectory() as root:
+        data = collect(ENV_ID, num_episodes=args.episodes, num_envs=8, env_kwargs={"obs_mode": "dict"},
+                       seed=args.seed, max_episode_steps=args.max_episode_steps, data_path=root,
+                       dataset_id="bench/token-model-v0", progress=False)
+        train, test = split_episodes(load_episodes(data), 0.125, seed=args.seed)
+        spaces = (data.observation_space, data.action_space)
+    fit = dict(batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr, seed=args.seed, progress=False)
+    torch.manual_seed(args.seed)
+    tokenizer = model_zoo.make(MODEL_ID, *spaces, **base, history=1, train_targets=1)
+    started = time.perf_counter()
+    model_zoo.fit(tokenizer, train, steps=args.tokenizer_steps, **fit)
+    print(f"tokenizer: {args.tokenizer_steps} steps in {time.perf_counter() - started:.0f} s")
+    results = {}
+    for name, overrides in VARIANTS.items():
+        torch.manual_seed(args.seed)
+        model = model_zoo.make(MODEL_ID, *spaces, **base, **overrides, train_tokenizer=False)
+        model.tokenizers.load_state_dict(tokenizer.tokenizers.state_dict())
+        started = time.perf_counter()
+        model_zoo.fit(model, train, steps=args.steps, **fit)
+        seconds = time.perf_counter() - started
+        model.eval()
+        results[name] = model_zoo.evaluate(model, test, horizons=horizons, context=args.context,
+                                           num_windows=args.windows, batch_size=32, speed_batch=1,
+                                           speed_seconds=args.seconds, seed=args.seed)
+        results[name].extra["train_seconds"] = seconds
+        print(f"{name}: trained in {seconds:.0f} s")
+    return results
+
+
+# --- tables and targets --------------------------------------------------------------------------
+
+
+def speed_table(rates: dict[str, float]) -> str:
+    baseline = rates["parallel: imagine"]
+    lines = ["| path (batch 1) | frames/s | ms/frame | vs parallel imagine |", "|---|---|---|---|"]
+    for name, rate in rates.items():
+        lines.append(f"| {name} | {rate:,.1f} | {1000 / rate:.1f} | {rate / baseline:.3f}x |")
+    return "\n".join(lines)
+
+
+def targets(rates: dict[str, float], results: dict[str, model_zoo.EvalResult] | None) -> list[str]:
+    lines = []
+
+    def check(ok: bool, text: str) -> None:
+        lines.append(("PASS  " if ok else "MISS  ") + text)
+
+    if results:
+        rows = {name: r.as_dict() for name, r in results.items()}
+        for decoding in ("parallel", "autoregressive"):
+            one, four = rows[f"N=1 {decoding}"]["token_acc@1"], rows[f"N=4 {decoding}"]["token_acc@1"]
+            check(four > one, f"N=4 beats N=1 on next-frame token accuracy ({decoding}): {four:.4f} vs {one:.4f}")
+        for n in (1, 4):
+            ar, par = rows[f"N={n} autoregressive"], rows[f"N={n} parallel"]
+            cost = par["imagined_steps_per_s"] / ar["imagined_steps_per_s"]
+            check(ar["psnr@16"] > par["psnr@16"] or ar["token_acc@16"] > par["token_acc@16"],
+                  f"autoregressive beats parallel at 16 steps (N={n}): PSNR {ar['psnr@16']:.2f} vs "
+                  f"{par['psnr@16']:.2f} dB, token accuracy {ar['token_acc@16']:.4f} vs {par['token_acc@16']:.4f}; "
+                  f"it costs {cost:.1f}x in frames per second ({ar['imagined_steps_per_s']:.1f} vs "
+                  f"{par['imagined_steps_per_s']:.1f})")
+    for label in ("", " [256 wide, 6 layers]"):
+        if f"autoregressive, KV cache: imagine{label}" not in rates:
+            continue
+        speedup = (rates[f"autoregressive, KV cache: imagine{label}"]
+                   / rates[f"autoregressive, recompute per code: generate{label}"])
+        check(speedup >= KV_SPEEDUP_TARGET, f"KV cache >= {KV_SPEEDUP_TARGET:.0f}x faster than recomputing per code"
+              f"{label or ' (default config)'}: {speedup:.1f}x")
+    fps = rates["parallel: imagine + decode"]
+    check(fps >= REALTIME_FPS, f"parallel imagination >= {REALTIME_FPS:.0f} fps at batch 1 (imagine + decode): "
+          f"{fps:.1f} fps (imagine alone: {rates['parallel: imagine']:.1f})")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        print(f"== speed: {MODEL_ID} default config on {ENV_ID} dict observations, batch 1, one thread\n")
+        rates = speed(args)
+        print(speed_table(rates))
+        results = None
+        if not args.speed_only:
+            print(f"\n== quality: {args.episodes} episodes, tokenizer {args.tokenizer_steps} steps, "
+                  f"{args.steps} steps per variant of {args.batch_size} x {args.seq_len}\n")
+            results = quality(args)
+            keys = ["token_acc@1", "token_acc@16", "psnr@1", "psnr@16", "copy_mse@1", "reward_mae",
+                    "termination_f1", "imagined_steps_per_s", "train_seconds", "windows"]
+            print()
+            print(model_zoo.format_table(results, keys=keys).replace("imagined_steps_per_s", "imagined fps (batch 1)"))
+            base = results["N=1 parallel"].as_dict()
+            lines = ["| variant | token_acc@1 vs N=1 parallel | psnr@16 - N=1 parallel (dB) | fps vs N=1 parallel |",
+                     "|---|---|---|---|"]
+            for name, result in results.items():
+                row = result.as_dict()
+                lines.append(f"| {name} | {row['token_acc@1'] / base['token_acc@1']:.3f}x | "
+                             f"{row['psnr@16'] - base['psnr@16']:+.2f} | "
+                             f"{row['imagined_steps_per_s'] / base['imagined_steps_per_s']:.3f}x |")
+            print("\n" + "\n".join(lines))
+        checks = targets(rates, results)
+        print()
+        print("\n".join(checks))
+    finally:
+        torch.set_num_threads(threads)
+    report = {"args": asdict(args), "speed": rates,
+              "quality": {k: r.as_dict() for k, r in results.items()} if results else None, "targets": checks}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+    return report
+
+
+if __name__ == "__main__":
+    main()
