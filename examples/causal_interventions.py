@@ -12,7 +12,8 @@ What a causal world model buys, on CampusNav-v0 (flat "state" observations), in 
    never seen), and fall against spring (the construction zone closes a path). Prediction error
    (`model_zoo.evaluate`) on held-out episodes of the training distribution and on the other
    one, and the real return of a linear controller trained by CMA-ES in each model's dream.
-3. The surprise gameday: a controller trained in reality on normal days (do(gameday=False)) walks
+3. The surprise gameday: a controller trained in reality on normal days (CMA-ES from a walk toward
+   the goal; do(gameday=False)) walks
    on a Saturday at noon (the clock held there); at step `--surprise-step` a game is switched on
    (`wrappers.Intervene`): roads close and crowds gather. The same seeds run in reality and in the
    dream of `causal_vae_mdnrnn` (`wrappers.DreamEnv`, whose `do()` the schedule calls), with and
@@ -321,16 +322,18 @@ if __name__ == "__main__":
 
     # --- 3. the surprise gameday ---------------------------------------------------------------------------
     print(f"\n== 3. surprise gameday at step {args.surprise_step} (Saturday, clock held at noon)")
-    normal_days = {**state_kwargs}
     reality_controller = LinearController(real_env.observation_space.shape[0], real_env.action_space)
-    envs = gym.make_vec(ENV_ID, num_envs=args.popsize * args.episodes_per_member,
-                        max_episode_steps=args.max_episode_steps, **normal_days)
+    envs = Intervene(gym.make_vec(ENV_ID, num_envs=args.popsize * args.episodes_per_member,
+                                  max_episode_steps=args.max_episode_steps, **state_kwargs), [(0, {"gameday": False})])
     seeds = itertools.count(args.seed + 20_000)
+    # CMA-ES starts from "walk along the larger goal offset" (state[4:6]); from zero it learns to stand still
+    start = np.zeros((5, reality_controller.feature_dim + 1), dtype=np.float32)
+    start[[1, 2, 3, 4], [4, 4, 5, 5]] = (-1.0, 1.0, 1.0, -1.0)  # north, south, east, west
     params, _ = train_cmaes(
         lambda population: rollout_returns(population, envs, episodes=args.episodes_per_member,
                                            controller=reality_controller, seed=next(seeds)),
         reality_controller.num_params, generations=args.generations, popsize=args.popsize, seed=args.seed,
-        progress=False)
+        x0=np.concatenate([start[:, :-1].ravel(), start[:, -1]]), sigma0=0.05, progress=False)
     envs.close()
     reality_controller.set_params(params)
     schedule = [(args.surprise_step, {"gameday": True})]
