@@ -14,7 +14,7 @@ from campus_env import layout as lay
 from campus_env.core import CAUSAL_DIM, OBS_MODES, PATCH, STATE_DIM, CampusCore
 from campus_env.render import CELL_PX, VIEW_CELLS, EgoRenderer, campus_frame
 
-__all__ = ["CampusNavEnv", "observation_space", "parse_options", "status_lines"]
+__all__ = ["CampusNavEnv", "env_kwargs_for", "observation_space", "parse_options", "status_lines"]
 
 IMAGE_SHAPE = (VIEW_CELLS * CELL_PX, VIEW_CELLS * CELL_PX, 3)
 
@@ -37,6 +37,22 @@ def observation_space(obs_mode: str, observe_causal: bool) -> spaces.Space:
     lows = [low] + ([np.zeros(CAUSAL_DIM)] if observe_causal else []) + [np.zeros(2 * PATCH**2)]
     low_all = np.concatenate(lows).astype(np.float32)
     return spaces.Box(low_all, np.ones_like(low_all), dtype=np.float32)
+
+
+def env_kwargs_for(space: spaces.Space) -> dict[str, Any]:
+    """The ``obs_mode`` and ``observe_causal`` whose observation space is ``space``.
+
+    So a model trained on CampusNav-v0 data finds the env that matches it again.
+
+    >>> env_kwargs_for(observation_space("state", False))
+    {'obs_mode': 'state', 'observe_causal': False}
+    """
+    for obs_mode in OBS_MODES:
+        for observe_causal in (True, False):
+            if observation_space(obs_mode, observe_causal) == space:
+                return {"obs_mode": obs_mode, "observe_causal": observe_causal}
+    raise ValueError(f"{space} is not an observation space of CampusNav-v0 (any obs_mode, with or without "
+                     "observe_causal)")
 
 
 def build_obs(core: CampusCore, renderer: EgoRenderer | None, obs_mode: str, observe_causal: bool):

@@ -223,6 +223,72 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- dream ----------------------------------------------------------------
+
+
+def add_dream_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="a model folder written by model.save (e.g. runs/mlp/checkpoint)")
+    parser.add_argument("--out", default="dream_vs_reality.gif", help="the side-by-side video (.gif or .mp4)")
+    parser.add_argument("--steps", type=int, default=60, help="steps in reality and in the dream (default: 60)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the real reset and the random actions")
+    parser.add_argument("--fps", type=int, default=10, help="frames per second of the video (default: 10)")
+    parser.add_argument(
+        "--do", type=parse_assignment, action="append", default=[], metavar="KEY=VALUE",
+        help="intervene in both worlds, e.g. --do gameday=true (a causal model is needed for the dream)",
+    )
+
+
+def check_dream_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from campus_env.causal import validate_do
+
+    for name in ("steps", "fps"):
+        if getattr(args, name) < 1:
+            parser.error(f"argument --{name}: must be a positive integer, got {getattr(args, name)}")
+    if not (Path(args.checkpoint) / "config.json").is_file():
+        parser.error(f"argument checkpoint: no model in {args.checkpoint!r} (expected config.json and "
+                     "model.safetensors, as written by model.save or campusnav train)")
+    if Path(args.out).suffix.lower() not in (".gif", ".mp4"):
+        parser.error(f"argument --out: write a .gif or .mp4, got {args.out!r}")
+    args.do = dict(args.do)
+    try:
+        validate_do(args.do)
+    except ValueError as err:
+        parser.error(f"argument --do: {err}")
+
+
+def run_dream(args: argparse.Namespace) -> int:
+    """Loads a trained model, plays seeded random actions in CampusNav-v0 and in its dream side by side."""
+    import gymnasium as gym
+    import numpy as np
+
+    import model_zoo
+    from campus_env.env import env_kwargs_for
+    from wrappers.recorder import record_side_by_side
+
+    model = model_zoo.load(args.checkpoint)
+    model.eval()
+    try:
+        model.check_do(args.do)
+        env_kwargs = env_kwargs_for(model.observation_space)
+    except ValueError as err:
+        print(f"campusnav dream: {err}", file=sys.stderr)
+        return 2
+    env = gym.make("CampusNav-v0", **env_kwargs)
+    actions = np.random.default_rng(args.seed).integers(0, env.action_space.n, args.steps)
+    try:
+        result = record_side_by_side(env, model, actions, args.out, seed=args.seed, steps=args.steps, fps=args.fps,
+                                     do=args.do or None)
+    finally:
+        env.close()
+    errors = np.asarray(result["errors"], dtype=np.float64)
+    print(f"{model.model_id} dreaming CampusNav-v0 ({', '.join(f'{k}={v}' for k, v in env_kwargs.items())}), "
+          f"{len(errors)} random actions, seed {args.seed}")
+    for step in sorted({1, 4, 16, len(errors)} & set(range(1, len(errors) + 1))):
+        print(f"  observation MSE after {step:3d} steps: {errors[step - 1]:.4g}")
+    print(f"video: {result['path']}")
+    return 0
+
+
 # --- demo -----------------------------------------------------------------
 
 
@@ -268,6 +334,8 @@ COMMANDS: dict[str, tuple[str, Adder, Checker, Runner]] = {
                 add_collect_arguments, check_collect_arguments, run_collect),
     "train": ("train a world model of the zoo on a Minari dataset",
               add_train_arguments, check_train_arguments, run_train),
+    "dream": ("replay random actions in CampusNav-v0 and in a trained model's dream, side by side",
+              add_dream_arguments, check_dream_arguments, run_dream),
     "bench": ("measure environment steps per second (benchmarks/env_throughput.py)",
               add_bench_arguments, check_bench_arguments, run_bench),
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+import imageio.v3 as iio
 import pytest
 
 from campusnav import cli
@@ -132,6 +133,17 @@ def test_collect_then_train_writes_a_dataset_a_checkpoint_and_the_table(tmp_path
     assert model.observation_space == load_dataset("campusnav/cli-v0", data_path=data).observation_space
     assert len((run_dir / "metrics.csv").read_text().splitlines()) >= 2
 
+    # the trained model dreams beside reality; the env is rebuilt from the model's observation space
+    video = tmp_path / "dream.gif"
+    assert cli.main(["dream", str(run_dir / "checkpoint"), "--out", str(video), "--steps", "5", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "obs_mode=state" in out and "observation MSE after   5 steps" in out
+    frames = iio.imread(video, index=None)
+    assert frames.shape[0] == 6 and frames.ndim == 4  # the reset and 5 steps
+    # a model that takes no interventions refuses --do, with a clear message
+    assert cli.main(["dream", str(run_dir / "checkpoint"), "--out", str(video), "--do", "gameday=true"]) == 2
+    assert "does not take interventions" in capsys.readouterr().err
+
 
 @pytest.mark.parametrize(
     ("argv", "message"),
@@ -141,6 +153,8 @@ def test_collect_then_train_writes_a_dataset_a_checkpoint_and_the_table(tmp_path
         (["train", "nope"], "unknown model 'nope'"),
         (["train", "mlp", "--holdout", "1.5"], "must be in [0, 1)"),
         (["train", "mlp", "--set", "hidden"], "expected KEY=VALUE"),
+        (["dream", "/nonexistent/model"], "no model in '/nonexistent/model'"),
+        (["dream", "/nonexistent/model", "--steps", "0"], "argument --steps: must be a positive integer"),
     ],
 )
 def test_collect_and_train_argument_errors(capsys, argv, message):
