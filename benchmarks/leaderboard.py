@@ -1,0 +1,399 @@
+"""The zoo leaderboard: every registered world model on the same data, budget and tests, in one table.
+
+For each model of ``model_zoo.list_models()`` (or ``--models``):
+
+1. CampusNav-v0: one shared dataset of random-policy episodes (``obs_mode="state"``,
+   the flat 72-vector every model reads; split into training and held-out
+   episodes), ``model_zoo.fit`` with the same steps, batch and window length for
+   every model, then ``model_zoo.evaluate`` on the held-out episodes (1- and 16-step
+   observation error after 8 filtered steps, reward error, termination F1, imagined
+   steps per second at batch 1024).
+2. Dream-to-real transfer, as ``campusnav demo`` measures it: a linear controller on
+   the model's features (``model_zoo.controllers.LinearController``) trained by
+   CMA-ES (``train_cmaes``) inside the model's dream (``wrappers.DreamVectorEnv``,
+   ``obs="features"``, the population batched), and the same controller trained
+   with the same budget in reality (real observations through the model's filter,
+   ``model_features``); both are scored in reality on the same seeded episodes.
+   ``transfer`` is the dream-trained controller's gain over the random policy
+   divided by the reality-trained one's (the returns are negative, where a plain
+   ratio reads backwards); both raw returns are in the table.
+3. Interventional fidelity, for models with ``supports_do``: counterfactual twins
+   (``model_zoo.causal``: the same seeds and random actions under no intervention
+   and under ``do(X)``) in the real env and in the model; ``do_error`` is the mean
+   absolute error of the model's effect on travel time, in steps, over
+   ``do(weather=snowy)`` and ``do(gameday=True)``. "-" for the other models.
+4. CarRacing-v3 pixels: one shared dataset of random-action episodes (96x96
+   images, resized to 64x64 inside the models), the same fit for every model at
+   ``--pixel-steps``, and ``model_zoo.evaluate``'s PSNR on held-out episodes.
+
+The output folder gets ``leaderboard.md`` (the table, the settings and the
+PASS/MISS lines), ``leaderboard.csv``, ``leaderboard.png`` and ``results.json``.
+Targets: ``rssm`` has the best or second-best 16-step observation error on
+CampusNav-v0, and the whole run at the default budget takes under an hour (the
+script prints its own wall time and, for a scaled run, an estimate for the default
+budget from the measured time per unit of work of each stage).
+
+How to rerun::
+
+    python benchmarks/leaderboard.py                          # every registered model, the default budget
+    python benchmarks/leaderboard.py --models mlp rssm        # a subset
+    python benchmarks/leaderboard.py --quick --out /tmp/lb    # a smoke run of a minute or two
+    python benchmarks/leaderboard.py --steps 300 --no-pixels  # a scaled run (prints the estimate)
+
+The README's table is ``leaderboard.md`` of a default run; say the date and the
+machine (``python -c "import platform; print(platform.processor(), platform.platform())"``,
+the CPU count) it was measured on, and whether the machine was loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import itertools
+import json
+import math
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import campus_env  # noqa: F401  (registers CampusNav-v0)
+import model_zoo
+from model_zoo.controllers import LinearController, model_features, rollout_returns, train_cmaes
+from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
+from wrappers import DreamVectorEnv
+
+CAMPUS = "CampusNav-v0"
+PIXELS = "CarRacing-v3"
+INTERVENTIONS = ({"weather": "snowy"}, {"gameday": True})
+
+
+@dataclass
+class Args:
+    models: list[str] = field(default_factory=list)
+    """model ids (default: every registered model)"""
+    episodes: int = 160
+    """CampusNav-v0 random-policy episodes (15 % held out for evaluation)"""
+    max_episode_steps: int = 100
+    """CampusNav-v0 episode length, in the data, the dreams and reality"""
+    steps: int = 1000
+    """gradient steps per model on CampusNav-v0"""
+    batch_size: int = 16
+    """sequences per batch"""
+    seq_len: int = 32
+    """steps per sequence"""
+    lr: float = 3e-4
+    """Adam learning rate (the mlp models use 1e-3, as benchmarks/zoo_quality.py)"""
+    windows: int = 128
+    """held-out windows model_zoo.evaluate scores"""
+    generations: int = 10
+    """CMA-ES generations, in the dream and in reality alike"""
+    popsize: int = 16
+    """CMA-ES population"""
+    episodes_per_member: int = 4
+    """episodes that score one member"""
+    eval_episodes: int = 64
+    """seeded real episodes that score each controller and the random policy"""
+    twins: int = 32
+    """counterfactual twin pairs per intervention (models with supports_do)"""
+    pixels: bool = True
+    """also train and evaluate every model on CarRacing-v3 pixels"""
+    pixel_episodes: int = 24
+    """CarRacing-v3 random-action episodes"""
+    pixel_max_steps: int = 100
+    """CarRacing-v3 episode length"""
+    pixel_steps: int = 300
+    """gradient steps per model on CarRacing-v3"""
+    seed: int = 0
+    """seeds data, weights, CMA-ES and evaluation"""
+    out: str = "runs/leaderboard"
+    """output folder"""
+    quick: bool = False
+    """a smoke run: tiny data and budgets"""
+
+
+QUICK = dict(episodes=12, max_episode_steps=40, steps=4, batch_size=4, seq_len=24, windows=8, generations=2,
+             popsize=4, episodes_per_member=1, eval_episodes=4, twins=4, pixel_episodes=3, pixel_max_steps=30,
+             pixel_steps=2)
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in asdict(Args()).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif isinstance(default, list):
+            parser.add_argument(flag, nargs="*", default=default)
+        else:
+            parser.add_argument(flag, type=type(default), default=default)
+    args = Args(**vars(parser.parse_args(argv)))
+    if unknown := [m for m in args.models if m not in model_zoo.list_models()]:
+        parser.error(f"argument --models: unknown {unknown}; registered: {', '.join(model_zoo.list_models())}")
+    if args.quick:
+        args = dataclasses.replace(args, **QUICK)
+    return args
+
+
+def lr_of(model_id: str, args: Args) -> float:
+    return 1e-3 if model_id.startswith("mlp") else args.lr
+
+
+def train(model_id: str, train_eps, obs_space, action_space, steps: int, args: Args):
+    """A fresh model of ``model_id`` fitted with the shared budget; returns it (eval mode) and the seconds."""
+    torch.manual_seed(args.seed)
+    model = model_zoo.make(model_id, obs_space, action_space)
+    sampler = SequenceSampler(train_eps, args.seq_len, args.batch_size, seed=args.seed)
+    started = time.perf_counter()
+    model_zoo.fit(model, sampler, steps=steps, lr=lr_of(model_id, args), seed=args.seed, progress=False)
+    seconds = time.perf_counter() - started
+    model.eval()
+    return model, seconds
+
+
+# --- dream-to-real transfer ------------------------------------------------------------
+
+
+def random_return(args: Args) -> float:
+    """Mean real return of the uniform random policy on the evaluation seeds."""
+    envs = gym.make_vec(CAMPUS, num_envs=args.eval_episodes, obs_mode="state", max_episode_steps=args.max_episode_steps)
+    envs.reset(seed=args.seed + 10_000)
+    rng = np.random.default_rng(args.seed)
+    returns, alive = np.zeros(args.eval_episodes), np.ones(args.eval_episodes, dtype=bool)
+    while alive.any():
+        _, reward, terminated, truncated, _ = envs.step(rng.integers(0, 5, args.eval_episodes))
+        returns += np.where(alive, reward, 0.0)
+        alive &= ~(terminated | truncated)
+    envs.close()
+    return float(returns.mean())
+
+
+def transfer(model, args: Args, floor: float) -> dict[str, float]:
+    """CMA-ES on the model's features in its dream and in reality (same budget), both scored in reality."""
+    n = args.popsize * args.episodes_per_member
+    env_kwargs = {"obs_mode": "state"}
+    controller = LinearController(model.feature_dim, model.action_space)
+    dream = DreamVectorEnv(model, n, CAMPUS, obs="features", env_kwargs=env_kwargs,
+                           max_episode_steps=args.max_episode_steps)
+    real = gym.make_vec(CAMPUS, num_envs=n, max_episode_steps=args.max_episode_steps, **env_kwargs)
+    features = model_features(model)
+    out: dict[str, float] = {}
+    try:
+        for where, env, fn in (("dream", dream, None), ("reality", real, features)):
+            seeds = itertools.count(args.seed + 1_000)  # generation g resets with seed + 1000 + g, in both worlds
+            started = time.perf_counter()
+            params, _ = train_cmaes(
+                lambda population, env=env, fn=fn, seeds=seeds: rollout_returns(
+                    population, env, fn, args.episodes_per_member, controller=controller, seed=next(seeds)),
+                controller.num_params, generations=args.generations, popsize=args.popsize, seed=args.seed,
+                progress=False)
+            out[f"{where}_cma_s"] = time.perf_counter() - started
+            out[f"{where}_ctrl_return"] = float(rollout_returns(
+                params[None], lambda k: gym.make_vec(CAMPUS, num_envs=k, max_episode_steps=args.max_episode_steps,
+                                                     **env_kwargs),
+                model_features(model), args.eval_episodes, controller=controller, seed=args.seed + 10_000)[0])
+    finally:
+        dream.close()
+        real.close()
+    gain = out["reality_ctrl_return"] - floor
+    out["transfer"] = (out["dream_ctrl_return"] - floor) / gain if gain > 0 else math.nan
+    return out
+
+
+def do_error(model, args: Args) -> float:
+    """Mean |model - env| effect on travel time (steps) of the interventions, on counterfactual twins."""
+    from model_zoo.causal import compare_twins, env_twins, model_twins
+
+    errors = []
+    for do in INTERVENTIONS:
+        real = env_twins({}, do, episodes=args.twins, steps=args.max_episode_steps, policy="random", seed=args.seed)
+        dreamt = model_twins(model, real.start_obs, real.actions, {}, do, seed=args.seed)
+        errors.append(abs(compare_twins(real, dreamt)["travel_time"]["error"]))
+    return float(np.mean(errors))
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    ids = args.models or model_zoo.list_models()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    clock: dict[str, float] = {}
+    started = time.perf_counter()
+    rows: dict[str, dict[str, Any]] = {m: {"model": m} for m in ids}
+    with tempfile.TemporaryDirectory() as root:
+        t0 = time.perf_counter()
+        data = collect(CAMPUS, num_episodes=args.episodes, num_envs=16, env_kwargs={"obs_mode": "state"},
+                       max_episode_steps=args.max_episode_steps, seed=args.seed, data_path=root,
+                       dataset_id="leaderboard/campus-v0", progress=False)
+        train_eps, test_eps = split_episodes(load_episodes(data), 0.15, seed=args.seed)
+        clock["collect_campus"] = time.perf_counter() - t0
+        horizons = (1, min(16, args.seq_len - 8))
+        floor = random_return(args)
+        print(f"{CAMPUS}: {len(train_eps)} training / {len(test_eps)} held-out random-policy episodes "
+              f"({sum(len(e) for e in train_eps):,} steps); random policy's real return {floor:+.3f}", flush=True)
+        for model_id in ids:
+            model, seconds = train(model_id, train_eps, data.observation_space, data.action_space, args.steps, args)
+            t0 = time.perf_counter()
+            result = model_zoo.evaluate(model, test_eps, horizons=horizons, context=8, num_windows=args.windows,
+                                        seed=args.seed)
+            row = rows[model_id]
+            row.update({k: v for k, v in result.as_dict().items()
+                        if k.split("@")[0] in ("obs_mse", "copy_mse") or k in (
+                            "reward_mae", "termination_f1", "imagined_steps_per_s", "parameters")})
+            row["train_s"] = seconds
+            clock[f"evaluate/{model_id}"] = time.perf_counter() - t0
+            clock[f"train/{model_id}"] = seconds
+            t0 = time.perf_counter()
+            row.update(transfer(model, args, floor))
+            clock[f"transfer/{model_id}"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            row["do_error"] = do_error(model, args) if model.supports_do else None
+            clock[f"fidelity/{model_id}"] = time.perf_counter() - t0
+            print(f"{model_id}: trained {seconds:.0f} s, obs_mse@{horizons[-1]} {row[f'obs_mse@{horizons[-1]}']:.4g}, "
+                  f"transfer {row['transfer']:.3g}", flush=True)
+
+        if args.pixels:
+            t0 = time.perf_counter()
+            pixels = collect(PIXELS, num_episodes=args.pixel_episodes, num_envs=4, seed=args.seed,
+                             max_episode_steps=args.pixel_max_steps, data_path=root,
+                             dataset_id="leaderboard/carracing-v0", progress=False)
+            pix_train, pix_test = split_episodes(load_episodes(pixels), 0.15, seed=args.seed)
+            clock["collect_pixels"] = time.perf_counter() - t0
+            print(f"{PIXELS}: {len(pix_train)} training / {len(pix_test)} held-out random-action episodes", flush=True)
+            for model_id in ids:
+                model, seconds = train(model_id, pix_train, pixels.observation_space, pixels.action_space,
+                                       args.pixel_steps, args)
+                result = model_zoo.evaluate(model, pix_test, horizons=horizons, context=8, num_windows=args.windows,
+                                            speed_batch=0, seed=args.seed).as_dict()
+                rows[model_id].update({f"car_psnr@{k}": result[f"psnr@{k}"] for k in horizons})
+                rows[model_id]["car_train_s"] = seconds
+                clock[f"pixels/{model_id}"] = seconds
+                print(f"{model_id}: CarRacing-v3 psnr@1 {result['psnr@1']:.2f} dB, trained {seconds:.0f} s", flush=True)
+    wall = time.perf_counter() - started
+    return write(args, rows, horizons, floor, clock, wall, out)
+
+
+def estimate_default(args: Args, clock: dict[str, float], wall: float) -> float:
+    """Seconds the default budget would take, each stage scaled by its amount of work against this run's."""
+    d = Args()
+
+    def ratio(*names: str) -> float:
+        return math.prod(getattr(d, n) / max(getattr(args, n), 1) for n in names)
+
+    scale = {"collect_campus": ratio("episodes", "max_episode_steps"),
+             "train": ratio("steps", "batch_size", "seq_len"),
+             "evaluate": ratio("windows"),
+             "transfer": ratio("generations", "popsize", "episodes_per_member", "max_episode_steps"),
+             "fidelity": ratio("twins", "max_episode_steps"),
+             "collect_pixels": ratio("pixel_episodes", "pixel_max_steps"),
+             "pixels": ratio("pixel_steps", "batch_size", "seq_len")}
+    total = sum(seconds * scale[name.split("/")[0]] for name, seconds in clock.items())
+    if not args.pixels and d.pixels:  # not measured: assume the pixel stage costs what the campus training did
+        total += sum(s * scale["train"] for n, s in clock.items() if n.startswith("train/"))
+    overhead = wall - sum(clock.values())
+    return total + overhead
+
+
+def write(args: Args, rows: dict[str, dict[str, Any]], horizons: tuple[int, ...], floor: float,
+          clock: dict[str, float], wall: float, out: Path) -> dict[str, Any]:
+    k = horizons[-1]
+    columns = ["obs_mse@1", f"obs_mse@{k}", f"copy_mse@{k}", "reward_mae", "termination_f1", "dream_ctrl_return",
+               "reality_ctrl_return", "transfer", "do_error", "imagined_steps_per_s", "parameters", "train_s"]
+    if args.pixels:
+        columns += ["car_psnr@1", f"car_psnr@{k}", "car_train_s"]
+    columns = list(dict.fromkeys(columns))  # k may be 1 in tiny runs
+
+    def cell(key: str, value: Any) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        if key in ("parameters", "imagined_steps_per_s"):
+            return f"{value:,.0f}"
+        if key.endswith("_s"):
+            return f"{value:.0f}"
+        if "psnr" in key:
+            return f"{value:.2f}"
+        if key.endswith("_return"):
+            return f"{value:+.3f}"
+        return f"{value:.4g}"
+
+    ranked = sorted((r for r in rows.values() if np.isfinite(r.get(f"obs_mse@{k}", np.nan))),
+                    key=lambda r: r[f"obs_mse@{k}"])
+    table = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    table += [f"| {r['model']} | " + " | ".join(cell(c, r.get(c)) for c in columns) + " |" for r in ranked]
+    lines: list[str] = []
+    if "rssm" in rows:
+        place = [r["model"] for r in ranked].index("rssm") + 1
+        lines.append(("PASS" if place <= 2 else "MISS") + f"  rssm's {k}-step observation error on {CAMPUS} ranks "
+                     f"{place} of {len(ranked)} (target: best or second-best)")
+    estimate = estimate_default(args, clock, wall)
+    default_run = asdict(args) | {"out": "", "models": []} == asdict(Args()) | {"out": "", "models": []}
+    budget = wall if default_run else estimate
+    if args.quick:  # fixed costs (imports, first calls) dominate a smoke run: no estimate from it
+        lines.append(f"(the time target is not estimated from a --quick run; this run: {wall / 60:.1f} min)")
+    else:
+        lines.append(("PASS" if budget < 3600 else "MISS") + f"  the whole leaderboard at the default budget "
+                     f"{'took' if default_run else 'would take (estimated from this run)'} {budget / 60:.1f} min "
+                     f"(target: under 60); this run: {wall / 60:.1f} min")
+    machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), " \
+              f"{__import__('os').cpu_count()} CPUs, {platform.platform()}"
+    settings = (f"{CAMPUS} (obs_mode=state): {args.episodes} random-policy episodes of at most "
+                f"{args.max_episode_steps} steps, 15 % held out; {args.steps} steps x batch {args.batch_size} x "
+                f"{args.seq_len} per model (lr {args.lr:g}, mlp models 1e-3); evaluate: 8 filtered steps then "
+                f"{k} imagined, {args.windows} windows. Transfer: CMA-ES {args.generations} generations x "
+                f"{args.popsize} x {args.episodes_per_member} episodes in the dream and in reality, scored on "
+                f"{args.eval_episodes} real episodes; random policy {floor:+.3f}; transfer = gain over random, "
+                f"dream-trained / reality-trained. do_error: |effect error| on travel time (steps), "
+                f"{args.twins} twins per intervention. "
+                + (f"{PIXELS}: {args.pixel_episodes} random-action episodes of {args.pixel_max_steps} steps, "
+                   f"{args.pixel_steps} steps per model." if args.pixels else ""))
+    markdown = "\n".join([f"# World-model leaderboard ({time.strftime('%Y-%m-%d')}, {machine})", "", *table, "",
+                          settings, "", *lines, ""])
+    (out / "leaderboard.md").write_text(markdown)
+    with open(out / "leaderboard.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["model"] + columns, extrasaction="ignore")
+        writer.writeheader()
+        for r in ranked:
+            writer.writerow({c: r.get(c) for c in ["model"] + columns})
+    plot(ranked, k, out / "leaderboard.png")
+    print("\n" + "\n".join(table) + "\n\n" + settings + "\n\n" + "\n".join(lines))
+    report = {"args": asdict(args), "rows": rows, "random_return": floor, "seconds": clock, "wall_seconds": wall,
+              "estimated_default_seconds": estimate, "targets": lines, "machine": machine}
+    (out / "results.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    return report
+
+
+def plot(ranked: list[dict[str, Any]], k: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["model"] for r in ranked]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    axes[0].bar(names, [r[f"obs_mse@{k}"] for r in ranked], color="tab:blue", label="model")
+    axes[0].plot(names, [r[f"copy_mse@{k}"] for r in ranked], "k_", markersize=20, label="copy last frame")
+    axes[0].set_title(f"{CAMPUS}: {k}-step observation MSE (lower is better)")
+    axes[0].legend(fontsize=8)
+    axes[1].bar(names, [np.nan_to_num(r.get("transfer", np.nan)) for r in ranked], color="tab:green")
+    axes[1].axhline(1.0, color="gray", linestyle="--")
+    axes[1].set_title("dream-to-real transfer (1 = as good as trained in reality)")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=30, labelsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
