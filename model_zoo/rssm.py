@@ -101,6 +101,7 @@ class Config:
     depth: int = 16  # channels of the first conv layer (V3 S: 32)
     vector_hidden: int = 128  # width of the vector encoder and decoder
     unimix: float = 0.01  # uniform mixed into every categorical's probabilities
+    temperature: float = 1.0  # imagine samples the prior with logits / temperature; 0 takes each variable's mode
     free_nats: float = 1.0  # KL per step below this (in nats) has no gradient
     dyn_scale: float = 0.5  # weight of KL[sg(posterior) || prior]
     rep_scale: float = 0.1  # weight of KL[posterior || sg(prior)]
@@ -119,7 +120,8 @@ class Config:
             raise ValueError(f"Config.reward_bins must be at least 2, got {self.reward_bins!r}")
         if not 0.0 <= self.unimix < 1.0:
             raise ValueError(f"Config.unimix must be in [0, 1), got {self.unimix!r}")
-        for name in ("free_nats", "dyn_scale", "rep_scale", "vector_weight", "reward_scale", "cont_scale"):
+        for name in ("temperature", "free_nats", "dyn_scale", "rep_scale", "vector_weight", "reward_scale",
+                     "cont_scale"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"Config.{name} must be finite and >= 0, got {value!r}")
@@ -429,11 +431,17 @@ class RSSM(WorldModel):
     ) -> Imagined:
         """Advances h with (z, action) and samples z from the prior (one uniform draw per variable).
 
-        Reward is the head's expectation; terminated is the continuation probability below 1/2.
+        The prior is sampled at ``config.temperature`` (0: each variable's most likely
+        class, no draw). Reward is the head's expectation; terminated is the
+        continuation probability below 1/2.
         """
         self.check_do(do)
         deter, prior = self.img_step(state["deter"], state["stoch"], self._action(action))
-        stoch = straight_through_sample(prior, generator).flatten(-2)  # (B, S*K)
+        tau = self.config.temperature
+        if tau == 0:
+            stoch = F.one_hot(prior.argmax(-1), self.config.classes).to(deter.dtype).flatten(-2)  # (B, S*K)
+        else:
+            stoch = straight_through_sample(prior / tau if tau != 1 else prior, generator).flatten(-2)  # (B, S*K)
         feat = torch.cat([deter, stoch], dim=-1)  # (B, F)
         reward = self.predict_reward(feat)
         terminated = self.cont_head(feat)[..., 0] < 0.0

@@ -230,3 +230,15 @@ def test_training_on_a_fixed_batch_lowers_the_reconstruction_and_the_reward_loss
 def test_bad_config_is_a_clear_error(field, value):
     with pytest.raises(ValueError, match=f"Config.{field}"):
         Config(**{field: value})
+
+
+def test_temperature_zero_imagines_the_mode_of_the_prior():
+    model = make(stoch=16, classes=8, temperature=0.0)
+    state = model.initial_state(8)
+    action = torch.zeros(8, dtype=torch.int64)
+    with torch.no_grad():
+        a = model.imagine(state, action, generator=torch.Generator().manual_seed(0))
+        b = model.imagine(state, action, generator=torch.Generator().manual_seed(1))
+        _, prior = model.img_step(state["deter"], state["stoch"], model._action(action))
+    assert torch.equal(a.state["stoch"], b.state["stoch"])
+    assert torch.equal(a.state["stoch"].reshape(8, 16, 8).argmax(-1), prior.argmax(-1))
