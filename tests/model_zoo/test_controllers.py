@@ -139,7 +139,7 @@ def test_cmaes_maximises_a_quadratic_reproducibly():
     np.testing.assert_array_equal(np.random.get_state()[1], before)  # noqa: NPY002
     assert best.shape == (6,) and best.dtype == np.float32
     assert -np.sum((best - target) ** 2) > 0.01 * evaluate([np.zeros(6)])[0]  # 100x closer than the start
-    assert set(history) == {"best", "mean", "worst", "sigma", "best_so_far"}
+    assert set(history) == {"best", "mean", "worst", "sigma", "best_so_far", "recheck"}
     assert np.all(np.diff(history["best_so_far"]) >= 0)
     assert history["mean"][-1] > history["mean"][0]
     again, _ = train_cmaes(evaluate, 6, generations=60, popsize=10, sigma0=0.5, seed=3, progress=False)
@@ -152,6 +152,30 @@ def test_cmaes_saves_the_best_parameters(tmp_path, suffix):
     best, _ = train_cmaes(lambda pop: [-abs(p).sum() for p in pop], 3, generations=3, save_path=path, progress=False)
     np.testing.assert_array_equal(load_params(path), best)
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_cmaes_recheck_returns_the_mean_when_the_best_was_luck():
+    """A flat objective with noise: every "best" evaluation is luck, and the recheck sees it."""
+    rng = np.random.default_rng(0)
+
+    def evaluate(population):  # the true return is -|p|^2; one member in each population gets a lucky +5
+        returns = np.array([-np.sum(np.square(p)) for p in population])
+        returns[rng.integers(len(population))] += 5.0
+        return returns
+
+    def noiseless(population):
+        return np.array([-np.sum(np.square(p)) for p in population])
+
+    x0 = np.full(4, 0.5)
+    lucky, history = train_cmaes(evaluate, 4, generations=2, popsize=8, sigma0=0.3, x0=x0, seed=1, progress=False,
+                                 recheck=False)
+    rechecked, history = train_cmaes(evaluate, 4, generations=2, popsize=8, sigma0=0.3, x0=x0, seed=1,
+                                     progress=False)
+    assert history["recheck"].shape == (2,)
+    mean = history["recheck"][1]
+    assert history["recheck"][0] < history["best_so_far"][-1] - 2  # the lucky +5 did not come back
+    assert noiseless([rechecked])[0] == pytest.approx(max(noiseless([lucky])[0], mean), abs=1.0)
+    assert not np.array_equal(rechecked, lucky) or history["recheck"][0] >= mean
 
 
 def test_cmaes_rejects_bad_returns_and_paths(tmp_path):
