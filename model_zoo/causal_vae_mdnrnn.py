@@ -36,8 +36,11 @@ the groups they cause.
 
 M, a causal MDN-RNN: an LSTM over ``[z[t], a[t+1], causes(c[t])]``; one mixture
 head per latent group reads ``[h, causes of g at t+1]``; reward and termination
-read ``[h, causes(c[t+1])]``. ``causes`` is the union of every group's causal
-inputs, so a variable that causes nothing has no path into any prediction. Two
+read ``[h, causes(c[t+1])]`` (one linear layer); termination is drawn from its
+predicted probability at the model's temperature (at 0: probability above 1/2),
+so that imagined episode lengths follow a distribution, not only its mode.
+``causes`` is the union of every group's causal inputs, so a variable that
+causes nothing has no path into any prediction. Two
 heads read ``[h, z]`` to predict the causal variables themselves, for
 observations that do not show them (pixels alone, ``observe_causal=False``): the
 *static head* the static variables (day, semester, weather, gameday: fixed over
@@ -456,6 +459,7 @@ class CausalVAEMDNRNN(WorldModel):
         self.group_heads = nn.ModuleDict(
             {g: nn.Linear(cfg.hidden + width[g], k * (1 + 2 * self.group_dims[g])) for g in GROUPS}
         )
+        # linear in [h, causes]: effects of the causes add up, so unseen combinations of them extrapolate
         self.outcome_head = nn.Linear(cfg.hidden + cause_width, 2)  # reward, termination logit
         static = tuple(n for n in NAMES if not causal.VARIABLES[n].dynamic)
         dynamic = tuple(n for n in NAMES if causal.VARIABLES[n].dynamic)
@@ -773,9 +777,12 @@ class CausalVAEMDNRNN(WorldModel):
             mdn = _split(self.group_heads[g](head_in), cfg.mixtures, self.group_dims[g])
             zs.append(_sample(mdn, cfg.temperature, generator, cfg.min_logstd, cfg.max_logstd))
         outcome = self.outcome_head(torch.cat([h, causal_features(nxt, self.causes)], dim=-1))  # (B, 2)
+        u_end = torch.rand(outcome.shape[:1], generator=generator, device=outcome.device)  # (B,)
+        tau = cfg.temperature
+        ended = outcome[:, 1] > 0 if tau == 0 else u_end < torch.sigmoid(outcome[:, 1] / tau)
         next_state = {"h": h, "c": c, "z": torch.cat(zs, dim=-1), "causal": nxt,
                       "natural": self.advance(natural, residual, {}), "residual": residual}
-        return Imagined(next_state, outcome[:, 0], outcome[:, 1] > 0)
+        return Imagined(next_state, outcome[:, 0], ended)
 
     @torch.no_grad()
     def decode(self, state: State) -> Obs:

@@ -157,6 +157,20 @@ def test_twins_under_other_interventions_draw_the_same_noise(campus_model):
     assert all(torch.equal(end, ends[0]) for end in ends)
 
 
+def test_termination_is_drawn_from_its_probability():
+    torch.manual_seed(0)
+    model = model_zoo.make("causal_vae_mdnrnn", spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2), **TINY)
+    with torch.no_grad():
+        last = model.outcome_head
+        last.weight.zero_()
+        last.bias[1] = float(np.log(0.2 / 0.8))  # P(end) = 0.2 everywhere
+    state = state_at(model, SATURDAY_NOON, batch=4000)
+    assert abs(imagine(model, state).terminated.float().mean().item() - 0.2) < 0.03
+    cold = model_zoo.make("causal_vae_mdnrnn", model.observation_space, model.action_space, temperature=0.0, **TINY)
+    cold.load_state_dict(model.state_dict())
+    assert not imagine(cold, state).terminated.any()  # at temperature 0: probability above 1/2
+
+
 # --- a variable with no effect in the truth changes nothing -------------------------------------
 
 

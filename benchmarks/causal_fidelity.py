@@ -1,0 +1,339 @@
+"""Causal fidelity: do(X) in the real CampusNav-v0 against the same do(X) in the dream.
+
+``causal_vae_mdnrnn`` and ``vae_mdnrnn`` are trained on the same data with the
+same budget: episodes of the training split only (``coverage="grid"``,
+``split="train"``), so the held-out contexts of ``campus_env.causal.HELDOUT_CONTEXTS``
+(gameday in rain, gameday in snow) are never seen together. Then, for each
+intervention (none, gameday, snow, crowd, road closure, spring, and the held-out
+gameday + rain and gameday + snow), the same fixed policy runs the same seeds
+
+- in the real env, reset with ``options={"do": X}``, and
+- in each model's dream, from the same real start observations filtered through
+  ``observe``: the causal model imagines with ``do=X`` at every step; the
+  non-causal one cannot take ``do`` and sees the intervention only through its
+  start observation (which shows the intervened variables);
+
+and compares the distribution of three outcomes per episode: travel time (steps
+until the goal, ``--horizon`` when not reached), blocked moves (steps whose reward
+carries the blocked penalty) and return. Per intervention and model the table
+gives the difference of means, dream minus real, with a 95% confidence
+interval, and the 1-D Wasserstein distance; the *interventional error* is the
+Wasserstein distance divided by the real outcome's standard deviation over all
+interventions, averaged over the three outcomes.
+
+The policy, the same in reality and in the dream: toward the goal along the
+larger component of the goal offset, preferring neighbours the observation's
+walkability patch shows open, with ``--epsilon`` random moves (seeded per
+episode). It reads the flat ``obs_mode="state"`` observation with
+``observe_causal=True`` (the goal offset, the 5x5 walkability patch, the
+causal variables): the cheapest form on a CPU, and the one where the causal
+variables are shown, so the causal model reads them at ``observe`` exactly (and
+the non-causal one sees them too).
+
+Targets (PASS/MISS lines):
+
+- on the held-out interventions, the causal model's interventional error at most
+  half of ``vae_mdnrnn``'s;
+- the causal model's prediction error (``model_zoo.evaluate``'s 8-step
+  observation MSE) on held-out-split episodes within 1.5x of that on
+  training-split episodes it was not trained on;
+- structure discovery (``model_zoo.causal.discover_campus`` at its default data
+  budget) at structural Hamming distance 0 from ``env.unwrapped.causal_graph``.
+
+Run: ``python benchmarks/causal_fidelity.py`` (about 10 minutes on a loaded
+2-core CPU); ``--quick`` for a smoke run of a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import campus_env  # noqa: F401  (registers CampusNav-v0)
+import model_zoo
+from campus_env import causal
+from campus_env.rules import BLOCKED_PENALTY, STEP_PENALTY
+from model_zoo.data import collect
+
+ENV_KWARGS = {"obs_mode": "state", "observe_causal": True}
+MODELS = ("causal_vae_mdnrnn", "vae_mdnrnn")
+INTERVENTIONS: dict[str, dict] = {
+    "none": {},
+    "gameday": {"gameday": True},
+    "snow": {"weather": "snowy"},
+    "crowd 0.9": {"crowd": 0.9},
+    "road closure": {"road_closure": True},
+    "spring": {"semester": "spring"},
+    "gameday+rain (held out)": {"gameday": True, "weather": "rainy"},
+    "gameday+snow (held out)": {"gameday": True, "weather": "snowy"},
+}
+HELDOUT = tuple(name for name in INTERVENTIONS if "held out" in name)
+OUTCOMES = ("travel_time", "blocked", "return")
+BLOCKED_REWARD = -(STEP_PENALTY + BLOCKED_PENALTY / 2)  # a step's reward below this carries the blocked penalty
+# the 5x5 walkability patch follows the state (6) and causal (16) parts; its centre is the agent
+PATCH_START, PATCH_CENTRE = 6 + 16, 12
+MOVES = {1: (-1, 0, PATCH_CENTRE - 5), 2: (1, 0, PATCH_CENTRE + 5), 3: (0, 1, PATCH_CENTRE + 1),
+         4: (0, -1, PATCH_CENTRE - 1)}  # action: (row step, col step, patch index of the target cell)
+
+
+@dataclass
+class Args:
+    episodes_per_cell: int = 2
+    """training episodes per cell of the training split's causal grid (84 cells)"""
+    eval_episodes_per_cell: int = 1
+    """episodes per cell for the prediction-error evaluation (train and held-out splits)"""
+    max_episode_steps: int = 100
+    """episode length cap while collecting"""
+    steps: int = 1200
+    """gradient steps per model"""
+    batch_size: int = 16
+    """sequences per batch"""
+    seq_len: int = 32
+    """steps per sequence"""
+    lr: float = 1e-3
+    """Adam learning rate"""
+    rollouts: int = 64
+    """episodes per intervention, in reality and in each dream"""
+    horizon: int = 60
+    """steps per fidelity episode"""
+    epsilon: float = 0.2
+    """random moves of the fixed policy"""
+    discovery_samples: int = 2000
+    """samples per experiment of the structure discovery (its default data budget)"""
+    seed: int = 0
+    """seed of collection, sampling, weights and rollouts"""
+    json: str | None = None
+    """write the results to this file"""
+    quick: bool = False
+    """a smoke run: tiny data and budgets"""
+
+
+def parse_args(argv=None) -> Args:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in asdict(Args()).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true")
+        else:
+            parser.add_argument(flag, type=type(default) if default is not None else str, default=default)
+    args = Args(**vars(parser.parse_args(argv)))
+    if args.quick:
+        args.episodes_per_cell, args.max_episode_steps, args.steps = 1, 30, 20
+        args.batch_size, args.seq_len, args.rollouts, args.horizon = 4, 16, 8, 15
+        args.discovery_samples = 300
+    return args
+
+
+# --- the fixed policy ----------------------------------------------------------------------------
+
+
+def policy(obs: np.ndarray, rng: np.random.Generator, epsilon: float) -> np.ndarray:
+    """Actions (N,) toward the goal for flat state observations (N, 72): see the module docstring."""
+    offset = obs[:, 4:6]  # goal minus agent, (row, col), scaled by the map size
+    patch = obs[:, PATCH_START : PATCH_START + 25] > 0.5  # (N, 25) open cells around the agent
+    scores = np.stack([dr * offset[:, 0] + dc * offset[:, 1] + 10.0 * patch[:, i]
+                       for dr, dc, i in MOVES.values()], axis=1)  # (N, 4): open first, then progress
+    actions = 1 + scores.argmax(axis=1)
+    explore = rng.random(len(obs)) < epsilon
+    return np.where(explore, rng.integers(1, 5, len(obs)), actions).astype(np.int64)
+
+
+def collection_policy(epsilon: float, seed: int):
+    rng = np.random.default_rng(seed)
+    return lambda obs: policy(np.asarray(obs), rng, epsilon)
+
+
+# --- outcomes in reality and in the dream --------------------------------------------------------
+
+
+def summarise(rewards: np.ndarray, terminated: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-episode outcomes of (N, H) rewards and terminations, counting steps up to the first termination."""
+    H = rewards.shape[1]
+    ended = terminated.any(axis=1)
+    first = np.where(ended, terminated.argmax(axis=1), H - 1)
+    live = np.arange(H)[None, :] <= first[:, None]  # (N, H)
+    return {
+        "travel_time": np.where(ended, first + 1, H).astype(float),
+        "blocked": ((rewards < BLOCKED_REWARD) & live).sum(axis=1).astype(float),
+        "return": (rewards * live).sum(axis=1),
+    }
+
+
+def real_rollouts(do: dict, args: Args) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Outcomes of ``args.rollouts`` real episodes under ``do`` and their start observations."""
+    envs = gym.make_vec("CampusNav-v0", num_envs=args.rollouts, **ENV_KWARGS)
+    obs, _ = envs.reset(seed=args.seed + 10_000, options={"do": do} if do else None)
+    start = obs.copy()
+    rng = np.random.default_rng(args.seed)
+    rewards = np.zeros((args.rollouts, args.horizon))
+    terminated = np.zeros((args.rollouts, args.horizon), dtype=bool)
+    for t in range(args.horizon):
+        obs, reward, term, _, _ = envs.step(policy(obs, rng, args.epsilon))
+        rewards[:, t], terminated[:, t] = reward, term
+    envs.close()
+    return summarise(rewards, terminated), start
+
+
+@torch.no_grad()
+def dream_rollouts(model, start: np.ndarray, do: dict, args: Args) -> dict[str, np.ndarray]:
+    """Outcomes of the same episodes in ``model``'s dream (with ``do`` when the model takes it)."""
+    model.eval()
+    n = len(start)
+    state = model.observe(model.initial_state(n), torch.zeros(n, dtype=torch.int64), torch.as_tensor(start),
+                          torch.ones(n, dtype=torch.bool))
+    rng = np.random.default_rng(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    rewards = np.zeros((n, args.horizon))
+    terminated = np.zeros((n, args.horizon), dtype=bool)
+    kwargs = {"do": do} if model.supports_do and do else {}
+    for t in range(args.horizon):
+        obs = model.decode(state).numpy()
+        out = model.imagine(state, torch.as_tensor(policy(obs, rng, args.epsilon)), generator=generator, **kwargs)
+        state = out.state
+        rewards[:, t], terminated[:, t] = out.reward.numpy(), out.terminated.numpy()
+    return summarise(rewards, terminated)
+
+
+def wasserstein(a: np.ndarray, b: np.ndarray) -> float:
+    """1-D Wasserstein distance of two samples of the same size: the mean gap of their sorted values."""
+    return float(np.abs(np.sort(a) - np.sort(b)).mean())
+
+
+def compare(real: np.ndarray, dream: np.ndarray) -> dict[str, float]:
+    diff = float(dream.mean() - real.mean())
+    ci = 1.96 * float(np.sqrt(dream.var(ddof=1) / len(dream) + real.var(ddof=1) / len(real)))
+    return {"diff": diff, "ci": ci, "w1": wasserstein(real, dream)}
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+def train(model_id: str, dataset, env, args: Args):
+    torch.manual_seed(args.seed)
+    model = model_zoo.make(model_id, env.observation_space, env.action_space)
+    start = time.perf_counter()
+    model_zoo.fit(model, dataset, steps=args.steps, batch_size=args.batch_size, seq_len=args.seq_len, lr=args.lr,
+                  seed=args.seed, progress=False, log_every=max(1, args.steps // 10))
+    return model, time.perf_counter() - start
+
+
+def discovery(args: Args) -> dict:
+    try:
+        from model_zoo.causal import discover_campus
+    except ImportError:
+        print("structure discovery: not available (no model_zoo.causal.discover_campus)")
+        return {}
+    found = discover_campus(samples=args.discovery_samples, seed=args.seed)
+    shd = found.shd(causal.CAUSAL_GRAPH)
+    print(f"structure discovery: SHD {shd} to env.unwrapped.causal_graph ({args.discovery_samples} samples per "
+          f"experiment, {found.experiments} experiments, {found.seconds:.1f} s)")
+    return {"shd": shd, "graph": {k: list(v) for k, v in found.graph.items()}}
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    env = gym.make("CampusNav-v0", **ENV_KWARGS)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory() as root:
+        data = {}
+        for name, split, per_cell, seed in (("train", "train", args.episodes_per_cell, args.seed),
+                                            ("eval_train", "train", args.eval_episodes_per_cell, args.seed + 1),
+                                            ("eval_heldout", "heldout", args.eval_episodes_per_cell, args.seed + 2)):
+            data[name] = collect("CampusNav-v0", coverage="grid", split=split, episodes_per_cell=per_cell,
+                                 policy=collection_policy(0.5, seed), seed=seed, env_kwargs=ENV_KWARGS,
+                                 max_episode_steps=args.max_episode_steps, dataset_id=f"bench/{name}-v0",
+                                 progress=False, data_path=root)
+        steps = int(data["train"].total_steps)
+        print(f"data: {data['train'].total_episodes} training episodes ({steps} steps) on the train split; "
+              f"{data['eval_heldout'].total_episodes} held-out-split episodes for evaluation "
+              f"({time.perf_counter() - began:.0f} s)")
+        models, seconds, prediction = {}, {}, {}
+        horizons = (1, 8) if not args.quick else (1, 4)
+        for model_id in MODELS:
+            models[model_id], seconds[model_id] = train(model_id, data["train"], env, args)
+            prediction[model_id] = {
+                split: model_zoo.evaluate(models[model_id], data[f"eval_{split}"], horizons=horizons, context=4,
+                                          num_windows=128, speed_batch=0).obs_mse[horizons[-1]]
+                for split in ("train", "heldout")
+            }
+            p = prediction[model_id]
+            print(f"{model_id}: {args.steps} steps in {seconds[model_id]:.0f} s; obs MSE@{horizons[-1]} "
+                  f"train split {p['train']:.4g}, held-out split {p['heldout']:.4g}")
+
+    real, dream = {}, {m: {} for m in MODELS}
+    for name, do in INTERVENTIONS.items():
+        real[name], start = real_rollouts(do, args)
+        for model_id, model in models.items():
+            dream[model_id][name] = dream_rollouts(model, start, do, args)
+    scale = {o: float(np.concatenate([real[n][o] for n in INTERVENTIONS]).std()) or 1.0 for o in OUTCOMES}
+    rows, error = [], {m: {} for m in MODELS}
+    for name in INTERVENTIONS:
+        for model_id in MODELS:
+            stats = {o: compare(real[name][o], dream[model_id][name][o]) for o in OUTCOMES}
+            error[model_id][name] = float(np.mean([stats[o]["w1"] / scale[o] for o in OUTCOMES]))
+            rows.append((name, model_id, stats))
+
+    print(f"\n### Interventional fidelity ({args.rollouts} episodes of {args.horizon} steps per intervention; "
+          "dream minus real, 95% CI; W1 = Wasserstein distance)\n")
+    header = "| do() | model | " + " | ".join(f"{o} real | {o} diff | {o} W1" for o in OUTCOMES) + " | error |"
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for name, model_id, stats in rows:
+        cells = []
+        for o in OUTCOMES:
+            s = stats[o]
+            cells += [f"{real[name][o].mean():.2f}", f"{s['diff']:+.2f} ± {s['ci']:.2f}", f"{s['w1']:.2f}"]
+        print(f"| {name} | {model_id} | " + " | ".join(cells) + f" | {error[model_id][name]:.3f} |")
+
+    print("\n### Interventional error (mean W1 / real std over the outcomes), causal vs vae_mdnrnn\n")
+    print("| do() | causal_vae_mdnrnn | vae_mdnrnn | ratio |")
+    print("|---|---|---|---|")
+    for name in INTERVENTIONS:
+        c, v = error["causal_vae_mdnrnn"][name], error["vae_mdnrnn"][name]
+        print(f"| {name} | {c:.3f} | {v:.3f} | {c / v if v else float('nan'):.2f} |")
+    held = {m: float(np.mean([error[m][n] for n in HELDOUT])) for m in MODELS}
+    print(f"| **held out (mean)** | {held['causal_vae_mdnrnn']:.3f} | {held['vae_mdnrnn']:.3f} | "
+          f"{held['causal_vae_mdnrnn'] / held['vae_mdnrnn']:.2f} |")
+
+    print(f"\n### Prediction error (obs MSE@{horizons[-1]}), training vs held-out split\n")
+    print("| model | train split | held-out split | ratio |")
+    print("|---|---|---|---|")
+    for model_id in MODELS:
+        p = prediction[model_id]
+        print(f"| {model_id} | {p['train']:.4g} | {p['heldout']:.4g} | {p['heldout'] / p['train']:.2f} |")
+    print()
+    found = discovery(args)
+
+    ratio = held["causal_vae_mdnrnn"] / held["vae_mdnrnn"]
+    generalisation = prediction["causal_vae_mdnrnn"]["heldout"] / prediction["causal_vae_mdnrnn"]["train"]
+    lines = [
+        f"{'PASS' if ratio <= 0.5 else 'MISS'}: held-out interventional error, causal / vae_mdnrnn = {ratio:.2f} "
+        "(target <= 0.5)",
+        f"{'PASS' if generalisation <= 1.5 else 'MISS'}: causal_vae_mdnrnn held-out / training-split prediction "
+        f"error = {generalisation:.2f} (target <= 1.5)",
+    ]
+    if found:
+        lines.append(f"{'PASS' if found['shd'] == 0 else 'MISS'}: structure discovery SHD = {found['shd']} (target 0)")
+    else:
+        lines.append("MISS: structure discovery not available")
+    print("\n" + "\n".join(lines))
+    print(f"\n(total {time.perf_counter() - began:.0f} s; budget: {args.steps} steps x batch {args.batch_size} x "
+          f"{args.seq_len} steps per model)")
+    results = {"args": asdict(args), "error": error, "heldout_error": held, "prediction": prediction,
+               "train_seconds": seconds, "discovery": found, "targets": lines}
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
