@@ -15,7 +15,10 @@ and predicts the next frame. Every token's embedding is its content plus a *spat
 embedding (its slot in the block, learned, shape (F, width)) plus a *temporal* one
 (its frame in the window, learned, shape (N + 1, width): 0 is the oldest context frame,
 N the predicted one). Frames before an episode's start (or the training window's)
-are absent: all their slots read a learned padding embedding.
+are absent: all their slots read a learned padding embedding. The position whose
+output predicts the next frame's code i also reads the last frame's code i (its own
+embedding table): most of a frame is where it was, and this makes "as before" the
+easy prediction in both decoding modes.
 
 What is predicted, and how:
 
@@ -164,6 +167,7 @@ class VQVAETransformer(WorldModel):
         self.action_embed = nn.Linear(spec.action_dim, W)
         self.vector_embeds = nn.ModuleList(nn.Linear(spec.vector_dims[k], W) for k in self.vector_keys)
         self.token_embed = nn.Embedding(cfg.codes, W)
+        self.previous_embed = nn.Embedding(cfg.codes, W)  # the last frame's code at the slot being predicted
         self.spatial = nn.Parameter(torch.randn(self.frame_len, W) * 0.02)  # (F, W) slot in a frame
         self.temporal = nn.Parameter(torch.randn(cfg.history + 1, W) * 0.02)  # (N + 1, W) frame in the window
         self.pad = nn.Parameter(torch.randn(W) * 0.02)  # every slot of an absent frame
@@ -234,25 +238,29 @@ class VQVAETransformer(WorldModel):
         x = x + self.spatial + self.temporal[:N, None]  # (M, N, F, W)
         return x.reshape(M, N * self.frame_len, -1)
 
-    def _embed_next(self, action: Tensor, vector: Tensor | None, tokens: Tensor | None) -> Tensor:
+    def _embed_next(self, action: Tensor, vector: Tensor | None, tokens: Tensor | None,
+                    last_tokens: Tensor | None) -> Tensor:
         """The predicted frame's block (M, L, W) as the transformer reads it (see the module docstring).
 
         Parallel: [action, P mask tokens]. Autoregressive: [action, E vectors, codes 0..P-2]
         (teacher-forced ``vector`` (M, V) and ``tokens`` (M, P)); [action] alone without images.
+        The position whose output predicts code i also reads the last frame's code i
+        (``last_tokens`` (M, P)).
         """
         N, E, P = self.config.history, self.num_vectors, self.num_tokens
         head = self.action_embed(action).unsqueeze(1) + self.spatial[0]  # (M, 1, W)
         if P == 0:
             return head + self.temporal[N]
+        previous = self.previous_embed(last_tokens)  # (M, P, W)
         if self.config.decoding == "parallel":
-            masks = (self.mask + self.spatial[1 + E :]).expand(action.shape[0], P, -1)  # (M, P, W)
+            masks = self.mask + self.spatial[1 + E :] + previous  # (M, P, W)
             return torch.cat([head, masks], dim=1) + self.temporal[N]
         parts = [head]
         if E:
             parts.append(self._vector_tokens(vector) + self.spatial[1 : 1 + E])  # (M, E, W)
         parts.append(self.token_embed(tokens[:, :-1]) + self.spatial[1 + E : -1])  # (M, P - 1, W)
-        return torch.cat(parts, dim=1) + self.temporal[N]
-
+        block = torch.cat(parts, dim=1)  # (M, E + P, W)
+        return torch.cat([block[:, :E], block[:, E:] + previous], dim=1) + self.temporal[N]
 
     # --- the transformer's prediction ---------------------------------------------------------------
 
@@ -262,11 +270,11 @@ class VQVAETransformer(WorldModel):
         vector = last_vector + step[:, 2:] if last_vector is not None else None
         return step[:, 0], step[:, 1], vector
 
-    def _teacher_forced(self, context: Tensor, action: Tensor, last_vector: Tensor | None,
+    def _teacher_forced(self, context: Tensor, action: Tensor, last_vector: Tensor | None, last_tokens: Tensor | None,
                         vector: Tensor | None, tokens: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """One full pass: (code logits (M, P, K), reward (M,), termination logit (M,), next vector (M, V))."""
         E, P = self.num_vectors, self.num_tokens
-        block = self._embed_next(action, vector, tokens)  # (M, L', W)
+        block = self._embed_next(action, vector, tokens, last_tokens)  # (M, L', W)
         x = torch.cat([context, block], dim=1)  # (M, L, W)
         # only the predicted frame's outputs are read
         h = self.transformer(x, causal=self.config.decoding == "autoregressive", last=block.shape[1])  # (M, L', W)
@@ -279,11 +287,11 @@ class VQVAETransformer(WorldModel):
             logits = self.token_head(h[:, E : E + P])  # (M, P, K): output i predicts code i
         return logits, reward, term, next_vector
 
-    def _state_context(self, state: State) -> tuple[Tensor, Tensor | None]:
-        """The state's frames embedded (B, N * F, W), and its last vector (B, V) or None."""
-        vector = state.get("vector")
-        context = self._embed_context(state.get("tokens"), vector, state["action"], state["present"])
-        return context, (vector[:, -1] if vector is not None else None)
+    def _state_context(self, state: State) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """The state's frames embedded (B, N * F, W), its last vector (B, V) and last codes (B, P) (or None)."""
+        vector, tokens = state.get("vector"), state.get("tokens")
+        context = self._embed_context(tokens, vector, state["action"], state["present"])
+        return context, (vector[:, -1] if vector is not None else None), (tokens[:, -1] if tokens is not None else None)
 
     def generate(self, state: State, action: Tensor, generator: torch.Generator | None = None, *,
                  use_cache: bool = True, return_logits: bool = False) -> NextFrame:
@@ -296,21 +304,25 @@ class VQVAETransformer(WorldModel):
         """
         cfg = self.config
         E, P = self.num_vectors, self.num_tokens
-        context, last_vector = self._state_context(state)  # (B, N F, W)
+        context, last_vector, last_tokens = self._state_context(state)  # (B, N F, W), (B, V), (B, P)
         action = self._action(action)  # (B, A)
         B = action.shape[0]
         head = (self.action_embed(action) + self.spatial[0] + self.temporal[cfg.history]).unsqueeze(1)  # (B, 1, W)
         if P == 0 or cfg.decoding == "parallel":
-            logits, reward, term, vector = self._teacher_forced(context, action, last_vector, None, None)
+            logits, reward, term, vector = self._teacher_forced(context, action, last_vector, last_tokens, None, None)
             tokens = sample_logits(logits, cfg.temperature, cfg.top_k, generator)  # (B, P)
             return NextFrame(tokens, vector, reward, term, logits if return_logits else None)
         # autoregressive: [context, action] -> vectors -> code 0 -> ... -> code P-1
+        previous = self.previous_embed(last_tokens)  # (B, P, W): last frame code i, read where code i is predicted
         cache = self.transformer.cache(B, context.shape[1] + self.frame_len) if use_cache else None
+        if not E:
+            head = head + previous[:, :1]
         seen = torch.cat([context, head], dim=1)  # (B, L0, W), the whole sequence (without a cache)
         h = self.transformer(seen, causal=True, cache=cache, last=1)[:, -1]  # (B, W)
         reward, term, vector = self._split_step(h, last_vector)
         if E:
             vec = self._vector_tokens(vector) + self.spatial[1 : 1 + E] + self.temporal[cfg.history]  # (B, E, W)
+            vec = torch.cat([vec[:, :-1], vec[:, -1:] + previous[:, :1]], dim=1)
             seen = torch.cat([seen, vec], dim=1)
             h = self.transformer(vec if use_cache else seen, causal=True, cache=cache, last=1)[:, -1]
         tokens = torch.empty(B, P, dtype=torch.int64, device=context.device)
@@ -322,7 +334,7 @@ class VQVAETransformer(WorldModel):
                 all_logits.append(logits)
             tokens[:, i] = sample_logits(logits, cfg.temperature, cfg.top_k, generator)
             if i + 1 < P:
-                x = (self.token_embed(tokens[:, i]) + position[i]).unsqueeze(1)  # (B, 1, W)
+                x = (self.token_embed(tokens[:, i]) + position[i] + previous[:, i + 1]).unsqueeze(1)  # (B, 1, W)
                 if use_cache:
                     h = self.transformer(x, causal=True, cache=cache)[:, -1]
                 else:
@@ -339,8 +351,8 @@ class VQVAETransformer(WorldModel):
         autoregressive decoding reads them shifted by one (teacher forcing), parallel
         decoding ignores them.
         """
-        context, last_vector = self._state_context(state)
-        return self._teacher_forced(context, self._action(action), last_vector, vector, tokens)[0]
+        context, last_vector, last_tokens = self._state_context(state)
+        return self._teacher_forced(context, self._action(action), last_vector, last_tokens, vector, tokens)[0]
 
     # --- the interface --------------------------------------------------------------------------
 
@@ -402,7 +414,8 @@ class VQVAETransformer(WorldModel):
             target_tokens = tokens[b, t] if tokens is not None else None  # (M, P)
             target_vector = vector[b, t] if vector is not None else None  # (M, V)
             logits, reward, term, next_vector = self._teacher_forced(
-                context, action[b, t], vector[b, t - 1] if vector is not None else None, target_vector, target_tokens)
+                context, action[b, t], vector[b, t - 1] if vector is not None else None,
+                tokens[b, t - 1] if tokens is not None else None, target_vector, target_tokens)
             real_reward = torch.as_tensor(batch.reward, device=device).float()[b, t]
             real_term = torch.as_tensor(batch.terminated, device=device).float()[b, t]
             reward_mse = F.mse_loss(reward, real_reward)
