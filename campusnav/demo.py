@@ -1,7 +1,9 @@
 """``campusnav demo``: the whole pipeline on CampusNav-v0, written up as a report folder.
 
 1. collect random-policy episodes with the native vector env (a Minari dataset);
-2. train a world model of the zoo on them (``vae_mdnrnn`` by default);
+2. train a world model of the zoo on them (``mlp`` on flat state vectors by default:
+   it predicts blocked moves from the walkability around the agent, so a controller
+   trained in its dream transfers; ``--model vae_mdnrnn`` runs the World Models V + M);
 3. train a linear controller on the model's features with CMA-ES *inside the dream*
    (``wrappers.DreamVectorEnv``, the whole population batched);
 4. train the same controller with the same budget in reality (real observations
@@ -41,17 +43,17 @@ class DemoConfig:
     """What the demo runs; every field is a ``campusnav demo --field-name`` option."""
 
     out: str = _opt("runs/demo", "the report folder")
-    model: str = _opt("vae_mdnrnn", "the world model (a model_zoo id)")
+    model: str = _opt("mlp", "the world model (a model_zoo id)")
     obs_mode: str = _opt("state", "the observations the model learns: state (fast), dict or pixels")
-    episodes: int = _opt(256, "random-policy episodes collected")
+    episodes: int = _opt(512, "random-policy episodes collected")
     max_episode_steps: int = _opt(100, "episode length in collection, the dream and evaluation")
-    train_steps: int = _opt(1500, "gradient steps of the world model")
+    train_steps: int = _opt(3000, "gradient steps of the world model")
     batch_size: int = _opt(16, "sequences per batch")
     seq_len: int = _opt(32, "steps per sequence")
-    generations: int = _opt(12, "CMA-ES generations, in the dream and in reality alike")
+    generations: int = _opt(30, "CMA-ES generations, in the dream and in reality alike")
     popsize: int = _opt(16, "CMA-ES population")
-    episodes_per_member: int = _opt(4, "episodes that score one member")
-    eval_episodes: int = _opt(100, "real episodes that score each final policy")
+    episodes_per_member: int = _opt(8, "episodes that score one member")
+    eval_episodes: int = _opt(200, "real episodes that score each final policy")
     video_steps: int = _opt(60, "steps in the side-by-side video")
     seed: int = _opt(0, "seeds data, weights, CMA-ES and evaluation")
 
