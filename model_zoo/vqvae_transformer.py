@@ -299,8 +299,9 @@ class VQVAETransformer(WorldModel):
 
         Autoregressive decoding runs the context and the action once into a KV cache,
         then one incremental step per code (``use_cache=False``: a full causal pass over
-        the whole sequence per code, the same logits, slowly). ``return_logits`` keeps
-        the logits every code was drawn from.
+        the whole sequence per code, every position through every block as a plain GPT
+        forward computes it; the same logits, slowly). ``return_logits`` keeps the
+        logits every code was drawn from.
         """
         cfg = self.config
         E, P = self.num_vectors, self.num_tokens
@@ -318,13 +319,14 @@ class VQVAETransformer(WorldModel):
         if not E:
             head = head + previous[:, :1]
         seen = torch.cat([context, head], dim=1)  # (B, L0, W), the whole sequence (without a cache)
-        h = self.transformer(seen, causal=True, cache=cache, last=1)[:, -1]  # (B, W)
+        h = self.transformer(seen, causal=True, cache=cache, last=1 if use_cache else None)[:, -1]  # (B, W)
         reward, term, vector = self._split_step(h, last_vector)
         if E:
             vec = self._vector_tokens(vector) + self.spatial[1 : 1 + E] + self.temporal[cfg.history]  # (B, E, W)
             vec = torch.cat([vec[:, :-1], vec[:, -1:] + previous[:, :1]], dim=1)
             seen = torch.cat([seen, vec], dim=1)
-            h = self.transformer(vec if use_cache else seen, causal=True, cache=cache, last=1)[:, -1]
+            h = self.transformer(vec, causal=True, cache=cache, last=1) if use_cache else self.transformer(seen, True)
+            h = h[:, -1]
         tokens = torch.empty(B, P, dtype=torch.int64, device=context.device)
         position = self.spatial[1 + E :] + self.temporal[cfg.history]  # (P, W): where each code sits
         all_logits = []
@@ -339,7 +341,7 @@ class VQVAETransformer(WorldModel):
                     h = self.transformer(x, causal=True, cache=cache)[:, -1]
                 else:
                     seen = torch.cat([seen, x], dim=1)
-                    h = self.transformer(seen, causal=True, last=1)[:, -1]
+                    h = self.transformer(seen, causal=True)[:, -1]  # every position, as a plain GPT pass
         logits = torch.stack(all_logits, dim=1) if return_logits else None  # (B, P, K)
         return NextFrame(tokens, vector, reward, term, logits)
 
