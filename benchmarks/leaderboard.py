@@ -40,6 +40,10 @@ How to rerun::
     python benchmarks/leaderboard.py --quick --out /tmp/lb    # a smoke run of a minute or two
     python benchmarks/leaderboard.py --steps 300 --no-pixels  # a scaled run (prints the estimate)
 
+A scaled run (``--steps 100 --pixel-steps 30 --generations 4``, all seven models, a
+lightly loaded 2-core CPU) took 8.3 minutes; scaled up stage by stage it puts the
+defaults at about 47 minutes, most of it the conv models on CarRacing-v3.
+
 The README's table is ``leaderboard.md`` of a default run; say the date and the
 machine (``python -c "import platform; print(platform.processor(), platform.platform())"``,
 the CPU count) it was measured on, and whether the machine was loaded.
@@ -109,8 +113,8 @@ class Args:
     """CarRacing-v3 random-action episodes"""
     pixel_max_steps: int = 100
     """CarRacing-v3 episode length"""
-    pixel_steps: int = 300
-    """gradient steps per model on CarRacing-v3"""
+    pixel_steps: int = 150
+    """gradient steps per model on CarRacing-v3 (conv models: the most expensive stage)"""
     seed: int = 0
     """seeds data, weights, CMA-ES and evaluation"""
     out: str = "runs/leaderboard"
