@@ -34,8 +34,8 @@ register("mlp_ensemble", entry_point="model_zoo.mlp:MLPEnsemble")
 register("vae_mdnrnn", entry_point="model_zoo.vae_mdnrnn:VAEMDNRNN")
 register("dpgmm_vrnn", entry_point="model_zoo.dpgmm_vrnn:DPGMMVRNN")
 register("causal_vae_mdnrnn", entry_point="model_zoo.causal_vae_mdnrnn:CausalVAEMDNRNN")
-register("rssm", entry_point="model_zoo.rssm:RSSM")
 register("vqvae_transformer", entry_point="model_zoo.vqvae_transformer:VQVAETransformer")
+register("rssm", entry_point="model_zoo.rssm:RSSM")
 
 
 def load(directory, map_location="cpu"):
