@@ -28,12 +28,9 @@ that one twin's route is at least one expected step worse in the other's world).
 
 from __future__ import annotations
 
-import argparse
-import ast
 import dataclasses
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -41,6 +38,7 @@ import numpy as np
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 from campus_env.oracle import ShortestPathPolicy
+from campusnav.arguments import dataclass_parser
 
 
 @dataclass(frozen=True)
@@ -59,20 +57,7 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     """One --flag per field of Args, its docstring as the help."""
-    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Args").body
-    helps = {
-        a.target.id: b.value.value
-        for a, b in zip(body, body[1:], strict=False)
-        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)
-    }
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Args):
-        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
-        else:
-            parser.add_argument(flag, type=kind, default=f.default, help=helps[f.name])
+    parser = dataclass_parser(Args, __doc__)
     return Args(**vars(parser.parse_args(argv)))
 
 

@@ -32,8 +32,6 @@ Numbers at the default budget are from a small model trained for minutes; `--tra
 
 from __future__ import annotations
 
-import argparse
-import ast
 import dataclasses
 import itertools
 import json
@@ -53,6 +51,7 @@ import torch  # noqa: E402
 
 import campus_env  # noqa: E402, F401  (registers CampusNav-v0)
 import model_zoo  # noqa: E402
+from campusnav.arguments import dataclass_parser
 from model_zoo.causal import (  # noqa: E402
     compare_twins,
     discover_campus,
@@ -129,20 +128,7 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     """One --flag per field of Args, its docstring as the help."""
-    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Args").body
-    helps = {
-        a.target.id: b.value.value
-        for a, b in zip(body, body[1:], strict=False)
-        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)
-    }
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Args):
-        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
-        else:
-            parser.add_argument(flag, type=kind, default=f.default, help=helps[f.name])
+    parser = dataclass_parser(Args, __doc__)
     args = Args(**vars(parser.parse_args(argv)))
     if args.tiny:
         args = dataclasses.replace(

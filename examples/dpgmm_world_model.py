@@ -32,7 +32,6 @@ summation a little faster); `--tiny` for a smoke run of seconds.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import json
@@ -48,6 +47,7 @@ import torch
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env import causal
+from campusnav.arguments import dataclass_parser
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from model_zoo.dpgmm_vrnn import TASKS
 from model_zoo.stick_breaking import components_in_use, effective_components
@@ -89,17 +89,7 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     """One --flag per field of Args, its docstring as the help."""
-    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Args").body
-    helps = {a.target.id: b.value.value for a, b in zip(body, body[1:], strict=False)
-             if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)}
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Args):
-        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
-        else:
-            parser.add_argument(flag, type=kind, default=f.default, help=helps[f.name])
+    parser = dataclass_parser(Args, __doc__)
     args = Args(**vars(parser.parse_args(argv)))
     if args.tiny:
         tiny = "z_dim=4,components=4,codes=16,code_dim=8,latents=2,latent_dim=8,heads=2,context_dim=8,hidden=16,"

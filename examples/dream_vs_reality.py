@@ -34,7 +34,6 @@ video backend, else GIF), `error_vs_horizon.png` and `metrics.json`.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import dataclasses
 import json
@@ -51,6 +50,7 @@ import torch
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
+from campusnav.arguments import dataclass_parser
 from model_zoo.data import collect, load_episodes, split_episodes
 from wrappers import plot_error_vs_horizon, record_side_by_side
 from wrappers.recorder import video_backend
@@ -100,20 +100,7 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     """One --flag per field of Args, its docstring as the help."""
-    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Args").body
-    helps = {
-        a.target.id: b.value.value
-        for a, b in zip(body, body[1:], strict=False)
-        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)
-    }
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Args):
-        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
-        else:
-            parser.add_argument(flag, type=kind, default=f.default, help=helps[f.name])
+    parser = dataclass_parser(Args, __doc__)
     args = Args(**vars(parser.parse_args(argv)))
     if args.model not in model_zoo.list_models():
         parser.error(f"--model must be one of {', '.join(model_zoo.list_models())}, got {args.model!r}")

@@ -48,8 +48,6 @@ here random-policy episodes that seldom reach a goal.
 
 from __future__ import annotations
 
-import argparse
-import ast
 import dataclasses
 import json
 import time
@@ -68,6 +66,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
+from campusnav.arguments import dataclass_parser, from_namespace
 from model_zoo.data import SequenceSampler, collect, load_dataset, load_episodes
 from wrappers import DreamVectorEnv, to_sb3
 
@@ -122,23 +121,8 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     """One --flag per field of Args, its docstring as the help."""
-    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
-    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Args").body
-    helps = {
-        a.target.id: b.value.value
-        for a, b in zip(body, body[1:], strict=False)
-        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)
-    }
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(Args):
-        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=helps[f.name])
-        elif kind is tuple:
-            parser.add_argument(flag, nargs="+", default=f.default, help=helps[f.name])
-        else:
-            parser.add_argument(flag, type=kind, default=f.default, help=helps[f.name])
-    args = Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(parser.parse_args(argv)).items()})
+    parser = dataclass_parser(Args, __doc__)
+    args = from_namespace(Args, parser.parse_args(argv))
     if unknown := [a for a in args.algos if a not in ALGOS]:
         parser.error(f"argument --algos: unknown {unknown}; choose from {', '.join(ALGOS)}")
     if args.model not in model_zoo.list_models():

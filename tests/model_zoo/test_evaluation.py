@@ -251,7 +251,7 @@ def test_every_registered_model_gives_the_same_table(model_id):
                  "imagined_steps_per_s", "parameters", "windows", "scored@1", "scored@3",
                  "vector_mse@1", "vector_mse@3", "copy_vector_mse@1", "copy_vector_mse@3"]
     table = result.as_dict()
-    assert list(table) == reference
+    assert list(table)[: len(reference)] == reference  # model-specific columns (evaluation_metrics) follow
     assert all(math.isfinite(v) for v in table.values())
     assert table["parameters"] == sum(p.numel() for p in model.parameters())
 
