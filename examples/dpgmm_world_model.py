@@ -32,7 +32,6 @@ summation a little faster); `--tiny` for a smoke run of seconds.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 import shutil
@@ -47,7 +46,7 @@ import torch
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env import causal
-from campusnav.arguments import dataclass_parser
+from campusnav.arguments import dataclass_parser, parse_overrides
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from model_zoo.dpgmm_vrnn import TASKS
 from model_zoo.stick_breaking import components_in_use, effective_components
@@ -101,16 +100,10 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 def model_config(text: str) -> dict[str, Any]:
     """``"field=value,field=value"`` as a dict (values read as Python literals, else strings)."""
-    config = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--config takes field=value pairs separated by commas, got {item!r}")
-        try:
-            config[name.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            config[name.strip()] = value.strip()
-    return config
+    try:
+        return parse_overrides(text)
+    except ValueError as err:
+        raise SystemExit(f"--config: {err}") from None
 
 
 def usage_row(model, batches, step: int) -> dict[str, Any]:

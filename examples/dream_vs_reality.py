@@ -34,7 +34,6 @@ video backend, else GIF), `error_vs_horizon.png` and `metrics.json`.
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 import shutil
@@ -50,7 +49,7 @@ import torch
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
-from campusnav.arguments import dataclass_parser
+from campusnav.arguments import dataclass_parser, parse_overrides
 from model_zoo.data import collect, load_episodes, split_episodes
 from wrappers import plot_error_vs_horizon, record_side_by_side
 from wrappers.recorder import video_backend
@@ -114,16 +113,10 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 def model_config(args: Args) -> dict[str, Any]:
     """The example's small config for ``args.model``, updated by ``--config "field=value,..."``."""
-    config = dict(LAPTOP_CONFIG.get(args.model, {}))
-    for item in filter(None, (part.strip() for part in args.config.split(","))):
-        name, sep, text = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--config takes field=value pairs separated by commas, got {item!r}")
-        try:
-            config[name.strip()] = ast.literal_eval(text.strip())
-        except (ValueError, SyntaxError):
-            config[name.strip()] = text.strip()  # a bare word: a string field
-    return config
+    try:
+        return {**LAPTOP_CONFIG.get(args.model, {}), **parse_overrides(args.config)}
+    except ValueError as err:
+        raise SystemExit(f"--config: {err}") from None
 
 
 def fmt_table(header: list[str], rows: list[list[str]]) -> str:

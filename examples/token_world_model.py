@@ -38,7 +38,6 @@ Writes to `--out`: `data/` (the dataset, replaced on a rerun), `models/<variant>
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 import shutil
@@ -54,7 +53,7 @@ import torch
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
-from campusnav.arguments import dataclass_parser
+from campusnav.arguments import dataclass_parser, parse_overrides
 from model_zoo.data import collect, load_episodes, split_episodes
 from wrappers import plot_error_vs_horizon, record_side_by_side
 from wrappers.recorder import video_backend
@@ -126,16 +125,10 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 def config_overrides(text: str) -> dict[str, Any]:
     """``"field=value,field=value"`` as a dict (values read as Python literals, else as strings)."""
-    config: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--config takes field=value pairs separated by commas, got {item!r}")
-        try:
-            config[name.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            config[name.strip()] = value.strip()
-    return config
+    try:
+        return parse_overrides(text)
+    except ValueError as err:
+        raise SystemExit(f"--config: {err}") from None
 
 
 def plain(value: Any) -> Any:
