@@ -52,6 +52,7 @@ import torch  # noqa: E402
 import campus_env  # noqa: E402, F401  (registers CampusNav-v0)
 import model_zoo  # noqa: E402
 from campusnav.arguments import dataclass_parser
+from campusnav.results import plain
 from model_zoo.causal import (  # noqa: E402
     compare_twins,
     discover_campus,
@@ -160,21 +161,6 @@ def mean_ci(x: Any) -> str:
 def markdown(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     return "\n".join(lines + ["| " + " | ".join(str(v) for v in row) + " |" for row in rows])
-
-
-def plain(value: Any) -> Any:
-    """``value`` with numpy scalars as Python numbers and NaN or infinity as None, for strict JSON."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return plain(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def real_return(controller: LinearController, model: Any, env_kwargs: dict[str, Any], episodes: int, seed: int,

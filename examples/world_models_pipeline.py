@@ -62,6 +62,7 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
 from campusnav.arguments import dataclass_parser
+from campusnav.results import plain
 from model_zoo.controllers import LinearController, model_features, rollout_returns, save_params, train_cmaes
 from model_zoo.data import collect, load_episodes, split_episodes
 from wrappers import DreamVectorEnv, LatentObservation
@@ -167,19 +168,6 @@ def evaluate_in_reality(act, args: Args, seed: int, features_fn=None) -> dict[st
             features = features_fn(obs, action, np.zeros(episodes, dtype=bool))
     envs.close()
     return {"returns": returns, "success": success, "steps": steps, "eval_seconds": time.perf_counter() - started}
-
-
-def plain(value: Any) -> Any:
-    """``value`` with numpy scalars as Python numbers and NaN or infinity as None, for strict JSON."""
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 if __name__ == "__main__":
