@@ -141,6 +141,13 @@ class WorldModel(nn.Module):
             return tensor.device
         return torch.device("cpu")
 
+    def _is_first(self, is_first: Tensor, shape: tuple[int, ...]) -> Tensor:
+        """``is_first`` as a bool tensor on the model's device; a clear error unless its shape is ``shape``."""
+        is_first = torch.as_tensor(is_first, device=self.device).bool()
+        if tuple(is_first.shape) != tuple(shape):
+            raise ValueError(f"is_first must have shape {tuple(shape)}, got {tuple(is_first.shape)}")
+        return is_first
+
     def check_do(self, do: Mapping[str, Any] | None) -> None:
         """Raises a clear error when ``do`` is given to a model that cannot take interventions."""
         if do and not self.supports_do:

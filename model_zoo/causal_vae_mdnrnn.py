@@ -480,12 +480,6 @@ class CausalVAEMDNRNN(WorldModel):
             action = torch.where(mask, torch.zeros((), dtype=action.dtype, device=action.device), action)
         return self.spec.encode_action(action)
 
-    def _is_first(self, is_first: Tensor, shape: tuple[int, ...]) -> Tensor:
-        is_first = torch.as_tensor(is_first, device=self.device).bool()
-        if is_first.shape != shape:
-            raise ValueError(f"is_first must have shape {tuple(shape)}, got {tuple(is_first.shape)}")
-        return is_first
-
     def _groups(self, z: Tensor) -> dict[str, Tensor]:
         return dict(zip(GROUPS, z.split(list(self.group_dims.values()), dim=-1), strict=True))
 

@@ -358,12 +358,6 @@ class DPGMMVRNN(WorldModel):
             action = torch.where(mask, torch.zeros((), dtype=action.dtype, device=action.device), action)
         return self.spec.encode_action(action)
 
-    def _is_first(self, is_first: Tensor, shape: tuple[int, ...]) -> Tensor:
-        is_first = torch.as_tensor(is_first, device=self.device).bool()
-        if is_first.shape != shape:
-            raise ValueError(f"is_first must have shape {tuple(shape)}, got {tuple(is_first.shape)}")
-        return is_first
-
     # --- training -------------------------------------------------------------------
 
     def task_losses(self, batch: Batch) -> tuple[dict[str, Tensor], dict[str, Tensor]]:

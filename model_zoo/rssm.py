@@ -323,12 +323,6 @@ class RSSM(WorldModel):
             action = action.masked_fill(is_first.unsqueeze(-1), 0.0)
         return action
 
-    def _is_first(self, is_first: Tensor, shape: tuple[int, ...]) -> Tensor:
-        is_first = torch.as_tensor(is_first, device=self.device).bool()
-        if tuple(is_first.shape) != tuple(shape):
-            raise ValueError(f"is_first must have shape {tuple(shape)}, got {tuple(is_first.shape)}")
-        return is_first
-
     def img_step(self, deter: Tensor, stoch: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """One step of the deterministic path: (h (B, H), z (B, S*K), encoded action (B, A)) -> (h', prior logits)."""
         deter = self.gru(self.img_in(torch.cat([stoch, action], dim=-1)), deter)  # (B, H)

@@ -241,12 +241,6 @@ class VAEMDNRNN(WorldModel):
             action = torch.where(mask, torch.zeros((), dtype=action.dtype, device=action.device), action)
         return self.spec.encode_action(action)
 
-    def _is_first(self, is_first: Tensor, shape: tuple[int, ...]) -> Tensor:
-        is_first = torch.as_tensor(is_first, device=self.device).bool()
-        if is_first.shape != shape:
-            raise ValueError(f"is_first must have shape {tuple(shape)}, got {tuple(is_first.shape)}")
-        return is_first
-
     def _vae_loss(self, posterior: Posterior, z: Tensor, obs: Obs) -> tuple[Tensor, dict[str, Tensor]]:
         cfg, spec = self.config, self.spec
         images, vector = self.vae.decoder(z)  # (B, T, C, 64, 64) logits per part, (B, T, V)
