@@ -46,7 +46,6 @@ Run: ``python benchmarks/causal_fidelity.py`` (about 10 minutes on a loaded
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -61,6 +60,7 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env import causal
 from campus_env.rules import BLOCKED_PENALTY, STEP_PENALTY
+from campusnav.arguments import dataclass_parser
 from model_zoo.data import collect
 
 ENV_KWARGS = {"obs_mode": "state", "observe_causal": True}
@@ -117,13 +117,7 @@ class Args:
 
 
 def parse_args(argv=None) -> Args:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, default in asdict(Args()).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true")
-        else:
-            parser.add_argument(flag, type=type(default) if default is not None else str, default=default)
+    parser = dataclass_parser(Args, __doc__)
     args = Args(**vars(parser.parse_args(argv)))
     if args.quick:
         args.episodes_per_cell, args.max_episode_steps, args.steps = 1, 30, 20

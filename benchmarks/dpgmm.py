@@ -27,7 +27,6 @@ smoke run of a minute.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import tempfile
@@ -39,6 +38,7 @@ import torch
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
+from campusnav.arguments import dataclass_parser
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from model_zoo.dpgmm_vrnn import TASKS
 from model_zoo.stick_breaking import components_in_use
@@ -77,15 +77,7 @@ class Args:
 
 
 def parse_args(argv=None) -> Args:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, default in asdict(Args()).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true")
-        elif isinstance(default, list):
-            parser.add_argument(flag, nargs="*", default=default)
-        else:
-            parser.add_argument(flag, type=type(default) if default is not None else str, default=default)
+    parser = dataclass_parser(Args, __doc__)
     args = Args(**vars(parser.parse_args(argv)))
     if args.quick:
         args.episodes_per_cell, args.max_episode_steps, args.steps, args.heldout_batches = 1, 16, 10, 2

@@ -51,7 +51,6 @@ the CPU count) it was measured on, and whether the machine was loaded.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import itertools
@@ -70,6 +69,7 @@ import torch
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
+from campusnav.arguments import dataclass_parser
 from model_zoo.controllers import LinearController, model_features, rollout_returns, train_cmaes
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from wrappers import DreamVectorEnv
@@ -129,15 +129,7 @@ QUICK = dict(episodes=12, max_episode_steps=40, steps=4, batch_size=4, seq_len=2
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, default in asdict(Args()).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        elif isinstance(default, list):
-            parser.add_argument(flag, nargs="*", default=default)
-        else:
-            parser.add_argument(flag, type=type(default), default=default)
+    parser = dataclass_parser(Args, __doc__)
     args = Args(**vars(parser.parse_args(argv)))
     if unknown := [m for m in args.models if m not in model_zoo.list_models()]:
         parser.error(f"argument --models: unknown {unknown}; registered: {', '.join(model_zoo.list_models())}")

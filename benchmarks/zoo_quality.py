@@ -20,7 +20,6 @@ Run: ``python benchmarks/zoo_quality.py`` (about half an hour on a 2-core CPU);
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 
 import model_zoo
+from campusnav.arguments import dataclass_parser
 from model_zoo.data import SequenceSampler, collect, iterate, load_episodes, split_episodes
 
 
@@ -61,15 +61,7 @@ class Args:
 
 
 def parse_args(argv=None) -> Args:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for name, default in asdict(Args()).items():
-        flag = "--" + name.replace("_", "-")
-        if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true")
-        elif isinstance(default, list):
-            parser.add_argument(flag, nargs="*", default=default)
-        else:
-            parser.add_argument(flag, type=type(default) if default is not None else str, default=default)
+    parser = dataclass_parser(Args, __doc__)
     args = Args(**vars(parser.parse_args(argv)))
     if args.quick:
         args.episodes, args.heldout_episodes, args.max_episode_steps, args.steps = 12, 4, 40, 20

@@ -51,21 +51,25 @@ def dataclass_parser(cls: type, description: str | None = None) -> argparse.Argu
     """A parser with one ``--field-name`` per field of the dataclass ``cls``; ``cls(**vars(args))`` rebuilds it.
 
     A bool field is a ``--flag/--no-flag`` pair, a tuple field takes one or more
-    values (returned as a tuple), any other field is parsed with its default's type.
+    values (returned as a tuple), a list field (``default_factory=list``) zero or
+    more strings, any other field is parsed with its default's type.
     """
     helps = field_docs(cls)
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in dataclasses.fields(cls):
-        flag, kind = "--" + f.name.replace("_", "-"), type(f.default)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        flag, kind = "--" + f.name.replace("_", "-"), type(default)
         help_text = helps.get(f.name)
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif kind is tuple:
-            parser.add_argument(flag, nargs="+", default=f.default, type=_tuple_item(f.default), help=help_text)
-        elif f.default is None:
+            parser.add_argument(flag, nargs="+", default=default, type=_tuple_item(default), help=help_text)
+        elif kind is list:
+            parser.add_argument(flag, nargs="*", default=default, help=help_text)
+        elif default is None:
             parser.add_argument(flag, default=None, help=help_text)
         else:
-            parser.add_argument(flag, type=kind, default=f.default, help=help_text)
+            parser.add_argument(flag, type=kind, default=default, help=help_text)
     return parser
 
 
