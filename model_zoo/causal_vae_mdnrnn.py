@@ -35,10 +35,16 @@ them: under an intervention the new values reach the decoded observation through
 the groups they cause.
 
 M, a causal MDN-RNN: an LSTM over ``[z[t], a[t+1], causes(c[t])]``; one mixture
-head per latent group reads ``[h, causes of g at t+1]``; reward and termination
-read ``[h, causes(c[t+1])]`` (one linear layer); termination is drawn from its
+head per latent group reads ``[h, causes of g at t+1]``; termination reads
+``[h, causes(c[t+1])]`` and the reward also the next latent ``z[t+1]`` (linear
+layers). Imagination draws the next latent, then the termination from its
 predicted probability at the model's temperature (at 0: probability above 1/2),
-so that imagined episode lengths follow a distribution, not only its mode.
+so that imagined episode lengths follow a distribution, not only its mode, then
+the reward from a mixture of Gaussians over its symlog (``reward_mixtures``; one
+set of weights for ending steps, one for the rest). Reading the drawn ``z[t+1]``
+ties the reward to the imagined move (a move the latent shows blocked carries
+the blocked penalty), and drawing it gives each reward level its predicted odds
+instead of their average, which no real step ever pays.
 ``causes`` is the union of every group's causal inputs, so a variable that
 causes nothing has no path into any prediction. Two
 heads read ``[h, z]`` to predict the causal variables themselves, for
@@ -104,7 +110,7 @@ from torch import Tensor, nn
 
 from campus_env import causal
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
-from model_zoo.nets import ObsDecoder, ObsEncoder, mlp
+from model_zoo.nets import ObsDecoder, ObsEncoder, mlp, symexp, symlog
 
 __all__ = [
     "ENV_EFFECTS",
@@ -212,6 +218,10 @@ class Config:
     vector_weight: float = 100.0  # a vector element counts as much as this many pixels in V's reconstruction
     reward_weight: float = 1.0
     terminal_weight: float = 1.0
+    # 0: the reward is regressed (MSE) and imagined as its expected value. K > 0: M predicts a mixture of K
+    # Gaussians over the symlog reward, as it does for z, and imagined rewards are drawn from it: a blocked
+    # move's penalty or a plain step's cost with their predicted odds, not the average of the two
+    reward_mixtures: int = 3
     causal_weight: float = 1.0  # weight of the mechanisms' and inference heads' losses
     min_logstd: float = -5.0
     max_logstd: float = 2.0
@@ -222,6 +232,9 @@ class Config:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"Config.{name} must be a positive integer, got {value!r}")
+        k = self.reward_mixtures
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ValueError(f"Config.reward_mixtures must be an integer >= 0, got {k!r}")
         for name in ("temperature", "kl_weight", "free_nats", "vector_weight", "reward_weight", "terminal_weight",
                      "causal_weight"):
             value = getattr(self, name)
@@ -459,8 +472,11 @@ class CausalVAEMDNRNN(WorldModel):
         self.group_heads = nn.ModuleDict(
             {g: nn.Linear(cfg.hidden + width[g], k * (1 + 2 * self.group_dims[g])) for g in GROUPS}
         )
-        # linear in [h, causes]: effects of the causes add up, so unseen combinations of them extrapolate
-        self.outcome_head = nn.Linear(cfg.hidden + cause_width, 2)  # reward, termination logit
+        # linear in [h, causes]: effects of the causes add up, so unseen combinations of them extrapolate;
+        # the termination first, then the reward given it: p(r, end | h, causes) = p(end | ...) p(r | ..., end)
+        self.end_head = nn.Linear(cfg.hidden + cause_width, 1)  # termination logit
+        self.reward_width = 3 * cfg.reward_mixtures or 1
+        self.reward_head = nn.Linear(cfg.hidden + z_dim + cause_width, 2 * self.reward_width)  # go on | end
         static = tuple(n for n in NAMES if not causal.VARIABLES[n].dynamic)
         dynamic = tuple(n for n in NAMES if causal.VARIABLES[n].dynamic)
         self.static_head = VariableHead(static, nn.Linear(cfg.hidden + z_dim, sum(map(_out_width, static))))
@@ -688,13 +704,14 @@ class CausalVAEMDNRNN(WorldModel):
             mdn = _split(self.group_heads[g](head_in), cfg.mixtures, self.group_dims[g])
             nll = nll - _log_prob(mdn, zg, cfg.min_logstd, cfg.max_logstd)
         nll = (nll / cfg.z_dim).masked_fill(~valid, 0.0).sum() / n
-        outcome = self.outcome_head(torch.cat([hs[:, 1:], causal_features(codes[:, 1:], self.causes)], dim=-1))
+        head_in = torch.cat([hs[:, 1:], causal_features(codes[:, 1:], self.causes)], dim=-1)
         reward = torch.as_tensor(batch.reward, device=z.device).float()[:, 1:]
         terminated = torch.as_tensor(batch.terminated, device=z.device).float()[:, 1:]
-        reward_mse = ((outcome[..., 0] - reward).square() * valid).sum() / n
-        bce = F.binary_cross_entropy_with_logits(outcome[..., 1], terminated, reduction="none")
+        reward_out = self._reward_out(torch.cat([head_in, z[:, 1:]], dim=-1), terminated.bool())  # (B, T-1, 3K)
+        reward_loss = (self._reward_loss(reward_out, reward) * valid).sum() / n
+        bce = F.binary_cross_entropy_with_logits(self.end_head(head_in)[..., 0], terminated, reduction="none")
         bce = (bce * valid).sum() / n
-        m_loss = nll + cfg.reward_weight * reward_mse + cfg.terminal_weight * bce
+        m_loss = nll + cfg.reward_weight * reward_loss + cfg.terminal_weight * bce
         total = vae_loss + m_loss
         if known:
             x_inf = torch.cat([hs, z], dim=-1)
@@ -703,10 +720,35 @@ class CausalVAEMDNRNN(WorldModel):
             mech = self._causal_loss(codes)
             total = total + cfg.causal_weight * (infer + mech)
             metrics |= dict(infer_loss=infer, mechanism_loss=mech)
-        metrics |= dict(loss=total, vae_loss=vae_loss, m_loss=m_loss, mdn_nll=nll, reward_mse=reward_mse,
-                        terminal_bce=bce)
+        metrics |= dict(loss=total, vae_loss=vae_loss, m_loss=m_loss, mdn_nll=nll, terminal_bce=bce)
+        metrics["reward_nll" if cfg.reward_mixtures else "reward_mse"] = reward_loss
         values = torch.stack([torch.as_tensor(v).detach().float() for v in metrics.values()]).tolist()
         return total, dict(zip(metrics, values, strict=True))
+
+    def _reward_out(self, x: Tensor, ended: Tensor) -> Tensor:
+        """The reward head's output (..., 3K) for inputs ``[h, causes, z']`` (..., F): one half of its weights
+        for steps that end the episode (``ended``, (...) bool), the other for the rest, so the reward of an
+        ending step (the goal's bonus) is learnt apart from the rare-event weight of one more input."""
+        out = self.reward_head(x).unflatten(-1, (2, self.reward_width))  # (..., 2, 3K)
+        return torch.where(ended[..., None], out[..., 1, :], out[..., 0, :])
+
+    def _reward_loss(self, out: Tensor, reward: Tensor) -> Tensor:
+        """The reward head's loss (...) for rewards (...): squared error, or the mixture's negative log-likelihood
+        of the symlog reward."""
+        cfg = self.config
+        if not cfg.reward_mixtures:
+            return (out[..., 0] - reward).square()
+        return -_log_prob(_split(out, cfg.reward_mixtures, 1), symlog(reward)[..., None], cfg.min_logstd,
+                          cfg.max_logstd)
+
+    def _draw_reward(self, out: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Rewards (B,) from the reward head's output (B, 3K) at the model's temperature (at 0: the likeliest
+        component's mean; without a mixture: the regressed reward)."""
+        cfg = self.config
+        if not cfg.reward_mixtures:
+            return out[:, 0]
+        return symexp(_sample(_split(out, cfg.reward_mixtures, 1), cfg.temperature, generator, cfg.min_logstd,
+                              cfg.max_logstd)[:, 0])
 
     def _filter_codes(self, z: Tensor, actions: Tensor, first: Tensor) -> Tensor:
         """Inferred codes (B, T, 7) of a sequence with no causal variables, as ``observe`` would infer them."""
@@ -770,13 +812,16 @@ class CausalVAEMDNRNN(WorldModel):
             head_in = torch.cat([h, causal_features(nxt, self.effects[g])], dim=-1)
             mdn = _split(self.group_heads[g](head_in), cfg.mixtures, self.group_dims[g])
             zs.append(_sample(mdn, cfg.temperature, generator, cfg.min_logstd, cfg.max_logstd))
-        outcome = self.outcome_head(torch.cat([h, causal_features(nxt, self.causes)], dim=-1))  # (B, 2)
-        u_end = torch.rand(outcome.shape[:1], generator=generator, device=outcome.device)  # (B,)
+        head_in = torch.cat([h, causal_features(nxt, self.causes)], dim=-1)
+        end_logit = self.end_head(head_in)[:, 0]  # (B,)
+        u_end = torch.rand(end_logit.shape, generator=generator, device=end_logit.device)  # (B,)
         tau = cfg.temperature
-        ended = outcome[:, 1] > 0 if tau == 0 else u_end < torch.sigmoid(outcome[:, 1] / tau)
-        next_state = {"h": h, "c": c, "z": torch.cat(zs, dim=-1), "causal": nxt,
+        ended = end_logit > 0 if tau == 0 else u_end < torch.sigmoid(end_logit / tau)
+        z_next = torch.cat(zs, dim=-1)  # (B, Z)
+        reward = self._draw_reward(self._reward_out(torch.cat([head_in, z_next], dim=-1), ended), generator)
+        next_state = {"h": h, "c": c, "z": z_next, "causal": nxt,
                       "natural": self.advance(natural, residual, {}), "residual": residual}
-        return Imagined(next_state, outcome[:, 0], ended)
+        return Imagined(next_state, reward, ended)
 
     @torch.no_grad()
     def decode(self, state: State) -> Obs:

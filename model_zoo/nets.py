@@ -16,7 +16,17 @@ from torch import Tensor, nn
 
 from model_zoo.spaces import IMAGE_SIZE, ObsSpec
 
-__all__ = ["ConvDecoder", "ConvEncoder", "ObsDecoder", "ObsEncoder", "mlp", "orthogonal_init"]
+__all__ = ["ConvDecoder", "ConvEncoder", "ObsDecoder", "ObsEncoder", "mlp", "orthogonal_init", "symexp", "symlog"]
+
+
+def symlog(x: Tensor) -> Tensor:
+    """sign(x) log(1 + |x|) (DreamerV3): squashes large magnitudes, keeps small ones."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+def symexp(x: Tensor) -> Tensor:
+    """The inverse of ``symlog``."""
+    return torch.sign(x) * torch.expm1(x.abs())
 
 
 def mlp(in_dim: int, out_dim: int, hidden: int = 256, layers: int = 2, act: type[nn.Module] = nn.ELU) -> nn.Sequential:

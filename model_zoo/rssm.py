@@ -71,7 +71,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
-from model_zoo.nets import ConvDecoder, ConvEncoder
+from model_zoo.nets import ConvDecoder, ConvEncoder, symexp, symlog
 from model_zoo.spaces import IMAGE_SIZE, ObsSpec
 
 __all__ = [
@@ -132,16 +132,6 @@ class Config:
 
 
 # --- functions of the papers --------------------------------------------------------
-
-
-def symlog(x: Tensor) -> Tensor:
-    """sign(x) log(1 + |x|) (DreamerV3): squashes large magnitudes, keeps small ones."""
-    return torch.sign(x) * torch.log1p(x.abs())
-
-
-def symexp(x: Tensor) -> Tensor:
-    """The inverse of ``symlog``."""
-    return torch.sign(x) * torch.expm1(x.abs())
 
 
 def twohot(x: Tensor, bins: Tensor) -> Tensor:

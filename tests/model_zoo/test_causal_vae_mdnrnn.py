@@ -66,7 +66,7 @@ def campus_model():
     real = gym.make("CampusNav-v0", obs_mode="state")
     model = fit_mechanisms(model_zoo.make("causal_vae_mdnrnn", real.observation_space, real.action_space, **TINY))
     with torch.no_grad():
-        model.outcome_head.bias[1] = -20.0  # dreams never terminate, so the dream tests run their steps
+        model.end_head.bias[0] = -20.0  # dreams never terminate, so the dream tests run their steps
     return model
 
 
@@ -161,14 +161,69 @@ def test_termination_is_drawn_from_its_probability():
     torch.manual_seed(0)
     model = model_zoo.make("causal_vae_mdnrnn", spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2), **TINY)
     with torch.no_grad():
-        last = model.outcome_head
+        last = model.end_head
         last.weight.zero_()
-        last.bias[1] = float(np.log(0.2 / 0.8))  # P(end) = 0.2 everywhere
+        last.bias[0] = float(np.log(0.2 / 0.8))  # P(end) = 0.2 everywhere
     state = state_at(model, SATURDAY_NOON, batch=4000)
     assert abs(imagine(model, state).terminated.float().mean().item() - 0.2) < 0.03
     cold = model_zoo.make("causal_vae_mdnrnn", model.observation_space, model.action_space, temperature=0.0, **TINY)
     cold.load_state_dict(model.state_dict())
     assert not imagine(cold, state).terminated.any()  # at temperature 0: probability above 1/2
+
+
+def reward_model(end_logit: float, **config) -> CausalVAEMDNRNN:
+    """A tiny model whose reward head reads nothing: its biases alone set the reward mixture (3 components).
+
+    Steps that go on: -0.01 with odds 0.7, -0.06 with 0.3; ending steps: +0.99. P(end) = sigmoid(end_logit).
+    """
+    torch.manual_seed(0)
+    model = model_zoo.make("causal_vae_mdnrnn", spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2),
+                           reward_mixtures=3, **(TINY | config))
+    symlog = lambda r: float(np.sign(r) * np.log1p(abs(r)))  # noqa: E731
+    with torch.no_grad():
+        model.end_head.weight.zero_()
+        model.end_head.bias.fill_(end_logit)
+        model.reward_head.weight.zero_()
+        go_on = [np.log(0.7), np.log(0.3), -30.0, symlog(-0.01), symlog(-0.06), 0.0, -5.0, -5.0, -5.0]
+        ending = [-30.0, -30.0, 0.0, 0.0, 0.0, symlog(0.99), -5.0, -5.0, -5.0]
+        model.reward_head.bias.copy_(torch.tensor(go_on + ending))
+    return model.eval()
+
+
+def test_rewards_are_drawn_from_the_mixture_with_its_odds():
+    model = reward_model(-20.0)  # never ends
+    state = state_at(model, SATURDAY_NOON, batch=4000)
+    reward = imagine(model, state).reward
+    penalised = reward < -0.035
+    assert abs(penalised.float().mean().item() - 0.3) < 0.03  # the blocked penalty with its odds, not on average
+    for values, level in ((reward[penalised], -0.06), (reward[~penalised], -0.01)):  # each near its level
+        assert abs(values.mean().item() - level) < 0.002 and (values - level).abs().max() < 0.03
+    cold = imagine(reward_model(-20.0, temperature=0.0), state).reward
+    assert torch.allclose(cold, torch.tensor(-0.01), atol=1e-5)  # temperature 0: the likeliest component's mean
+
+
+def test_an_ending_step_draws_the_ending_reward():
+    model = reward_model(0.0)  # P(end) = 1/2
+    out = imagine(model, state_at(model, SATURDAY_NOON, batch=2000))
+    assert 0.4 < out.terminated.float().mean().item() < 0.6
+    assert torch.allclose(out.reward[out.terminated], torch.tensor(0.99), atol=0.06)
+    assert out.reward[~out.terminated].max() < 0.05  # never the bonus when the episode goes on
+
+
+def test_the_reward_reads_the_imagined_next_latent():
+    torch.manual_seed(0)
+    model = model_zoo.make("causal_vae_mdnrnn", spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2),
+                           reward_mixtures=0, **TINY).eval()  # a regressed reward: the head's output itself
+    z_dim, width = model.config.z_dim, model.reward_head.in_features
+    with torch.no_grad():
+        model.end_head.bias.fill_(-20.0)
+        model.reward_head.weight.zero_()
+        model.reward_head.bias.zero_()
+        model.reward_head.weight[0, width - z_dim :] = torch.arange(1.0, z_dim + 1)  # the last inputs are z'
+    out = imagine(model, state_at(model, SATURDAY_NOON, batch=16))
+    expected = out.state["z"] @ torch.arange(1.0, z_dim + 1)
+    assert torch.allclose(out.reward, expected, atol=1e-5)
+    assert out.reward.std() > 0.1  # the drawn latents differ, and so do the rewards
 
 
 # --- a variable with no effect in the truth changes nothing -------------------------------------
