@@ -477,6 +477,13 @@ class CausalVAEMDNRNN(WorldModel):
         self.end_head = nn.Linear(cfg.hidden + cause_width, 1)  # termination logit
         self.reward_width = 3 * cfg.reward_mixtures or 1
         self.reward_head = nn.Linear(cfg.hidden + z_dim + cause_width, 2 * self.reward_width)  # go on | end
+        if cfg.reward_mixtures:  # an untrained mixture draws rewards near 0, not over the whole symlog line
+            k = cfg.reward_mixtures
+            with torch.no_grad():
+                self.reward_head.weight.mul_(0.1)
+                bias = self.reward_head.bias.view(2, 3 * k)
+                bias[:, k : 2 * k] = torch.linspace(-0.1, 0.1, k)  # component means, symlog
+                bias[:, 2 * k :] = math.log(0.05)  # component log-stds
         static = tuple(n for n in NAMES if not causal.VARIABLES[n].dynamic)
         dynamic = tuple(n for n in NAMES if causal.VARIABLES[n].dynamic)
         self.static_head = VariableHead(static, nn.Linear(cfg.hidden + z_dim, sum(map(_out_width, static))))
@@ -742,13 +749,15 @@ class CausalVAEMDNRNN(WorldModel):
                           cfg.max_logstd)
 
     def _draw_reward(self, out: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Rewards (B,) from the reward head's output (B, 3K) at the model's temperature (at 0: the likeliest
-        component's mean; without a mixture: the regressed reward)."""
+        """Rewards (B,) from the reward head's output (B, 3K), drawn at the model's temperature; at temperature 0
+        the expected reward (the components' means weighted by their odds), as a regressed reward would be."""
         cfg = self.config
         if not cfg.reward_mixtures:
             return out[:, 0]
-        return symexp(_sample(_split(out, cfg.reward_mixtures, 1), cfg.temperature, generator, cfg.min_logstd,
-                              cfg.max_logstd)[:, 0])
+        mdn = _split(out, cfg.reward_mixtures, 1)
+        if cfg.temperature == 0:
+            return (torch.softmax(mdn.logits, dim=-1) * symexp(mdn.mean[..., 0])).sum(-1)
+        return symexp(_sample(mdn, cfg.temperature, generator, cfg.min_logstd, cfg.max_logstd)[:, 0])
 
     def _filter_codes(self, z: Tensor, actions: Tensor, first: Tensor) -> Tensor:
         """Inferred codes (B, T, 7) of a sequence with no causal variables, as ``observe`` would infer them."""

@@ -199,7 +199,7 @@ def test_rewards_are_drawn_from_the_mixture_with_its_odds():
     for values, level in ((reward[penalised], -0.06), (reward[~penalised], -0.01)):  # each near its level
         assert abs(values.mean().item() - level) < 0.002 and (values - level).abs().max() < 0.03
     cold = imagine(reward_model(-20.0, temperature=0.0), state).reward
-    assert torch.allclose(cold, torch.tensor(-0.01), atol=1e-5)  # temperature 0: the likeliest component's mean
+    assert torch.allclose(cold, torch.tensor(0.7 * -0.01 + 0.3 * -0.06), atol=1e-5)  # temperature 0: expected
 
 
 def test_an_ending_step_draws_the_ending_reward():
@@ -229,14 +229,17 @@ def test_the_reward_reads_the_imagined_next_latent():
 # --- a variable with no effect in the truth changes nothing -------------------------------------
 
 
-def test_do_on_a_variable_without_effect_changes_nothing_given_the_true_graph():
-    """A tiny truth: the reward is 0.5 * gameday, the weather does nothing. Given that graph, do(weather) is inert."""
+@pytest.mark.parametrize("reward_mixtures", [0, 3])
+def test_do_on_a_variable_without_effect_changes_nothing_given_the_true_graph(reward_mixtures):
+    """A tiny truth: the reward is 0.5 * gameday, the weather does nothing. Given that graph, do(weather) is inert.
+
+    With a regressed reward (``reward_mixtures=0``) or a drawn one."""
     graph = graph_config({**causal.CAUSAL_GRAPH, "crowd": ("day", "hour", "gameday")})
     effects = tuple((g, tuple(n for n in names if n != "weather")) for g, names in ENV_EFFECTS)
     obs_space, action_space = spaces.Box(-1.0, 1.0, (3,), np.float32), spaces.Discrete(2)
     torch.manual_seed(0)
     model = model_zoo.make("causal_vae_mdnrnn", obs_space, action_space, graph=graph, effects=effects,
-                           temperature=0.0, **TINY)
+                           temperature=0.0, reward_mixtures=reward_mixtures, **TINY)
     rng = np.random.default_rng(0)
     B, T = 32, 8
     codes = np.repeat(true_codes(B, rng)[:, None], T, axis=1)  # static over each window
@@ -247,7 +250,7 @@ def test_do_on_a_variable_without_effect_changes_nothing_given_the_true_graph():
                   action=torch.as_tensor(rng.integers(0, 2, (B, T))), reward=torch.as_tensor(0.5 * gameday),
                   terminated=torch.zeros(B, T, dtype=torch.bool), is_first=torch.as_tensor(first),
                   causal=torch.as_tensor(codes))
-    model_zoo.fit(model, batch, steps=150, lr=3e-3, progress=False)
+    model_zoo.fit(model, batch, steps=400, lr=3e-3, progress=False)
     model.eval()
     state = state_at(model, SATURDAY_NOON)
     base = imagine(model, state)
@@ -259,7 +262,10 @@ def test_do_on_a_variable_without_effect_changes_nothing_given_the_true_graph():
         assert torch.equal(model.decode(out.state), model.decode(base.state))
     # the control: the variable that does matter moves the reward as the truth does
     lift = imagine(model, state, do={"gameday": True}).reward - imagine(model, state, do={"gameday": False}).reward
-    assert (lift > 0.25).all() and (lift < 0.75).all(), lift  # 0.5 in the truth, after a few steps of training
+    if not reward_mixtures:
+        assert (lift > 0.25).all() and (lift < 0.75).all(), lift  # 0.5 in the truth, after a few steps of training
+    else:  # a drawn reward (its expectation at temperature 0) learns the lift less evenly across these noise states
+        assert 0.25 < lift.mean() < 0.75 and (lift > 0.1).all(), lift
     # and under the env's graph, where the weather feeds the crowd and the local group, do(weather) is not inert
     torch.manual_seed(0)
     env_model = model_zoo.make("causal_vae_mdnrnn", obs_space, action_space, **TINY).eval()
