@@ -282,7 +282,8 @@ def replicate(args: Args, seed: int, env) -> dict:
     print(f"  held-out interventional error: causal {held['causal_vae_mdnrnn']:.3f}, vae_mdnrnn "
           f"{held['vae_mdnrnn']:.3f} (ratio {held['causal_vae_mdnrnn'] / held['vae_mdnrnn']:.2f})")
     real_means = {n: {o: float(real[n][o].mean()) for o in OUTCOMES} for n in INTERVENTIONS}
-    return {"stats": stats, "error": error, "prediction": prediction, "seconds": seconds, "real": real_means}
+    return {"stats": stats, "error": error, "prediction": prediction, "seconds": seconds, "real": real_means,
+            "horizon": horizons[-1]}
 
 
 def mean_over(runs: list[dict], *path: str) -> float:
@@ -339,7 +340,7 @@ def main(argv=None) -> dict:
 
     prediction = {m: {split: mean_over(runs, "prediction", m, split) for split in ("train", "heldout")}
                   for m in MODELS}
-    horizon = (1, 8)[-1] if not args.quick else 4
+    horizon = runs[0]["horizon"]
     print(f"\n### Prediction error (obs MSE@{horizon}, mean of {k} replicates), training vs held-out split\n")
     print("| model | train split | held-out split | ratio |")
     print("|---|---|---|---|")
