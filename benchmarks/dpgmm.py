@@ -38,7 +38,7 @@ import torch
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
-from campusnav.arguments import dataclass_parser
+from campusnav.arguments import dataclass_parser, parse_overrides
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from model_zoo.dpgmm_vrnn import TASKS
 from model_zoo.stick_breaking import components_in_use
@@ -70,6 +70,8 @@ class Args:
     """RGB's summed loss may exceed summation's by this fraction and still count as "no worse\""""
     seed: int = 0
     """seed of collection, sampling and weights"""
+    config: str = ""
+    """dpgmm_vrnn config overrides for both of its runs, e.g. ``state_dependent_means=False,stick_weight=0.1``"""
     json: str | None = None
     """write the tables and targets to this file"""
     quick: bool = False
@@ -109,8 +111,9 @@ def main(argv=None) -> dict:
 
         models, seconds = {}, {}
         runs = [(m, m, {}) for m in args.baselines]
-        runs += [("dpgmm_vrnn (rgb)", "dpgmm_vrnn", {"balancer": "rgb"}),
-                 ("dpgmm_vrnn (sum)", "dpgmm_vrnn", {"balancer": "sum"})]
+        overrides = parse_overrides(args.config)
+        runs += [("dpgmm_vrnn (rgb)", "dpgmm_vrnn", {**overrides, "balancer": "rgb"}),
+                 ("dpgmm_vrnn (sum)", "dpgmm_vrnn", {**overrides, "balancer": "sum"})]
         for name, model_id, config in runs:
             models[name], seconds[name] = train(model_id, dataset, train_eps, args, **config)
             print(f"trained {name} in {seconds[name]:.0f} s")
