@@ -282,8 +282,8 @@ def replicate(args: Args, seed: int, env) -> dict:
     print(f"  held-out interventional error: causal {held['causal_vae_mdnrnn']:.3f}, vae_mdnrnn "
           f"{held['vae_mdnrnn']:.3f} (ratio {held['causal_vae_mdnrnn'] / held['vae_mdnrnn']:.2f})")
     real_means = {n: {o: float(real[n][o].mean()) for o in OUTCOMES} for n in INTERVENTIONS}
-    return {"stats": stats, "error": error, "prediction": prediction, "seconds": seconds, "real": real_means,
-            "horizon": horizons[-1]}
+    return {"stats": stats, "error": error, "held": held, "prediction": prediction, "seconds": seconds,
+            "real": real_means, "horizon": horizons[-1]}
 
 
 def mean_over(runs: list[dict], *path: str) -> float:
@@ -333,9 +333,7 @@ def main(argv=None) -> dict:
     for label, value in (("seen (mean)", seen), ("**held out (mean)**", held)):
         print(f"| {label} | {value['causal_vae_mdnrnn']:.3f} | {value['vae_mdnrnn']:.3f} | "
               f"{value['causal_vae_mdnrnn'] / value['vae_mdnrnn']:.2f} |")
-    per_seed = [run["error"] for run in runs]
-    ratios = [np.mean([e["causal_vae_mdnrnn"][n] for n in HELDOUT]) / np.mean([e["vae_mdnrnn"][n] for n in HELDOUT])
-              for e in per_seed]
+    ratios = [run["held"]["causal_vae_mdnrnn"] / run["held"]["vae_mdnrnn"] for run in runs]
     print(f"\nheld-out ratio per replicate (seeds {args.seeds}): {', '.join(f'{r:.2f}' for r in ratios)}")
 
     prediction = {m: {split: mean_over(runs, "prediction", m, split) for split in ("train", "heldout")}

@@ -13,6 +13,7 @@ import model_zoo
 from campus_env import causal
 from model_zoo import Batch
 from model_zoo.causal_vae_mdnrnn import ENV_EFFECTS, INDEX, NAMES, CausalVAEMDNRNN, Config, graph_config
+from model_zoo.nets import symlog
 from wrappers import DreamEnv, DreamVectorEnv, Intervene
 
 TINY = dict(layout_dim=2, local_dim=2, social_dim=2, temporal_dim=2, hidden=16, mixtures=2, depth=4,
@@ -179,13 +180,13 @@ def reward_model(end_logit: float, **config) -> CausalVAEMDNRNN:
     torch.manual_seed(0)
     model = model_zoo.make("causal_vae_mdnrnn", spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2),
                            reward_mixtures=3, **(TINY | config))
-    symlog = lambda r: float(np.sign(r) * np.log1p(abs(r)))  # noqa: E731
     with torch.no_grad():
         model.end_head.weight.zero_()
         model.end_head.bias.fill_(end_logit)
         model.reward_head.weight.zero_()
-        go_on = [np.log(0.7), np.log(0.3), -30.0, symlog(-0.01), symlog(-0.06), 0.0, -5.0, -5.0, -5.0]
-        ending = [-30.0, -30.0, 0.0, 0.0, 0.0, symlog(0.99), -5.0, -5.0, -5.0]
+        levels = symlog(torch.tensor([-0.01, -0.06, 0.99]))
+        go_on = [np.log(0.7), np.log(0.3), -30.0, levels[0], levels[1], 0.0, -5.0, -5.0, -5.0]
+        ending = [-30.0, -30.0, 0.0, 0.0, 0.0, levels[2], -5.0, -5.0, -5.0]
         model.reward_head.bias.copy_(torch.tensor(go_on + ending))
     return model.eval()
 
