@@ -305,6 +305,15 @@ def check_demo_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
         parser.error(f"argument --model: unknown model {args.model!r}; choose from {', '.join(list_models())}")
     if args.obs_mode not in ("dict", "pixels", "state"):
         parser.error(f"argument --obs-mode: choose from dict, pixels, state; got {args.obs_mode!r}")
+    if args.controller not in ("action", "latent"):
+        parser.error(f"argument --controller: choose from action, latent; got {args.controller!r}")
+    if args.controller == "action" and args.obs_mode != "state":
+        parser.error("argument --controller: 'action' reads the walkability patch of --obs-mode state; "
+                     "use --controller latent with dict or pixels")
+    if not 0.0 <= args.collect_bias <= 1.0:
+        parser.error(f"argument --collect-bias: a probability in [0, 1], got {args.collect_bias}")
+    if args.collect_bias and args.obs_mode != "state":
+        parser.error("argument --collect-bias: the goal-biased walk reads --obs-mode state; pass --collect-bias 0")
     for name in ("episodes", "max_episode_steps", "train_steps", "batch_size", "seq_len", "generations",
                  "popsize", "episodes_per_member", "eval_episodes", "video_steps"):
         if getattr(args, name) < 1:

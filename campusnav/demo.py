@@ -1,13 +1,21 @@
 """``campusnav demo``: the whole pipeline on CampusNav-v0, written up as a report folder.
 
-1. collect random-policy episodes with the native vector env (a Minari dataset);
+1. collect episodes with the native vector env (a Minari dataset), by a random walk
+   that takes a walkable step towards the goal half the time (``--collect-bias``;
+   0 is the uniform random policy of Ha & Schmidhuber, which reaches the goal in
+   about 1% of episodes, too rarely for a model to learn the goal reward);
 2. train a world model of the zoo on them (``mlp`` on flat state vectors by default:
    it predicts blocked moves from the walkability around the agent, so a controller
    trained in its dream transfers; ``--model vae_mdnrnn`` runs the World Models V + M);
-3. train a linear controller on the model's features with CMA-ES *inside the dream*
-   (``wrappers.DreamVectorEnv``, the whole population batched);
-4. train the same controller with the same budget in reality (real observations
-   seen through the same model's filter);
+3. train a controller with CMA-ES *inside the dream* (``wrappers.DreamVectorEnv``,
+   the whole population batched). By default (``--controller action``) it scores
+   each action with one shared linear map of that action's features
+   (``campus_env.features``: progress towards the goal, walkability, crowd) read
+   from the dream's decoded observations, and samples from the scores' softmax;
+   ``--controller latent`` is Ha & Schmidhuber's linear map of the model's
+   features, which CMA-ES on this task mostly turns into standing still;
+4. train the same controller with the same budget in reality (real observations,
+   seen through the same model's filter for ``latent``);
 5. evaluate both in reality over the same seeded episodes, beside a random and a
    shortest-path policy;
 6. write ``report.md``, ``metrics.json``, plots, the side-by-side dream-vs-reality
@@ -44,8 +52,13 @@ class DemoConfig:
 
     out: str = _opt("runs/demo", "the report folder")
     model: str = _opt("mlp", "the world model (a model_zoo id)")
+    model_config: str = _opt("", "overrides of the model's config: NAME=VALUE pairs separated by commas")
+    controller: str = _opt("action", "action (shared linear scores of per-action features; state obs) "
+                                     "or latent (linear on the model's features)")
     obs_mode: str = _opt("state", "the observations the model learns: state (fast), dict or pixels")
-    episodes: int = _opt(512, "random-policy episodes collected")
+    episodes: int = _opt(512, "episodes collected")
+    collect_bias: float = _opt(0.5, "probability of a walkable step towards the goal in collection, else a random "
+                                    "action (state obs only; 0: uniform random)")
     max_episode_steps: int = _opt(100, "episode length in collection, the dream and evaluation")
     train_steps: int = _opt(3000, "gradient steps of the world model")
     batch_size: int = _opt(16, "sequences per batch")
@@ -62,10 +75,18 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
     """Runs the pipeline; returns the report folder."""
     import campus_env  # noqa: F401  (registers CampusNav-v0)
     import model_zoo
-    from model_zoo.controllers import LinearController, model_features, rollout_returns, save_params, train_cmaes
+    from model_zoo.controllers import rollout_returns, save_params, train_cmaes
     from model_zoo.data import SequenceSampler, collect, load_dataset, load_episodes, split_episodes
     from wrappers import DreamVectorEnv
 
+    if config.controller not in CONTROLLERS:
+        raise ValueError(f"controller must be one of {CONTROLLERS}, got {config.controller!r}")
+    if config.controller == "action" and config.obs_mode != "state":
+        raise ValueError("--controller action reads the walkability patch of 'state' observations; "
+                         f"use --obs-mode state or --controller latent (got --obs-mode {config.obs_mode})")
+    if config.collect_bias and config.obs_mode != "state":
+        raise ValueError("--collect-bias reads the walkability patch of 'state' observations; "
+                         f"pass --collect-bias 0 with --obs-mode {config.obs_mode}")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -75,20 +96,28 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
     _section("1/5 collect")
     started = time.perf_counter()
     # the data of a run with the same collection settings is reused
-    dataset_id = f"campusnav/demo-{config.obs_mode}-e{config.episodes}-t{config.max_episode_steps}-s{config.seed}-v0"
+    bias = f"-b{round(100 * config.collect_bias)}" if config.collect_bias else ""  # a "." is not allowed in ids
+    dataset_id = (f"campusnav/demo-{config.obs_mode}-e{config.episodes}-t{config.max_episode_steps}{bias}"
+                  f"-s{config.seed}-v0")
     data_path = out / "data"
     try:
         dataset = load_dataset(dataset_id, data_path=data_path)
     except FileNotFoundError:
+        from campus_env.features import goal_biased_policy
+
+        policy = goal_biased_policy(config.collect_bias, seed=config.seed) if config.collect_bias else None
         dataset = collect("CampusNav-v0", num_episodes=config.episodes, num_envs=8, env_kwargs=env_kwargs,
-                          max_episode_steps=config.max_episode_steps, seed=config.seed,
+                          policy=policy, max_episode_steps=config.max_episode_steps, seed=config.seed,
                           dataset_id=dataset_id, data_path=data_path)
     train, test = split_episodes(load_episodes(dataset), 0.1, seed=config.seed)
     timings["collect"] = time.perf_counter() - started
 
     _section(f"2/5 train {config.model}")
     started = time.perf_counter()
-    model = model_zoo.make(config.model, dataset.observation_space, dataset.action_space)
+    from campusnav.arguments import parse_overrides
+
+    model = model_zoo.make(config.model, dataset.observation_space, dataset.action_space,
+                           **parse_overrides(config.model_config))
     sampler = SequenceSampler(train, config.seq_len, config.batch_size, seed=config.seed)
     model_zoo.fit(model, sampler, steps=config.train_steps, lr=1e-3, seed=config.seed, run_dir=out / "model",
                   checkpoint_every=max(config.train_steps // 4, 1))
@@ -98,20 +127,22 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
 
     _section("3/5 controller trained in the dream (CMA-ES)")
     n = config.popsize * config.episodes_per_member
-    features = model_features(model)
-    controller = LinearController(model.feature_dim, dataset.action_space)
-    dream = DreamVectorEnv(model, n, "CampusNav-v0", obs="features", env_kwargs=env_kwargs,
+    controller = _controller(config, model, dataset.action_space)
+    dream_obs = "decoded" if config.controller == "action" else "features"
+    dream = DreamVectorEnv(model, n, "CampusNav-v0", obs=dream_obs, env_kwargs=env_kwargs,
                            max_episode_steps=config.max_episode_steps)
     real = gym.make_vec("CampusNav-v0", num_envs=n, max_episode_steps=config.max_episode_steps, **env_kwargs)
+    dream_features = _action_features if config.controller == "action" else None  # dream features are the obs
+    real_features = _features_fn(config, model)
     generation = iter(range(10**9))
 
     def in_dream(population):
-        return rollout_returns(population, dream, None, config.episodes_per_member, controller=controller,
-                               seed=config.seed + 1000 * next(generation))
+        return rollout_returns(population, dream, dream_features, config.episodes_per_member,
+                               controller=controller, seed=config.seed + 1000 * next(generation))
 
     def in_reality(population):
-        return rollout_returns(population, real, features, config.episodes_per_member, controller=controller,
-                               seed=config.seed + 1000 * next(generation))
+        return rollout_returns(population, real, real_features, config.episodes_per_member,
+                               controller=controller, seed=config.seed + 1000 * next(generation))
 
     started = time.perf_counter()
     dream_params, dream_history = train_cmaes(in_dream, controller.num_params, generations=config.generations,
@@ -160,6 +191,31 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
     return out
 
 
+CONTROLLERS = ("action", "latent")
+
+
+def _controller(config: DemoConfig, model, action_space):
+    from campus_env.features import ACTION_FEATURES
+    from model_zoo.controllers import ActionScoreController, LinearController
+
+    if config.controller == "action":
+        return ActionScoreController(len(ACTION_FEATURES), action_space, sampled=True, seed=config.seed)
+    return LinearController(model.feature_dim, action_space)
+
+
+def _action_features(obs, action, is_first) -> np.ndarray:
+    from campus_env.features import action_features
+
+    return action_features(obs)
+
+
+def _features_fn(config: DemoConfig, model):
+    """What the controller reads of real observations: per-action features, or the model's filtered features."""
+    from model_zoo.controllers import model_features
+
+    return _action_features if config.controller == "action" else model_features(model)
+
+
 def _section(title: str) -> None:
     print(f"\n== {title} ==", flush=True)
 
@@ -167,23 +223,24 @@ def _section(title: str) -> None:
 def _evaluate_policy(config: DemoConfig, kind: str, model=None, controller=None, params=None) -> dict[str, float]:
     """Real return, success and steps over ``eval_episodes`` seeded episodes, one per env, all at once."""
     from campus_env.oracle import ShortestPathPolicy
-    from model_zoo.controllers import model_features
 
     n = config.eval_episodes
     envs = gym.make_vec("CampusNav-v0", num_envs=n, obs_mode=config.obs_mode,
                         max_episode_steps=config.max_episode_steps)
     obs, _ = envs.reset(seed=10_000 + config.seed)  # the same episodes for every row
     rng = np.random.default_rng(config.seed)
-    features = model_features(model) if kind == "linear" else None
+    features = _features_fn(config, model) if kind == "linear" else None
     oracle = ShortestPathPolicy() if kind == "oracle" else None
     if kind == "linear":
         controller.set_params(params)
+        if hasattr(controller, "reseed"):
+            controller.reseed(config.seed)
         feats = features(obs, None, np.ones(n, dtype=bool))
     returns, steps = np.zeros(n), np.zeros(n, dtype=np.int64)
     success, alive = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
     while alive.any():
         if kind == "linear":
-            action = np.asarray(controller(feats.cpu().numpy()))
+            action = np.asarray(controller(_numpy(feats)))
         elif kind == "oracle":
             action = oracle(envs)
         else:
@@ -220,11 +277,13 @@ def _policy_table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def _linear_policy(model, controller, params):
-    """A single-env policy: real observation -> action, through the model's filter and the controller."""
-    from model_zoo.controllers import model_features
+def _numpy(features) -> np.ndarray:
+    return features.cpu().numpy() if torch.is_tensor(features) else np.asarray(features)
 
-    features = model_features(model)
+
+def _linear_policy(config: DemoConfig, model, controller, params):
+    """A single-env policy: real observation -> action, through the controller's features and the controller."""
+    features = _features_fn(config, model)
     controller.set_params(params)
     last = {"action": None}
 
@@ -235,7 +294,7 @@ def _linear_policy(model, controller, params):
             batched = np.asarray(obs)[None]
         prev = None if last["action"] is None else np.array([last["action"]])
         feats = features(batched, prev, np.array([prev is None]))
-        last["action"] = int(np.asarray(controller(feats.cpu().numpy()))[0])
+        last["action"] = int(np.asarray(controller(_numpy(feats)))[0])
         return last["action"]
 
     return policy
@@ -246,7 +305,7 @@ def _side_by_side(config: DemoConfig, model, controller, params, out: Path) -> d
 
     env = gym.make("CampusNav-v0", obs_mode=config.obs_mode)
     try:
-        return record_side_by_side(env, model, _linear_policy(model, controller, params),
+        return record_side_by_side(env, model, _linear_policy(config, model, controller, params),
                                    out / "dream_vs_reality.gif", seed=config.seed, steps=config.video_steps)
     finally:
         env.close()
@@ -258,7 +317,7 @@ def _walk_gif(config: DemoConfig, model, controller, params, path: Path) -> dict
 
     env = gym.make("CampusNav-v0", obs_mode=config.obs_mode, render_mode="rgb_array",
                    max_episode_steps=config.max_episode_steps)
-    policy = _linear_policy(model, controller, params)
+    policy = _linear_policy(config, model, controller, params)
     obs, _ = env.reset(seed=config.seed)
     frames = [env.render()[::2, ::2]]
     done, steps, reward_sum, info = False, 0, 0.0, {}

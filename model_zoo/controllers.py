@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from model_zoo.actor_critic import ActorCritic, ActorCriticConfig  # the second controller: learns in imagination
 
 __all__ = [
+    "ActionScoreController",
     "ActorCritic",
     "ActorCriticConfig",
     "LinearController",
@@ -148,6 +149,90 @@ class LinearController:
         return np.where(self._bounded, squashed, z).astype(space.dtype).reshape(shape)
 
 
+class ActionScoreController:
+    """Discrete actions scored by one shared linear map of per-action features: argmax_a (phi[a] . w).
+
+    The features come as (N, A, F), one row per action (for CampusNav-v0,
+    ``campus_env.features.action_features``). Because every action is scored
+    with the same F weights, CMA-ES searches F numbers instead of A x F, and
+    the symmetric navigation rules (go towards the goal, avoid closed cells)
+    are one point of the space rather than a coincidence of A rows.
+
+    With ``sampled=True`` the last parameter is a temperature: the action is
+    drawn from softmax(scores / |temperature|) by the Gumbel-max trick, from
+    the controller's own seeded generator (``reseed``), so a greedy rule that
+    would loop forever behind a wall can wander round it.
+
+    >>> import numpy as np
+    >>> from gymnasium import spaces
+    >>> controller = ActionScoreController(2, spaces.Discrete(3))
+    >>> controller.num_params
+    2
+    >>> controller.set_params(np.array([1.0, -1.0]))
+    >>> features = np.array([[[0, 0], [1, 0], [1, 1]]], dtype=np.float32)  # (N=1, A=3, F=2)
+    >>> controller(features).tolist()
+    [1]
+    """
+
+    def __init__(self, feature_dim: int, action_space: gym.Space, sampled: bool = False, seed: int = 0):
+        if not isinstance(action_space, spaces.Discrete):
+            raise TypeError(f"ActionScoreController scores Discrete actions, got {action_space}")
+        self.feature_dim = int(feature_dim)
+        self.action_space = action_space
+        self.out_dim = int(action_space.n)
+        self.sampled = sampled
+        self.params = np.zeros(self.num_params, np.float32)
+        self.reseed(seed)
+
+    @property
+    def num_params(self) -> int:
+        return self.feature_dim + int(self.sampled)
+
+    def reseed(self, seed: int | None) -> None:
+        """Restarts the generator of the sampled actions."""
+        self._rng = np.random.default_rng(seed)
+
+    def get_params(self) -> np.ndarray:
+        return self.params.copy()
+
+    def set_params(self, params: Array) -> None:
+        flat = _as_population(params, self.num_params)
+        if flat.shape[0] != 1:
+            raise ValueError(f"set_params takes one parameter vector, got {flat.shape[0]}")
+        self.params = flat[0].copy()
+
+    def __call__(self, features: Array) -> Array:
+        """Actions for features (A, F) or (N, A, F): a scalar or (N,)."""
+        return self.act_population(self.params[None], features)
+
+    def act_population(self, params: Array, features: Array) -> Array:
+        """Actions of a population: params (P, num_params), features (P * K, A, F) -> (P * K,).
+
+        Rows ``p * K`` to ``p * K + K - 1`` of ``features`` are controlled by member ``p``.
+        """
+        population = _as_population(params, self.num_params)
+        is_tensor = torch.is_tensor(features)
+        device = features.device if is_tensor else None
+        feats = features.detach().cpu().numpy() if is_tensor else np.asarray(features, np.float32)
+        single = feats.ndim == 2
+        if single:
+            feats = feats[None]
+        n, p = feats.shape[0], population.shape[0]
+        if feats.ndim != 3 or feats.shape[1:] != (self.out_dim, self.feature_dim) or n % p:
+            raise ValueError(
+                f"features must be (P * K, {self.out_dim}, {self.feature_dim}) for a population of P={p}, "
+                f"got {tuple(feats.shape)}"
+            )
+        weight = np.repeat(population[:, : self.feature_dim], n // p, axis=0)  # (N, F)
+        scores = np.einsum("naf,nf->na", feats, weight)
+        if self.sampled:
+            temperature = np.repeat(np.abs(population[:, -1]), n // p)[:, None]
+            scores = scores + temperature * self._rng.gumbel(size=scores.shape)
+        actions = scores.argmax(-1) + int(self.action_space.start)
+        out = actions[0] if single else actions
+        return torch.as_tensor(out, device=device) if is_tensor else out
+
+
 def _as_population(params: Array | Sequence[Array], num_params: int) -> np.ndarray:
     """Parameter vectors as a float32 (P, num_params) array, with a clear error on a bad length."""
     if torch.is_tensor(params):
@@ -168,7 +253,7 @@ def rollout_returns(
     features_fn: FeaturesFn | None = None,
     episodes: int = 1,
     *,
-    controller: LinearController | None = None,
+    controller: LinearController | ActionScoreController | None = None,
     max_steps: int | None = None,
     seed: int | None = None,
 ) -> np.ndarray:
@@ -184,7 +269,9 @@ def rollout_returns(
     action that led to it, None after reset, and the bool (N,) first-step mask)
     to features (N, F), numpy or torch; ``model_features(model)`` builds one from
     a world model, and None flattens array observations. ``controller`` defaults
-    to a ``LinearController`` on those features and the env's action space.
+    to a ``LinearController`` on those features and the env's action space; a
+    controller that samples (``ActionScoreController(sampled=True)``) is reseeded
+    with ``seed``, so members meet the same episodes and the same draws.
     """
     owned = not isinstance(env, gym.vector.VectorEnv)
     num_envs = len(controllers_params) * episodes
@@ -203,6 +290,8 @@ def rollout_returns(
         is_first = np.ones(num_envs, dtype=bool)
         features = features_fn(obs, None, is_first)
         controller = controller or LinearController(features.shape[-1], env.single_action_space)
+        if seed is not None and hasattr(controller, "reseed"):
+            controller.reseed(seed)
         population = _as_population(controllers_params, controller.num_params)
         returns = np.zeros(num_envs, dtype=np.float64)
         alive = np.ones(num_envs, dtype=bool)

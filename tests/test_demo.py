@@ -34,8 +34,32 @@ def test_demo_tiny_writes_the_report_folder(tmp_path, capsys):
 def test_demo_argument_errors(capsys):
     for argv, message in ((["demo", "--model", "nope"], "unknown model 'nope'"),
                           (["demo", "--popsize", "0"], "must be a positive integer"),
-                          (["demo", "--obs-mode", "rgb"], "choose from dict, pixels, state")):
+                          (["demo", "--obs-mode", "rgb"], "choose from dict, pixels, state"),
+                          (["demo", "--controller", "x"], "choose from action, latent"),
+                          (["demo", "--obs-mode", "dict"], "'action' reads the walkability patch"),
+                          (["demo", "--collect-bias", "2"], "a probability in [0, 1]"),
+                          (["demo", "--obs-mode", "dict", "--controller", "latent"], "pass --collect-bias 0")):
         with pytest.raises(SystemExit) as exit_:
             cli.parse_args(argv)
         assert exit_.value.code == 2
         assert message in capsys.readouterr().err
+
+
+def test_demo_latent_controller_and_bad_combinations(tmp_path):
+    from dataclasses import replace
+
+    from campusnav.demo import TINY, DemoConfig, run_demo
+
+    tiny = replace(DemoConfig(out=str(tmp_path / "latent")), **TINY)
+    out = run_demo(replace(tiny, controller="latent", collect_bias=0.0))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["controller"] == "latent"
+    # Ha & Schmidhuber's controller: one weight row per action over the model's features
+    import numpy as np
+
+    assert np.load(out / "controller_dream.npz")["params"].size > 5 * 10
+    for changes, message in (({"controller": "nope"}, "controller must be one of"),
+                             ({"obs_mode": "dict"}, "--controller action reads"),
+                             ({"obs_mode": "dict", "controller": "latent"}, "--collect-bias reads")):
+        with pytest.raises(ValueError, match=message):
+            run_demo(replace(tiny, **changes))

@@ -252,3 +252,64 @@ def test_model_features_drive_a_controller_in_the_real_env():
     plain = rollout_returns(population, env, None, episodes=2, max_steps=50, seed=0)
     np.testing.assert_array_equal(returns, plain)  # the MLP's features are the observation itself
     env.close()
+
+
+# --- ActionScoreController ---------------------------------------------------------------
+
+
+def test_action_score_controller_scores_every_action_with_shared_weights():
+    from model_zoo.controllers import ActionScoreController
+
+    controller = ActionScoreController(2, spaces.Discrete(3))
+    assert controller.num_params == 2
+    feats = np.array([[[0, 0], [1, 0], [0, 1]], [[0, 0], [1, 0], [2, 1]]], np.float32)  # (N=2, A=3, F=2)
+    population = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    # member 0 runs row 0, member 1 row 1
+    assert controller.act_population(population, feats).tolist() == [1, 2]
+    assert torch.equal(controller.act_population(population, torch.as_tensor(feats)), torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match=r"\(P \* K, 3, 2\)"):
+        controller.act_population(population, feats[:, :2])
+    with pytest.raises(TypeError, match="Discrete"):
+        ActionScoreController(2, spaces.Box(-1, 1, (2,)))
+
+
+def test_sampled_action_score_controller_follows_its_temperature():
+    from model_zoo.controllers import ActionScoreController
+
+    controller = ActionScoreController(1, spaces.Discrete(2), sampled=True, seed=3)
+    feats = np.tile(np.array([[[0.0], [1.0]]], np.float32), (4000, 1, 1))  # action 1 scores 1 higher
+    controller.set_params(np.array([1.0, 0.0]))
+    assert (controller(feats) == 1).all()  # temperature 0: greedy
+    controller.set_params(np.array([1.0, 1.0]))
+    share = (controller(feats) == 1).mean()
+    assert abs(share - 1 / (1 + np.exp(-1.0))) < 0.03  # Gumbel-max: softmax(scores / temperature)
+    controller.reseed(7)
+    first = controller(feats)
+    controller.reseed(7)
+    np.testing.assert_array_equal(controller(feats), first)
+
+
+def test_cmaes_with_action_scores_learns_to_navigate_campusnav():
+    """Five shared weights instead of 5 x 72: CMA-ES leaves 'stand still' (return -1) and reaches goals."""
+    import campus_env  # noqa: F401
+    from campus_env.features import ACTION_FEATURES, action_features
+    from model_zoo.controllers import ActionScoreController
+
+    popsize, episodes = 8, 8
+    controller = ActionScoreController(len(ACTION_FEATURES), spaces.Discrete(5), sampled=True)
+    envs = gym.make_vec("CampusNav-v0", num_envs=popsize * episodes, obs_mode="state", max_episode_steps=60)
+    generation = iter(range(1000))
+
+    def evaluate(population):
+        return rollout_returns(population, envs, lambda obs, a, first: action_features(obs), episodes,
+                               controller=controller, seed=next(generation))
+
+    best, _ = train_cmaes(evaluate, controller.num_params, generations=12, popsize=popsize, sigma0=0.5,
+                          progress=False)
+    stand_still = np.zeros(controller.num_params, np.float32)
+    stand_still[ACTION_FEATURES.index("wait")] = 1.0
+    final = gym.make_vec("CampusNav-v0", num_envs=200, obs_mode="state", max_episode_steps=60)
+    scores = rollout_returns([best, stand_still], final, lambda obs, a, first: action_features(obs), 100,
+                             controller=controller, seed=99)
+    assert scores[1] == pytest.approx(-0.6)  # 60 steps of the step penalty
+    assert scores[0] > scores[1] + 0.2
