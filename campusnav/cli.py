@@ -299,21 +299,17 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_demo_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from campusnav.demo import check_config, config_from_args
     from model_zoo import list_models
 
     if args.model not in list_models():
         parser.error(f"argument --model: unknown model {args.model!r}; choose from {', '.join(list_models())}")
     if args.obs_mode not in ("dict", "pixels", "state"):
         parser.error(f"argument --obs-mode: choose from dict, pixels, state; got {args.obs_mode!r}")
-    if args.controller not in ("action", "latent"):
-        parser.error(f"argument --controller: choose from action, latent; got {args.controller!r}")
-    if args.controller == "action" and args.obs_mode != "state":
-        parser.error("argument --controller: 'action' reads the walkability patch of --obs-mode state; "
-                     "use --controller latent with dict or pixels")
-    if not 0.0 <= args.collect_bias <= 1.0:
-        parser.error(f"argument --collect-bias: a probability in [0, 1], got {args.collect_bias}")
-    if args.collect_bias and args.obs_mode != "state":
-        parser.error("argument --collect-bias: the goal-biased walk reads --obs-mode state; pass --collect-bias 0")
+    try:
+        check_config(config_from_args(args))
+    except ValueError as error:
+        parser.error(str(error))
     for name in ("episodes", "max_episode_steps", "train_steps", "batch_size", "seq_len", "generations",
                  "popsize", "episodes_per_member", "eval_episodes", "video_steps"):
         if getattr(args, name) < 1:

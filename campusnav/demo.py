@@ -79,14 +79,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
     from model_zoo.data import SequenceSampler, collect, load_dataset, load_episodes, split_episodes
     from wrappers import DreamVectorEnv
 
-    if config.controller not in CONTROLLERS:
-        raise ValueError(f"controller must be one of {CONTROLLERS}, got {config.controller!r}")
-    if config.controller == "action" and config.obs_mode != "state":
-        raise ValueError("--controller action reads the walkability patch of 'state' observations; "
-                         f"use --obs-mode state or --controller latent (got --obs-mode {config.obs_mode})")
-    if config.collect_bias and config.obs_mode != "state":
-        raise ValueError("--collect-bias reads the walkability patch of 'state' observations; "
-                         f"pass --collect-bias 0 with --obs-mode {config.obs_mode}")
+    check_config(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -192,6 +185,20 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
 
 
 CONTROLLERS = ("action", "latent")
+
+
+def check_config(config: DemoConfig) -> None:
+    """Raises ValueError, naming the option, for settings that cannot run together."""
+    if config.controller not in CONTROLLERS:
+        raise ValueError(f"argument --controller: choose from {', '.join(CONTROLLERS)}; got {config.controller!r}")
+    if config.controller == "action" and config.obs_mode != "state":
+        raise ValueError("argument --controller: 'action' reads the walkability patch of --obs-mode state; "
+                         "use --controller latent with dict or pixels")
+    if not 0.0 <= config.collect_bias <= 1.0:
+        raise ValueError(f"argument --collect-bias: a probability in [0, 1], got {config.collect_bias}")
+    if config.collect_bias and config.obs_mode != "state":
+        raise ValueError("argument --collect-bias: the goal-biased walk reads --obs-mode state; "
+                         "pass --collect-bias 0")
 
 
 def _controller(config: DemoConfig, model, action_space):

@@ -58,8 +58,8 @@ def test_demo_latent_controller_and_bad_combinations(tmp_path):
     import numpy as np
 
     assert np.load(out / "controller_dream.npz")["params"].size > 5 * 10
-    for changes, message in (({"controller": "nope"}, "controller must be one of"),
-                             ({"obs_mode": "dict"}, "--controller action reads"),
-                             ({"obs_mode": "dict", "controller": "latent"}, "--collect-bias reads")):
+    for changes, message in (({"controller": "nope"}, "choose from action, latent"),
+                             ({"obs_mode": "dict"}, "'action' reads the walkability patch"),
+                             ({"obs_mode": "dict", "controller": "latent"}, "pass --collect-bias 0")):
         with pytest.raises(ValueError, match=message):
             run_demo(replace(tiny, **changes))
