@@ -68,6 +68,7 @@ import torch
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env import causal
+from campus_env.features import ACTION_FEATURES, ACTION_MOVES, action_features
 from campus_env.rules import BLOCKED_PENALTY, STEP_PENALTY
 from campusnav.arguments import dataclass_parser
 from model_zoo.data import collect
@@ -87,10 +88,6 @@ INTERVENTIONS: dict[str, dict] = {
 HELDOUT = tuple(name for name in INTERVENTIONS if "held out" in name)
 OUTCOMES = ("travel_time", "blocked", "return")
 BLOCKED_REWARD = -(STEP_PENALTY + BLOCKED_PENALTY / 2)  # a step's reward below this carries the blocked penalty
-# the 5x5 walkability patch follows the state (6) and causal (16) parts; its centre is the agent
-PATCH_START, PATCH_CENTRE = 6 + 16, 12
-MOVES = {1: (-1, 0, PATCH_CENTRE - 5), 2: (1, 0, PATCH_CENTRE + 5), 3: (0, 1, PATCH_CENTRE + 1),
-         4: (0, -1, PATCH_CENTRE - 1)}  # action: (row step, col step, patch index of the target cell)
 
 
 @dataclass
@@ -141,9 +138,8 @@ def parse_args(argv=None) -> Args:
 def policy(obs: np.ndarray, rng: np.random.Generator, epsilon: float) -> np.ndarray:
     """Actions (N,) toward the goal for flat state observations (N, 72): see the module docstring."""
     offset = obs[:, 4:6]  # goal minus agent, (row, col), scaled by the map size
-    patch = obs[:, PATCH_START : PATCH_START + 25] > 0.5  # (N, 25) open cells around the agent
-    scores = np.stack([dr * offset[:, 0] + dc * offset[:, 1] + 10.0 * patch[:, i]
-                       for dr, dc, i in MOVES.values()], axis=1)  # (N, 4): open first, then progress
+    open_ = action_features(obs)[:, 1:, ACTION_FEATURES.index("walkable")] > 0.5  # (N, 4) the moves' cells
+    scores = offset @ ACTION_MOVES[1:].T + 10.0 * open_  # (N, 4): open first, then progress
     actions = 1 + scores.argmax(axis=1)
     explore = rng.random(len(obs)) < epsilon
     return np.where(explore, rng.integers(1, 5, len(obs)), actions).astype(np.int64)

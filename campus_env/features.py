@@ -34,16 +34,16 @@ import numpy as np
 
 from campus_env.core import CAUSAL_DIM, PATCH, STATE_DIM
 
-__all__ = ["ACTION_FEATURES", "action_features", "goal_biased_policy"]
+__all__ = ["ACTION_FEATURES", "ACTION_MOVES", "action_features", "goal_biased_policy"]
 
 ACTION_FEATURES = ("progress", "walkable", "crowd", "wait", "progress_walkable")
 
 # action -> (row, column) step, as in the core: wait, up, down, right, left
-_MOVES = np.array([[0, 0], [-1, 0], [1, 0], [0, 1], [0, -1]], dtype=np.float32)
+ACTION_MOVES = np.array([[0, 0], [-1, 0], [1, 0], [0, 1], [0, -1]], dtype=np.float32)
 _CENTRE = PATCH // 2
 # the patch index of the cell each action leads to (the patch is row-major around the agent)
-_TARGET = np.array([(_CENTRE + dr) * PATCH + _CENTRE + dc for dr, dc in _MOVES.astype(int)])
-_WAIT = (np.abs(_MOVES).sum(axis=1) == 0).astype(np.float32)
+_TARGET = np.array([(_CENTRE + dr) * PATCH + _CENTRE + dc for dr, dc in ACTION_MOVES.astype(int)])
+_WAIT = (np.abs(ACTION_MOVES).sum(axis=1) == 0).astype(np.float32)
 _SIZES = {STATE_DIM + 2 * PATCH**2: STATE_DIM, STATE_DIM + CAUSAL_DIM + 2 * PATCH**2: STATE_DIM + CAUSAL_DIM}
 
 
@@ -64,7 +64,7 @@ def action_features(obs: np.ndarray, map_size: tuple[int, int] = (32, 32)) -> np
     patch = _SIZES[obs.shape[1]]
     offset = obs[:, 4:6] * (np.asarray(map_size, dtype=np.float32) - 1)  # in cells
     direction = np.where(np.abs(offset) > 0.5, np.sign(offset), 0.0)
-    progress = direction @ _MOVES.T  # (N, 5)
+    progress = direction @ ACTION_MOVES.T  # (N, 5)
     # waiting is never blocked: it reads as a walkable, empty cell (the agent's own cell may show closed)
     walkable = np.where(_WAIT > 0, 1.0, obs[:, patch + _TARGET]).astype(np.float32)
     crowd = np.where(_WAIT > 0, 0.0, obs[:, patch + PATCH**2 + _TARGET]).astype(np.float32)
