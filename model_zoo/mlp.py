@@ -1,4 +1,4 @@
-"""Deterministic MLP world models: one network, and a bootstrapped ensemble of them.
+"""MLP world models: one network, and a bootstrapped ensemble of them; deterministic unless ``outcomes > 1``.
 
 The state is the current observation as one flat float vector: the vector parts
 as ``ObsSpec.vector`` gives them (Discrete parts one-hot) after the image parts,
@@ -10,6 +10,30 @@ Nagabandi et al. 2018, "Neural Network Dynamics for Model-Based Deep
 Reinforcement Learning with Model-Free Fine-Tuning". Inputs and targets are
 normalised by running statistics kept as buffers, so they are saved with the
 weights.
+
+A mean prediction is a poor dream of a stochastic env. On CampusNav-v0 a move
+fails by chance (a crowd, a slip) about one time in four on a goal-directed
+walk, so the mean next position is a fraction of a cell away, the map around
+it a blur of two, and the reward an average of a blocked and a free step.
+Closed-loop dreams then drift off every state the env can be in. Three
+options, all off by default, make an imagined episode one the env could show:
+
+- ``outcomes=K > 1``: the network predicts K whole next steps (change of
+  state, reward, termination logit) and their odds, trained by relaxed winner
+  takes all (Rupprecht et al. 2017, "Learning in an Uncertain World:
+  Representing Ambiguity Through Multiple Hypotheses"): the outcome nearest
+  the target learns it, the odds learn how often each one wins. ``imagine``
+  draws one outcome per step (and, for an ensemble, one member per row, as
+  PETS's TS1 sampling), with ``temperature``.
+- ``snap_levels=L``: a dimension that took at most L distinct values in the
+  training data (a grid position, a one-hot code, a map bit) is moved to the
+  nearest of them after every imagined step.
+- ``input_noise=s``: training inputs are nudged by Gaussian noise (s times each
+  dimension's spread) while the target stays the clean next state, so the
+  network learns to pull a slightly-off state back rather than carry its error on.
+
+Whatever the options, a dimension that never changed within an episode of the
+training data (a goal, the day) does not change in imagination either.
 
 ``MLPEnsemble`` trains N such networks at once on bootstrapped data (Poisson(1)
 weights per sample and member, the online bootstrap of Oza & Russell 2001), as
@@ -63,8 +87,28 @@ class MLPConfig:
     reward_coef: float = 1.0
     termination_coef: float = 1.0
     min_std: float = 1e-2  # floor of the running std that normalises inputs and targets
+    # outcomes > 1: that many whole next steps and their odds, one drawn per imagined step (see the module
+    # docstring); 1 is the deterministic mean prediction
+    outcomes: int = 1
+    outcome_relax: float = 0.05  # outcomes > 1: share of the loss spread over the outcomes that did not win
+    temperature: float = 1.0  # outcomes > 1: odds sharpened (< 1) or flattened (> 1); 0 takes the likeliest
+    # std of the Gaussian noise added to training inputs, in units of each dimension's spread; the targets stay
+    # the clean next states, so the network learns to pull a drifted state back (see the module docstring)
+    input_noise: float = 0.0
+    # snap_levels > 0: a dimension that took at most that many distinct values in the training data (a grid
+    # position, a one-hot code, a map bit) is snapped to the nearest of them after each imagined step, so a dream
+    # stays on the values the env can show; dimensions with more values are left as predicted
+    snap_levels: int = 0
 
     def __post_init__(self):
+        if self.outcomes < 1:
+            raise ValueError(f"outcomes must be at least 1, got {self.outcomes}")
+        if not 0 <= self.outcome_relax < 1:
+            raise ValueError(f"outcome_relax must lie in [0, 1), got {self.outcome_relax}")
+        if self.snap_levels < 0:
+            raise ValueError(f"snap_levels must be >= 0, got {self.snap_levels}")
+        if self.temperature < 0 or self.input_noise < 0:
+            raise ValueError(f"temperature and input_noise must be >= 0, got {self.temperature}, {self.input_noise}")
         for name in ("state_loss", "reward_loss"):
             if getattr(self, name) not in _LOSSES:
                 raise ValueError(f"{name} must be one of {_LOSSES}, got {getattr(self, name)!r}")
@@ -164,11 +208,12 @@ class EnsembleMLP(nn.Module):
 
 
 class Prediction(NamedTuple):
-    """Every member's one-step prediction, (M, N, ...)."""
+    """Every member's one-step prediction, (M, N, ...); with K > 1 outcomes (M, N, K, ...) and their odds."""
 
     delta: Tensor  # (M, N, D) normalised change of state
     reward: Tensor  # (M, N) normalised reward
     logit: Tensor  # (M, N) termination logit
+    odds: Tensor | None = None  # (M, N, K) logits of the outcomes, when there are several
 
 
 @dataclass
@@ -204,7 +249,14 @@ class MLPWorldModel(WorldModel):
         self.in_norm = RunningNorm(in_dim, config.min_std)  # of (state, encoded action)
         self.delta_norm = RunningNorm(self.state_dim, config.min_std)  # of next state - state
         self.reward_norm = RunningNorm(1, config.min_std)
-        self.net = self._build_net(in_dim, self.state_dim + 2)
+        k = config.outcomes
+        self.net = self._build_net(in_dim, self.state_dim + 2 if k == 1 else k * (self.state_dim + 3))
+        if config.snap_levels:
+            # the distinct values each dimension took, ascending, padded with +inf; a count above snap_levels
+            # marks a dimension with too many values to snap
+            self.register_buffer("levels", torch.full((self.state_dim, config.snap_levels), math.inf))
+            self.register_buffer("level_count", torch.zeros(self.state_dim, dtype=torch.int64))
+
 
     @property
     def members(self) -> int:
@@ -250,18 +302,76 @@ class MLPWorldModel(WorldModel):
 
     def _predict(self, x: Tensor, a: Tensor) -> Prediction:
         """Every member's prediction from flat states x (N, D) and encoded actions a (N, A)."""
-        out = self._members_forward(self.in_norm.normalize(torch.cat([x, a], dim=-1)))  # (M, N, D + 2)
-        d = self.state_dim
-        return Prediction(out[..., :d], out[..., d], out[..., d + 1])
+        out = self._members_forward(self.in_norm.normalize(torch.cat([x, a], dim=-1)))  # (M, N, out)
+        d, k = self.state_dim, self.config.outcomes
+        if k == 1:
+            return Prediction(out[..., :d], out[..., d], out[..., d + 1])
+        out = out.reshape(out.shape[:-1] + (k, d + 3))  # (M, N, K, D + 3)
+        return Prediction(out[..., :d], out[..., d], out[..., d + 1], out[..., d + 2])
 
-    def _step(self, x: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Mean next state (N, D), reward (N,), terminated (N,) bool and disagreement (N,)."""
-        pred = self._predict(x, self.encode_action(action))
-        next_x = x + self.delta_norm.denormalize(pred.delta).mean(0)  # (N, D)
-        next_x = torch.maximum(torch.minimum(next_x, self.state_high), self.state_low)
+    def _draw(self, pred: Prediction, generator: torch.Generator | None) -> Prediction:
+        """One outcome per member and row, drawn with the tempered odds: the (M, N, ...) prediction it makes."""
+        if pred.odds is None:
+            return pred
+        odds, temperature = pred.odds, self.config.temperature
+        if temperature == 0:
+            pick = odds.argmax(-1)  # (M, N)
+        else:
+            probs = torch.softmax(odds / temperature, dim=-1).reshape(-1, odds.shape[-1])
+            pick = torch.multinomial(probs, 1, generator=generator).reshape(odds.shape[:-1])
+        drawn = _pick(pred, pick)  # (M, N, ...)
+        members, n = odds.shape[:2]
+        if members == 1:
+            return drawn
+        # one member per row too (PETS's TS1 sampling): a mean over members would blur the outcomes again
+        member = torch.randint(0, members, (1, n), generator=generator, device=odds.device)
+        return Prediction(*(part.gather(0, member.view((1, n) + (1,) * (part.dim() - 2)).expand((1,) + part.shape[1:]))
+                            for part in drawn[:3]))
+
+    def _step(
+        self, x: Tensor, action: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Next state (N, D), reward (N,), terminated (N,) bool and disagreement (N,): the members' mean
+        prediction, or with several outcomes the outcome drawn from a member drawn per row."""
+        full = self._predict(x, self.encode_action(action))
+        pred = self._draw(full, generator)
+        # a dimension that never changed within an episode of the data (a goal, a context) does not change here
+        # either: the network's small errors there would otherwise add up over an imagined episode
+        next_x = x + self.delta_norm.denormalize(pred.delta).mean(0) * self._changing()  # (N, D)
+        next_x = self._snap(torch.maximum(torch.minimum(next_x, self.state_high), self.state_low))
         reward = self.reward_norm.denormalize(pred.reward[..., None])[..., 0].mean(0)  # (N,)
         terminated = torch.sigmoid(pred.logit).mean(0) > 0.5  # (N,)
-        return next_x, reward, terminated, _disagreement(pred.delta)
+        return next_x, reward, terminated, _disagreement(_expected(full).delta)
+
+    @torch.no_grad()
+    def _record_levels(self, x: Tensor) -> None:
+        """Merges the distinct values of the states x (N, D) into ``levels``.
+
+        Values closer than 1e-4 of the dimension's spread count as one, the smallest standing for them (float
+        rounding makes k / 31 - j / 31 differ in its last bits from one pair (k, j) to another)."""
+        cap = self.config.snap_levels
+        grain = 1e-4 * self.in_norm.std[: self.state_dim]
+        for d in torch.nonzero(self.level_count <= cap).flatten().tolist():
+            seen = self.levels[d, : int(self.level_count[d])]
+            merged = torch.unique(torch.cat([seen, x[:, d]]))  # sorted
+            merged = merged[torch.cat([merged.new_ones(1, dtype=torch.bool), merged.diff() > grain[d]])]
+            if len(merged) > cap:
+                self.level_count[d] = cap + 1
+                continue
+            self.levels[d, : len(merged)] = merged
+            self.level_count[d] = len(merged)
+
+    def _snap(self, x: Tensor) -> Tensor:
+        """x (N, D) with every dimension of few values moved to the nearest value it took in the data."""
+        if not self.config.snap_levels:
+            return x
+        snap = (self.level_count > 0) & (self.level_count <= self.config.snap_levels)  # (D,)
+        nearest = (x[..., None] - self.levels).abs().argmin(-1, keepdim=True)  # (N, D, 1); inf padding never wins
+        return torch.where(snap, self.levels.expand(x.shape[0], -1, -1).gather(-1, nearest)[..., 0], x)
+
+    def _changing(self) -> Tensor:
+        """1.0 where the state changed in some training pair, 0.0 where it never did (D,); all 1 before training."""
+        return (self.delta_norm.var > 0).to(self.delta_norm.mean.dtype)
 
     def _sample_weights(self, valid: Tensor) -> Tensor:
         """Per-member weights (M, N) of the N training pairs."""
@@ -294,15 +404,39 @@ class MLPWorldModel(WorldModel):
             self.in_norm.update(torch.cat([x, act], dim=-1)[valid])
             self.delta_norm.update(delta[valid])
             self.reward_norm.update(reward[valid])
+            if cfg.snap_levels:
+                self._record_levels(s.reshape(-1, self.state_dim))
+            if cfg.input_noise > 0:
+                noise = torch.randn_like(x) * (cfg.input_noise * self.in_norm.std[: self.state_dim] * self._changing())
+                x, delta = x + noise, delta - noise  # the same next state, from a nudged one
 
-        pred = self._predict(x, act)  # (M, N, ...)
-        state_loss = self._regression(pred.delta, self.delta_norm.normalize(delta), cfg.state_loss).mean(-1)
-        reward_loss = self._regression(pred.reward, self.reward_norm.normalize(reward)[:, 0], cfg.reward_loss)
+        pred = self._predict(x, act)  # (M, N, ...) or (M, N, K, ...)
+        target_delta, target_reward = self.delta_norm.normalize(delta), self.reward_norm.normalize(reward)[:, 0]
+        many = pred.odds is not None
+        if many:  # every outcome's prediction is compared with the pair's target
+            target_delta, target_reward, done = target_delta[:, None], target_reward[:, None], done[:, None]
+        state_loss = self._regression(pred.delta, target_delta, cfg.state_loss).mean(-1)
+        reward_loss = self._regression(pred.reward, target_reward, cfg.reward_loss)
         pos_weight = torch.tensor(cfg.termination_pos_weight, device=self.device)
         term_loss = F.binary_cross_entropy_with_logits(
             pred.logit, done.expand_as(pred.logit), pos_weight=pos_weight, reduction="none"
         )
-        per_pair = cfg.state_coef * state_loss + cfg.reward_coef * reward_loss + cfg.termination_coef * term_loss
+        odds_loss = None
+        if not many:
+            per_pair = cfg.state_coef * state_loss + cfg.reward_coef * reward_loss + cfg.termination_coef * term_loss
+        else:
+            # winner takes all, relaxed (Rupprecht et al. 2017): the outcome nearest the target (state and reward)
+            # learns it, the others a little, and the odds learn how often each outcome wins. Termination is
+            # learnt by every outcome alike: it is rare, and the step that ends an episode is a moved one
+            fit = cfg.state_coef * state_loss + cfg.reward_coef * reward_loss  # (M, N, K)
+            winner = fit.detach().argmin(-1)  # (M, N)
+            won = fit.gather(-1, winner[..., None])[..., 0]
+            odds_loss = F.cross_entropy(pred.odds.flatten(0, 1), winner.flatten(), reduction="none").view_as(won)
+            relax = cfg.outcome_relax
+            term_loss = term_loss.mean(-1)
+            per_pair = (1 - relax) * won + relax * fit.mean(-1) + cfg.termination_coef * term_loss + odds_loss
+            state_loss, reward_loss = (part.gather(-1, winner[..., None])[..., 0] for part in (state_loss, reward_loss))
+            pred = _expected(pred)
         weights = self._sample_weights(valid) if self.training else valid.float()[None]  # (M, N)
         total = ((per_pair * weights).sum(-1) / weights.sum(-1).clamp_min(1.0)).mean()
 
@@ -325,6 +459,8 @@ class MLPWorldModel(WorldModel):
                 "reward_mae": float(((pred_reward - reward).abs()[:, 0] * mask).sum() / n),
                 "pairs": float(valid.sum()),
             }
+            if odds_loss is not None:
+                metrics["odds_loss"] = avg(odds_loss)
             if self.members > 1:
                 metrics["disagreement"] = float((_disagreement(pred.delta) * mask).sum() / n)
         return total, metrics
@@ -349,9 +485,10 @@ class MLPWorldModel(WorldModel):
         do: Mapping[str, Any] | None = None,
         generator: torch.Generator | None = None,
     ) -> Imagined:
-        """The mean prediction of the step ``action`` leads to; deterministic, so ``generator`` is unused."""
+        """The step ``action`` leads to: the mean prediction (deterministic, ``generator`` unused), or with
+        ``outcomes > 1`` one outcome drawn with ``generator``."""
         self.check_do(do)
-        next_x, reward, terminated, _ = self._step(state["obs"], action)
+        next_x, reward, terminated, _ = self._step(state["obs"], action, generator)
         return Imagined({"obs": next_x}, reward, terminated)
 
     def decode(self, state: State) -> Obs:
@@ -438,13 +575,13 @@ class MLPEnsemble(MLPWorldModel):
         generator: torch.Generator | None = None,
     ) -> Imagined:
         self.check_do(do)
-        next_x, reward, terminated, disagreement = self._step(state["obs"], action)
+        next_x, reward, terminated, disagreement = self._step(state["obs"], action, generator)
         return Imagined({"obs": next_x, "disagreement": disagreement}, reward, terminated)
 
     def uncertainty(self, state: State, action: Tensor) -> Tensor:
         """Disagreement (B,) of the members about the step ``action`` leads to from ``state``."""
         pred = self._predict(state["obs"], self.encode_action(action))
-        return _disagreement(pred.delta)  # (B,)
+        return _disagreement(_expected(pred).delta)  # (B,)
 
 
 def _state_bounds(spec, image_dim: int) -> tuple[Tensor, Tensor]:
@@ -459,6 +596,21 @@ def _state_bounds(spec, image_dim: int) -> tuple[Tensor, Tensor]:
             high.append(np.broadcast_to(space.high, space.shape).astype(np.float64).ravel())
     as_tensor = lambda parts: torch.as_tensor(np.concatenate(parts), dtype=torch.float32)  # noqa: E731
     return as_tensor(low), as_tensor(high)
+
+
+def _pick(pred: Prediction, pick: Tensor) -> Prediction:
+    """The outcome ``pick`` (M, N) of each member and row of a prediction with several outcomes: (M, N, ...)."""
+    index = pick[..., None]  # (M, N, 1)
+    delta = pred.delta.gather(2, index[..., None].expand(-1, -1, 1, pred.delta.shape[-1]))[:, :, 0]
+    return Prediction(delta, pred.reward.gather(2, index)[..., 0], pred.logit.gather(2, index)[..., 0])
+
+
+def _expected(pred: Prediction) -> Prediction:
+    """The odds-weighted mean (M, N, ...) of a prediction with several outcomes; others as they are."""
+    if pred.odds is None:
+        return pred
+    odds = torch.softmax(pred.odds, dim=-1)  # (M, N, K)
+    return Prediction((odds[..., None] * pred.delta).sum(2), (odds * pred.reward).sum(2), (odds * pred.logit).sum(2))
 
 
 def _disagreement(delta: Tensor) -> Tensor:

@@ -327,3 +327,135 @@ def test_imagined_states_stay_inside_the_observation_bounds():
         for _ in range(20):
             state = model.imagine(state, torch.ones(4, dtype=torch.long)).state
     assert state["obs"].abs().max() <= 1.0 and torch.isfinite(state["obs"]).all()
+
+
+def _coin_flip_batch(B=64, T=8, p_move=0.7, seed=0):
+    """A 1-D walk: action 1 moves +1 with probability p_move (reward 0), else stays (reward -1); action 0 stays."""
+    g = torch.Generator().manual_seed(seed)
+    action = torch.randint(0, 2, (B, T), generator=g)
+    moved = (action == 1) & (torch.rand(B, T, generator=g) < p_move)
+    x = torch.zeros(B, T)
+    x[:, 0] = torch.randint(-4, 4, (B,), generator=g).float()
+    for t in range(1, T):
+        x[:, t] = x[:, t - 1] + moved[:, t].float()
+    reward = torch.where((action == 1) & ~moved, -1.0, 0.0)
+    is_first = torch.zeros(B, T, dtype=torch.bool)
+    is_first[:, 0] = True
+    obs = torch.stack([x, torch.zeros_like(x)], -1)
+    return Batch(obs, action, reward, torch.zeros(B, T, dtype=torch.bool), is_first)
+
+
+def _fit(model, batch, steps, lr=3e-3):
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    for _ in range(steps):
+        loss, metrics = model.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return metrics
+
+
+@pytest.mark.parametrize("model_id", MODEL_IDS)
+def test_outcomes_draw_whole_next_steps_with_the_odds_of_the_data(model_id):
+    torch.manual_seed(0)
+    space = spaces.Box(-20, 20, (2,), np.float32)
+    extra = {"members": 2} if model_id == "mlp_ensemble" else {}
+    model = model_zoo.make(model_id, space, spaces.Discrete(2), hidden=32, layers=2, outcomes=2, **extra)
+    metrics = _fit(model, _coin_flip_batch(), 400)
+    assert "odds_loss" in metrics
+    n = 2000
+    start = {"obs": torch.zeros(n, 2)}
+    with torch.no_grad():
+        out = model.imagine(start, torch.ones(n, dtype=torch.long), generator=torch.Generator().manual_seed(0))
+        again = model.imagine(start, torch.ones(n, dtype=torch.long), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out.state["obs"], again.state["obs"])  # seeded draws repeat
+    step = out.state["obs"][:, 0]
+    moved = step > 0.5
+    assert 0.6 < moved.float().mean() < 0.8  # the data moves 70% of the time
+    # each draw is one whole outcome: a full step with no penalty, or no step with the penalty
+    assert (step[moved] - 1).abs().max() < 0.25 and step[~moved].abs().max() < 0.25
+    assert out.reward[moved].abs().max() < 0.25 and (out.reward[~moved] + 1).abs().max() < 0.25
+    if model_id == "mlp_ensemble":
+        assert out.state["disagreement"].shape == (n,)
+
+
+def test_a_single_outcome_predicts_the_blurred_mean_instead():
+    torch.manual_seed(0)
+    model = model_zoo.make("mlp", spaces.Box(-20, 20, (2,), np.float32), spaces.Discrete(2), hidden=32, layers=2)
+    _fit(model, _coin_flip_batch(), 400)
+    with torch.no_grad():
+        out = model.imagine({"obs": torch.zeros(8, 2)}, torch.ones(8, dtype=torch.long))
+    torch.testing.assert_close(out.state["obs"][:, 0], torch.full((8,), 0.7), atol=0.1, rtol=0)
+    torch.testing.assert_close(out.reward, torch.full((8,), -0.3), atol=0.1, rtol=0)
+
+
+def test_input_noise_teaches_the_model_to_pull_drifted_states_back():
+    """The state flips between 0 and 1. From 0.3, off every state in the data, the model trained on clean
+    inputs extrapolates the flip to 0.7; the one trained on nudged inputs heads back to the lattice, at 1."""
+
+    def trained(noise):
+        torch.manual_seed(0)
+        model = model_zoo.make(
+            "mlp", spaces.Box(-5, 5, (2,), np.float32), spaces.Discrete(2), hidden=64, layers=2, input_noise=noise
+        )
+        g = torch.Generator().manual_seed(0)
+        B, T = 32, 8
+        obs = torch.zeros(B, T, 2)
+        obs[:, :, 0] = (torch.randint(0, 2, (B, 1), generator=g) + torch.arange(T)) % 2
+        is_first = torch.zeros(B, T, dtype=torch.bool)
+        is_first[:, 0] = True
+        batch = Batch(obs, torch.randint(0, 2, (B, T), generator=g), torch.zeros(B, T),
+                      torch.zeros(B, T, dtype=torch.bool), is_first)
+        _fit(model, batch, 1000)
+        return model
+
+    drifted = {"obs": torch.tensor([[0.3, 0.0], [0.7, 0.0]])}  # the flip takes them to 1 and 0
+    errors = {}
+    for noise in (0.0, 0.3):
+        model = trained(noise)
+        with torch.no_grad():
+            step = model.imagine(drifted, torch.tensor([0, 1])).state["obs"][:, 0]
+        errors[noise] = (step - torch.tensor([1.0, 0.0])).abs().max()
+    assert errors[0.0] > 0.25  # the flip, extrapolated: 0.3 -> 0.7
+    assert errors[0.3] < 0.6 * errors[0.0]
+
+
+def test_snap_levels_keep_a_dream_on_the_values_the_data_showed(tmp_path):
+    """A walk on a grid of 10 cells (dimension 0) beside a continuous signal (dimension 1): with snap_levels, a
+    long imagined walk stays exactly on the grid, the signal is left as predicted, and the levels are saved."""
+    g = torch.Generator().manual_seed(0)
+    B, T = 32, 8
+    action = torch.randint(0, 3, (B, T), generator=g)  # 0 stay, 1 right, 2 left
+    cell = torch.zeros(B, T, dtype=torch.long)
+    cell[:, 0] = torch.randint(0, 10, (B,), generator=g)
+    for t in range(1, T):
+        step = torch.where(action[:, t] == 1, 1, torch.where(action[:, t] == 2, -1, 0))
+        cell[:, t] = (cell[:, t - 1] + step).clamp(0, 9)
+    signal = torch.rand(B, T, generator=g)
+    is_first = torch.zeros(B, T, dtype=torch.bool)
+    is_first[:, 0] = True
+    obs = torch.stack([cell.float() / 9, signal], -1)
+    batch = Batch(obs, action, torch.zeros(B, T), torch.zeros(B, T, dtype=torch.bool), is_first)
+    space = spaces.Box(-1, 2, (2,), np.float32)
+    torch.manual_seed(0)
+    model = model_zoo.make("mlp", space, spaces.Discrete(3), hidden=32, layers=2, snap_levels=16)
+    _fit(model, batch, 100)
+    assert model.level_count.tolist() == [10, 17]  # the signal has too many values: marked, not snapped
+    torch.testing.assert_close(model.levels[0, :10], torch.arange(10) / 9)
+    state = {"obs": torch.tensor([[0.0, 0.5], [1.0, 0.5]])}
+    with torch.no_grad():
+        for _ in range(30):
+            state = model.imagine(state, torch.tensor([1, 2]))[0]
+            on_grid = (state["obs"][:, 0:1] - torch.arange(10) / 9).abs().min(-1).values
+            assert torch.all(on_grid == 0)
+    assert not torch.isin(state["obs"][:, 1], model.levels[1]).all()
+    model.save(tmp_path / "m")
+    loaded = model_zoo.load(tmp_path / "m")
+    assert torch.equal(loaded.levels, model.levels) and torch.equal(loaded.level_count, model.level_count)
+
+
+def test_bad_outcome_settings_are_rejected():
+    for bad in ({"outcomes": 0}, {"outcome_relax": 1.0}, {"temperature": -1.0}, {"input_noise": -0.1},
+                {"snap_levels": -1}):
+        with pytest.raises(ValueError):
+            make("mlp", **bad)

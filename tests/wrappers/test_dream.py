@@ -416,9 +416,18 @@ def test_seeded_resets_give_the_same_dream(corridor):
     assert not np.array_equal(vector_dream(7), vector_dream(8))
 
 
-def test_temperature_needs_a_model_with_one(campus):
+@dataclasses.dataclass(frozen=True)
+class _NoTemperature:
+    """A model config without a temperature (every zoo model has one)."""
+
+    nan_at: int = 0
+
+
+def test_temperature_needs_a_model_with_one(corridor):
+    model = corridor()
+    model.config = _NoTemperature()
     with pytest.raises(ValueError, match="has no temperature"):
-        DreamEnv(campus("mlp"), gym.make("CampusNav-v0", obs_mode="state"), temperature=0.5)
+        DreamEnv(model, CorridorEnv(), temperature=0.5)
 
 
 @pytest.mark.parametrize("model_id", model_zoo.list_models())

@@ -1,0 +1,131 @@
+"""How faithful an MLP's dream of CampusNav-v0 is, closed loop, under each of its dream options (issue 4).
+
+The demo's controller trained in the dream stands still because the dream
+punishes moving: a fixed policy that walks to the goal scores far worse in
+the dream than in reality. This benchmark measures that gap for the ``mlp``
+world model with its options (``outcomes``, ``snap_levels``, ``input_noise``,
+see ``model_zoo.mlp``), all trained on one dataset with one budget:
+
+- data: the demo's collection (``campusnav demo`` defaults: 512 episodes of
+  100 steps, "state" observations, the goal-biased walk with bias 0.5);
+- training: ``--steps`` gradient steps, batches of 16 windows of 32 steps;
+- the probe: the goal-biased walk with bias 1.0 (always a walkable step
+  towards the goal when there is one), ``--episodes`` episodes from seeded
+  real starts (drawn alike, not the same ones), run in each model's
+  ``DreamVectorEnv`` (decoded observations) and in the real vector env.
+
+The table gives, per row, the mean return, the success rate, blocked moves per
+step and episode length, and the dream's return as a share of the real return
+gain over standing still (1.0: the dream values the walk as reality does). It
+is a benchmark, not a test: it prints, it does not fail.
+
+    python benchmarks/dream_fidelity.py            # a few minutes
+    python benchmarks/dream_fidelity.py --quick    # seconds, a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import campus_env  # noqa: F401  (registers CampusNav-v0)
+import model_zoo
+from campus_env.features import goal_biased_policy
+from campusnav.arguments import parse_overrides
+from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
+from wrappers import DreamVectorEnv
+
+ENV_ID = "CampusNav-v0"
+VARIANTS = {
+    "mlp (mean prediction)": "",
+    "outcomes=4": "outcomes=4",
+    "outcomes=4, snap_levels=64": "outcomes=4,snap_levels=64",
+    "outcomes=4, snap_levels=64, input_noise=0.05": "outcomes=4,snap_levels=64,input_noise=0.05",
+}
+STAND_STILL = -0.01  # the step penalty: standing still for a whole episode scores -0.01 x steps
+
+
+def probe(env, episodes: int, seed: int) -> dict[str, float]:
+    """Runs the goal-biased walk (bias 1.0) for one episode per env; mean return, success, blocked/step, steps."""
+    policy = goal_biased_policy(1.0, seed=seed)
+    obs, _ = env.reset(seed=seed)
+    alive = np.ones(episodes, dtype=bool)
+    returns, success = np.zeros(episodes), np.zeros(episodes, dtype=bool)
+    blocked = steps = 0
+    while alive.any():
+        obs, reward, terminated, truncated, _ = env.step(policy(obs))
+        returns += np.where(alive, reward, 0.0)
+        success |= alive & terminated
+        blocked += int((alive & (reward < -0.035)).sum())  # -0.06: a blocked move; -0.01: any other step
+        steps += int(alive.sum())
+        alive &= ~(terminated | truncated)
+    return {"return": float(returns.mean()), "success": float(success.mean()),
+            "blocked_per_step": blocked / max(steps, 1), "steps": steps / episodes}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3000, help="gradient steps per model")
+    parser.add_argument("--collect-episodes", type=int, default=512)
+    parser.add_argument("--episodes", type=int, default=512, help="probe episodes, in the dream and in reality")
+    parser.add_argument("--max-episode-steps", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 64 episodes, 100 steps")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.steps, args.collect_episodes, args.episodes = 100, 64, 64
+    torch.set_num_threads(args.threads)
+    horizon = args.max_episode_steps
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = collect(ENV_ID, num_episodes=args.collect_episodes, num_envs=8, env_kwargs={"obs_mode": "state"},
+                          policy=goal_biased_policy(0.5, seed=args.seed), max_episode_steps=horizon,
+                          seed=args.seed, dataset_id="campusnav/fidelity-v0", data_path=Path(tmp), progress=False)
+        train, _ = split_episodes(load_episodes(dataset), 0.1, seed=args.seed)
+        real_env = gym.make_vec(ENV_ID, num_envs=args.episodes, obs_mode="state", max_episode_steps=horizon)
+        rows = {"reality": probe(real_env, args.episodes, args.seed + 1)}
+        real_env.close()
+        for name, overrides in VARIANTS.items():
+            torch.manual_seed(args.seed)
+            model = model_zoo.make("mlp", dataset.observation_space, dataset.action_space,
+                                   **parse_overrides(overrides))
+            started = time.perf_counter()
+            model_zoo.fit(model, SequenceSampler(train, 32, 16, seed=args.seed), steps=args.steps, lr=1e-3,
+                          seed=args.seed, progress=False)
+            seconds = time.perf_counter() - started
+            model.eval()
+            dream = DreamVectorEnv(model, args.episodes, ENV_ID, obs="decoded", env_kwargs={"obs_mode": "state"},
+                                   max_episode_steps=horizon)
+            rows[name] = {**probe(dream, args.episodes, args.seed + 1), "train_s": seconds}
+            dream.close()
+
+    floor = STAND_STILL * horizon
+    real_gain = rows["reality"]["return"] - floor
+    for row in rows.values():
+        row["share_of_real_gain"] = (row["return"] - floor) / real_gain if real_gain > 0 else float("nan")
+    print(f"\nThe goal-biased walk in each dream and in reality; {args.steps} training steps, "
+          f"{args.episodes} episodes; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n")
+    print("| where | return | share of the real gain over standing still | success | blocked/step | steps |")
+    print("|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['return']:.3f} | {r['share_of_real_gain']:.2f} | {r['success']:.2f} | "
+              f"{r['blocked_per_step']:.3f} | {r['steps']:.1f} |")
+    results = {"config": vars(args) | {"json": str(args.json)}, "rows": rows}
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
