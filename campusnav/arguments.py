@@ -60,6 +60,8 @@ def dataclass_parser(cls: type, description: str | None = None) -> argparse.Argu
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         flag, kind = "--" + f.name.replace("_", "-"), type(default)
         help_text = helps.get(f.name)
+        if help_text:
+            help_text = help_text.replace("%", "%%")  # argparse formats help strings with %
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif kind is tuple:

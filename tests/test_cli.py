@@ -160,3 +160,18 @@ def test_collect_then_train_writes_a_dataset_a_checkpoint_and_the_table(tmp_path
 def test_collect_and_train_argument_errors(capsys, argv, message):
     assert exit_code(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_dataclass_parser_help_prints_field_docs_with_percent_signs():
+    import dataclasses
+
+    from campusnav.arguments import dataclass_parser
+
+    @dataclasses.dataclass
+    class Args:
+        held_out: float = 0.15
+        """share of episodes held out (15 % by default)"""
+
+    help_text = dataclass_parser(Args, "a description").format_help()
+    assert "(15 % by default)" in " ".join(help_text.split())
+    assert dataclass_parser(Args).parse_args(["--held-out", "0.2"]).held_out == 0.2
