@@ -15,7 +15,7 @@ A mean prediction is a poor dream of a stochastic env. On CampusNav-v0 a move
 fails by chance (a crowd, a slip) about one time in four on a goal-directed
 walk, so the mean next position is a fraction of a cell away, the map around
 it a blur of two, and the reward an average of a blocked and a free step.
-Closed-loop dreams then drift off every state the env can be in. Three
+Closed-loop dreams then drift off every state the env can be in. Four
 options, all off by default, make an imagined episode one the env could show:
 
 - ``outcomes=K > 1``: the network predicts K whole next steps (change of
@@ -31,6 +31,13 @@ options, all off by default, make an imagined episode one the env could show:
 - ``input_noise=s``: training inputs are nudged by Gaussian noise (s times each
   dimension's spread) while the target stays the clean next state, so the
   network learns to pull a slightly-off state back rather than carry its error on.
+- ``rollout_steps=H``: each training window is also rolled forward H - 1 steps
+  on the model's own predictions (the outcome nearest the truth, clipped and
+  snapped as in ``imagine``), and each step is still scored against the real
+  next state: "data as demonstrator" (Venkatraman et al. 2015, "Improving
+  Multi-step Prediction of Learned Time Series Models"). The network meets the
+  states its own errors lead to and learns to undo them; it costs about H times
+  the training time.
 
 Whatever the options, a dimension that never changed within an episode of the
 training data (a goal, the day) does not change in imagination either.
@@ -99,14 +106,19 @@ class MLPConfig:
     # position, a one-hot code, a map bit) is snapped to the nearest of them after each imagined step, so a dream
     # stays on the values the env can show; dimensions with more values are left as predicted
     snap_levels: int = 0
+    # rollout_steps = H > 1: each training window is also rolled forward H - 1 steps on the model's own
+    # predictions (the outcome nearest the truth, snapped), each step still scored against the real next state
+    # (as "data as demonstrator", Venkatraman et al. 2015): the network learns to undo its own drift
+    rollout_steps: int = 1
 
     def __post_init__(self):
         if self.outcomes < 1:
             raise ValueError(f"outcomes must be at least 1, got {self.outcomes}")
         if not 0 <= self.outcome_relax < 1:
             raise ValueError(f"outcome_relax must lie in [0, 1), got {self.outcome_relax}")
-        if self.snap_levels < 0:
-            raise ValueError(f"snap_levels must be >= 0, got {self.snap_levels}")
+        if self.snap_levels < 0 or self.rollout_steps < 1:
+            raise ValueError(f"snap_levels must be >= 0 and rollout_steps >= 1, got {self.snap_levels}, "
+                             f"{self.rollout_steps}")
         if self.temperature < 0 or self.input_noise < 0:
             raise ValueError(f"temperature and input_noise must be >= 0, got {self.temperature}, {self.input_noise}")
         for name in ("state_loss", "reward_loss"):
@@ -351,7 +363,12 @@ class MLPWorldModel(WorldModel):
         rounding makes k / 31 - j / 31 differ in its last bits from one pair (k, j) to another)."""
         cap = self.config.snap_levels
         grain = 1e-4 * self.in_norm.std[: self.state_dim]
-        for d in torch.nonzero(self.level_count <= cap).flatten().tolist():
+        open_ = self.level_count <= cap
+        if not bool(open_.any()):
+            return
+        # only dimensions with a value not yet among their levels need a merge (after a while, none)
+        known = (self._nearest(x) - x).abs() <= grain  # (N, D)
+        for d in torch.nonzero(open_ & ~known.all(0)).flatten().tolist():
             seen = self.levels[d, : int(self.level_count[d])]
             merged = torch.unique(torch.cat([seen, x[:, d]]))  # sorted
             merged = merged[torch.cat([merged.new_ones(1, dtype=torch.bool), merged.diff() > grain[d]])]
@@ -361,13 +378,21 @@ class MLPWorldModel(WorldModel):
             self.levels[d, : len(merged)] = merged
             self.level_count[d] = len(merged)
 
+    def _nearest(self, x: Tensor) -> Tensor:
+        """The level nearest each value of x (N, D) (+inf where a dimension has no levels yet)."""
+        levels = self.levels  # (D, L), ascending, padded with +inf
+        right = torch.searchsorted(levels, x.t().contiguous()).clamp_max(levels.shape[1] - 1)  # (D, N)
+        left = (right - 1).clamp_min(0)
+        above, below = levels.gather(1, right), levels.gather(1, left)  # (D, N)
+        xt = x.t()
+        return torch.where((above - xt).abs() < (xt - below).abs(), above, below).t()  # (N, D)
+
     def _snap(self, x: Tensor) -> Tensor:
         """x (N, D) with every dimension of few values moved to the nearest value it took in the data."""
         if not self.config.snap_levels:
             return x
         snap = (self.level_count > 0) & (self.level_count <= self.config.snap_levels)  # (D,)
-        nearest = (x[..., None] - self.levels).abs().argmin(-1, keepdim=True)  # (N, D, 1); inf padding never wins
-        return torch.where(snap, self.levels.expand(x.shape[0], -1, -1).gather(-1, nearest)[..., 0], x)
+        return torch.where(snap, self._nearest(x), x)
 
     def _changing(self) -> Tensor:
         """1.0 where the state changed in some training pair, 0.0 where it never did (D,); all 1 before training."""
@@ -385,30 +410,63 @@ class MLPWorldModel(WorldModel):
         Pair t predicts obs[t + 1] from obs[t] and action[t + 1] (the action that
         led to obs[t + 1]); pairs where obs[t + 1] starts an episode, or obs[t]
         ends one, are masked out. Running statistics update in training mode.
+        With ``rollout_steps = H > 1`` the window is also rolled forward on the
+        model's own predictions: stage k predicts obs[t + 1] from the state the
+        model reached after k steps from obs[t - k] (see the module docstring).
         """
         cfg = self.config
         s = self.encode_obs(batch.obs)  # (B, T, D)
         a = self.encode_action(batch.action, check=False)  # (B, T, A)
         is_first = batch.is_first.to(self.device).bool()
         terminated = batch.terminated.to(self.device).bool()
-        valid = (~is_first[:, 1:] & ~terminated[:, :-1]).reshape(-1)  # (N,), N = B * (T - 1)
-        x = s[:, :-1].reshape(-1, self.state_dim)  # (N, D)
-        delta = (s[:, 1:] - s[:, :-1]).reshape(-1, self.state_dim)  # (N, D)
-        act = a[:, 1:].reshape(-1, self.spec.action_dim)  # (N, A)
-        reward = batch.reward.to(self.device)[:, 1:].reshape(-1, 1).float()  # (N, 1)
+        valid = ~is_first[:, 1:] & ~terminated[:, :-1]  # (B, T - 1): pair t is inside one episode
+        x, target = s[:, :-1], s[:, 1:]  # (B, T - 1, D)
+        act = a[:, 1:]  # (B, T - 1, A)
+        reward = batch.reward.to(self.device)[:, 1:].float()  # (B, T - 1)
         # the action and reward of a first step are meaningless (maybe NaN): zero them so masked pairs stay finite
-        act = torch.where(valid[:, None], act, torch.zeros_like(act))
-        reward = torch.where(valid[:, None], reward, torch.zeros_like(reward))
-        done = terminated[:, 1:].reshape(-1).float()  # (N,)
+        act = torch.where(valid[..., None], act, torch.zeros_like(act))
+        reward = torch.where(valid, reward, torch.zeros_like(reward))
+        done = terminated[:, 1:].float()  # (B, T - 1)
         if self.training:
-            self.in_norm.update(torch.cat([x, act], dim=-1)[valid])
-            self.delta_norm.update(delta[valid])
-            self.reward_norm.update(reward[valid])
+            flat = valid.reshape(-1)
+            self.in_norm.update(torch.cat([x, act], dim=-1).reshape(-1, self.in_norm.mean.shape[0])[flat])
+            self.delta_norm.update((target - x).reshape(-1, self.state_dim)[flat])
+            self.reward_norm.update(reward.reshape(-1, 1)[flat])
             if cfg.snap_levels:
                 self._record_levels(s.reshape(-1, self.state_dim))
             if cfg.input_noise > 0:
-                noise = torch.randn_like(x) * (cfg.input_noise * self.in_norm.std[: self.state_dim] * self._changing())
-                x, delta = x + noise, delta - noise  # the same next state, from a nudged one
+                scale = cfg.input_noise * self.in_norm.std[: self.state_dim] * self._changing()
+                x = x + torch.randn_like(x) * scale  # the same next state, from a nudged one
+
+        stages = min(cfg.rollout_steps, x.shape[1])
+        total, metrics, reached = self._pairs_loss(x, act, target, reward, done, valid, stages > 1)
+        stage_losses = []
+        for stage in range(1, stages):
+            # the next stage: pair t starts where the previous stage's prediction of obs[t] landed
+            x, valid = reached[:, :-1], valid[:, :-1] & valid[:, 1:]
+            act, target, reward, done = act[:, 1:], target[:, 1:], reward[:, 1:], done[:, 1:]
+            stage_total, _, reached = self._pairs_loss(x, act, target, reward, done, valid, stage + 1 < stages)
+            stage_losses.append(stage_total)
+        if stage_losses:
+            rollout = torch.stack(stage_losses).mean()
+            metrics["rollout_loss"] = float(rollout.detach())
+            total = (total + rollout * len(stage_losses)) / (1 + len(stage_losses))
+            metrics["loss"] = float(total.detach())
+        return total, metrics
+
+    def _pairs_loss(
+        self, x: Tensor, act: Tensor, target: Tensor, reward: Tensor, done: Tensor, valid: Tensor, rollout: bool
+    ) -> tuple[Tensor, dict[str, float], Tensor | None]:
+        """The loss of predicting target (B, L, D) from x (B, L, D) under act (B, L, A), with the rewards and
+        terminations (B, L) of the steps; only ``valid`` (B, L) pairs count. Returns the loss, its metrics, and
+        with ``rollout`` the states (B, L, D) the prediction reaches (the winning outcome's, clipped and
+        snapped as in ``imagine``; detached), from which a rollout goes on."""
+        cfg = self.config
+        lead = x.shape[:2]
+        valid, done = valid.reshape(-1), done.reshape(-1)  # (N,)
+        x, target, act = (t.reshape(-1, t.shape[-1]) for t in (x, target, act))  # (N, ...)
+        reward = reward.reshape(-1, 1)  # (N, 1)
+        delta = target - x
 
         pred = self._predict(x, act)  # (M, N, ...) or (M, N, K, ...)
         target_delta, target_reward = self.delta_norm.normalize(delta), self.reward_norm.normalize(reward)[:, 0]
@@ -424,6 +482,7 @@ class MLPWorldModel(WorldModel):
         odds_loss = None
         if not many:
             per_pair = cfg.state_coef * state_loss + cfg.reward_coef * reward_loss + cfg.termination_coef * term_loss
+            step_delta = pred.delta
         else:
             # winner takes all, relaxed (Rupprecht et al. 2017): the outcome nearest the target (state and reward)
             # learns it, the others a little, and the odds learn how often each outcome wins. Termination is
@@ -436,11 +495,17 @@ class MLPWorldModel(WorldModel):
             term_loss = term_loss.mean(-1)
             per_pair = (1 - relax) * won + relax * fit.mean(-1) + cfg.termination_coef * term_loss + odds_loss
             state_loss, reward_loss = (part.gather(-1, winner[..., None])[..., 0] for part in (state_loss, reward_loss))
+            step_delta = _pick(pred, winner).delta
             pred = _expected(pred)
         weights = self._sample_weights(valid) if self.training else valid.float()[None]  # (M, N)
         total = ((per_pair * weights).sum(-1) / weights.sum(-1).clamp_min(1.0)).mean()
 
         with torch.no_grad():
+            reached = None
+            if rollout:
+                reached = x + self.delta_norm.denormalize(step_delta).mean(0) * self._changing()
+                reached = self._snap(torch.maximum(torch.minimum(reached, self.state_high), self.state_low))
+                reached = reached.reshape(lead + (-1,))
             n = valid.float().sum().clamp_min(1.0)
             mask = valid.float()
 
@@ -463,7 +528,7 @@ class MLPWorldModel(WorldModel):
                 metrics["odds_loss"] = avg(odds_loss)
             if self.members > 1:
                 metrics["disagreement"] = float((_disagreement(pred.delta) * mask).sum() / n)
-        return total, metrics
+        return total, metrics, reached
 
     def _regression(self, pred: Tensor, target: Tensor, kind: str) -> Tensor:
         target = target.expand_as(pred)

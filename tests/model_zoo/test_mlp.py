@@ -454,8 +454,39 @@ def test_snap_levels_keep_a_dream_on_the_values_the_data_showed(tmp_path):
     assert torch.equal(loaded.levels, model.levels) and torch.equal(loaded.level_count, model.level_count)
 
 
+def test_rollout_steps_score_the_models_own_states_against_the_real_ones(monkeypatch):
+    """Stage k of a rollout_steps=3 loss starts each pair where stage k - 1's prediction landed, aims at the
+    real state k steps further on, and counts a pair only if every step it stands on is inside one episode."""
+    model = make("mlp", "vector", "discrete", rollout_steps=3, outcomes=2, snap_levels=8)
+    batch = random_batch(model, B=3, T=6)
+    batch.is_first[1, 3] = True  # window 1 holds two episodes
+    batch.terminated[2, 2] = True  # window 2's episode ends at t = 2
+    calls = []
+    original = MLPWorldModel._pairs_loss
+
+    def spy(self, x, act, target, reward, done, valid, rollout):
+        out = original(self, x, act, target, reward, done, valid, rollout)
+        calls.append((x, target, valid, rollout, out[2]))
+        return out
+
+    monkeypatch.setattr(MLPWorldModel, "_pairs_loss", spy)
+    loss, metrics = model.loss(batch)
+    assert torch.isfinite(loss) and "rollout_loss" in metrics
+    assert [c[3] for c in calls] == [True, True, False]
+    s = model.encode_obs(batch.obs)
+    pair_ok = ~batch.is_first[:, 1:] & ~batch.terminated[:, :-1]  # (B, T - 1)
+    for k, (x, target, valid, _, _) in enumerate(calls):
+        torch.testing.assert_close(target, s[:, k + 1 :])
+        expected = torch.stack([pair_ok[:, j : j + k + 1].all(1) for j in range(5 - k)], 1)
+        assert torch.equal(valid, expected)
+        if k:
+            torch.testing.assert_close(x, calls[k - 1][4][:, :-1])  # the previous stage's landing points
+    assert not torch.equal(calls[1][0], s[:, 1:-1])  # the model's own states, not the data's
+    assert calls[2][4] is None
+
+
 def test_bad_outcome_settings_are_rejected():
     for bad in ({"outcomes": 0}, {"outcome_relax": 1.0}, {"temperature": -1.0}, {"input_noise": -0.1},
-                {"snap_levels": -1}):
+                {"snap_levels": -1}, {"rollout_steps": 0}):
         with pytest.raises(ValueError):
             make("mlp", **bad)
