@@ -42,6 +42,19 @@ TINY = {"episodes": 8, "max_episode_steps": 30, "train_steps": 6, "generations":
         "episodes_per_member": 2, "eval_episodes": 8, "video_steps": 8}
 
 
+# the model options the demo uses with model_config="auto": for mlp, dreams that stay on what the env can show
+# (whole outcomes drawn, values snapped, trained on its own 16-step rollouts; see model_zoo.mlp)
+DEMO_MODEL_CONFIG = {"mlp": "outcomes=4,snap_levels=64,rollout_steps=16"}
+
+
+def model_overrides(config: DemoConfig) -> dict[str, Any]:
+    """The config overrides the demo builds its model with."""
+    from campusnav.arguments import parse_overrides
+
+    text = DEMO_MODEL_CONFIG.get(config.model, "") if config.model_config == "auto" else config.model_config
+    return parse_overrides(text)
+
+
 def _opt(default: Any, help: str) -> Any:
     return field(default=default, metadata={"help": help})
 
@@ -52,7 +65,8 @@ class DemoConfig:
 
     out: str = _opt("runs/demo", "the report folder")
     model: str = _opt("mlp", "the world model (a model_zoo id)")
-    model_config: str = _opt("", "overrides of the model's config: NAME=VALUE pairs separated by commas")
+    model_config: str = _opt("auto", "overrides of the model's config: NAME=VALUE pairs separated by commas; "
+                                     "auto: the demo's own for the model (see DEMO_MODEL_CONFIG), '' none")
     controller: str = _opt("action", "action (shared linear scores of per-action features; state obs) "
                                      "or latent (linear on the model's features)")
     obs_mode: str = _opt("state", "the observations the model learns: state (fast), dict or pixels")
@@ -60,12 +74,12 @@ class DemoConfig:
     collect_bias: float = _opt(0.5, "probability of a walkable step towards the goal in collection, else a random "
                                     "action (state obs only; 0: uniform random)")
     max_episode_steps: int = _opt(100, "episode length in collection, the dream and evaluation")
-    train_steps: int = _opt(3000, "gradient steps of the world model")
+    train_steps: int = _opt(2000, "gradient steps of the world model")
     batch_size: int = _opt(16, "sequences per batch")
     seq_len: int = _opt(32, "steps per sequence")
-    generations: int = _opt(30, "CMA-ES generations, in the dream and in reality alike")
+    generations: int = _opt(60, "CMA-ES generations, in the dream and in reality alike")
     popsize: int = _opt(16, "CMA-ES population")
-    episodes_per_member: int = _opt(8, "episodes that score one member")
+    episodes_per_member: int = _opt(64, "episodes that score one member")
     eval_episodes: int = _opt(200, "real episodes that score each final policy")
     video_steps: int = _opt(60, "steps in the side-by-side video")
     seed: int = _opt(0, "seeds data, weights, CMA-ES and evaluation")
@@ -107,10 +121,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
 
     _section(f"2/5 train {config.model}")
     started = time.perf_counter()
-    from campusnav.arguments import parse_overrides
-
-    model = model_zoo.make(config.model, dataset.observation_space, dataset.action_space,
-                           **parse_overrides(config.model_config))
+    model = model_zoo.make(config.model, dataset.observation_space, dataset.action_space, **model_overrides(config))
     sampler = SequenceSampler(train, config.seq_len, config.batch_size, seed=config.seed)
     model_zoo.fit(model, sampler, steps=config.train_steps, lr=1e-3, seed=config.seed, run_dir=out / "model",
                   checkpoint_every=max(config.train_steps // 4, 1))
@@ -168,6 +179,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
     _plots(out, dream_history, real_history, side["errors"])
     metrics = {
         "config": asdict(config),
+        "model_overrides": model_overrides(config),
         "evaluation": evaluation.as_dict(),
         "policies": rows,
         "dream_to_reality_ratio": ratio,
@@ -364,6 +376,11 @@ def _plots(out: Path, dream_history, real_history, errors) -> None:
     plt.close(fig)
 
 
+def _config_note(config: DemoConfig) -> str:
+    overrides = model_overrides(config)
+    return " with " + ", ".join(f"`{k}={v}`" for k, v in overrides.items()) if overrides else ""
+
+
 def _report(config, evaluation, rows, ratio, timings, side, walk) -> str:
     import model_zoo
 
@@ -371,8 +388,8 @@ def _report(config, evaluation, rows, ratio, timings, side, walk) -> str:
     return f"""# campusnav demo
 
 The Ha & Schmidhuber pipeline on CampusNav-v0: collect, train a world model
-(`{config.model}`, observations `{config.obs_mode}`), train a linear controller on its
-features with CMA-ES inside the dream, and evaluate it in reality against the same
+(`{config.model}`{_config_note(config)}, observations `{config.obs_mode}`), train a controller
+(`{config.controller}`) with CMA-ES inside the dream, and evaluate it in reality against the same
 controller trained in reality with the same budget ({config.generations} generations x
 {config.popsize} members x {config.episodes_per_member} episodes).
 

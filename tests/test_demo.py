@@ -22,6 +22,10 @@ def test_demo_tiny_writes_the_report_folder(tmp_path, capsys):
     assert set(metrics["policies"]) == {"controller trained in the dream", "controller trained in reality",
                                         "random policy", "shortest-path oracle"}
     assert metrics["config"]["train_steps"] == 6  # --tiny
+    # the mlp's dream options the demo picks by default, and the checkpoint was built with them
+    assert metrics["model_overrides"] == {"outcomes": 4, "snap_levels": 64, "rollout_steps": 16}
+    saved = json.loads((out / "model" / "checkpoint" / "config.json").read_text())["config"]
+    assert (saved["outcomes"], saved["snap_levels"], saved["rollout_steps"]) == (4, 64, 16)
     assert len(metrics["cmaes"]["dream"]["best"]) == 2
     frames = iio.imread(out / "dream_vs_reality.gif", index=None)
     assert frames.ndim == 4 and frames.shape[0] >= 2
@@ -63,3 +67,15 @@ def test_demo_latent_controller_and_bad_combinations(tmp_path):
                              ({"obs_mode": "dict", "controller": "latent"}, "pass --collect-bias 0")):
         with pytest.raises(ValueError, match=message):
             run_demo(replace(tiny, **changes))
+
+
+def test_model_overrides_auto_explicit_and_none():
+    from dataclasses import replace
+
+    from campusnav.demo import DEMO_MODEL_CONFIG, DemoConfig, model_overrides
+
+    assert model_overrides(DemoConfig()) == {"outcomes": 4, "snap_levels": 64, "rollout_steps": 16}
+    assert DEMO_MODEL_CONFIG["mlp"] == "outcomes=4,snap_levels=64,rollout_steps=16"
+    assert model_overrides(replace(DemoConfig(), model_config="")) == {}
+    assert model_overrides(replace(DemoConfig(), model_config="hidden=32")) == {"hidden": 32}
+    assert model_overrides(replace(DemoConfig(), model="rssm")) == {}  # auto: no demo options for it
