@@ -42,6 +42,7 @@ import torch
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.features import goal_biased_policy
+from campus_env.rules import BLOCKED_PENALTY, STEP_PENALTY
 from campusnav.arguments import parse_overrides
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from wrappers import DreamVectorEnv
@@ -54,7 +55,7 @@ VARIANTS = {
     "outcomes=4, snap_levels=64, input_noise=0.05": "outcomes=4,snap_levels=64,input_noise=0.05",
     "outcomes=4, snap_levels=64, rollout_steps=16 (the demo's)": "outcomes=4,snap_levels=64,rollout_steps=16",
 }
-STAND_STILL = -0.01  # the step penalty: standing still for a whole episode scores -0.01 x steps
+BLOCKED_REWARD = -(STEP_PENALTY + BLOCKED_PENALTY / 2)  # a step's reward below this carries the blocked penalty
 
 
 def probe(env, episodes: int, seed: int) -> dict[str, float]:
@@ -68,7 +69,7 @@ def probe(env, episodes: int, seed: int) -> dict[str, float]:
         obs, reward, terminated, truncated, _ = env.step(policy(obs))
         returns += np.where(alive, reward, 0.0)
         success |= alive & terminated
-        blocked += int((alive & (reward < -0.035)).sum())  # -0.06: a blocked move; -0.01: any other step
+        blocked += int((alive & (reward < BLOCKED_REWARD)).sum())
         steps += int(alive.sum())
         alive &= ~(terminated | truncated)
     return {"return": float(returns.mean()), "success": float(success.mean()),
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
             rows[name] = {**probe(dream, args.episodes, args.seed + 1), "train_s": seconds}
             dream.close()
 
-    floor = STAND_STILL * horizon
+    floor = -STEP_PENALTY * horizon  # standing still for a whole episode
     real_gain = rows["reality"]["return"] - floor
     for row in rows.values():
         row["share_of_real_gain"] = (row["return"] - floor) / real_gain if real_gain > 0 else float("nan")

@@ -347,13 +347,18 @@ class MLPWorldModel(WorldModel):
         prediction, or with several outcomes the outcome drawn from a member drawn per row."""
         full = self._predict(x, self.encode_action(action))
         pred = self._draw(full, generator)
-        # a dimension that never changed within an episode of the data (a goal, a context) does not change here
-        # either: the network's small errors there would otherwise add up over an imagined episode
-        next_x = x + self.delta_norm.denormalize(pred.delta).mean(0) * self._changing()  # (N, D)
-        next_x = self._snap(torch.maximum(torch.minimum(next_x, self.state_high), self.state_low))
+        next_x = self._land(x, pred.delta)
         reward = self.reward_norm.denormalize(pred.reward[..., None])[..., 0].mean(0)  # (N,)
         terminated = torch.sigmoid(pred.logit).mean(0) > 0.5  # (N,)
         return next_x, reward, terminated, _disagreement(_expected(full).delta)
+
+    def _land(self, x: Tensor, delta: Tensor) -> Tensor:
+        """The state (N, D) that the members' normalised changes delta (M, N, D) lead to from x (N, D): their mean
+        change, kept inside the observation bounds and snapped (``snap_levels``). A dimension that never changed
+        within an episode of the data (a goal, a context) does not change here either: the network's small
+        errors there would otherwise add up over an imagined episode."""
+        next_x = x + self.delta_norm.denormalize(delta).mean(0) * self._changing()
+        return self._snap(torch.maximum(torch.minimum(next_x, self.state_high), self.state_low))
 
     @torch.no_grad()
     def _record_levels(self, x: Tensor) -> None:
@@ -428,12 +433,12 @@ class MLPWorldModel(WorldModel):
         reward = torch.where(valid, reward, torch.zeros_like(reward))
         done = terminated[:, 1:].float()  # (B, T - 1)
         if self.training:
-            flat = valid.reshape(-1)
-            self.in_norm.update(torch.cat([x, act], dim=-1).reshape(-1, self.in_norm.mean.shape[0])[flat])
-            self.delta_norm.update((target - x).reshape(-1, self.state_dim)[flat])
-            self.reward_norm.update(reward.reshape(-1, 1)[flat])
+            flat = valid.flatten()
+            self.in_norm.update(torch.cat([x, act], dim=-1).flatten(0, 1)[flat])
+            self.delta_norm.update((target - x).flatten(0, 1)[flat])
+            self.reward_norm.update(reward.flatten()[flat, None])
             if cfg.snap_levels:
-                self._record_levels(s.reshape(-1, self.state_dim))
+                self._record_levels(s.flatten(0, 1))
             if cfg.input_noise > 0:
                 scale = cfg.input_noise * self.in_norm.std[: self.state_dim] * self._changing()
                 x = x + torch.randn_like(x) * scale  # the same next state, from a nudged one
@@ -503,9 +508,7 @@ class MLPWorldModel(WorldModel):
         with torch.no_grad():
             reached = None
             if rollout:
-                reached = x + self.delta_norm.denormalize(step_delta).mean(0) * self._changing()
-                reached = self._snap(torch.maximum(torch.minimum(reached, self.state_high), self.state_low))
-                reached = reached.reshape(lead + (-1,))
+                reached = self._land(x, step_delta).reshape(lead + (-1,))
             n = valid.float().sum().clamp_min(1.0)
             mask = valid.float()
 
