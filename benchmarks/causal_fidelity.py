@@ -69,7 +69,7 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env import causal
 from campus_env.features import ACTION_FEATURES, ACTION_MOVES, action_features
-from campus_env.rules import BLOCKED_PENALTY, STEP_PENALTY
+from campus_env.rules import BLOCKED_REWARD
 from campusnav.arguments import dataclass_parser
 from model_zoo.data import collect
 
@@ -87,7 +87,6 @@ INTERVENTIONS: dict[str, dict] = {
 }
 HELDOUT = tuple(name for name in INTERVENTIONS if "held out" in name)
 OUTCOMES = ("travel_time", "blocked", "return")
-BLOCKED_REWARD = -(STEP_PENALTY + BLOCKED_PENALTY / 2)  # a step's reward below this carries the blocked penalty
 
 
 @dataclass

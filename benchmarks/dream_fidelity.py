@@ -42,7 +42,7 @@ import torch
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.features import goal_biased_policy
-from campus_env.rules import BLOCKED_PENALTY, STEP_PENALTY
+from campus_env.rules import BLOCKED_REWARD, STEP_PENALTY
 from campusnav.arguments import parse_overrides
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from wrappers import DreamVectorEnv
@@ -55,7 +55,6 @@ VARIANTS = {
     "outcomes=4, snap_levels=64, input_noise=0.05": "outcomes=4,snap_levels=64,input_noise=0.05",
     "outcomes=4, snap_levels=64, rollout_steps=16 (the demo's)": "outcomes=4,snap_levels=64,rollout_steps=16",
 }
-BLOCKED_REWARD = -(STEP_PENALTY + BLOCKED_PENALTY / 2)  # a step's reward below this carries the blocked penalty
 
 
 def probe(env, episodes: int, seed: int) -> dict[str, float]:

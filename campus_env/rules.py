@@ -28,6 +28,8 @@ HOTSPOT_SIGMA = 3.0
 STEP_PENALTY = 0.01
 BLOCKED_PENALTY = 0.05
 GOAL_REWARD = 1.0
+# a step whose reward is below this carried the blocked penalty (-0.01 plain, -0.06 blocked)
+BLOCKED_REWARD = -(STEP_PENALTY + BLOCKED_PENALTY / 2)
 
 # opening hours (start, end) per building: weekday, weekend; None = closed
 _HOURS = {

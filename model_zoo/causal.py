@@ -59,7 +59,7 @@ import torch
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 from campus_env import causal
-from campus_env.rules import BLOCKED_PENALTY, STEP_PENALTY
+from campus_env.rules import BLOCKED_REWARD
 
 __all__ = [
     "CAMPUS_GRIDS",
@@ -98,8 +98,6 @@ CAMPUS_GRIDS: dict[str, tuple[Any, ...]] = {
 }
 # variables tested with ranks (Kruskal-Wallis) rather than a contingency table
 CONTINUOUS = frozenset(name for name, v in causal.VARIABLES.items() if v.kind == "interval")
-# a move is counted as blocked when its reward is below this (-0.01 plain, -0.06 blocked)
-BLOCKED_REWARD = -(STEP_PENALTY + BLOCKED_PENALTY / 2)
 
 
 # --- graphs -------------------------------------------------------------------------
