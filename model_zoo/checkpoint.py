@@ -14,6 +14,12 @@ different saves (a kill between the two replaces) is detected on load. Anything 
 with a checkpoint (missing, empty, truncated, foreign, an unknown model id, tensors
 that do not fit the model) raises :class:`CheckpointError` saying what is wrong.
 
+A config field added after checkpoints were saved would otherwise rebuild those
+checkpoints with the field's new default. A model's ``Config`` may name, in a class
+attribute ``SAVED_BEFORE`` (field -> value), what a checkpoint that lacks the field
+was saved as; ``load`` fills those in, so an older checkpoint loads and behaves as it
+did.
+
 >>> import tempfile
 >>> from model_zoo.checkpoint import CheckpointError, load
 >>> try:
@@ -348,8 +354,10 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Wor
         raise CheckpointError(f"{directory / CONFIG_FILE}: unreadable space description: {error!r}") from None
     if not isinstance(config["config"], dict):
         raise CheckpointError(f"{directory / CONFIG_FILE}: 'config' must be a JSON object")
+    saved_before = getattr(registry.spec(model_id).load_class().Config, "SAVED_BEFORE", {})
+    values = {**saved_before, **config["config"]}  # fields the checkpoint predates take their old values
     try:
-        model = registry.make(model_id, observation_space, action_space, **_tuples(config["config"]))
+        model = registry.make(model_id, observation_space, action_space, **_tuples(values))
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{directory}: cannot rebuild model {model_id!r} from {CONFIG_FILE}: {error}") from None
 

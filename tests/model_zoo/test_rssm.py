@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -11,6 +12,7 @@ from gymnasium import spaces
 
 import model_zoo
 from model_zoo.base import Batch
+from model_zoo.checkpoint import CheckpointError
 from model_zoo.rssm import (
     RSSM,
     Config,
@@ -242,3 +244,160 @@ def test_temperature_zero_imagines_the_mode_of_the_prior():
         _, prior = model.img_step(state["deter"], state["stoch"], model._action(action))
     assert torch.equal(a.state["stoch"], b.state["stoch"])
     assert torch.equal(a.state["stoch"].reshape(8, 16, 8).argmax(-1), prior.argmax(-1))
+
+
+# --- holding the elements that never change within an episode ------------------------------
+
+
+def episodes_batch(t: int = 6) -> Batch:
+    """Two rows of a 3-element vector; row 0 holds two episodes (a new one starts at step 3), row 1 one.
+
+    Element 0 is constant within each episode but differs between them; element 1 changes
+    once, inside row 1's episode; element 2 changes only where row 0's second episode starts.
+    """
+    obs = torch.zeros(2, t, 3)
+    obs[0, :3, 0], obs[0, 3:, 0], obs[1, :, 0] = 0.3, -0.5, 0.7
+    obs[1, 4:, 1] = 0.25
+    obs[0, 3:, 2] = 0.9
+    first = torch.zeros(2, t, dtype=torch.bool)
+    first[:, 0] = True
+    first[0, 3] = True
+    return Batch(obs=obs, action=torch.zeros(2, t, dtype=torch.int64), reward=torch.zeros(2, t),
+                 terminated=torch.zeros(2, t, dtype=torch.bool), is_first=first)
+
+
+def test_the_held_elements_are_learnt_from_changes_within_training_episodes():
+    model = make()
+    assert model.config.hold_constant_dims
+    assert model.held.tolist() == [False, False, False]  # nothing seen yet: nothing held
+    batch = episodes_batch()
+    model.train()
+    model.loss(batch)
+    # element 0: constant within each episode (across episodes it differs); element 1 changed once;
+    # element 2 changed only across an episode start
+    assert model.held.tolist() == [True, False, True]
+    assert int(model.vector_pairs) == 2 * 5 - 1  # consecutive pairs within one episode
+    model.eval()
+    changing = episodes_batch()
+    changing.obs[1, 2:, 0] = -0.1  # a change within an episode, seen out of training: not recorded
+    with torch.no_grad():
+        model.loss(changing)
+    assert model.held.tolist() == [True, False, True] and int(model.vector_pairs) == 9
+    model.train()
+    model.loss(changing)  # in training it is
+    assert model.held.tolist() == [False, False, True]
+
+
+def decoder_vector(model: RSSM, state) -> torch.Tensor:
+    """What the decoder alone predicts for the vector part, as ``decode`` would clip it."""
+    _, vector = model.decoder(model.features(state))
+    return symexp(vector).clamp(-1.0, 1.0)
+
+
+def observe_first(model: RSSM, obs):
+    """The state after observing ``obs`` (2, ...) as the first step of two episodes."""
+    no_action, first = torch.zeros(2, dtype=torch.int64), torch.ones(2, dtype=torch.bool)
+    return model.observe(model.initial_state(2), no_action, obs, first)
+
+
+def imagine_steps(model: RSSM, state, steps: int = 5):
+    generator = torch.Generator().manual_seed(0)
+    for i in range(steps):
+        state = model.imagine(state, torch.full((state["deter"].shape[0],), i % 3), generator=generator).state
+    return state
+
+
+def test_decode_returns_the_last_observed_value_of_held_elements_after_several_imagined_steps():
+    model = make()
+    model.loss(episodes_batch())  # holds elements 0 and 2
+    model.eval()
+    obs = torch.tensor([[0.3, -0.2, 0.6], [-0.8, 0.1, -0.4]])
+    with torch.no_grad():
+        state = observe_first(model, obs)
+        assert torch.equal(state["last_obs"], obs)
+        state = imagine_steps(model, state)
+        assert torch.equal(state["last_obs"], obs)  # imagine carries it
+        decoded, predicted = model.decode(state), decoder_vector(model, state)
+    assert torch.equal(decoded[:, [0, 2]], obs[:, [0, 2]])
+    assert torch.equal(decoded[:, 1], predicted[:, 1])  # the element that changes is the decoder's
+    assert not torch.allclose(predicted[:, [0, 2]], obs[:, [0, 2]], atol=1e-3)  # so holding did something
+    with torch.no_grad():  # a new observation (here a new episode in row 0 only) replaces the carried value
+        newer = obs.clone()
+        newer[0] = torch.tensor([-0.1, 0.5, 0.2])
+        state = model.observe(state, torch.zeros(2, dtype=torch.int64), newer, torch.tensor([True, False]))
+        state = imagine_steps(model, state, 3)
+        assert torch.equal(model.decode(state)[:, [0, 2]], newer[:, [0, 2]])
+
+
+def test_held_discrete_parts_decode_to_the_observed_value():
+    space = spaces.Dict({"image": spaces.Box(0, 255, (64, 64, 3), np.uint8),
+                         "pos": spaces.Box(-1.0, 1.0, (2,), np.float32), "day": spaces.Discrete(3)})
+    model = make(space)
+    rng = np.random.default_rng(0)
+    obs = {"image": torch.as_tensor(rng.integers(0, 256, (2, 4, 64, 64, 3), dtype=np.uint8)),
+           "pos": torch.as_tensor(rng.uniform(-1, 1, (2, 4, 2)).astype(np.float32)),
+           "day": torch.tensor([[0] * 4, [2] * 4])}  # constant within each episode
+    first = torch.zeros(2, 4, dtype=torch.bool)
+    first[:, 0] = True
+    model.loss(Batch(obs=obs, action=torch.zeros(2, 4, dtype=torch.int64), reward=torch.zeros(2, 4),
+                     terminated=torch.zeros(2, 4, dtype=torch.bool), is_first=first))
+    assert list(model.spec.vectors) == ["day", "pos"]  # the Dict's sorted keys
+    assert model.held.tolist() == [True, True, True, False, False]  # day's one-hot never changes; pos does
+    model.eval()
+    now = {k: v[:, 0] for k, v in obs.items()}
+    now["day"] = torch.tensor([1, 2])
+    with torch.no_grad():
+        state = observe_first(model, now)
+        decoded = model.decode(imagine_steps(model, state))
+    assert decoded["day"].tolist() == [1, 2]
+
+
+def test_the_held_elements_and_the_carried_value_survive_save_and_load(tmp_path):
+    model = make()
+    model.loss(episodes_batch())
+    model.eval()
+    assert {"vector_pairs", "vector_changed"} <= set(model.state_dict())
+    loaded = model_zoo.load(model.save(tmp_path / "m"))
+    assert torch.equal(loaded.held, model.held) and int(loaded.vector_pairs) == int(model.vector_pairs)
+    obs = torch.tensor([[0.3, -0.2, 0.6], [-0.8, 0.1, -0.4]])
+    with torch.no_grad():
+        decoded = []
+        for m in (model, loaded):
+            state = observe_first(m, obs)
+            decoded.append(m.decode(imagine_steps(m, state)))
+    assert torch.equal(decoded[0], decoded[1])
+    assert torch.equal(decoded[1][:, [0, 2]], obs[:, [0, 2]])
+
+
+def test_a_checkpoint_saved_before_the_option_loads_as_it_was(tmp_path):
+    old = make(hold_constant_dims=False)  # what a checkpoint from before hold_constant_dims holds
+    directory = old.save(tmp_path / "m")
+    config_file = directory / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["config"]["hold_constant_dims"]  # saved before the field existed
+    config_file.write_text(json.dumps(config))
+    loaded = model_zoo.load(directory)
+    assert not loaded.config.hold_constant_dims and loaded.held.numel() == 3 and not loaded.held.any()
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), loaded.state_dict().values(), strict=True))
+    config["config"]["hold_constant_dims"] = True  # a checkpoint that claims the option but lacks its buffers
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="missing tensors.*vector_changed"):
+        model_zoo.load(directory)
+    assert model_zoo.make("rssm", old.observation_space, old.action_space).config.hold_constant_dims  # new default
+
+
+def test_with_the_flag_off_nothing_is_held():
+    model = make(hold_constant_dims=False)
+    model.loss(episodes_batch())
+    model.eval()
+    assert model.held.tolist() == [False, False, False]
+    assert not {"vector_pairs", "vector_changed"} & set(model.state_dict())
+    obs = torch.tensor([[0.3, -0.2, 0.6], [-0.8, 0.1, -0.4]])
+    with torch.no_grad():
+        state = observe_first(model, obs)
+        assert set(state) == {"deter", "stoch"}
+        state = imagine_steps(model, state)
+        assert set(state) == {"deter", "stoch"}
+        assert torch.equal(model.decode(state), decoder_vector(model, state))
+    image_only = make(spaces.Box(0, 255, (64, 64, 3), np.uint8))  # no vector part: nothing to hold
+    assert set(image_only.initial_state(2)) == {"deter", "stoch"} and image_only.held.numel() == 0
