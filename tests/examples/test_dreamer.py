@@ -21,8 +21,8 @@ def test_runs_on_a_tiny_budget_and_writes_the_curve(tmp_path):
                             text=True, timeout=300, env=dict(os.environ), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     stdout = result.stdout
-    for text in ("prefill: 4 random episodes", "| random |", "| shortest-path oracle |", "PPO in reality",
-                 "gain over random, Dreamer / PPO"):
+    for text in ("prefill: 4 random episodes", "| random |", "| standing still |", "| shortest-path oracle |",
+                 "PPO in reality", "gain over random, Dreamer / PPO", "gain over random, standing still / PPO"):
         assert text in stdout
     assert any(line.startswith(("PASS", "MISS")) for line in stdout.splitlines())
 
@@ -40,6 +40,9 @@ def test_runs_on_a_tiny_budget_and_writes_the_curve(tmp_path):
     assert results["target"] in ("PASS", "MISS")
     assert results["reference"]["shortest-path oracle"]["success_rate"] >= results["reference"]["random"][
         "success_rate"]
+    still = results["reference"]["standing still"]
+    assert still["success_rate"] == 0.0 and still["mean_steps"] == 30  # waits out every episode
+    assert np.isclose(still["return_mean"], -0.01 * 30) and still["return_std"] < 1e-9  # the step penalty only
     import model_zoo
 
     assert model_zoo.load(out / "model").model_id == "rssm"
