@@ -37,6 +37,9 @@ for standing still. The gain ratio to PPO is 0.91 and the script prints PASS, bu
 actor has only learnt to bump less: standing still alone scores 0.98 of PPO's gain,
 because PPO's own -1.97 (25 % success) is barely above it. The table's "standing
 still" row and its ratio are printed so that such a PASS is seen for what it is.
+With PPO's reward shaping in the replay as well (`--shaping 0.05`, same budget,
+81,944 steps) the actor moves more, reaches the goal in 2 % of the episodes and
+bumps more: -2.62 ± 1.72, gain ratio 0.68, MISS.
 
 Choices:
 
@@ -78,6 +81,7 @@ from model_zoo.controllers import ActorCritic, ActorCriticConfig, model_features
 from model_zoo.data import Episode, SequenceSampler
 
 ENV_ID = "CampusNav-v0"
+GOAL_OFFSET = slice(4, 6)  # of the state vector: goal row/col minus agent row/col, divided by (map side - 1)
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,9 @@ class Args:
     """seeded real episodes that score the final policy and the reference rows"""
     eval_seed: int = 10_000
     """evaluation episodes use seeds eval_seed, eval_seed + 1, ... (as examples/sb3_baselines.py)"""
+    shaping: float = 0.0
+    """potential-based shaping of the replay's rewards, per cell of Manhattan distance closed (0: none; PPO in
+    examples/sb3_baselines.py trains with 0.05); real returns and scores count the env's own reward"""
     ppo_return: float = -1.97
     """PPO-in-reality's real return, measured by examples/sb3_baselines.py at its defaults"""
     ppo_env_steps: int = 500_000
@@ -184,6 +191,22 @@ def summary(episodes: list[Episode]) -> dict[str, float]:
             "mean_steps": float(np.mean([len(e) for e in episodes]))}
 
 
+def shaped(episode: Episode, per_cell: float, gamma: float, map_side: int = 32) -> Episode:
+    """The episode with Ng, Harada & Russell's potential-based shaping added to its rewards.
+
+    ``r + gamma * phi(s') - phi(s)``, ``phi = -per_cell * Manhattan cells to the goal``
+    (read off the state's goal offset, which is divided by map side - 1), ``phi`` of a
+    terminal state 0: what ``examples/sb3_baselines.py`` trains PPO on. It leaves the
+    optimal policies unchanged and only reaches the replay; returns count the raw reward.
+    """
+    if per_cell <= 0:
+        return episode
+    state = episode.obs["state"] if isinstance(episode.obs, dict) else episode.obs
+    phi = -per_cell * (map_side - 1) * np.abs(state[:, GOAL_OFFSET]).sum(-1)  # (T + 1,)
+    after = np.where(episode.terminated, 0.0, phi[1:])
+    return dataclasses.replace(episode, reward=(episode.reward + gamma * after - phi[:-1]).astype(episode.reward.dtype))
+
+
 def plot(rows: list[dict[str, Any]], refs: dict[str, float], path: Path) -> None:
     import matplotlib
 
@@ -222,10 +245,11 @@ if __name__ == "__main__":
 
     # 1. prefill: random episodes; seeds never reused, apart from evaluation's
     seeds = iter(range(args.seed * 1_000_000, args.seed * 1_000_000 + 10**6, 1_000))
-    replay = play(random_policy, args, args.prefill_episodes, next(seeds))
+    prefill = play(random_policy, args, args.prefill_episodes, next(seeds))
+    replay = [shaped(e, args.shaping, args.gamma) for e in prefill]  # what the model learns from
     env_steps = sum(len(e) for e in replay)
     rows: list[dict[str, Any]] = [{"iteration": 0, "env_steps": env_steps, "episodes": len(replay),
-                                   **summary(replay), "model_loss": float("nan"), "imagined_return": float("nan"),
+                                   **summary(prefill), "model_loss": float("nan"), "imagined_return": float("nan"),
                                    "seconds": time.perf_counter() - started}]
     print(f"prefill: {len(replay)} random episodes, {env_steps:,} steps, return {rows[0]['return_mean']:+.3f}")
 
@@ -262,7 +286,7 @@ if __name__ == "__main__":
         # (c) real episodes with the current actor (sampled actions), added to the replay
         with torch.no_grad():
             new = play(lambda feats: actor.act(feats, generator=generator), args, args.num_envs, next(seeds), model)
-        replay += new
+        replay += [shaped(e, args.shaping, args.gamma) for e in new]
         env_steps += sum(len(e) for e in new)
         rows.append({"iteration": iteration, "env_steps": env_steps, "episodes": len(replay), **summary(new),
                      "model_loss": float(np.mean(losses)) if losses else float("nan"),

@@ -55,3 +55,24 @@ def test_arguments_come_from_the_dataclass():
     assert namespace["parse_args"]([]) == namespace["Args"]()
     tiny = namespace["parse_args"](["--tiny"])
     assert tiny.iterations <= 2 and tiny.max_episode_steps <= 30
+
+
+def test_shaping_is_potential_based_and_zero_at_the_goal():
+    namespace = runpy.run_path(str(SCRIPT), run_name="dreamer")
+    shaped, episode_cls = namespace["shaped"], namespace["Episode"]
+    # a 3-step walk: 3 cells from the goal, then 2, then 2 (blocked), then at the goal (terminal)
+    cells = np.array([3, 2, 2, 0], dtype=np.float32)
+    obs = np.zeros((4, 72), dtype=np.float32)
+    obs[:, 4] = cells / 31  # the goal's row offset, divided by map side - 1
+    raw = np.array([-0.01, -0.06, 0.99], dtype=np.float32)
+    episode = episode_cls(obs=obs, action=np.array([1, 1, 1]), reward=raw, terminated=np.array([False, False, True]),
+                          truncated=np.zeros(3, dtype=bool))
+    out = shaped(episode, per_cell=0.05, gamma=0.9)
+    phi = -0.05 * cells
+    expected = raw + 0.9 * np.array([phi[1], phi[2], 0.0]) - phi[:3]  # a terminal state's potential is 0
+    np.testing.assert_allclose(out.reward, expected, rtol=1e-5)
+    assert out.reward[0] > raw[0] and np.isclose(out.reward[1], raw[1] + 0.9 * phi[2] - phi[1])
+    np.testing.assert_array_equal(episode.reward, raw)  # the episode itself is left alone
+    assert shaped(episode, per_cell=0.0, gamma=0.9) is episode
+    undiscounted = shaped(episode, per_cell=0.05, gamma=1.0).reward.sum()
+    assert np.isclose(undiscounted, raw.sum() - phi[0], rtol=1e-5)  # telescopes: only the start's potential is left
