@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
-from model_zoo.nets import mlp, orthogonal_init
+from model_zoo.nets import RunningNorm, mlp, orthogonal_init
 
 __all__ = ["EnsembleConfig", "MLPConfig", "MLPEnsemble", "MLPWorldModel", "Rollout", "RunningNorm"]
 
@@ -143,46 +143,6 @@ class EnsembleConfig(MLPConfig):
         super().__post_init__()
         if self.members < 1:
             raise ValueError(f"members must be at least 1, got {self.members}")
-
-
-class RunningNorm(nn.Module):
-    """Per-dimension running mean and variance of a stream of (N, D) samples, kept as buffers.
-
-    Before the first ``update`` it is the identity (mean 0, std 1).
-    """
-
-    def __init__(self, dim: int, min_std: float = 1e-2):
-        super().__init__()
-        self.min_std = min_std
-        self.register_buffer("count", torch.zeros(1, dtype=torch.float64))
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("var", torch.ones(dim))
-
-    @property
-    def std(self) -> Tensor:
-        return self.var.sqrt().clamp_min(self.min_std)
-
-    @torch.no_grad()
-    def update(self, x: Tensor) -> None:
-        """Merges the statistics of ``x`` (N, D) into the running ones (Chan et al.'s parallel update)."""
-        n = x.shape[0]
-        if n == 0:
-            return
-        x = x.to(self.mean.dtype)
-        old = float(self.count)
-        total = old + n
-        batch_mean = x.mean(0)
-        batch_var = x.var(0, unbiased=False)
-        delta = batch_mean - self.mean
-        self.mean += delta * (n / total)
-        self.var.copy_((self.var * old + batch_var * n + delta.square() * (old * n / total)) / total)
-        self.count += n
-
-    def normalize(self, x: Tensor) -> Tensor:
-        return (x - self.mean) / self.std
-
-    def denormalize(self, x: Tensor) -> Tensor:
-        return x * self.std + self.mean
 
 
 class EnsembleLinear(nn.Module):

@@ -43,9 +43,14 @@ Choices, against the papers:
 - ``observe`` takes the posterior's most likely class per variable (deterministic
   filtering, like the other zoo members' means), ``imagine`` samples the prior
   with the given generator.
-- Vector parts: symlog inputs, and reconstruction errors in symlog space weighted by
-  ``vector_weight`` against the image parts' summed squared pixel errors, since a
-  cell of CampusNav's position vector is 0.03 of a unit.
+- Vector parts: the encoder reads them standardised by running per-element statistics
+  of the training data (``normalize_inputs``; buffers saved with the weights); V3
+  symlogs them (``normalize_inputs=False``), which leaves a cell of CampusNav's
+  position vector 0.03 of a unit wide. Standardised, the leaderboard's 16-step error
+  drops by about 4 % on two seeds. The reconstruction targets stay symlog, with errors
+  weighted by ``vector_weight`` against the image parts' summed squared pixel errors
+  (standardised targets weight CampusNav's rare, small crowd values above the
+  walkability bits that dominate the error, and did worse).
 - Not in the papers: a vector element that never changed within an episode of the
   training data (a goal, the day, a causal context code) is held at its last observed
   value in imagination (``hold_constant_dims``, as the zoo's ``mlp`` does). Trained for
@@ -84,7 +89,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
-from model_zoo.nets import ConvDecoder, ConvEncoder, symexp, symlog
+from model_zoo.nets import ConvDecoder, ConvEncoder, RunningNorm, symexp, symlog
 from model_zoo.spaces import IMAGE_SIZE, ObsSpec
 
 __all__ = [
@@ -128,8 +133,12 @@ class Config:
     # (carried in the state as "last_obs"); False: the decoder predicts every element, as Dreamer does
     hold_constant_dims: bool = True
 
+    # the encoder reads the vector parts standardised by running statistics of the training data (per-element mean
+    # and std, buffers saved with the weights) instead of symlog; the reconstruction targets stay symlog
+    normalize_inputs: bool = True
+
     # what a checkpoint saved before a field existed was built with (model_zoo.checkpoint.load)
-    SAVED_BEFORE: ClassVar[dict[str, Any]] = {"hold_constant_dims": False}
+    SAVED_BEFORE: ClassVar[dict[str, Any]] = {"hold_constant_dims": False, "normalize_inputs": False}
 
     def __post_init__(self):
         for name in ("stoch", "classes", "hidden", "units", "depth", "vector_hidden"):
@@ -248,7 +257,8 @@ def _key(key: str) -> str:
 
 
 class Encoder(nn.Module):
-    """An observation (leading dims ...) -> (..., out_dim): a conv stack per image part, an MLP on symlog(vector)."""
+    """An observation (leading dims ...) -> (..., out_dim): a conv stack per image part, an MLP on the vector part
+    (symlog, or as the caller standardised it)."""
 
     def __init__(self, spec: ObsSpec, depth: int, vector_hidden: int):
         super().__init__()
@@ -260,14 +270,15 @@ class Encoder(nn.Module):
                                         nn.SiLU(), nn.Linear(vector_hidden, vector_hidden), nn.SiLU())
         self.out_dim = sum(c.out_dim for c in self.convs.values()) + (vector_hidden if spec.vector_dim else 0)
 
-    def forward(self, obs: Obs) -> Tensor:
+    def forward(self, obs: Obs, vector: Tensor | None = None) -> Tensor:
+        """``vector``: the vector part as the encoder should read it (default: symlog of the observation's)."""
         feats, lead = [], None
         for key in self.spec.image_keys:
             x = self.spec.image(obs, key)  # (..., C, 64, 64)
             lead = x.shape[:-3]
             feats.append(self.convs[_key(key)](x.reshape((-1,) + tuple(x.shape[-3:]))))  # (N, conv out)
         if self.vector is not None:
-            v = symlog(self.spec.vector(obs))  # (..., V)
+            v = symlog(self.spec.vector(obs)) if vector is None else vector  # (..., V)
             lead = v.shape[:-1]
             feats.append(self.vector(v.reshape(-1, v.shape[-1])))  # (N, vector_hidden)
         return torch.cat(feats, dim=-1).reshape(tuple(lead) + (-1,))  # (..., out_dim)
@@ -309,6 +320,9 @@ class RSSM(WorldModel):
         self.prior_net = _mlp(cfg.hidden, latent, cfg.units)
         self.post_net = _mlp(cfg.hidden + self.encoder.out_dim, latent, cfg.units)
         self.decoder = Decoder(self.spec, feat, cfg.depth, cfg.vector_hidden)
+        self.vector_stats = None
+        if cfg.normalize_inputs and self.spec.vector_dim:  # identity (mean 0, std 1) until the first training batch
+            self.vector_stats = RunningNorm(self.spec.vector_dim)
         reward_out = cfg.reward_bins if cfg.reward_loss == "twohot" else 1
         self.reward_head = _mlp(feat, reward_out, cfg.units)
         self.cont_head = _mlp(feat, 1, cfg.units)
@@ -324,6 +338,12 @@ class RSSM(WorldModel):
             self.register_buffer("vector_changed", torch.zeros(self.spec.vector_dim, dtype=torch.bool))
 
     # --- pieces -------------------------------------------------------------------
+
+    def _vector_in(self, obs: Obs) -> Tensor | None:
+        """The vector part (..., V) as the encoder reads it with ``normalize_inputs``; None: the encoder's symlog."""
+        if self.vector_stats is None:
+            return None
+        return self.vector_stats.normalize(self.spec.vector(obs))
 
     def _logits(self, raw: Tensor) -> Tensor:
         """Flat network output (..., S * K) -> unimix log-probabilities (..., S, K)."""
@@ -390,7 +410,9 @@ class RSSM(WorldModel):
         obs = spec.to_torch(batch.obs, self.device)
         if self.training and self.holds:
             self._record_changes(spec.vector(obs), first)
-        embed = self.encoder(obs)  # (B, T, E)
+        if self.training and self.vector_stats is not None:
+            self.vector_stats.update(spec.vector(obs).flatten(0, -2))  # (B * T, V)
+        embed = self.encoder(obs, self._vector_in(obs))  # (B, T, E)
         action = self._action(batch.action, first)  # (B, T, A)
         deter = embed.new_zeros(B, cfg.hidden)
         stoch = embed.new_zeros(B, cfg.stoch * cfg.classes)
@@ -451,7 +473,7 @@ class RSSM(WorldModel):
         stoch = state["stoch"].masked_fill(first[:, None], 0.0)
         deter, _ = self.img_step(deter, stoch, self._action(action, first))  # (B, H)
         obs = self.spec.to_torch(obs, self.device)
-        post = self.posterior(deter, self.encoder(obs))  # (B, S, K)
+        post = self.posterior(deter, self.encoder(obs, self._vector_in(obs)))  # (B, S, K)
         stoch = F.one_hot(post.argmax(-1), self.config.classes).to(deter.dtype).flatten(-2)  # (B, S*K)
         new = {"deter": deter, "stoch": stoch}
         if self.holds:

@@ -370,16 +370,17 @@ def test_the_held_elements_and_the_carried_value_survive_save_and_load(tmp_path)
 
 
 def test_a_checkpoint_saved_before_the_option_loads_as_it_was(tmp_path):
-    old = make(hold_constant_dims=False)  # what a checkpoint from before hold_constant_dims holds
+    old = make(hold_constant_dims=False, normalize_inputs=False)  # what a checkpoint from before both options holds
     directory = old.save(tmp_path / "m")
     config_file = directory / "config.json"
     config = json.loads(config_file.read_text())
-    del config["config"]["hold_constant_dims"]  # saved before the field existed
+    del config["config"]["hold_constant_dims"], config["config"]["normalize_inputs"]  # saved before the fields existed
     config_file.write_text(json.dumps(config))
     loaded = model_zoo.load(directory)
     assert not loaded.config.hold_constant_dims and loaded.held.numel() == 3 and not loaded.held.any()
+    assert not loaded.config.normalize_inputs and loaded.vector_stats is None
     assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), loaded.state_dict().values(), strict=True))
-    config["config"]["hold_constant_dims"] = True  # a checkpoint that claims the option but lacks its buffers
+    config["config"]["hold_constant_dims"] = True  # a checkpoint that claims an option but lacks its buffers
     config_file.write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="missing tensors.*vector_changed"):
         model_zoo.load(directory)
@@ -401,3 +402,49 @@ def test_with_the_flag_off_nothing_is_held():
         assert torch.equal(model.decode(state), decoder_vector(model, state))
     image_only = make(spaces.Box(0, 255, (64, 64, 3), np.uint8))  # no vector part: nothing to hold
     assert set(image_only.initial_state(2)) == {"deter", "stoch"} and image_only.held.numel() == 0
+
+
+def test_input_normalization_statistics_are_learnt_in_training_and_survive_save_and_load(tmp_path):
+    model = make()
+    assert model.config.normalize_inputs
+    batch = batch_of(VECTOR, DISCRETE, b=4, t=8)
+    batch.obs = batch.obs * torch.tensor([0.1, 1.0, 0.5]) + torch.tensor([0.5, 0.0, -0.2])  # other means and spreads
+    vectors = batch.obs.reshape(-1, 3)
+    model_zoo.fit(model, batch, steps=3, lr=1e-3, progress=False)
+    stats = model.vector_stats
+    assert float(stats.count) == 3 * vectors.shape[0]  # one update per training step
+    assert torch.allclose(stats.mean, vectors.mean(0), atol=1e-5)
+    assert torch.allclose(stats.var, vectors.var(0, unbiased=False), atol=1e-5)
+    model.eval()
+    with torch.no_grad():
+        model.loss(batch)  # out of training: no update
+    assert float(stats.count) == 3 * vectors.shape[0]
+    loaded = model_zoo.load(model.save(tmp_path / "m"))
+    for name in ("count", "mean", "var"):
+        assert torch.equal(getattr(loaded.vector_stats, name), getattr(stats, name))
+    with torch.no_grad():  # the encoder reads the standardised vector, in the saved model too
+        obs = batch.obs[:, 0]
+        standardised = (obs - stats.mean) / stats.std
+        assert torch.allclose(model.encoder(obs, model._vector_in(obs)), model.encoder(obs, standardised))
+        assert not torch.allclose(model.encoder(obs), model.encoder(obs, standardised))
+        assert torch.equal(loaded.encoder(obs, loaded._vector_in(obs)), model.encoder(obs, model._vector_in(obs)))
+
+
+def test_without_input_normalization_the_encoder_reads_symlog_and_keeps_no_statistics():
+    model = make(normalize_inputs=False)
+    assert model.vector_stats is None and model._vector_in(torch.zeros(2, 3)) is None
+    assert not any(name.startswith("vector_stats") for name in model.state_dict())
+    image_only = make(spaces.Box(0, 255, (64, 64, 3), np.uint8))  # no vector part: nothing to normalise
+    assert image_only.vector_stats is None
+
+
+def test_loss_and_observe_read_the_vector_through_the_statistics(monkeypatch):
+    model = make()
+    batch = batch_of(VECTOR, DISCRETE, b=2, t=4)
+    seen = []
+    original = model._vector_in
+    monkeypatch.setattr(model, "_vector_in", lambda obs: seen.append(obs.shape) or original(obs))
+    model.loss(batch)
+    with torch.no_grad():
+        model.observe(model.initial_state(2), batch.action[:, 0], batch.obs[:, 0], batch.is_first[:, 0])
+    assert seen == [(2, 4, 3), (2, 3)]
