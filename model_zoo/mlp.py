@@ -229,7 +229,6 @@ class MLPWorldModel(WorldModel):
             self.register_buffer("levels", torch.full((self.state_dim, config.snap_levels), math.inf))
             self.register_buffer("level_count", torch.zeros(self.state_dim, dtype=torch.int64))
 
-
     @property
     def members(self) -> int:
         """Number of networks (1 here)."""

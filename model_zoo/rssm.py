@@ -339,11 +339,11 @@ class RSSM(WorldModel):
 
     # --- pieces -------------------------------------------------------------------
 
-    def _vector_in(self, obs: Obs) -> Tensor | None:
+    def _vector_in(self, vector: Tensor) -> Tensor | None:
         """The vector part (..., V) as the encoder reads it with ``normalize_inputs``; None: the encoder's symlog."""
         if self.vector_stats is None:
             return None
-        return self.vector_stats.normalize(self.spec.vector(obs))
+        return self.vector_stats.normalize(vector)
 
     def _logits(self, raw: Tensor) -> Tensor:
         """Flat network output (..., S * K) -> unimix log-probabilities (..., S, K)."""
@@ -408,11 +408,12 @@ class RSSM(WorldModel):
         first = self._is_first(batch.is_first, (B, T)).clone()
         first[:, 0] = True  # each window starts from the zero state
         obs = spec.to_torch(batch.obs, self.device)
+        observed = spec.vector(obs)  # (B, T, V)
         if self.training and self.holds:
-            self._record_changes(spec.vector(obs), first)
+            self._record_changes(observed, first)
         if self.training and self.vector_stats is not None:
-            self.vector_stats.update(spec.vector(obs).flatten(0, -2))  # (B * T, V)
-        embed = self.encoder(obs, self._vector_in(obs))  # (B, T, E)
+            self.vector_stats.update(observed.flatten(0, -2))  # (B * T, V)
+        embed = self.encoder(obs, self._vector_in(observed))  # (B, T, E)
         action = self._action(batch.action, first)  # (B, T, A)
         deter = embed.new_zeros(B, cfg.hidden)
         stoch = embed.new_zeros(B, cfg.stoch * cfg.classes)
@@ -438,7 +439,7 @@ class RSSM(WorldModel):
             recon = recon + err.flatten(-3).sum(-1)
             metrics[f"mse_{key or 'image'}"] = err.mean()
         if vector is not None:
-            err = (vector - symlog(spec.vector(obs))).square()  # (B, T, V), in symlog space
+            err = (vector - symlog(observed)).square()  # (B, T, V), in symlog space
             recon = recon + cfg.vector_weight * err.sum(-1)
             metrics["mse_vector"] = err.mean()
 
@@ -473,11 +474,12 @@ class RSSM(WorldModel):
         stoch = state["stoch"].masked_fill(first[:, None], 0.0)
         deter, _ = self.img_step(deter, stoch, self._action(action, first))  # (B, H)
         obs = self.spec.to_torch(obs, self.device)
-        post = self.posterior(deter, self.encoder(obs, self._vector_in(obs)))  # (B, S, K)
+        observed = self.spec.vector(obs)  # (B, V)
+        post = self.posterior(deter, self.encoder(obs, self._vector_in(observed)))  # (B, S, K)
         stoch = F.one_hot(post.argmax(-1), self.config.classes).to(deter.dtype).flatten(-2)  # (B, S*K)
         new = {"deter": deter, "stoch": stoch}
         if self.holds:
-            new["last_obs"] = self.spec.vector(obs).to(deter.dtype)  # (B, V)
+            new["last_obs"] = observed.to(deter.dtype)  # (B, V)
         return new
 
     def imagine(
