@@ -27,7 +27,7 @@ is a benchmark, not a test: it prints, it does not fail.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -43,7 +43,7 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.features import goal_biased_policy
 from campus_env.rules import BLOCKED_REWARD, STEP_PENALTY
-from campusnav.arguments import parse_overrides
+from campusnav.arguments import dataclass_parser, parse_overrides
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from wrappers import DreamVectorEnv
 
@@ -55,6 +55,33 @@ VARIANTS = {
     "outcomes=4, snap_levels=64, input_noise=0.05": "outcomes=4,snap_levels=64,input_noise=0.05",
     "outcomes=4, snap_levels=64, rollout_steps=16 (the demo's)": "outcomes=4,snap_levels=64,rollout_steps=16",
 }
+
+
+@dataclasses.dataclass
+class Args:
+    steps: int = 2000
+    """gradient steps per model (the demo's budget)"""
+    collect_episodes: int = 512
+    """episodes collected with the goal-biased walk (bias 0.5)"""
+    episodes: int = 512
+    """probe episodes, in the dream and in reality"""
+    max_episode_steps: int = 100
+    """episode length cap, in collection, the dream and reality"""
+    seed: int = 0
+    """seed of collection, weights and the probe"""
+    threads: int = 1
+    """torch threads"""
+    quick: bool = False
+    """a smoke run: 64 episodes, 100 steps"""
+    json: str | None = None
+    """also write the results here"""
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    args = Args(**vars(dataclass_parser(Args, __doc__).parse_args(argv)))
+    if args.quick:
+        args = dataclasses.replace(args, steps=100, collect_episodes=64, episodes=64)
+    return args
 
 
 def probe(env, episodes: int, seed: int) -> dict[str, float]:
@@ -76,18 +103,7 @@ def probe(env, episodes: int, seed: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000, help="gradient steps per model (the demo's budget)")
-    parser.add_argument("--collect-episodes", type=int, default=512)
-    parser.add_argument("--episodes", type=int, default=512, help="probe episodes, in the dream and in reality")
-    parser.add_argument("--max-episode-steps", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 64 episodes, 100 steps")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.steps, args.collect_episodes, args.episodes = 100, 64, 64
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     horizon = args.max_episode_steps
 
@@ -124,9 +140,9 @@ def main(argv: list[str] | None = None) -> dict:
     for name, r in rows.items():
         print(f"| {name} | {r['return']:.3f} | {r['share_of_real_gain']:.2f} | {r['success']:.2f} | "
               f"{r['blocked_per_step']:.3f} | {r['steps']:.1f} |")
-    results = {"config": vars(args) | {"json": str(args.json)}, "rows": rows}
+    results = {"config": dataclasses.asdict(args) | {"json": str(args.json)}, "rows": rows}
     if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(json.dumps(results, indent=2))
     return results
 
 
