@@ -240,11 +240,14 @@ if __name__ == "__main__":
     generator = torch.Generator().manual_seed(args.seed)
     space_env = gym.make(ENV_ID, obs_mode=args.obs_mode)
 
+    def num_rows(inputs) -> int:  # raw observations: an array, or a dict of them
+        return len(inputs["state"] if isinstance(inputs, dict) else inputs)
+
     def random_policy(inputs):
-        return rng.integers(0, 5, len(inputs["state"] if isinstance(inputs, dict) else inputs))
+        return rng.integers(0, 5, num_rows(inputs))
 
     def stand_still(inputs):  # action 0 waits: the floor a policy must beat to be doing anything
-        return np.zeros(len(inputs["state"] if isinstance(inputs, dict) else inputs), dtype=np.int64)
+        return np.zeros(num_rows(inputs), dtype=np.int64)
 
     # 1. prefill: random episodes; seeds never reused, apart from evaluation's
     seeds = iter(range(args.seed * 1_000_000, args.seed * 1_000_000 + 10**6, 1_000))
