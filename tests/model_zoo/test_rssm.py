@@ -290,7 +290,7 @@ def test_the_held_elements_are_learnt_from_changes_within_training_episodes():
 
 def decoder_vector(model: RSSM, state) -> torch.Tensor:
     """What the decoder alone predicts for the vector part, as ``decode`` would clip it."""
-    _, vector = model.decoder(model.features(state))
+    _, vector = model.decoder(torch.cat([state["deter"], state["stoch"]], dim=-1))
     return symexp(vector).clamp(-1.0, 1.0)
 
 
@@ -448,3 +448,83 @@ def test_loss_and_observe_read_the_vector_through_the_statistics(monkeypatch):
     with torch.no_grad():
         model.observe(model.initial_state(2), batch.action[:, 0], batch.obs[:, 0], batch.is_first[:, 0])
     assert seen == [(2, 4, 3), (2, 3)]
+
+
+# --- delta_vector: an observation estimate in the state, moved by a change head -------------
+
+
+def drifting_batch(t: int = 8) -> Batch:
+    """Two episodes of a 3-element vector: element 0 constant (0.3 / -0.5), element 1 rising 0.1 a step, element 2
+    falling 0.05 a step."""
+    steps = torch.arange(t, dtype=torch.float32)
+    obs = torch.zeros(2, t, 3)
+    obs[0, :, 0], obs[1, :, 0] = 0.3, -0.5
+    obs[:, :, 1] = -0.4 + 0.1 * steps
+    obs[:, :, 2] = 0.2 - 0.05 * steps
+    first = torch.zeros(2, t, dtype=torch.bool)
+    first[:, 0] = True
+    return Batch(obs=obs, action=torch.zeros(2, t, dtype=torch.int64), reward=torch.zeros(2, t),
+                 terminated=torch.zeros(2, t, dtype=torch.bool), is_first=first)
+
+
+@pytest.mark.parametrize("obs_space", [VECTOR, DICT], ids=["vector", "dict"])
+def test_delta_vector_shapes_features_and_save_load(obs_space, tmp_path):
+    action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+    model = make(obs_space, action_space, delta_vector=True)
+    batch = batch_of(obs_space, action_space)
+    model.loss(batch)
+    model.eval()
+    vector_dim = model.spec.vector_dim
+    assert model.feature_dim == TINY["hidden"] + TINY["stoch"] * TINY["classes"] + vector_dim
+    assert {"delta_stats.mean", "delta_stats.var", "delta_stats.count"} <= set(model.state_dict())
+    loaded = model_zoo.load(model.save(tmp_path / "m"))
+    assert loaded.config.delta_vector
+    outputs = []
+    with torch.no_grad():
+        for m in (model, loaded):
+            state = m.observe(m.initial_state(2), batch.action[:, 0], batch.at(0).obs, batch.is_first[:, 0])
+            out = m.imagine(state, batch.action[:, 1], generator=torch.Generator().manual_seed(3))
+            assert out.state["last_obs"].shape == (2, vector_dim) and out.reward.shape == (2,)
+            outputs.append((m.features(out.state), out.reward, m.decode(out.state)))
+    (fa, ra, da), (fb, rb, db) = outputs
+    assert fa.shape == (2, model.feature_dim) and torch.equal(fa, fb) and torch.equal(ra, rb)
+    for key in da if isinstance(da, dict) else [None]:
+        assert torch.equal(da[key], db[key]) if key is not None else torch.equal(da, db)
+
+
+def test_the_change_head_moves_the_estimate_and_decode_returns_it():
+    model = make(delta_vector=True)
+    model.loss(drifting_batch())  # statistics of the changes; element 0 never changes in an episode: held
+    model.eval()
+    assert model.held.tolist() == [True, False, False]
+    std = model.delta_stats.std
+    assert torch.allclose(model.delta_stats.mean, torch.tensor([0.0, 0.1, -0.05]), atol=1e-6)
+    with torch.no_grad():
+        model.delta_head[-1].weight.zero_()
+        model.delta_head[-1].bias.copy_(torch.tensor([1.0, 2.0, -1.0]))  # changes of (1, 2, -1) standard deviations
+        obs = torch.tensor([[0.3, -0.2, 0.6], [-0.5, 0.1, -0.4]])
+        state = observe_first(model, obs)
+        assert torch.equal(model.decode(state), obs)  # a filtered state decodes to what it observed
+        state = imagine_steps(model, state, steps=2)
+    change = torch.tensor([0.0, 2.0, -1.0]) * std + model.delta_stats.mean
+    expected = obs + 2 * change  # the held element stays put
+    assert torch.allclose(state["last_obs"], expected, atol=1e-6)
+    assert torch.allclose(model.decode(state), expected.clamp(-1.0, 1.0), atol=1e-6)
+
+
+def test_delta_vector_learns_a_drift_that_the_imagined_estimate_follows():
+    model = make(delta_vector=True)
+    history = model_zoo.fit(model, drifting_batch(), steps=150, lr=3e-3, log_every=50, progress=False)
+    assert history[-1]["delta_mse"] < 0.1 * history[0]["delta_mse"]
+    model.eval()
+    obs = torch.tensor([[0.3, -0.4, 0.2], [-0.5, -0.3, 0.15]])  # steps 0 and 1 of the drift
+    with torch.no_grad():
+        state = imagine_steps(model, observe_first(model, obs), steps=3)
+    expected = obs + torch.tensor([0.0, 0.3, -0.15])
+    assert torch.allclose(model.decode(state), expected, atol=0.03)
+
+
+def test_without_delta_vector_the_features_and_heads_are_dreamers():
+    model = make()
+    assert not model.config.delta_vector and not hasattr(model, "delta_head")
+    assert model.feature_dim == TINY["hidden"] + TINY["stoch"] * TINY["classes"]
