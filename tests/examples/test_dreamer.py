@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "dreamer.py"
 
@@ -45,7 +47,15 @@ def test_runs_on_a_tiny_budget_and_writes_the_curve(tmp_path):
     assert np.isclose(still["return_mean"], -0.01 * 30) and still["return_std"] < 1e-9  # the step penalty only
     import model_zoo
 
-    assert model_zoo.load(out / "model").model_id == "rssm"
+    model = model_zoo.load(out / "model")
+    assert model.model_id == "rssm"
+    from model_zoo.checkpoint import load_tensors
+    from model_zoo.controllers import ActorCritic
+
+    actor = ActorCritic(model.feature_dim, model.action_space)  # the saved actor fits the saved model's features
+    tensors, _ = load_tensors(out / "actor.safetensors")
+    actor.load_state_dict(tensors)
+    assert actor.act(torch.zeros(3, model.feature_dim)).shape == (3,)
 
 
 def test_arguments_come_from_the_dataclass():
@@ -76,3 +86,41 @@ def test_shaping_is_potential_based_and_zero_at_the_goal():
     assert shaped(episode, per_cell=0.0, gamma=0.9) is episode
     undiscounted = shaped(episode, per_cell=0.05, gamma=1.0).reward.sum()
     assert np.isclose(undiscounted, raw.sum() - phi[0], rtol=1e-5)  # telescopes: only the start's potential is left
+
+
+def test_shaped_dream_adds_the_shaping_of_the_decoded_goal_offsets_to_imagined_rewards():
+    from model_zoo.base import Imagined
+
+    namespace = runpy.run_path(str(SCRIPT), run_name="dreamer")
+    dream_cls = namespace["ShapedDream"]
+
+    class Walk:  # a model whose state is the goal's row offset in cells; action 1 steps toward the goal
+        def features(self, state):
+            return state["cells"][:, None]
+
+        def decode(self, state):
+            obs = torch.zeros(len(state["cells"]), 72)
+            obs[:, 4] = state["cells"] / 31
+            return obs
+
+        def imagine(self, state, action, generator=None):
+            cells = state["cells"] - action.float()
+            return Imagined({"cells": cells}, torch.full_like(cells, -0.01), cells == 0)
+
+    dream = dream_cls(Walk(), per_cell=0.05, gamma=0.9)
+    start = {"cells": torch.tensor([3.0, 1.0, 2.0])}
+    out = dream.imagine(start, torch.tensor([1, 1, 0]))
+    phi = -0.05 * start["cells"]
+    after = torch.tensor([-0.05 * 2, 0.0, -0.05 * 2])  # row 1 reached the goal: the end's potential is 0
+    torch.testing.assert_close(out.reward, -0.01 + 0.9 * after - phi)
+    assert out.reward[0] > out.reward[2] + 0.04  # closing in a cell beats waiting by about per_cell
+    assert torch.equal(out.state["cells"], torch.tensor([2.0, 0.0, 2.0])) and out.terminated.tolist() == [
+        False, True, False]
+    assert torch.equal(dream.features(start), Walk().features(start))
+
+
+def test_shape_in_must_name_a_place():
+    namespace = runpy.run_path(str(SCRIPT), run_name="dreamer")
+    assert namespace["parse_args"](["--shape-in", "replay"]).shape_in == "replay"
+    with pytest.raises(SystemExit):
+        namespace["parse_args"](["--shape-in", "reward"])
