@@ -576,7 +576,7 @@ class RSSM(WorldModel):
         return self.spec.assemble({k: torch.sigmoid(v) for k, v in images.items()}, vector)
 
     def features(self, state: State) -> Tensor:
-        """(B, hidden + stoch * classes) [deter, stoch], Dreamer's; with ``delta_vector``, + the standardised estimate."""
+        """(B, F): Dreamer's [deter, stoch]; with ``delta_vector``, the standardised estimate appended."""
         if self.deltas:
             return torch.cat([state["deter"], state["stoch"], self._last_in(state["last_obs"])], dim=-1)
         return torch.cat([state["deter"], state["stoch"]], dim=-1)
