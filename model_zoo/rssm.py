@@ -342,8 +342,11 @@ class RSSM(WorldModel):
         if cfg.normalize_inputs and self.spec.vector_dim:  # identity (mean 0, std 1) until the first training batch
             self.vector_stats = RunningNorm(self.spec.vector_dim)
         reward_out = cfg.reward_bins if cfg.reward_loss == "twohot" else 1
+        self.holds = bool(cfg.hold_constant_dims and self.spec.vector_dim)
+        self.deltas = bool(cfg.delta_vector and self.spec.vector_dim)
+        self.tracks = self.holds or self.deltas  # the state has "last_obs"
         # with delta_vector the heads also read the observation estimates before and after the step
-        head_in = feat + 2 * self.spec.vector_dim if cfg.delta_vector and self.spec.vector_dim else feat
+        head_in = feat + 2 * self.spec.vector_dim if self.deltas else feat
         self.reward_head = _mlp(head_in, reward_out, cfg.units)
         self.cont_head = _mlp(head_in, 1, cfg.units)
         with torch.no_grad():  # V3: the reward head starts by predicting 0
@@ -351,9 +354,6 @@ class RSSM(WorldModel):
             self.reward_head[-1].bias.zero_()
         bins = torch.linspace(-cfg.reward_range, cfg.reward_range, cfg.reward_bins)
         self.register_buffer("bins", bins, persistent=False)  # derived from the config: not in checkpoints
-        self.holds = bool(cfg.hold_constant_dims and self.spec.vector_dim)
-        self.deltas = bool(cfg.delta_vector and self.spec.vector_dim)
-        self.tracks = self.holds or self.deltas  # the state has "last_obs"
         if self.deltas:
             self.delta_head = _mlp(feat + self.spec.vector_dim + self.spec.action_dim, self.spec.vector_dim, cfg.units)
             self.delta_stats = RunningNorm(self.spec.vector_dim)  # of the changes between consecutive steps
@@ -483,11 +483,12 @@ class RSSM(WorldModel):
             change = observed - prev
             if self.training:
                 self.delta_stats.update(change[~first])
-            pred = self.delta_head(torch.cat([feat, self._last_in(prev), action], dim=-1))  # (B, T, V)
+            prev_in = self._last_in(prev)
+            pred = self.delta_head(torch.cat([feat, prev_in, action], dim=-1))  # (B, T, V)
             err = (pred - self.delta_stats.normalize(change)).square().sum(-1)  # (B, T), standardised
             recon = recon + err * valid
             metrics["delta_mse"] = (err * valid).sum() / valid.sum().clamp(min=1.0) / change.shape[-1]
-            feat = torch.cat([feat, self._last_in(observed), self._last_in(prev)], dim=-1)  # what the heads read
+            feat = torch.cat([feat, self._last_in(observed), prev_in], dim=-1)  # what the heads read
         reward_loss = (self._reward_loss(feat, reward) * valid).sum() / valid.sum().clamp(min=1.0)
         cont_logit = self.cont_head(feat)[..., 0]  # (B, T)
         cont_loss = F.binary_cross_entropy_with_logits(cont_logit, 1.0 - terminated)
