@@ -1,0 +1,31 @@
+"""benchmarks/token_model.py: the quick run end to end, over two seeds, and its argument checks."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "token_model.py"
+token_model = SimpleNamespace(**runpy.run_path(str(SCRIPT), run_name="token_model"))
+
+
+def test_quick_run_over_two_seeds_judges_the_means(capsys):
+    report = token_model.main(["--quick", "--seeds", "2"])
+    runs, mean = report["quality"], report["quality_mean"]
+    assert len(runs) == 2 and set(mean) == set(token_model.VARIANTS)
+    for name, row in mean.items():
+        assert row["token_acc@1"] == pytest.approx((runs[0][name]["token_acc@1"] + runs[1][name]["token_acc@1"]) / 2)
+    one, four = mean["N=1 parallel"]["token_acc@1"], mean["N=4 parallel"]["token_acc@1"]
+    line = next(t for t in report["targets"] if "token accuracy (parallel)" in t)
+    assert line.startswith("PASS" if four > one else "MISS") and "[means of 2 seeds]" in line
+    out = capsys.readouterr().out
+    assert "== quality (seed 0)" in out and "== quality (seed 1)" in out
+    assert "| 0 | " in out and "| 1 | " in out  # the per-seed differences
+
+
+def test_seeds_must_be_positive():
+    with pytest.raises(SystemExit, match="--seeds must be at least 1"):
+        token_model.parse_args(["--seeds", "0"])
