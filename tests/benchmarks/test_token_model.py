@@ -18,6 +18,8 @@ def test_quick_run_over_two_seeds_judges_the_means(capsys):
     assert len(runs) == 2 and set(mean) == set(token_model.VARIANTS)
     for name, row in mean.items():
         assert row["token_acc@1"] == pytest.approx((runs[0][name]["token_acc@1"] + runs[1][name]["token_acc@1"]) / 2)
+    copies = {row["copy_token_acc@1"] for row in runs[0].values()}  # one tokenizer: one baseline per seed
+    assert len(copies) == 1 and 0.0 < copies.pop() <= 1.0
     one, four = mean["N=1 parallel"]["token_acc@1"], mean["N=4 parallel"]["token_acc@1"]
     line = next(t for t in report["targets"] if "token accuracy (parallel)" in t)
     assert line.startswith("PASS" if four > one else "MISS") and "[means of 2 seeds]" in line
