@@ -193,9 +193,7 @@ def copy_token_accuracy(model: Any, episodes: list, horizons: tuple[int, ...], c
     """
     hits, counts = dict.fromkeys(horizons, 0), dict.fromkeys(horizons, 0)
     for episode in episodes:
-        obs = episode.obs
-        obs = {k: torch.as_tensor(v) for k, v in obs.items()} if isinstance(obs, dict) else torch.as_tensor(obs)
-        codes = model.tokenize(model.spec.to_torch(obs, model.device))  # (T + 1, P)
+        codes = model.tokenize(model.spec.to_torch(episode.obs, model.device))  # (T + 1, P)
         last = codes[context - 1 :]
         for k in horizons:
             if len(last) > k:
@@ -250,18 +248,17 @@ def speed_table(rates: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def mean_rows(runs: list[dict[str, model_zoo.EvalResult]]) -> dict[str, dict[str, float]]:
-    """Each variant's metrics averaged over the seeds' runs: variant -> metric -> mean."""
-    return {name: {key: sum(run[name].as_dict()[key] for run in runs) / len(runs) for key in runs[0][name].as_dict()}
-            for name in runs[0]}
+def mean_rows(runs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """Each variant's metrics (``EvalResult.as_dict``) averaged over the seeds' runs: variant -> metric -> mean."""
+    return {name: {key: sum(run[name][key] for run in runs) / len(runs) for key in row}
+            for name, row in runs[0].items()}
 
 
-def seed_table(runs: list[dict[str, model_zoo.EvalResult]], seed: int) -> str:
+def seed_table(runs: list[dict[str, dict[str, float]]], seed: int) -> str:
     """Per seed, the differences the targets compare: N=4 - N=1 at one step, autoregressive - parallel at 16."""
     lines = ["| seed | N=4 - N=1 token_acc@1 (parallel) | (autoregressive) | AR - parallel token_acc@16 (N=1) | (N=4) "
              "| AR - parallel psnr@16 (N=1) | (N=4) |", "|---|---|---|---|---|---|---|"]
-    for i, run in enumerate(runs):
-        row = {name: r.as_dict() for name, r in run.items()}
+    for i, row in enumerate(runs):
         cells = [row[f"N=4 {d}"]["token_acc@1"] - row[f"N=1 {d}"]["token_acc@1"]
                  for d in ("parallel", "autoregressive")]
         for key in ("token_acc@16", "psnr@16"):
@@ -311,7 +308,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"== speed: {MODEL_ID} default config on {ENV_ID} dict observations, batch 1, one thread\n")
         rates = speed(args)
         print(speed_table(rates))
-        runs: list[dict[str, model_zoo.EvalResult]] = []
+        runs: list[dict[str, dict[str, float]]] = []  # per seed: variant -> metrics
         rows = None
         if not args.speed_only:
             keys = ["token_acc@1", "token_acc@16", "copy_token_acc@1", "copy_token_acc@16", "psnr@1", "psnr@16",
@@ -321,10 +318,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print(f"\n== quality (seed {run_args.seed}): {args.episodes} episodes, tokenizer "
                       f"{args.tokenizer_steps} steps, {args.steps} steps per variant of {args.batch_size} x "
                       f"{args.seq_len}\n")
-                runs.append(quality(run_args))
+                results = quality(run_args)
                 print()
-                print(model_zoo.format_table(runs[-1], keys=keys).replace("imagined_steps_per_s",
-                                                                          "imagined fps (batch 1)"))
+                print(model_zoo.format_table(results, keys=keys).replace("imagined_steps_per_s",
+                                                                         "imagined fps (batch 1)"))
+                runs.append({name: r.as_dict() for name, r in results.items()})
             rows = mean_rows(runs)
             base = rows["N=1 parallel"]
             lines = ["| variant | token_acc@1 vs N=1 parallel | token_acc@1 - copying the last codes "
@@ -343,7 +341,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         torch.set_num_threads(threads)
     report = {"args": asdict(args), "speed": rates,
-              "quality": [{k: r.as_dict() for k, r in run.items()} for run in runs] or None,
+              "quality": runs or None,
               "quality_mean": rows, "targets": checks}
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
