@@ -4,6 +4,7 @@ both decoding modes, history N=1, save/load and the token-accuracy metric of ``e
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from gymnasium import spaces
 import model_zoo
 from model_zoo.base import Batch
 from model_zoo.tokens import Transformer, VectorQuantizer, sample_logits
-from model_zoo.vqvae_transformer import VQVAETransformer
+from model_zoo.vqvae_transformer import COPY_OFFSETS, VQVAETransformer, _neighbour_slots
 
 TINY = dict(codes=16, code_dim=8, depth=4, hidden=32, layers=2, heads=2, history=2)
 IMAGE = spaces.Box(0, 255, (64, 64, 3), np.uint8)
@@ -48,6 +49,16 @@ def sample_obs(space: spaces.Space, lead: tuple[int, ...], seed: int = 0):
     if space.dtype == np.uint8:
         return torch.as_tensor(rng.integers(0, 256, lead + space.shape, dtype=np.uint8))
     return torch.as_tensor(rng.uniform(space.low, space.high, lead + space.shape).astype(np.float32))
+
+
+def with_copy_gates(model: VQVAETransformer, seed: int = 0) -> VQVAETransformer:
+    """The model with random (not zero) copy gates, so that tests exercise them."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in (model.copy_gate, model.copy_input_gate):
+            for p in layer.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    return model
 
 
 def filtered(model: VQVAETransformer, frames: int = 2, B: int = 2, seed: int = 0):
@@ -91,7 +102,7 @@ def test_incremental_passes_with_a_kv_cache_equal_the_full_causal_pass():
 
 @pytest.mark.parametrize("obs", ["dict", "image"])
 def test_kv_cached_generation_gives_the_logits_of_the_full_causal_pass(obs):
-    model = make(obs, decoding="autoregressive", temperature=1.0, top_k=5)
+    model = with_copy_gates(make(obs, decoding="autoregressive", temperature=1.0, top_k=5))
     state, action = filtered(model), torch.tensor([1, 2])
     with torch.no_grad():
         cached = model.generate(state, action, torch.Generator().manual_seed(3), return_logits=True)
@@ -105,7 +116,7 @@ def test_kv_cached_generation_gives_the_logits_of_the_full_causal_pass(obs):
 
 
 def test_the_causal_mask_blocks_the_future():
-    model = make("dict", decoding="autoregressive")
+    model = with_copy_gates(make("dict", decoding="autoregressive"))
     state, action = filtered(model), torch.tensor([0, 1])
     tokens = torch.randint(0, 16, (2, 64), generator=torch.Generator().manual_seed(0))
     vector = torch.rand(2, 5)
@@ -125,6 +136,70 @@ def test_parallel_decoding_never_reads_the_codes_it_predicts():
     a, b = (torch.randint(0, 16, (2, 64), generator=torch.Generator().manual_seed(s)) for s in (0, 1))
     with torch.no_grad():
         assert torch.equal(model.teacher_forced_logits(state, action, a), model.teacher_forced_logits(state, action, b))
+
+
+# --- copy logits ------------------------------------------------------------------------------
+
+
+def test_copy_sources_are_each_slot_and_its_four_grid_neighbours():
+    slots = _neighbour_slots(images=2)  # (offsets, 128)
+    assert slots.shape == (len(COPY_OFFSETS), 128) and COPY_OFFSETS[0] == (0, 0)
+    r1c1 = 1 * 8 + 1
+    assert slots[:, r1c1].tolist() == [r1c1 + 8 * dr + dc for dr, dc in COPY_OFFSETS]
+    assert slots[:, 64 + r1c1].tolist() == [64 + r1c1 + 8 * dr + dc for dr, dc in COPY_OFFSETS]  # second image
+    r0c7 = 7
+    assert slots[COPY_OFFSETS.index((0, 1)), r0c7] == -1 and slots[COPY_OFFSETS.index((-1, 0)), r0c7] == -1
+    assert slots[COPY_OFFSETS.index((1, 0)), 64 + 56] == -1  # the bottom row has nothing below it
+    assert not (make("dict", copy_codes=False).state_dict().keys() & {"copy_gate.weight", "copy_input_gate.bias"})
+
+
+@pytest.mark.parametrize("decoding", ["parallel", "autoregressive"])
+def test_an_open_copy_gate_repeats_an_older_frame_shifted(decoding):
+    model = make("dict", decoding=decoding, temperature=0.0, history=3)
+    right = COPY_OFFSETS.index((0, 1))
+    with torch.no_grad():
+        model.token_head.weight.zero_()
+        model.token_head.bias.zero_()
+        model.copy_input_gate.bias[0 * len(COPY_OFFSETS) + right] = 1.0  # oldest frame, the slot to the right
+    state, action = filtered(model, frames=3), torch.tensor([1, 2])
+    oldest = state["tokens"][:, 0].reshape(2, 8, 8)
+    with torch.no_grad():
+        out = model.generate(state, action, return_logits=True)
+    tokens = out.tokens.reshape(2, 8, 8)
+    assert torch.equal(tokens[:, :, :7], oldest[:, :, 1:])  # every slot with a right neighbour copies it
+    logits = out.logits.reshape(2, 8, 8, -1)
+    assert float(logits[:, :, 7].abs().max()) == 0.0  # the last column has none: no copy logit at all
+    state["present"][:, 0] = False  # the oldest frame absent: nothing to copy from it
+    with torch.no_grad():
+        assert float(model.generate(state, action, return_logits=True).logits.abs().max()) == 0.0
+
+
+def test_copy_gates_read_the_actions_and_train():
+    model = make("dict", history=2).train()
+    batch = make_batch("dict")
+    loss, _ = model.loss(batch)
+    loss.backward()
+    assert model.copy_input_gate.weight.grad.abs().sum() > 0 and model.copy_gate.weight.grad.abs().sum() > 0
+    model = with_copy_gates(make("dict", history=2))
+    model.action_embed.weight.data.zero_()  # the transformer no longer sees which action comes next
+    state = filtered(model)
+    with torch.no_grad():
+        a, b = (model.generate(state, torch.tensor([k, k]), return_logits=True).logits for k in (0, 2))
+    model.copy_input_gate.weight.data.zero_()
+    with torch.no_grad():
+        c, d = (model.generate(state, torch.tensor([k, k]), return_logits=True).logits for k in (0, 2))
+    assert not torch.allclose(a, b) and torch.allclose(c, d)  # the copy gates still do
+
+
+def test_a_checkpoint_saved_before_copy_codes_loads_without_them(tmp_path):
+    old = make("dict", copy_codes=False)  # what a checkpoint from before the option holds
+    directory = old.save(tmp_path / "old")
+    config_file = directory / "config.json"
+    config = json.loads(config_file.read_text())
+    del config["config"]["copy_codes"]
+    config_file.write_text(json.dumps(config))
+    loaded = model_zoo.load(directory)
+    assert loaded.config.copy_codes is False and not hasattr(loaded, "copy_gate")
 
 
 # --- the tokenizer ---------------------------------------------------------------------------------
