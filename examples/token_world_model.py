@@ -25,8 +25,9 @@ variants of it on the same CampusNav-v0 episodes and compares them:
 
 Sampling is at `--temperature` (default 0.5, with top-k 16): parallel decoding draws each
 code on its own, so at a high temperature its frames mix modes; autoregressive decoding
-draws them one after another, each seeing those before it, at the cost of 64 incremental
-transformer steps per frame (KV-cached).
+draws them one after another, each seeing those before it, and reads the reward and the
+state vector after the last, at the cost of 65 incremental transformer steps per frame
+(KV-cached).
 
     python examples/token_world_model.py                 # ~10 minutes on 2 CPU cores
     python examples/token_world_model.py --train-steps 1000 --episodes 128

@@ -37,19 +37,26 @@ linear choice away.
 
 What is predicted, and how:
 
-- at the next frame's action token: the reward, the termination logit and the next
-  vector (as a change from the last frame's), by one linear head; vectors are
-  regressed, not quantized, so a vector-only space works unchanged (there the frame
-  is [action, vector] and the two decoding modes coincide);
+- the step: the reward, the termination logit and the next vector (as a change from
+  the last frame's), by one linear head, at the next frame's action token (parallel
+  decoding, and frames without images) or after its last code (autoregressive);
+  vectors are regressed, not quantized, so a vector-only space works unchanged (there
+  the frame is [action, vector] and the two decoding modes coincide);
 - the image codes, under ``Config.decoding``:
   - ``"parallel"``: the next block is [action, 64 mask tokens] and the pass is
     bidirectional; each mask token's output gives its code's logits, all drawn at
     once, independently. One pass per frame.
-  - ``"autoregressive"``: the next block is [action, vectors, codes 0..62] under a
-    causal mask, each output giving the next code's logits (teacher-forced in
-    training). Imagination encodes the context once into a KV cache and then costs
-    one incremental step per code (``generate(..., use_cache=False)`` recomputes the
-    whole sequence per code instead: the baseline of ``benchmarks/token_model.py``).
+  - ``"autoregressive"``: the next block is [action, codes 0..63] under a causal mask,
+    each output giving the next code's logits and the last one the step (teacher-forced
+    in training), so the imagined reward and vector follow the codes drawn: a frame in
+    which the agent moved comes with a moved position. Training replaces
+    ``teacher_noise`` of the teacher-forced input codes with random ones, so that the
+    model does not trust every code before it as imagination cannot guarantee.
+    Imagination encodes the context once into a KV cache and then costs one
+    incremental step per code (``generate(..., use_cache=False)`` recomputes the whole
+    sequence per code instead: the baseline of ``benchmarks/token_model.py``).
+    Checkpoints from before ``step_after_codes`` keep their layout: [action, vectors,
+    codes 0..62], the step read at the action.
   Codes are drawn at ``temperature`` (0: the argmax) from the ``top_k`` most likely
   (0: all).
 
@@ -137,6 +144,8 @@ class Config:
     temperature: float = 1.0  # sampling temperature of imagined codes (0: argmax)
     top_k: int = 0  # draw from the k most likely codes only (0: all)
     copy_codes: bool = True  # copy logits: a code may repeat the code at its slot or a neighbouring one, any frame
+    step_after_codes: bool = True  # autoregressive: reward, termination and vector read after the frame's codes
+    teacher_noise: float = 0.15  # autoregressive training: share of teacher-forced input codes replaced at random
     train_targets: int = 32  # next frames predicted per loss call (drawn from the batch's valid steps)
     train_tokenizer: bool = True  # False: the tokenizer is fixed (e.g. loaded from another model); only the rest learns
     tokenizer_frames: int = 32  # frames per loss call the tokenizer learns from (drawn from the batch)
@@ -148,7 +157,7 @@ class Config:
     terminal_weight: float = 1.0  # weight of the termination BCE
 
     # checkpoints saved before a field existed were saved as (model_zoo.checkpoint)
-    SAVED_BEFORE: ClassVar[dict[str, Any]] = {"copy_codes": False}
+    SAVED_BEFORE: ClassVar[dict[str, Any]] = {"copy_codes": False, "step_after_codes": False, "teacher_noise": 0.0}
 
     def __post_init__(self):
         for name in ("codes", "code_dim", "depth", "history", "hidden", "layers", "heads", "train_targets",
@@ -166,6 +175,8 @@ class Config:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"Config.{name} must be finite and >= 0, got {value!r}")
+        if not 0.0 <= self.teacher_noise < 1.0:
+            raise ValueError(f"Config.teacher_noise must be in [0, 1), got {self.teacher_noise!r}")
         if not 0.0 <= self.usage_decay < 1.0:
             raise ValueError(f"Config.usage_decay must be in [0, 1), got {self.usage_decay!r}")
 
@@ -299,12 +310,18 @@ class VQVAETransformer(WorldModel):
         if self.config.decoding == "parallel":
             masks = self.mask + self.spatial[1 + E :] + previous  # (M, P, W)
             return torch.cat([head, masks], dim=1) + self.temporal[N]
-        parts = [head]
-        if E:
+        if self.training and self.config.teacher_noise > 0:  # some inputs as wrong as a drawn code may be
+            flip = torch.rand(tokens.shape, device=tokens.device) < self.config.teacher_noise
+            tokens = torch.where(flip, torch.randint_like(tokens, self.config.codes), tokens)
+        parts, lead = [head], 0  # lead: positions before the one that predicts code 0
+        if E and not self.config.step_after_codes:
             parts.append(self._vector_tokens(vector) + self.spatial[1 : 1 + E])  # (M, E, W)
-        parts.append(self.token_embed(tokens[:, :-1]) + self.spatial[1 + E : -1])  # (M, P - 1, W)
-        block = torch.cat(parts, dim=1)  # (M, E + P, W)
-        return torch.cat([block[:, :E], block[:, E:] + previous], dim=1) + self.temporal[N]
+            lead = E
+        codes = P if self.config.step_after_codes else P - 1
+        parts.append(self.token_embed(tokens[:, :codes]) + self.spatial[1 + E : 1 + E + codes])  # (M, codes, W)
+        block = torch.cat(parts, dim=1)  # (M, L', W)
+        return torch.cat([block[:, :lead], block[:, lead : lead + P] + previous, block[:, lead + P :]],
+                         dim=1) + self.temporal[N]
 
     # --- the transformer's prediction ---------------------------------------------------------------
 
@@ -360,10 +377,18 @@ class VQVAETransformer(WorldModel):
         x = torch.cat([context, block], dim=1)  # (M, L, W)
         # only the predicted frame's outputs are read
         h = self.transformer(x, causal=self.config.decoding == "autoregressive", last=block.shape[1])  # (M, L', W)
-        reward, term, next_vector = self._split_step(h[:, 0], last_vector)
         if P == 0:
+            reward, term, next_vector = self._split_step(h[:, 0], last_vector)
             return h.new_zeros(h.shape[0], 0, self.config.codes), reward, term, next_vector
-        h = h[:, 1:] if self.config.decoding == "parallel" else h[:, E : E + P]  # (M, P, W): output i predicts code i
+        if self.config.decoding == "parallel":
+            reward, term, next_vector = self._split_step(h[:, 0], last_vector)
+            h = h[:, 1:]  # (M, P, W): output i predicts code i
+        elif self.config.step_after_codes:
+            reward, term, next_vector = self._split_step(h[:, P], last_vector)  # read after the last code
+            h = h[:, :P]  # (M, P, W): output i predicts code i
+        else:
+            reward, term, next_vector = self._split_step(h[:, 0], last_vector)
+            h = h[:, E : E + P]  # (M, P, W): output i predicts code i
         logits = self.token_head(h)  # (M, P, K)
         sources = self._copy_sources(history, frames["present"], frames["action"], action, vectors)
         if sources is not None:
@@ -396,17 +421,17 @@ class VQVAETransformer(WorldModel):
         previous = self.previous_embed(history[:, -1])  # (B, P, W): last frame code i, read where code i is predicted
         sources = self._copy_sources(history, present, state["action"], action, vectors)  # 3 x (B, P, S), or None
         cache = self.transformer.cache(B, context.shape[1] + self.frame_len) if use_cache else None
-        if not E:
-            head = head + previous[:, :1]
-        seen = torch.cat([context, head], dim=1)  # (B, L0, W), the whole sequence (without a cache)
+        first = cfg.step_after_codes or not E  # the action's output predicts code 0
+        seen = torch.cat([context, head + previous[:, :1] if first else head], dim=1)  # (B, L0, W): all (no cache)
         h = self.transformer(seen, causal=True, cache=cache, last=1 if use_cache else None)[:, -1]  # (B, W)
-        reward, term, vector = self._split_step(h, last_vector)
-        if E:
-            vec = self._vector_tokens(vector) + self.spatial[1 : 1 + E] + self.temporal[cfg.history]  # (B, E, W)
-            vec = torch.cat([vec[:, :-1], vec[:, -1:] + previous[:, :1]], dim=1)
-            seen = torch.cat([seen, vec], dim=1)
-            h = self.transformer(vec, causal=True, cache=cache, last=1) if use_cache else self.transformer(seen, True)
-            h = h[:, -1]
+        if not cfg.step_after_codes:  # checkpoints from before: the step first, then its vectors as tokens
+            reward, term, vector = self._split_step(h, last_vector)
+            if E:
+                vec = self._vector_tokens(vector) + self.spatial[1 : 1 + E] + self.temporal[cfg.history]  # (B, E, W)
+                vec = torch.cat([vec[:, :-1], vec[:, -1:] + previous[:, :1]], dim=1)
+                seen = torch.cat([seen, vec], dim=1)
+                h = self.transformer(vec, True, cache, last=1) if use_cache else self.transformer(seen, True)
+                h = h[:, -1]
         tokens = torch.empty(B, P, dtype=torch.int64, device=context.device)
         position = self.spatial[1 + E :] + self.temporal[cfg.history]  # (P, W): where each code sits
         all_logits = []
@@ -417,13 +442,18 @@ class VQVAETransformer(WorldModel):
             if return_logits:
                 all_logits.append(logits)
             tokens[:, i] = sample_logits(logits, cfg.temperature, cfg.top_k, generator)
+            if i + 1 == P and not cfg.step_after_codes:
+                break
+            x = self.token_embed(tokens[:, i]) + position[i]  # (B, W)
             if i + 1 < P:
-                x = (self.token_embed(tokens[:, i]) + position[i] + previous[:, i + 1]).unsqueeze(1)  # (B, 1, W)
-                if use_cache:
-                    h = self.transformer(x, causal=True, cache=cache)[:, -1]
-                else:
-                    seen = torch.cat([seen, x], dim=1)
-                    h = self.transformer(seen, causal=True)[:, -1]  # every position, as a plain GPT pass
+                x = x + previous[:, i + 1]
+            if use_cache:
+                h = self.transformer(x.unsqueeze(1), causal=True, cache=cache)[:, -1]
+            else:
+                seen = torch.cat([seen, x.unsqueeze(1)], dim=1)
+                h = self.transformer(seen, causal=True)[:, -1]  # every position, as a plain GPT pass
+        if cfg.step_after_codes:
+            reward, term, vector = self._split_step(h, last_vector)  # after the last code
         logits = torch.stack(all_logits, dim=1) if return_logits else None  # (B, P, K)
         return NextFrame(tokens, vector, reward, term, logits)
 

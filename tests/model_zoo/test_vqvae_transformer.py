@@ -100,9 +100,11 @@ def test_incremental_passes_with_a_kv_cache_equal_the_full_causal_pass():
         torch.testing.assert_close(net(x, causal, last=4), net(x, causal)[:, -4:], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("step_after_codes", [True, False])
 @pytest.mark.parametrize("obs", ["dict", "image"])
-def test_kv_cached_generation_gives_the_logits_of_the_full_causal_pass(obs):
-    model = with_copy_gates(make(obs, decoding="autoregressive", temperature=1.0, top_k=5))
+def test_kv_cached_generation_gives_the_logits_of_the_full_causal_pass(obs, step_after_codes):
+    model = with_copy_gates(make(obs, decoding="autoregressive", temperature=1.0, top_k=5,
+                                 step_after_codes=step_after_codes))
     state, action = filtered(model), torch.tensor([1, 2])
     with torch.no_grad():
         cached = model.generate(state, action, torch.Generator().manual_seed(3), return_logits=True)
@@ -111,6 +113,12 @@ def test_kv_cached_generation_gives_the_logits_of_the_full_causal_pass(obs):
                                     return_logits=True)
     assert cached.logits.shape == (2, 64, 16)
     torch.testing.assert_close(cached.logits, full, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():  # the step (reward, termination, vector) too, wherever the layout reads it
+        _, reward, term, vector = model._teacher_forced(state, model._action(action), cached.vector, cached.tokens)
+    torch.testing.assert_close(cached.reward, reward, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(cached.terminated_logit, term, atol=1e-4, rtol=1e-4)
+    if obs == "dict":
+        torch.testing.assert_close(cached.vector, vector, atol=1e-4, rtol=1e-4)
     assert torch.equal(cached.tokens, recomputed.tokens)
     torch.testing.assert_close(cached.logits, recomputed.logits, atol=1e-4, rtol=1e-4)
 
@@ -128,6 +136,26 @@ def test_the_causal_mask_blocks_the_future():
     # logits of codes 0..20 are read before code 20 is: unchanged; later ones see it
     torch.testing.assert_close(after[:, :21], before[:, :21], atol=0, rtol=0)
     assert not torch.allclose(after[:, 21:], before[:, 21:])
+
+
+def test_autoregressive_step_reads_the_drawn_codes_and_training_perturbs_them():
+    model = make("dict", decoding="autoregressive")
+    with torch.no_grad():
+        model.step_head.weight.normal_()  # zero at first
+    state, action = filtered(model), torch.tensor([0, 1])
+    a, b = (torch.randint(0, 16, (2, 64), generator=torch.Generator().manual_seed(s)) for s in (0, 1))
+    with torch.no_grad():
+        steps = [model._teacher_forced(state, model._action(action), None, codes)[1] for codes in (a, b)]
+        assert not torch.allclose(*steps)  # reward after the codes: it depends on them
+        old = make("dict", decoding="autoregressive", step_after_codes=False)
+        old.step_head.weight.normal_()
+        vector = torch.zeros(2, 5)
+        steps = [old._teacher_forced(state, old._action(action), vector, codes)[1] for codes in (a, b)]
+        assert torch.equal(*steps)  # the layout from before: reward first
+        twice = lambda m: [m.teacher_forced_logits(state, action, a) for _ in range(2)]  # noqa: E731
+        assert not torch.equal(*twice(model.train()))  # teacher_noise: some input codes replaced in training
+        assert torch.equal(*twice(model.eval()))
+        assert torch.equal(*twice(make("dict", decoding="autoregressive", teacher_noise=0.0).train()))
 
 
 def test_parallel_decoding_never_reads_the_codes_it_predicts():
@@ -191,15 +219,17 @@ def test_copy_gates_read_the_actions_and_train():
     assert not torch.allclose(a, b) and torch.allclose(c, d)  # the copy gates still do
 
 
-def test_a_checkpoint_saved_before_copy_codes_loads_without_them(tmp_path):
-    old = make("dict", copy_codes=False)  # what a checkpoint from before the option holds
+def test_a_checkpoint_saved_before_copy_codes_loads_as_it_was(tmp_path):
+    old = make("dict", copy_codes=False, step_after_codes=False, teacher_noise=0.0)  # a checkpoint from before
     directory = old.save(tmp_path / "old")
     config_file = directory / "config.json"
     config = json.loads(config_file.read_text())
-    del config["config"]["copy_codes"]
+    for field in ("copy_codes", "step_after_codes", "teacher_noise"):
+        del config["config"][field]
     config_file.write_text(json.dumps(config))
     loaded = model_zoo.load(directory)
     assert loaded.config.copy_codes is False and not hasattr(loaded, "copy_gate")
+    assert loaded.config.step_after_codes is False and loaded.config.teacher_noise == 0.0
 
 
 # --- the tokenizer ---------------------------------------------------------------------------------
@@ -350,6 +380,8 @@ def test_config_errors_name_what_is_allowed():
         make("dict", hidden=30, heads=4)
     with pytest.raises(ValueError, match="history must be a positive integer"):
         make("dict", history=0)
+    with pytest.raises(ValueError, match=r"teacher_noise must be in \[0, 1\), got 1.0"):
+        make("dict", teacher_noise=1.0)
 
 
 # --- save/load and evaluation -----------------------------------------------------------------------
