@@ -21,14 +21,18 @@ autoregressive decoding), so that all four predict the same tokens; each transfo
 trains ``--steps`` steps from the same seed on the same batches; ``model_zoo.evaluate``
 scores them on held-out episodes (``--context`` real frames, then 1 and 16 imagined
 steps): next-frame token accuracy, PSNR, imagined frames per second at batch 1, beside
-the baseline of keeping the last real frame's codes (``copy_token_acc@k``; on seed 0,
-0.647 at one step and 0.295 at 16, above every variant on 2026-11-30).
+the baseline of keeping the last real frame's codes (``copy_token_acc@k``).
 With ``--seeds K`` the whole quality part (data, tokenizer, four transformers) runs K
 times, with seeds ``seed`` to ``seed + K - 1``; each run prints its table, the targets
-compare the means, and a last table shows each seed's differences. Measured on
-2026-11-30 with 1200 transformer steps, N=4 - N=1 token_acc@1 (parallel) was -0.006,
--0.018 and -0.037 on seeds 0, 1 and 2, while a change that helped by 0.023 on seed 0
-lost 0.010 on seed 1: differences of 0.02 from one seed say little here.
+compare the means, and a last table shows each seed's differences.
+
+Measured on 2026-11-30 at the defaults, seeds 0-4 (one process per one or two seeds),
+means: token_acc@1 N=1 / N=4 0.597 / 0.655 parallel and 0.599 / 0.651 autoregressive,
+against 0.607 for copying the last codes (N=4 ahead of N=1 on every seed, by 0.013 to
+0.089); token_acc@16 0.177 / 0.176 and 0.174 / 0.184, all below copying's 0.237;
+autoregressive minus parallel token_acc@16 (N=4) -0.024 to +0.034 over seeds, and
+psnr@16 lower for autoregressive decoding on every seed and history. Differences of
+0.02 from one seed say little here.
 
 Targets (issue 6):
 
