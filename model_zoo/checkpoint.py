@@ -341,7 +341,7 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Wor
     config = read_config(directory)
     model_id = config["model_id"]
     try:
-        registry.spec(model_id)
+        spec = registry.spec(model_id)
     except ValueError:
         known = ", ".join(registry.list_models()) or "none"
         raise CheckpointError(
@@ -354,7 +354,7 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Wor
         raise CheckpointError(f"{directory / CONFIG_FILE}: unreadable space description: {error!r}") from None
     if not isinstance(config["config"], dict):
         raise CheckpointError(f"{directory / CONFIG_FILE}: 'config' must be a JSON object")
-    saved_before = getattr(registry.spec(model_id).load_class().Config, "SAVED_BEFORE", {})
+    saved_before = getattr(spec.load_class().Config, "SAVED_BEFORE", {})
     values = {**saved_before, **config["config"]}  # fields the checkpoint predates take their old values
     try:
         model = registry.make(model_id, observation_space, action_space, **_tuples(values))
