@@ -371,29 +371,32 @@ class VQVAETransformer(WorldModel):
         """
         E, P = self.num_vectors, self.num_tokens
         history, vectors = frames.get("tokens"), frames.get("vector")  # (M, N, P), (M, N, V)
-        last_vector = vectors[:, -1] if vectors is not None else None
-        context = self._embed_context(history, vectors, frames["action"], frames["present"])  # (M, N F, W)
+        context, last_vector = self._frames_context(frames)  # (M, N F, W), (M, V)
         block = self._embed_next(action, vector, tokens, history[:, -1] if history is not None else None)  # (M, L', W)
         x = torch.cat([context, block], dim=1)  # (M, L, W)
         # only the predicted frame's outputs are read
         h = self.transformer(x, causal=self.config.decoding == "autoregressive", last=block.shape[1])  # (M, L', W)
-        if P == 0:
-            reward, term, next_vector = self._split_step(h[:, 0], last_vector)
-            return h.new_zeros(h.shape[0], 0, self.config.codes), reward, term, next_vector
-        if self.config.decoding == "parallel":
-            reward, term, next_vector = self._split_step(h[:, 0], last_vector)
-            h = h[:, 1:]  # (M, P, W): output i predicts code i
+        if self.config.decoding == "parallel" or P == 0:
+            step, start = 0, 1  # the step at the action, code i at mask i
         elif self.config.step_after_codes:
-            reward, term, next_vector = self._split_step(h[:, P], last_vector)  # read after the last code
-            h = h[:, :P]  # (M, P, W): output i predicts code i
+            step, start = P, 0  # the step after the last code
         else:
-            reward, term, next_vector = self._split_step(h[:, 0], last_vector)
-            h = h[:, E : E + P]  # (M, P, W): output i predicts code i
+            step, start = 0, E  # checkpoints from before: the step at the action, then the vectors
+        reward, term, next_vector = self._split_step(h[:, step], last_vector)
+        if P == 0:
+            return h.new_zeros(h.shape[0], 0, self.config.codes), reward, term, next_vector
+        h = h[:, start : start + P]  # (M, P, W): output i predicts code i
         logits = self.token_head(h)  # (M, P, K)
         sources = self._copy_sources(history, frames["present"], frames["action"], action, vectors)
         if sources is not None:
             logits = logits + self._copy_logits(h, sources)
         return logits, reward, term, next_vector
+
+    def _frames_context(self, frames: State) -> tuple[Tensor, Tensor | None]:
+        """Context frames as a state holds them (M, N, ...) -> their embeddings (M, N F, W) and last vector (M, V)."""
+        vectors = frames.get("vector")
+        context = self._embed_context(frames.get("tokens"), vectors, frames["action"], frames["present"])
+        return context, (vectors[:, -1] if vectors is not None else None)
 
     def generate(self, state: State, action: Tensor, generator: torch.Generator | None = None, *,
                  use_cache: bool = True, return_logits: bool = False) -> NextFrame:
@@ -413,8 +416,7 @@ class VQVAETransformer(WorldModel):
             tokens = sample_logits(logits, cfg.temperature, cfg.top_k, generator)  # (B, P)
             return NextFrame(tokens, vector, reward, term, logits if return_logits else None)
         history, vectors, present = state["tokens"], state.get("vector"), state["present"]  # (B, N, P), (B, N, V)
-        last_vector = vectors[:, -1] if vectors is not None else None
-        context = self._embed_context(history, vectors, state["action"], present)  # (B, N F, W)
+        context, last_vector = self._frames_context(state)  # (B, N F, W), (B, V)
         B = action.shape[0]
         head = (self.action_embed(action) + self.spatial[0] + self.temporal[cfg.history]).unsqueeze(1)  # (B, 1, W)
         # autoregressive: [context, action] -> vectors -> code 0 -> ... -> code P-1
