@@ -236,6 +236,7 @@ class ShapedDream:
 
     def __init__(self, model, per_cell: float, gamma: float, map_side: int = 32):
         self.model, self.per_cell, self.gamma, self.map_side = model, per_cell, gamma, map_side
+        self._last: tuple[Any, torch.Tensor] | None = None  # (the last imagined state, its potential)
 
     def features(self, state):
         return self.model.features(state)
@@ -246,9 +247,13 @@ class ShapedDream:
         return -self.per_cell * (self.map_side - 1) * vector[:, GOAL_OFFSET].float().abs().sum(-1)  # (B,)
 
     def imagine(self, state, action, generator=None):
+        """One imagined step with its shaped reward; decodes once per step when called on its own last state."""
+        before = self._last[1] if self._last is not None and self._last[0] is state else self.potential(state)
         out = self.model.imagine(state, action, generator=generator)
-        after = torch.where(out.terminated, torch.zeros_like(out.reward), self.potential(out.state))
-        return out._replace(reward=out.reward + self.gamma * after - self.potential(state))
+        phi = self.potential(out.state)
+        self._last = (out.state, phi)  # a rollout's next call starts from out.state: its potential is known
+        after = torch.where(out.terminated, torch.zeros_like(out.reward), phi)
+        return out._replace(reward=out.reward + self.gamma * after - before)
 
 
 def plot(rows: list[dict[str, Any]], refs: dict[str, float], path: Path) -> None:

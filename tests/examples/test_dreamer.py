@@ -119,6 +119,39 @@ def test_shaped_dream_adds_the_shaping_of_the_decoded_goal_offsets_to_imagined_r
     assert torch.equal(dream.features(start), Walk().features(start))
 
 
+def test_shaped_dream_decodes_each_imagined_state_once_along_a_rollout():
+    from model_zoo.base import Imagined
+
+    namespace = runpy.run_path(str(SCRIPT), run_name="dreamer")
+    decoded = []
+
+    class Walk:  # the goal's row offset in cells; action 1 steps toward it
+        def decode(self, state):
+            decoded.append(state["cells"].clone())
+            obs = torch.zeros(len(state["cells"]), 72)
+            obs[:, 4] = state["cells"] / 31
+            return obs
+
+        def imagine(self, state, action, generator=None):
+            cells = state["cells"] - action.float()
+            return Imagined({"cells": cells}, torch.zeros_like(cells), torch.zeros_like(cells, dtype=torch.bool))
+
+    dream = namespace["ShapedDream"](Walk(), per_cell=0.05, gamma=1.0)
+    state = start = {"cells": torch.tensor([5.0, 4.0])}
+    rewards = []
+    for _ in range(3):
+        out = dream.imagine(state, torch.tensor([1, 0]))
+        state = out.state
+        rewards.append(out.reward)
+    assert len(decoded) == 4  # the start and three imagined states; not twice each
+    torch.testing.assert_close(torch.stack(rewards), torch.tensor([[0.05, 0.0]] * 3))
+    fresh = {"cells": state["cells"].clone()}  # equal values, another object: its potential is computed again
+    dream.imagine(fresh, torch.tensor([1, 0]))
+    assert len(decoded) == 6
+    dream.imagine(start, torch.tensor([1, 0]))  # back to an older state: not mistaken for the last one
+    torch.testing.assert_close(decoded[-2], start["cells"])
+
+
 def test_shape_in_must_name_a_place():
     namespace = runpy.run_path(str(SCRIPT), run_name="dreamer")
     assert namespace["parse_args"](["--shape-in", "replay"]).shape_in == "replay"
