@@ -311,12 +311,13 @@ class Decoder(nn.Module):
         self.deconvs = nn.ModuleDict({_key(k): ConvDecoder(in_dim, s[-1], depth) for k, s in spec.images.items()})
         self.vector = _mlp(in_dim, spec.vector_dim, vector_hidden) if spec.vector_dim else None
 
-    def forward(self, feat: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
+    def forward(self, feat: Tensor, vector: bool = True) -> tuple[dict[str, Tensor], Tensor | None]:
+        """``vector=False`` skips the vector head (None in its place), for callers that do not use it."""
         lead, flat = feat.shape[:-1], feat.reshape(-1, feat.shape[-1])  # (N, F)
         images = {k: self.deconvs[_key(k)](flat).reshape(tuple(lead) + (-1, IMAGE_SIZE, IMAGE_SIZE))
                   for k in self.spec.image_keys}
-        vector = self.vector(flat).reshape(tuple(lead) + (-1,)) if self.vector is not None else None
-        return images, vector
+        out = self.vector(flat).reshape(tuple(lead) + (-1,)) if vector and self.vector is not None else None
+        return images, out
 
 
 # --- the world model ----------------------------------------------------------------
@@ -567,12 +568,13 @@ class RSSM(WorldModel):
 
         Vector elements in ``held`` are the state's ``last_obs`` (where it has one), not the decoder's.
         """
-        images, vector = self.decoder(torch.cat([state["deter"], state["stoch"]], dim=-1))
-        if vector is not None:
+        estimate = self.deltas and "last_obs" in state  # the vector is the state's estimate: no decoder needed
+        images, vector = self.decoder(torch.cat([state["deter"], state["stoch"]], dim=-1), vector=not estimate)
+        if estimate:
+            vector = state["last_obs"].to(state["deter"].dtype)
+        elif vector is not None:
             vector = symexp(vector)
-            if "last_obs" in state and self.deltas:
-                vector = state["last_obs"].to(vector.dtype)
-            elif "last_obs" in state and self.holds:
+            if "last_obs" in state and self.holds:
                 vector = torch.where(self.held, state["last_obs"].to(vector.dtype), vector)
         return self.spec.assemble({k: torch.sigmoid(v) for k, v in images.items()}, vector)
 

@@ -512,6 +512,22 @@ def test_the_change_head_moves_the_estimate_and_decode_returns_it():
     assert torch.allclose(model.decode(state), expected.clamp(-1.0, 1.0), atol=1e-6)
 
 
+@pytest.mark.parametrize("delta_vector", [True, False])
+def test_decode_runs_the_vector_decoder_only_when_its_output_is_used(delta_vector):
+    model = make(delta_vector=delta_vector)
+    model.eval()
+    calls = []
+    model.decoder.vector.register_forward_hook(lambda *_: calls.append(1))
+    obs = torch.tensor([[0.3, -0.2, 0.6], [-0.5, 0.1, -0.4]])
+    with torch.no_grad():
+        state = imagine_steps(model, observe_first(model, obs), steps=1)
+        decoded = model.decode(state)
+    assert decoded.shape == obs.shape and decoded.dtype == torch.float32
+    assert len(calls) == (0 if delta_vector else 1)  # with the estimate in the state, the decoder's vector is unused
+    if delta_vector:
+        assert torch.equal(decoded, state["last_obs"].clamp(-1.0, 1.0))
+
+
 def test_delta_vector_learns_a_drift_that_the_imagined_estimate_follows():
     model = make(delta_vector=True)
     history = model_zoo.fit(model, drifting_batch(), steps=150, lr=3e-3, log_every=50, progress=False)
