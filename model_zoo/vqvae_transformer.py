@@ -419,7 +419,8 @@ class VQVAETransformer(WorldModel):
         context, last_vector = self._frames_context(state)  # (B, N F, W), (B, V)
         B = action.shape[0]
         head = (self.action_embed(action) + self.spatial[0] + self.temporal[cfg.history]).unsqueeze(1)  # (B, 1, W)
-        # autoregressive: [context, action] -> vectors -> code 0 -> ... -> code P-1
+        # autoregressive: [context, action] -> code 0 -> ... -> code P-1 -> the step (reward, termination, vector);
+        # checkpoints from before step_after_codes: [context, action] -> the step, its vectors -> code 0 -> ... -> P-1
         previous = self.previous_embed(history[:, -1])  # (B, P, W): last frame code i, read where code i is predicted
         sources = self._copy_sources(history, present, state["action"], action, vectors)  # 3 x (B, P, S), or None
         cache = self.transformer.cache(B, context.shape[1] + self.frame_len) if use_cache else None
