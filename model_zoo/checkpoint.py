@@ -366,6 +366,9 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Wor
         raise CheckpointError(
             f"{directory}: {CONFIG_FILE} and {WEIGHTS_FILE} come from different saves (an interrupted save?)"
         )
+    upgrade = getattr(model, "upgrade_tensors", None)  # a model's hook for tensors an older version saved
+    if upgrade is not None:
+        tensors = upgrade(dict(tensors))
     load_state_dict_checked(model, tensors, where=str(directory / WEIGHTS_FILE))
     return model.to(map_location)
 

@@ -62,6 +62,7 @@ the paper's widths; the cost grows about linearly in both).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -113,7 +114,7 @@ class Config:
     depth: int = 16  # channels of the first conv layer of the tokenizer (and the last of the decoder)
     vector_hidden: int = 128  # width of the MLPs (posterior, heads, vector decoder)
     balancer: str = "rgb"  # how the task gradients combine: "rgb", "sum" or "pcgrad"
-    rgb_mu: float = 0.9  # momentum of RGB's consensus direction
+    rgb_mu: float = 0.9  # momentum of the task shares that weight RGB's consensus
     rgb_lambda: float = 1.0  # RGB's rotation gain (1: just enough to remove conflicts)
     rgb_alpha_steps: int = 3  # RGB's bisection steps on the rotation fraction
     temperature: float = 1.0  # sampling temperature of imagine (0: the most likely component's mean)
@@ -313,8 +314,22 @@ class DPGMMVRNN(WorldModel):
         shared_modules = (self.tokenizer, self.perceiver, self.posterior, self.dynamics)
         shared_ids = {id(p) for m in shared_modules for p in m.parameters()}
         self._shared = [id(p) in shared_ids for p in self.parameters()]
-        self.balancer = GradientBalancer(cfg.balancer, sum(p.numel() for m in shared_modules for p in m.parameters()),
-                                         cfg.rgb_mu, cfg.rgb_lambda, cfg.rgb_alpha_steps)
+        self.balancer = GradientBalancer(cfg.balancer, len(TASKS), cfg.rgb_mu, cfg.rgb_lambda, cfg.rgb_alpha_steps)
+
+    def upgrade_tensors(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Checkpoint tensors from older versions, made to fit (``model_zoo.checkpoint.load`` calls this).
+
+        RGB's balancer state was a consensus direction over the shared parameters; it is
+        now the smoothed share of each task (``model_zoo.balancing``). An old direction
+        cannot be converted, so the shares start afresh, as on a first training step.
+        """
+        key = "balancer.momentum"
+        expected = self.balancer.momentum
+        if key in tensors and tensors[key].shape != expected.shape and tensors[key].numel() > len(TASKS):
+            warnings.warn("this checkpoint's RGB balancer state predates the task-share momentum; it starts afresh",
+                          stacklevel=3)
+            tensors[key] = torch.zeros_like(expected)
+        return tensors
 
     # --- parts ----------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -180,25 +181,54 @@ def test_a_conflicting_pair_is_balanced_without_conflict(method, seed):
 
 def test_rgb_keeps_each_task_gradient_norm_and_rotates_toward_consensus():
     g = torch.tensor([[3.0, 0.0], [-1.0, 1.0]])  # 135 degrees apart
-    update, momentum = rgb(g, lam=1.0, alpha_steps=20)
+    update, shares = rgb(g, lam=1.0, alpha_steps=20)
     # two rotated unit vectors, scaled by the original norms, that no longer conflict
     assert (g @ update >= -1e-6).all()
     assert update.norm() <= g.norm(dim=1).sum() + 1e-6
-    torch.testing.assert_close(momentum.norm(), torch.tensor(1.0))
-    # more rotation (lambda > 1) gives a more even update: closer to the consensus direction
+    torch.testing.assert_close(shares, g.norm(dim=1) / g.norm(dim=1).sum())  # first step: this step's shares
+    # more rotation (lambda > 1) gives a more even update: closer to the consensus direction, here the
+    # norm-weighted direction (0.45, 0.23) moved to the nearest one that conflicts with neither task
     wider, _ = rgb(g, lam=3.0, alpha_steps=20)
-    consensus = torch.nn.functional.normalize(g / g.norm(dim=1, keepdim=True), dim=1).mean(0)
-    cos = lambda v: float(v @ consensus / (v.norm() * consensus.norm()))  # noqa: E731
+    consensus = torch.tensor([1.0, 1.0]) / math.sqrt(2.0)
+    cos = lambda v: float(v @ consensus / v.norm())  # noqa: E731
     assert cos(wider) > cos(update)
+    everything, _ = rgb(g, lam=100.0, alpha_steps=20)  # each task turned all the way onto the consensus
+    torch.testing.assert_close(everything, g.norm(dim=1).sum() * consensus)
 
 
-def test_rgb_momentum_smooths_the_consensus():
-    balancer = GradientBalancer("rgb", num_params=2, mu=0.9)
-    g = torch.tensor([[1.0, 0.0], [-0.9, 0.5]])
-    balancer(g)
+def test_rgb_consensus_is_the_summed_direction_when_that_conflicts_with_no_task():
+    g = torch.tensor([[4.0, 1.0, 0.0], [-0.5, 1.0, 0.0], [0.0, 0.5, 1.0]])  # tasks 0 and 1 conflict
+    total = g.sum(0)
+    assert (g @ total > 0).all()
+    everything, _ = rgb(g, mu=0.0, lam=100.0, alpha_steps=20)  # the conflicting two turned onto the consensus
+    torch.testing.assert_close(everything, g[:2].norm(dim=1).sum() * total / total.norm() + g[2])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_rgb_update_conflicts_with_no_task_for_many_tasks_of_very_different_sizes(seed):
+    gen = torch.Generator().manual_seed(seed)
+    worst = []
+    for k in (3, 4, 5):
+        grads = torch.randn(k, 20, generator=gen) * torch.logspace(0, 3, k)[:, None]  # norms 1 to 1000
+        grads[:-1] *= -torch.sign(grads[:-1] @ grads[-1])[:, None]  # every smaller task against the largest
+        assert cosines(grads, grads.sum(0)).min() < 0  # the sum moves a small task backwards
+        worst.append(float(cosines(grads, balance(grads, "rgb")).min()))
+    assert min(worst) >= -1e-6, worst
+
+
+def test_rgb_with_no_direction_free_of_conflict_does_not_move():
+    g = torch.tensor([[2.0, 0.0], [-1.0, 0.0]])  # exactly opposite: any step undoes one of them
+    torch.testing.assert_close(balance(g, "rgb"), torch.zeros(2))
+
+
+def test_rgb_momentum_smooths_the_task_shares_of_the_consensus():
+    balancer = GradientBalancer("rgb", num_tasks=2, mu=0.9)
+    balancer(torch.tensor([[1.0, 0.0], [-0.9, 0.5]]))
     first = balancer.momentum.clone()
-    balancer(torch.tensor([[0.0, 1.0], [0.5, -0.9]]))  # another consensus: the momentum moves only 10% toward it
-    assert float(torch.nn.functional.cosine_similarity(balancer.momentum, first, dim=0)) > 0.9
+    torch.testing.assert_close(first.sum(), torch.tensor(1.0))
+    balancer(torch.tensor([[0.0, 4.0], [0.5, -0.9]]))  # the first task's share jumps to 0.78: the momentum moves 10%
+    now = torch.tensor([4.0, math.hypot(0.5, 0.9)])
+    torch.testing.assert_close(balancer.momentum, 0.9 * first + 0.1 * now / now.sum())
 
 
 def test_pcgrad_projects_each_conflicting_gradient_on_the_normal_plane():
@@ -224,7 +254,7 @@ def test_surrogate_loss_has_the_summed_value_and_the_balanced_gradient():
     params = [*trunk.parameters(), *head_a.parameters(), *head_b.parameters()]
     shared = [True, True, False, False, False, False]
     per_task = [torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True) for loss in losses]
-    balancer = GradientBalancer("pcgrad", num_params=16)
+    balancer = GradientBalancer("pcgrad", num_tasks=2)
     value, stats = surrogate_loss(losses, params, shared, balancer)
     torch.testing.assert_close(value, losses[0] + losses[1])
     value.backward()
@@ -343,6 +373,20 @@ def test_vector_only_space_has_no_convolutions():
     model = make("vector")
     assert not any(isinstance(m, nn.Conv2d | nn.ConvTranspose2d) for m in model.modules())
     assert model.num_tokens == 5
+
+
+def test_a_checkpoint_with_the_old_rgb_state_loads_with_fresh_shares(tmp_path):
+    from model_zoo.checkpoint import WEIGHTS_FILE, load_tensors, save_tensors
+
+    model = make()
+    path = model.save(tmp_path / "ckpt")
+    tensors, metadata = load_tensors(path / WEIGHTS_FILE)
+    tensors["balancer.momentum"] = torch.randn(1000)  # the old state: a direction over the shared parameters
+    save_tensors(path / WEIGHTS_FILE, tensors, metadata)
+    with pytest.warns(UserWarning, match="predates the task-share momentum"):
+        loaded = model_zoo.load(path)
+    assert torch.equal(loaded.balancer.momentum, torch.zeros(len(TASKS)))
+    assert torch.equal(loaded.heads[0].weight, model.heads[0].weight)
 
 
 def test_save_load_round_trip_keeps_the_balancer_state(tmp_path):
