@@ -71,7 +71,7 @@ class Args:
     seed: int = 0
     """seed of collection, sampling and weights"""
     config: str = ""
-    """dpgmm_vrnn config overrides for both of its runs, e.g. ``state_dependent_means=False,stick_weight=0.1``"""
+    """dpgmm_vrnn config overrides for both of its runs, e.g. ``state_dependent_means=True,stick_weight=0.1``"""
     json: str | None = None
     """write the tables and targets to this file"""
     quick: bool = False

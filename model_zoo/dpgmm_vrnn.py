@@ -100,7 +100,9 @@ class Config:
     z_dim: int = 36  # latent size
     components: int = 15  # truncation of the Dirichlet process (mixture components)
     dp_alpha: float = 1.0  # DP concentration: stick fractions pay a KL to Beta(1, dp_alpha); smaller, fewer components
-    state_dependent_means: bool = True  # component means shifted together by a function of the LSTM state
+    # component means shifted together by a function of the LSTM state; off by default: the shift took up the
+    # context, the weights then stayed the same on gamedays and normal days (benchmarks/dpgmm.py)
+    state_dependent_means: bool = False
     codes: int = 256  # VQ codebook size
     code_dim: int = 32  # token width
     latents: int = 8  # Perceiver latent array length

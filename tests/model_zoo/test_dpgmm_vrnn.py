@@ -269,9 +269,10 @@ def test_surrogate_loss_has_the_summed_value_and_the_balanced_gradient():
 # --- the model ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("balancer", ["rgb", "pcgrad", "sum"])
-def test_loss_reports_every_task_and_gives_every_parameter_a_gradient(balancer):
-    model = make(balancer=balancer)
+@pytest.mark.parametrize("balancer, shifted", [("rgb", False), ("pcgrad", False), ("sum", False), ("rgb", True)])
+def test_loss_reports_every_task_and_gives_every_parameter_a_gradient(balancer, shifted):
+    model = make(balancer=balancer, state_dependent_means=shifted)
+    assert (model.prior.shift is not None) == shifted
     batch = make_batch()
     torch.manual_seed(1)
     loss, metrics = model.loss(batch)
@@ -301,6 +302,16 @@ def test_rgb_and_sum_differ_only_on_the_shared_parameters():
         if not name.startswith(shared):
             torch.testing.assert_close(grads["rgb"][name], g, msg=name)
     assert any(not torch.allclose(grads["rgb"][n], g) for n, g in grads["sum"].items() if n.startswith(shared))
+
+
+def test_state_dependent_means_move_the_components_with_the_recurrent_state():
+    h = torch.randn(3, TINY["hidden"])
+    fixed, _ = make(state_dependent_means=False).prior.components(h)
+    moved, _ = make(state_dependent_means=True).prior.components(h)
+    assert fixed.shape == moved.shape == (3, TINY["components"], TINY["z_dim"])
+    assert torch.equal(fixed[0], fixed[1])  # the same components whatever the state
+    assert not torch.allclose(moved[0], moved[1])
+    torch.testing.assert_close(moved[0] - moved[1], (moved[0] - moved[1])[:1].expand_as(moved[0]))  # all together
 
 
 def test_observe_and_imagine_keep_the_state_shapes_and_maps_are_distributions():
