@@ -23,7 +23,7 @@ update (P,):
      the nearest direction that conflicts with no task (the projection onto the cone
      ``{x: <x, u_j> >= 0 for all j}``). The momentum is on the shares, not on a
      direction in parameter space: a direction from ten steps back no longer fits the
-     current gradients, and smoothing it cost the ELBO 1.7x in the benchmark;
+     current gradients, and smoothing it cost the ELBO 1.7x on ``benchmarks/dpgmm.py``'s data;
   3. per task, the smallest angle ``theta_i*`` (found by ``alpha_steps`` bisection
      steps on the fraction ``alpha`` of the angle between ``u_i`` and ``d``) that
      rotates ``u_i`` toward ``d``, in the plane of the two, until it conflicts with
@@ -52,6 +52,7 @@ Everything after the task gradients is computed in the K-dimensional span of the
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -79,19 +80,33 @@ def pcgrad(grads: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return projected.sum(0)
 
 
-def cone_projection(gram: Tensor, coords: Tensor, iters: int = 50) -> Tensor:
+def cone_projection(gram: Tensor, coords: Tensor) -> Tensor:
     """Coordinates of the nearest point to ``x = coords @ u`` with ``<x, u_j> >= 0`` for every j.
 
     ``gram`` (K, K) is ``u @ u.T`` for unit rows ``u``; ``coords`` (K,). The nearest
     point is ``x + sum_j l_j u_j`` with ``l >= 0`` minimising ``l G l / 2 + l G coords``
-    (the dual of the projection), solved by coordinate descent; returns ``coords + l``.
+    (the dual of the projection). Solved exactly: the active sets are tried smallest
+    first and the first that meets the optimality conditions is the answer (K is the
+    number of tasks, a handful; past 10 tasks, coordinate descent instead).
     """
-    offset = gram @ coords  # (K,) <x, u_j>
-    lam = torch.zeros_like(coords)
-    for _ in range(iters):
-        for j in range(len(coords)):
-            lam[j] = (lam[j] - (gram[j] @ lam + offset[j]) / gram[j, j].clamp_min(_TINY)).clamp_min(0.0)
-    return coords + lam
+    G = gram.double()
+    offset = G @ coords.double()  # (K,) <x, u_j>
+    k = len(coords)
+    if bool((offset >= 0).all()):
+        return coords
+    if k <= 10:
+        for size in range(1, k + 1):
+            for active in itertools.combinations(range(k), size):
+                idx = list(active)
+                lam = torch.zeros_like(offset)
+                lam[idx] = -torch.linalg.pinv(G[idx][:, idx]) @ offset[idx]
+                if bool((lam >= -1e-12).all()) and bool((G @ lam.clamp_min(0.0) + offset >= -1e-9).all()):
+                    return coords + lam.clamp_min(0.0).to(coords.dtype)
+    lam = torch.zeros_like(offset)
+    for _ in range(2000):
+        for j in range(k):
+            lam[j] = (lam[j] - (G[j] @ lam + offset[j]) / G[j, j].clamp_min(_TINY)).clamp_min(0.0)
+    return coords + lam.to(coords.dtype)
 
 
 def rgb(
@@ -118,14 +133,14 @@ def rgb(
     new_shares = previous.clone()
     new_shares[live] = smoothed
 
-    gram = u @ u.t()  # (K', K') cosines between tasks
+    gram = u.double() @ u.double().t()  # (K', K') cosines between tasks; the K x K algebra in float64
     if bool((gram >= 0).all()):
         return grads.sum(0), new_shares
-    coords = cone_projection(gram, smoothed)  # the consensus d, in coordinates of the u_i
+    coords = cone_projection(gram, smoothed.double())  # the consensus d, in coordinates of the u_i
     length = float((coords @ gram @ coords).clamp_min(0.0).sqrt())
     if length < 1e-8:  # the tasks leave no direction that conflicts with none (e.g. exactly opposite)
         return torch.zeros_like(grads[0]), new_shares
-    d = (coords @ u) / length  # (P,)
+    d = (coords.to(u.dtype) @ u) / length  # (P,)
     du = (gram @ coords / length).clamp(-1.0, 1.0)  # (K',) cosine of each task with the consensus, >= 0
     s = (1.0 - du.square()).clamp_min(0.0).sqrt()  # (K',) sine of the angle to d
     # w_i: the unit vector in span(u_i, d) orthogonal to u_i, pointing to d; <w_i, u_j> from the Gram matrix
@@ -147,9 +162,9 @@ def rgb(
         lo = torch.where(ok, lo, mid)
     theta = torch.where(conflicted, torch.minimum(lam * hi * angle, angle), torch.zeros_like(angle))  # (K',)
     # r_i = cos(theta) u_i + sin(theta) w_i, with w_i = (d - <d, u_i> u_i) / s_i
-    coef_u = n * (torch.cos(theta) - torch.sin(theta) * du / s.clamp_min(_TINY) * rotatable)  # (K',)
-    coef_d = (n * torch.sin(theta) / s.clamp_min(_TINY) * rotatable).sum()
-    return coef_u @ u + coef_d * d, new_shares
+    coef_u = n.double() * (torch.cos(theta) - torch.sin(theta) * du / s.clamp_min(_TINY) * rotatable)  # (K',)
+    coef_d = (n.double() * torch.sin(theta) / s.clamp_min(_TINY) * rotatable).sum()
+    return coef_u.to(u.dtype) @ u + float(coef_d) * d, new_shares
 
 
 def balance(grads: Tensor, method: str = "sum", **kwargs) -> Tensor:

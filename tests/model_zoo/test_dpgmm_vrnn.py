@@ -12,7 +12,7 @@ from gymnasium import spaces
 from torch import nn
 
 import model_zoo
-from model_zoo.balancing import GradientBalancer, balance, pcgrad, rgb, surrogate_loss
+from model_zoo.balancing import GradientBalancer, balance, cone_projection, pcgrad, rgb, surrogate_loss
 from model_zoo.base import Batch
 from model_zoo.dpgmm_vrnn import DPGMMVRNN, TASKS, Config
 from model_zoo.perceiver import VectorQuantizer
@@ -214,6 +214,21 @@ def test_rgb_update_conflicts_with_no_task_for_many_tasks_of_very_different_size
         assert cosines(grads, grads.sum(0)).min() < 0  # the sum moves a small task backwards
         worst.append(float(cosines(grads, balance(grads, "rgb")).min()))
     assert min(worst) >= -1e-6, worst
+
+
+def test_cone_projection_finds_the_nearest_direction_that_conflicts_with_no_task():
+    u = torch.tensor([[1.0, 0.0], [-1.0, 1.0]]) / torch.tensor([[1.0], [math.sqrt(2.0)]])
+    coords = torch.linalg.solve(u.t(), torch.tensor([2.0, 1.0]))  # x = (2, 1) conflicts with u[1]
+    nearest = cone_projection(u @ u.t(), coords) @ u
+    torch.testing.assert_close(nearest, torch.tensor([1.5, 1.5]))  # onto the edge x2 = x1
+    # nearly parallel tasks (an ill-conditioned Gram matrix): still exact
+    gen = torch.Generator().manual_seed(0)
+    grads = torch.randn(1, 40, generator=gen) + 0.05 * torch.randn(5, 40, generator=gen)
+    grads[:2] *= -1
+    u = grads / grads.norm(dim=1, keepdim=True)
+    gram = (u @ u.t()).double()
+    nearest = cone_projection(gram, torch.logspace(0, 4, 5, dtype=torch.float64))  # norm shares 1 to 10^4
+    assert (gram @ nearest >= -1e-9).all()
 
 
 def test_rgb_with_no_direction_free_of_conflict_does_not_move():
