@@ -81,6 +81,9 @@ class WorldModel(nn.Module):
     Config: ClassVar[type]  # a frozen dataclass of hyperparameters, one per model
     supports_do: ClassVar[bool] = False  # whether imagine(..., do=...) is meaningful
     model_id: str = ""  # the registry id; set by model_zoo.make
+    # what an episode's first action (meaningless: nothing led to that observation) becomes in ``_action``:
+    # "zeros" (an all-zero encoding) or "lowest" (the space's lowest Discrete action; zeros for a Box)
+    first_action: ClassVar[str] = "zeros"
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any):
         super().__init__()
@@ -147,6 +150,18 @@ class WorldModel(nn.Module):
         if tuple(is_first.shape) != tuple(shape):
             raise ValueError(f"is_first must have shape {tuple(shape)}, got {tuple(is_first.shape)}")
         return is_first
+
+    def _action(self, action: Tensor, is_first: Tensor | None = None) -> Tensor:
+        """Encoded actions (..., A) on the model's device; where ``is_first``, as ``first_action`` says."""
+        action = torch.as_tensor(action, device=self.device)
+        if is_first is None:
+            return self.spec.encode_action(action)
+        if self.first_action == "zeros":
+            return self.spec.encode_action(action).masked_fill(is_first.unsqueeze(-1), 0.0)
+        mask = is_first.reshape(is_first.shape + (1,) * (action.dim() - is_first.dim()))
+        lowest = int(self.action_space.start) if self.spec.discrete else 0
+        return self.spec.encode_action(torch.where(mask, torch.full((), lowest, dtype=action.dtype,
+                                                                    device=action.device), action))
 
     def check_do(self, do: Mapping[str, Any] | None) -> None:
         """Raises a clear error when ``do`` is given to a model that cannot take interventions."""

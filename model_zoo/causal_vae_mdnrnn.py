@@ -437,6 +437,7 @@ class CausalVAEMDNRNN(WorldModel):
     """
 
     Config = Config
+    first_action = "lowest"  # trained so: an episode's first action is encoded as the lowest action
     supports_do = True
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Config | None = None):
@@ -495,13 +496,6 @@ class CausalVAEMDNRNN(WorldModel):
         })
 
     # --- helpers ------------------------------------------------------------------------------
-
-    def _action(self, action: Tensor, is_first: Tensor | None = None) -> Tensor:
-        action = torch.as_tensor(action, device=self.device)
-        if is_first is not None:
-            mask = is_first.reshape(is_first.shape + (1,) * (action.dim() - is_first.dim()))
-            action = torch.where(mask, torch.zeros((), dtype=action.dtype, device=action.device), action)
-        return self.spec.encode_action(action)
 
     def _groups(self, z: Tensor) -> dict[str, Tensor]:
         return dict(zip(GROUPS, z.split(list(self.group_dims.values()), dim=-1), strict=True))

@@ -291,6 +291,7 @@ class DPGMMVRNN(WorldModel):
     """
 
     Config = Config
+    first_action = "lowest"  # trained so: an episode's first action is encoded as the lowest action
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Config | None = None):
         super().__init__(observation_space, action_space, config if config is not None else Config())
@@ -366,14 +367,6 @@ class DPGMMVRNN(WorldModel):
     def _heads(self, h: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         out = self.heads(torch.cat([h, z], dim=-1))
         return out[..., 0], out[..., 1], out[..., 2:]  # reward, termination logit, next context
-
-    def _action(self, action: Tensor, is_first: Tensor | None = None) -> Tensor:
-        """Encoded actions (..., A) on the model's device; zero where ``is_first`` (their action is meaningless)."""
-        action = torch.as_tensor(action, device=self.device)
-        if is_first is not None:
-            mask = is_first.reshape(is_first.shape + (1,) * (action.dim() - is_first.dim()))
-            action = torch.where(mask, torch.zeros((), dtype=action.dtype, device=action.device), action)
-        return self.spec.encode_action(action)
 
     # --- training -------------------------------------------------------------------
 

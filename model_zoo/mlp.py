@@ -264,9 +264,11 @@ class MLPWorldModel(WorldModel):
         """Env-format action (..., action shape) -> float (..., action_dim); ``check`` rejects bad Discrete ids."""
         action = torch.as_tensor(action, device=self.device)
         if self.spec.discrete:
-            if check and action.numel() and (action.min() < 0 or action.max() >= self.spec.action_dim):
-                raise ValueError(f"discrete actions must lie in [0, {self.spec.action_dim}), got {action.tolist()}")
-            action = action.long().clamp(0, self.spec.action_dim - 1)
+            low = int(self.action_space.start)
+            high = low + self.spec.action_dim  # exclusive
+            if check and action.numel() and (action.min() < low or action.max() >= high):
+                raise ValueError(f"discrete actions must lie in [{low}, {high}), got {action.tolist()}")
+            action = action.long().clamp(low, high - 1)
         return self.spec.encode_action(action)
 
     # --- the network -------------------------------------------------------------

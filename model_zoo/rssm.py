@@ -383,13 +383,6 @@ class RSSM(WorldModel):
         cfg = self.config
         return unimix_logits(raw.unflatten(-1, (cfg.stoch, cfg.classes)), cfg.unimix)
 
-    def _action(self, action: Tensor, is_first: Tensor | None = None) -> Tensor:
-        """Encoded actions (..., A) on the model's device; zero where ``is_first``."""
-        action = self.spec.encode_action(torch.as_tensor(action, device=self.device))
-        if is_first is not None:
-            action = action.masked_fill(is_first.unsqueeze(-1), 0.0)
-        return action
-
     def img_step(self, deter: Tensor, stoch: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
         """One step of the deterministic path: (h (B, H), z (B, S*K), encoded action (B, A)) -> (h', prior logits)."""
         deter = self.gru(self.img_in(torch.cat([stoch, action], dim=-1)), deter)  # (B, H)

@@ -220,6 +220,7 @@ class VAEMDNRNN(WorldModel):
     """World Models V + M. State: ``{"h": (B, hidden), "c": (B, hidden), "z": (B, z_dim)}``."""
 
     Config = Config
+    first_action = "lowest"  # trained so: an episode's first action is encoded as the lowest action
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Config | None = None):
         super().__init__(observation_space, action_space, config if config is not None else Config())
@@ -232,14 +233,6 @@ class VAEMDNRNN(WorldModel):
     def encode(self, obs: Obs) -> Posterior:
         """V's posterior of observations with any leading dims: (..., z_dim) mean and log-variance."""
         return self.vae.encode(obs)
-
-    def _action(self, action: Tensor, is_first: Tensor | None = None) -> Tensor:
-        """Encoded actions (..., A) on the model's device; zero where ``is_first`` (their action is meaningless)."""
-        action = torch.as_tensor(action, device=self.device)
-        if is_first is not None:
-            mask = is_first.reshape(is_first.shape + (1,) * (action.dim() - is_first.dim()))
-            action = torch.where(mask, torch.zeros((), dtype=action.dtype, device=action.device), action)
-        return self.spec.encode_action(action)
 
     def _vae_loss(self, posterior: Posterior, z: Tensor, obs: Obs) -> tuple[Tensor, dict[str, Tensor]]:
         cfg, spec = self.config, self.spec

@@ -262,13 +262,6 @@ class VQVAETransformer(WorldModel):
         x = next(iter(spec.parts(obs).values()))
         return tuple(x.shape[:-3])
 
-    def _action(self, action: Tensor, is_first: Tensor | None = None) -> Tensor:
-        """Encoded actions (..., A) on the model's device; zero where ``is_first``."""
-        action = self.spec.encode_action(torch.as_tensor(action, device=self.device))
-        if is_first is not None:
-            action = action.masked_fill(is_first.unsqueeze(-1), 0.0)
-        return action
-
     # --- embeddings ---------------------------------------------------------------------------
 
     def _vector_tokens(self, vector: Tensor) -> Tensor:

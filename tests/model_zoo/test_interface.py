@@ -173,3 +173,20 @@ def test_unknown_model_and_config_field_are_clear_errors():
         model_zoo.make("mlp", VECTOR, ACTION_SPACES["discrete"], bogus=1)
     with pytest.raises(ValueError, match="already registered"):
         model_zoo.register("mlp", entry_point="model_zoo.mlp:MLPWorldModel")
+
+
+@pytest.mark.parametrize("model_id", model_zoo.list_models())
+def test_a_discrete_space_that_does_not_start_at_zero_works_at_episode_starts(model_id):
+    # Discrete(5, start=1): actions 1..5; an episode's first action must not be encoded as action 0
+    torch.manual_seed(0)
+    space = spaces.Discrete(5, start=1)
+    model = model_zoo.make(model_id, VECTOR, space)
+    batch = make_batch(VECTOR, space)
+    batch = Batch(obs=batch.obs, action=batch.action + 1, reward=batch.reward, terminated=batch.terminated,
+                  is_first=batch.is_first)
+    loss, _ = model.loss(batch)
+    assert torch.isfinite(loss)
+    with torch.no_grad():
+        state = model.observe(model.initial_state(B), batch.action[:, 0], batch.obs[:, 0], batch.is_first[:, 0])
+        out = model.imagine(state, batch.action[:, 1], generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(out.reward).all()
