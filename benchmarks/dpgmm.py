@@ -21,6 +21,13 @@ as PASS/MISS lines:
 - RGB no worse than summation on the summed held-out loss (within ``--tolerance``) and
   better on at least one task's loss.
 
+With ``--seeds K`` the two dpgmm_vrnn runs repeat with training seeds ``seed`` to
+``seed + K - 1`` (weights and batches; the data stay those of ``seed``), a table gives
+each seed's losses and usage, and the targets judge the means over seeds (the mean of
+the per-seed loss ratios and of the per-seed usage distances): one seed can mislead.
+Measured on 2026-11-30 (probe runs that train exactly so; `state_dependent_means` off):
+the summed-loss ratio was 0.987 / 1.311 / 1.325 with seeds 0 / 1 / 2.
+
 Run: ``python benchmarks/dpgmm.py`` (tens of minutes on a 2-core CPU); ``--quick`` for a
 smoke run of a minute.
 """
@@ -44,6 +51,7 @@ from model_zoo.dpgmm_vrnn import TASKS
 from model_zoo.stick_breaking import components_in_use
 
 GAMEDAY = 4  # the gameday column of the causal codes (model_zoo.data.CAUSAL_VARIABLES)
+BALANCED = ("dpgmm_vrnn (rgb)", "dpgmm_vrnn (sum)")  # the two dpgmm_vrnn runs: RGB and summation
 
 
 @dataclass
@@ -70,6 +78,8 @@ class Args:
     """RGB's summed loss may exceed summation's by this fraction and still count as "no worse\""""
     seed: int = 0
     """seed of collection, sampling and weights"""
+    seeds: int = 1
+    """dpgmm_vrnn training seeds (seed, seed + 1, ...: weights and batches, same data); the targets judge means"""
     config: str = ""
     """dpgmm_vrnn config overrides for both of its runs, e.g. ``state_dependent_means=True,stick_weight=0.1``"""
     json: str | None = None
@@ -81,18 +91,21 @@ class Args:
 def parse_args(argv=None) -> Args:
     parser = dataclass_parser(Args, __doc__)
     args = Args(**vars(parser.parse_args(argv)))
+    if args.seeds < 1:
+        raise SystemExit(f"--seeds must be at least 1, got {args.seeds}")
     if args.quick:
         args.episodes_per_cell, args.max_episode_steps, args.steps, args.heldout_batches = 1, 16, 10, 2
         args.batch_size, args.seq_len = 4, 8
     return args
 
 
-def train(model_id: str, dataset, episodes, args: Args, **config):
-    torch.manual_seed(args.seed)
+def train(model_id: str, dataset, episodes, args: Args, seed: int | None = None, **config):
+    seed = args.seed if seed is None else seed
+    torch.manual_seed(seed)
     model = model_zoo.make(model_id, dataset.observation_space, dataset.action_space, **config)
-    sampler = SequenceSampler(episodes, args.seq_len, args.batch_size, seed=args.seed)
+    sampler = SequenceSampler(episodes, args.seq_len, args.batch_size, seed=seed)
     started = time.perf_counter()
-    model_zoo.fit(model, sampler, steps=args.steps, lr=args.lr, seed=args.seed, progress=False)
+    model_zoo.fit(model, sampler, steps=args.steps, lr=args.lr, seed=seed, progress=False)
     return model.eval(), time.perf_counter() - started
 
 
@@ -122,11 +135,15 @@ def main(argv=None) -> dict:
             results[name] = model_zoo.evaluate(model, test_eps, horizons=(1, 8), context=4, num_windows=256,
                                                speed_seconds=0.5, seed=args.seed)
             results[name].extra["train_seconds"] = seconds[name]
-        rgb, summed = models["dpgmm_vrnn (rgb)"], models["dpgmm_vrnn (sum)"]
+        pair = {name: models[name] for name in BALANCED}
+        rgb = pair[BALANCED[0]]
         usage = rgb.usage_by_context(heldout, GAMEDAY)
-        losses = {name: models[name].mean_task_losses(heldout, seed=args.seed) for name in ("dpgmm_vrnn (rgb)",
-                                                                                           "dpgmm_vrnn (sum)")}
-        del summed
+        per_seed = [seed_row(args.seed, pair, heldout, args)]
+        for seed in range(args.seed + 1, args.seed + args.seeds):
+            for name, (_, _, config) in zip(BALANCED, runs[-2:], strict=True):
+                pair[name], took = train("dpgmm_vrnn", dataset, train_eps, args, seed=seed, **config)
+                print(f"trained {name}, seed {seed}, in {took:.0f} s")
+            per_seed.append(seed_row(seed, pair, heldout, args))
 
     reference = args.baselines[0] if args.baselines else "dpgmm_vrnn (sum)"
     for result in results.values():
@@ -140,7 +157,8 @@ def main(argv=None) -> dict:
 
     threshold = rgb.config.usage_threshold
     names = {0.0: "normal days", 1.0: "gamedays"}
-    print(f"\nmixture usage of dpgmm_vrnn (rgb) on {len(heldout)} held-out batches (mean prior weights per context)\n")
+    print(f"\nmixture usage of dpgmm_vrnn (rgb), seed {args.seed}, on {len(heldout)} held-out batches "
+          "(mean prior weights per context)\n")
     print("| context | components in use (weight >= " f"{threshold:g}) | effective | weights |")
     print("|---|---|---|---|")
     for value, weights in usage.items():
@@ -148,51 +166,80 @@ def main(argv=None) -> dict:
         print(f"| {names.get(value, value)} | {int(components_in_use(weights, threshold))} | {effective:.2f} | "
               + " ".join(f"{w:.2f}" for w in weights.tolist()) + " |")
 
-    print("\nheld-out task losses, RGB vs summation (same seed, data and batches)\n")
+    losses = {name: {task: sum(row["losses"][name][task] for row in per_seed) / len(per_seed)
+                     for task in (*TASKS, "loss")} for name in BALANCED}
+    over = f"means over {len(per_seed)} training seeds" if len(per_seed) > 1 else f"seed {args.seed}"
+    print(f"\nheld-out task losses, RGB vs summation (same data and batches; {over})\n")
     print("| task | rgb | sum | rgb / sum |")
     print("|---|---|---|---|")
     for task in (*TASKS, "loss"):
-        a, b = losses["dpgmm_vrnn (rgb)"][task], losses["dpgmm_vrnn (sum)"][task]
+        a, b = losses[BALANCED[0]][task], losses[BALANCED[1]][task]
         print(f"| {task if task != 'loss' else 'sum of tasks'} | {a:.4g} | {b:.4g} | {a / b:.3f} |")
+    if len(per_seed) > 1:
+        print("\nper training seed\n")
+        print("| seed | rgb, sum of tasks | sum, sum of tasks | rgb / sum | usage distance (rgb) | rgb better on |")
+        print("|---|---|---|---|---|---|")
+        for row in per_seed:
+            a, b = row["losses"][BALANCED[0]], row["losses"][BALANCED[1]]
+            better = ", ".join(t for t in TASKS if a[t] < b[t]) or "none"
+            print(f"| {row['seed']} | {a['loss']:.5g} | {b['loss']:.5g} | {a['loss'] / b['loss']:.3f} | "
+                  f"{row['usage_tv']:.3f} | {better} |")
 
-    checks = targets(results, usage, losses, threshold, args)
+    checks = targets(results, per_seed, losses, args)
     print()
     for line in checks:
         print(line)
     report = {"args": asdict(args), "results": {k: r.as_dict() for k, r in results.items()},
               "usage_by_gameday": {names.get(k, str(k)): v.tolist() for k, v in usage.items()},
-              "task_losses": losses, "targets": checks}
+              "task_losses": losses, "per_seed": per_seed, "targets": checks}
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=float))
     return report
 
 
-def targets(results: dict, usage: dict, losses: dict, threshold: float, args: Args) -> list[str]:
-    lines = []
-
-    def check(ok: bool, text: str) -> None:
-        lines.append(("PASS  " if ok else "MISS  ") + text)
-
-    row = results["dpgmm_vrnn (rgb)"].as_dict()
-    finite = all(math.isfinite(v) for v in row.values())
-    others = [name for name in results if not name.startswith("dpgmm_vrnn")]
-    check(finite, f"dpgmm_vrnn in the evaluation table beside {', '.join(others) or 'no baseline'} "
-          f"(same data and budget; every column finite: {finite})")
+def seed_row(seed: int, pair: dict, heldout: list, args: Args) -> dict:
+    """One training seed's held-out task losses per balancer and the RGB model's usage by gameday."""
+    rgb = pair[BALANCED[0]]
+    usage = rgb.usage_by_context(heldout, GAMEDAY)
+    threshold = rgb.config.usage_threshold
+    row = {"seed": seed, "losses": {name: model.mean_task_losses(heldout, seed=args.seed) for name, model in
+                                    pair.items()}, "contexts": len(usage), "usage_tv": 0.0, "counts": None}
     if len(usage) == 2:
         normal, gameday = usage[0.0], usage[1.0]
-        tv = 0.5 * float((normal - gameday).abs().sum())
-        counts = int(components_in_use(normal, threshold)), int(components_in_use(gameday, threshold))
-        check(tv >= args.usage_tv or counts[0] != counts[1],
-              f"components in use differ between gamedays and normal days: {counts[1]} vs {counts[0]} in use, "
+        row["usage_tv"] = 0.5 * float((normal - gameday).abs().sum())
+        row["counts"] = [int(components_in_use(normal, threshold)), int(components_in_use(gameday, threshold))]
+    return row
+
+
+def targets(results: dict, per_seed: list[dict], losses: dict, args: Args) -> list[str]:
+    """The issue's targets as PASS/MISS lines; with several training seeds, on their means."""
+    lines = []
+    over = f" [means of {len(per_seed)} seeds]" if len(per_seed) > 1 else ""
+
+    def check(ok: bool, text: str) -> None:
+        lines.append(("PASS  " if ok else "MISS  ") + text + over)
+
+    row = results[BALANCED[0]].as_dict()
+    finite = all(math.isfinite(v) for v in row.values())
+    others = [name for name in results if not name.startswith("dpgmm_vrnn")]
+    lines.append(("PASS  " if finite else "MISS  ") + f"dpgmm_vrnn in the evaluation table beside "
+                 f"{', '.join(others) or 'no baseline'} (same data and budget; every column finite: {finite})")
+    if all(r["contexts"] == 2 for r in per_seed):
+        tv = sum(r["usage_tv"] for r in per_seed) / len(per_seed)
+        differ = all(r["counts"][0] != r["counts"][1] for r in per_seed)
+        counts = "; ".join(f"{r['counts'][1]} vs {r['counts'][0]}" for r in per_seed)
+        check(tv >= args.usage_tv or differ,
+              f"components in use differ between gamedays and normal days: {counts} in use, "
               f"total-variation distance of the weights {tv:.3f} (>= {args.usage_tv:g} counts)")
     else:
-        check(False, f"components in use differ between gamedays and normal days: only {len(usage)} context(s) "
+        check(False, "components in use differ between gamedays and normal days: fewer than 2 contexts "
               "in the held-out windows")
-    rgb, summed = losses["dpgmm_vrnn (rgb)"], losses["dpgmm_vrnn (sum)"]
+    rgb, summed = losses[BALANCED[0]], losses[BALANCED[1]]
+    ratio = sum(r["losses"][BALANCED[0]]["loss"] / r["losses"][BALANCED[1]]["loss"] for r in per_seed) / len(per_seed)
     better = [t for t in TASKS if rgb[t] < summed[t]]
-    check(rgb["loss"] <= summed["loss"] * (1 + args.tolerance),
+    check(ratio <= 1 + args.tolerance,
           f"RGB no worse than summation on the summed held-out loss: {rgb['loss']:.5g} vs {summed['loss']:.5g} "
-          f"({rgb['loss'] / summed['loss']:.4f}x, tolerance {args.tolerance:g})")
+          f"({ratio:.4f}x, tolerance {args.tolerance:g})")
     check(bool(better), f"RGB better than summation on at least one task's loss: {', '.join(better) or 'none'}")
     return lines
 
