@@ -25,8 +25,11 @@ With ``--seeds K`` the two dpgmm_vrnn runs repeat with training seeds ``seed`` t
 ``seed + K - 1`` (weights and batches; the data stay those of ``seed``), a table gives
 each seed's losses and usage, and the targets judge the means over seeds (the mean of
 the per-seed loss ratios and of the per-seed usage distances): one seed can mislead.
-Measured on 2026-11-30 (probe runs that train exactly so; `state_dependent_means` off):
-the summed-loss ratio was 0.987 / 1.311 / 1.325 with seeds 0 / 1 / 2.
+Measured on 2026-11-30 at the defaults (``--seeds 3 --baselines mlp``, 2 torch threads,
+4.5 min per seed): RGB / summation on the summed loss 1.145 / 1.188 / 1.165 with seeds
+0 / 1 / 2 (mean 1.166x: MISS), usage distance 0.069 / 0.002 / 0.008 (mean 0.026: MISS),
+RGB better on vq and attention. The same runs with one thread gave ratios of 0.987 /
+1.311 / 1.325: training is chaotic enough that the thread count changes a run's outcome.
 
 Run: ``python benchmarks/dpgmm.py`` (tens of minutes on a 2-core CPU); ``--quick`` for a
 smoke run of a minute.
