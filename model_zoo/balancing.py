@@ -133,7 +133,9 @@ def rgb(
     new_shares = previous.clone()
     new_shares[live] = smoothed
 
-    gram = u.double() @ u.double().t()  # (K', K') cosines between tasks; the K x K algebra in float64
+    wide = u.double()  # the K x K algebra in float64
+    gram = wide @ wide.t()  # (K', K') cosines between tasks
+    del wide
     if bool((gram >= 0).all()):
         return grads.sum(0), new_shares
     coords = cone_projection(gram, smoothed.double())  # the consensus d, in coordinates of the u_i
