@@ -140,13 +140,13 @@ def main(argv=None) -> dict:
             results[name].extra["train_seconds"] = seconds[name]
         pair = {name: models[name] for name in BALANCED}
         rgb = pair[BALANCED[0]]
-        usage = rgb.usage_by_context(heldout, GAMEDAY)
-        per_seed = [seed_row(args.seed, pair, heldout, args)]
+        first, usage = seed_row(args.seed, pair, heldout, args)  # usage: the first seed's, for its own table
+        per_seed = [first]
         for seed in range(args.seed + 1, args.seed + args.seeds):
             for name, (_, _, config) in zip(BALANCED, runs[-2:], strict=True):
                 pair[name], took = train("dpgmm_vrnn", dataset, train_eps, args, seed=seed, **config)
                 print(f"trained {name}, seed {seed}, in {took:.0f} s")
-            per_seed.append(seed_row(seed, pair, heldout, args))
+            per_seed.append(seed_row(seed, pair, heldout, args)[0])
 
     reference = args.baselines[0] if args.baselines else "dpgmm_vrnn (sum)"
     for result in results.values():
@@ -200,8 +200,9 @@ def main(argv=None) -> dict:
     return report
 
 
-def seed_row(seed: int, pair: dict, heldout: list, args: Args) -> dict:
-    """One training seed's held-out task losses per balancer and the RGB model's usage by gameday."""
+def seed_row(seed: int, pair: dict, heldout: list, args: Args) -> tuple[dict, dict]:
+    """One training seed's held-out task losses per balancer and its RGB model's usage distance by gameday;
+    and that model's mean prior weights per gameday value (``usage_by_context``)."""
     rgb = pair[BALANCED[0]]
     usage = rgb.usage_by_context(heldout, GAMEDAY)
     threshold = rgb.config.usage_threshold
@@ -211,7 +212,7 @@ def seed_row(seed: int, pair: dict, heldout: list, args: Args) -> dict:
         normal, gameday = usage[0.0], usage[1.0]
         row["usage_tv"] = 0.5 * float((normal - gameday).abs().sum())
         row["counts"] = [int(components_in_use(normal, threshold)), int(components_in_use(gameday, threshold))]
-    return row
+    return row, usage
 
 
 def targets(results: dict, per_seed: list[dict], losses: dict, args: Args) -> list[str]:
