@@ -6,6 +6,8 @@ it is registered.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -182,8 +184,7 @@ def test_a_discrete_space_that_does_not_start_at_zero_works_at_episode_starts(mo
     space = spaces.Discrete(5, start=1)
     model = model_zoo.make(model_id, VECTOR, space)
     batch = make_batch(VECTOR, space)
-    batch = Batch(obs=batch.obs, action=batch.action + 1, reward=batch.reward, terminated=batch.terminated,
-                  is_first=batch.is_first)
+    batch = dataclasses.replace(batch, action=batch.action + 1)  # ids 1..5
     loss, _ = model.loss(batch)
     assert torch.isfinite(loss)
     with torch.no_grad():
