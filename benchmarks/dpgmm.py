@@ -50,8 +50,8 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campusnav.arguments import dataclass_parser, parse_overrides
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
-from model_zoo.dpgmm_vrnn import TASKS
-from model_zoo.stick_breaking import components_in_use
+from model_zoo.models.dpgmm_vrnn import TASKS
+from model_zoo.nets.stick_breaking import components_in_use
 
 GAMEDAY = 4  # the gameday column of the causal codes (model_zoo.data.CAUSAL_VARIABLES)
 BALANCED = ("dpgmm_vrnn (rgb)", "dpgmm_vrnn (sum)")  # the two dpgmm_vrnn runs: RGB and summation

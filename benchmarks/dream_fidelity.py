@@ -5,7 +5,7 @@ prediction's dream a fixed policy that walks to the goal scores far worse than
 in reality (worse than standing still), so a controller trained there stands
 still. This benchmark measures that gap for the ``mlp`` world model with its
 options (``outcomes``, ``snap_levels``, ``input_noise``, ``rollout_steps``, see
-``model_zoo.mlp``), all trained on one dataset with one budget:
+``model_zoo.models.mlp``), all trained on one dataset with one budget:
 
 - data: the demo's collection (``campusnav demo`` defaults: 512 episodes of
   100 steps, "state" observations, the goal-biased walk with bias 0.5);

@@ -9,7 +9,7 @@ For each model of ``model_zoo.list_models()`` (or ``--models``):
    observation error after 8 filtered steps, reward error, termination F1, imagined
    steps per second at batch 1024).
 2. Dream-to-real transfer, as ``campusnav demo`` measures it: a linear controller on
-   the model's features (``model_zoo.controllers.LinearController``) trained by
+   the model's features (``model_zoo.agents.controllers.LinearController``) trained by
    CMA-ES (``train_cmaes``) inside the model's dream (``wrappers.DreamVectorEnv``,
    ``obs="features"``, the population batched), and the same controller trained
    with the same budget in reality (real observations through the model's filter,
@@ -70,7 +70,7 @@ import torch
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campusnav.arguments import dataclass_parser
-from model_zoo.controllers import LinearController, model_features, rollout_returns, train_cmaes
+from model_zoo.agents.controllers import LinearController, model_features, rollout_returns, train_cmaes
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from wrappers import DreamVectorEnv
 

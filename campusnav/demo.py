@@ -43,7 +43,7 @@ TINY = {"episodes": 8, "max_episode_steps": 30, "train_steps": 6, "generations":
 
 
 # the model options the demo uses with model_config="auto": for mlp, dreams that stay on what the env can show
-# (whole outcomes drawn, values snapped, trained on its own 16-step rollouts; see model_zoo.mlp)
+# (whole outcomes drawn, values snapped, trained on its own 16-step rollouts; see model_zoo.models.mlp)
 DEMO_MODEL_CONFIG = {"mlp": "outcomes=4,snap_levels=64,rollout_steps=16"}
 
 
@@ -89,7 +89,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
     """Runs the pipeline; returns the report folder."""
     import campus_env  # noqa: F401  (registers CampusNav-v0)
     import model_zoo
-    from model_zoo.controllers import rollout_returns, save_params, train_cmaes
+    from model_zoo.agents.controllers import rollout_returns, save_params, train_cmaes
     from model_zoo.data import SequenceSampler, collect, load_dataset, load_episodes, split_episodes
     from wrappers import DreamVectorEnv
 
@@ -215,7 +215,7 @@ def check_config(config: DemoConfig) -> None:
 
 def _controller(config: DemoConfig, model, action_space):
     from campus_env.features import ACTION_FEATURES
-    from model_zoo.controllers import ActionScoreController, LinearController
+    from model_zoo.agents.controllers import ActionScoreController, LinearController
 
     if config.controller == "action":
         return ActionScoreController(len(ACTION_FEATURES), action_space, sampled=True, seed=config.seed)
@@ -230,7 +230,7 @@ def _action_features(obs, action, is_first) -> np.ndarray:
 
 def _features_fn(config: DemoConfig, model):
     """What the controller reads of real observations: per-action features, or the model's filtered features."""
-    from model_zoo.controllers import model_features
+    from model_zoo.agents.controllers import model_features
 
     return _action_features if config.controller == "action" else model_features(model)
 

@@ -61,7 +61,7 @@ from model_zoo.causal import (  # noqa: E402
     outcome_effects,
     twin_outcomes,
 )
-from model_zoo.controllers import LinearController, model_features, rollout_returns, train_cmaes  # noqa: E402
+from model_zoo.agents.controllers import LinearController, model_features, rollout_returns, train_cmaes  # noqa: E402
 from model_zoo.data import collect, load_episodes, split_episodes  # noqa: E402
 from wrappers import DreamEnv, DreamVectorEnv, Intervene  # noqa: E402
 

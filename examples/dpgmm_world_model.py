@@ -48,8 +48,8 @@ import model_zoo
 from campus_env import causal
 from campusnav.arguments import dataclass_parser, parse_overrides
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
-from model_zoo.dpgmm_vrnn import TASKS
-from model_zoo.stick_breaking import components_in_use, effective_components
+from model_zoo.models.dpgmm_vrnn import TASKS
+from model_zoo.nets.stick_breaking import components_in_use, effective_components
 
 ENV_ID = "CampusNav-v0"
 WEATHER, GAMEDAY = 3, 4  # columns of the causal codes (model_zoo.data.CAUSAL_VARIABLES)

@@ -4,11 +4,11 @@ The loop of Hafner et al.'s Dreamer (DreamerV3, arXiv:2301.04104), on a campus:
 
 1. prefill the replay with random-policy episodes of the real env;
 2. repeat: (a) train the world model (`model_zoo.make("rssm")`) on windows of the
-   replay; (b) train the actor-critic (`model_zoo.controllers.ActorCritic`) in the
+   replay; (b) train the actor-critic (`model_zoo.agents.controllers.ActorCritic`) in the
    model's imagination, starting from the replay's states filtered through the
-   model (`model_zoo.actor_critic.start_states`); (c) let the actor play a few more
+   model (`model_zoo.agents.actor_critic.start_states`); (c) let the actor play a few more
    real episodes (real observations filtered through `observe`,
-   `model_zoo.controllers.model_features`) and add them to the replay.
+   `model_zoo.agents.controllers.model_features`) and add them to the replay.
 
 Every real step counts: the table and `returns.csv` give the real return of the
 episodes played against the real environment steps used so far (prefill included),
@@ -88,9 +88,9 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
 from campusnav.arguments import dataclass_parser
-from model_zoo.actor_critic import start_states
+from model_zoo.agents.actor_critic import start_states
 from model_zoo.checkpoint import save_tensors
-from model_zoo.controllers import ActorCritic, ActorCriticConfig, model_features
+from model_zoo.agents.controllers import ActorCritic, ActorCriticConfig, model_features
 from model_zoo.data import Episode, SequenceSampler
 
 ENV_ID = "CampusNav-v0"

@@ -6,10 +6,10 @@ The pipeline of "World Models" (arXiv:1803.10122), on a campus instead of a race
 2. train V (a VAE) and M (an MDN-RNN) together, `model_zoo.make("vae_mdnrnn")` + `model_zoo.fit`;
 3. train C, a linear controller on M's features [z, h], by CMA-ES *entirely in the dream*:
    `wrappers.DreamVectorEnv(obs="features")` holds popsize x episodes_per_member dreams,
-   so each generation is one batched rollout (`model_zoo.controllers.rollout_returns`);
+   so each generation is one batched rollout (`model_zoo.agents.controllers.rollout_returns`);
 4. evaluate C in reality, the real env seen through the model's filter (real observations
    through `observe`, features to the controller; `wrappers.LatentObservation` for one env,
-   `model_zoo.controllers.model_features` on the native vector env, batched, here).
+   `model_zoo.agents.controllers.model_features` on the native vector env, batched, here).
 
 Next to it, the same controller is trained by CMA-ES in reality with the same budget
 (generations x popsize x episodes_per_member episodes) on the real env's features, the
@@ -33,7 +33,7 @@ Choices (the defaults run in about a minute on a 2-core CPU):
   M learns from V's posterior samples, as in the paper (its dream of a policy that stays
   or walks at random is closer to reality than with `--m-target mean`).
 - CMA-ES: 40 generations of 16 members, each scored on 8 episodes: 5,120 episodes in
-  either world. `model_zoo.controllers.train_cmaes` returns the best member it scored.
+  either world. `model_zoo.agents.controllers.train_cmaes` returns the best member it scored.
 
 Everything is seeded from `--seed`: reruns print the same table (wall times aside).
 Writes to `--out`: the dataset (`data/`, reruns replace it), the model (`model/`), the
@@ -63,7 +63,7 @@ import model_zoo
 from campus_env.oracle import ShortestPathPolicy
 from campusnav.arguments import dataclass_parser
 from campusnav.results import plain
-from model_zoo.controllers import LinearController, model_features, rollout_returns, save_params, train_cmaes
+from model_zoo.agents.controllers import LinearController, model_features, rollout_returns, save_params, train_cmaes
 from model_zoo.data import collect, load_episodes, split_episodes
 from wrappers import DreamVectorEnv, LatentObservation
 

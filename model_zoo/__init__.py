@@ -29,13 +29,13 @@ __all__ = [
     "register",
 ]
 
-register("mlp", entry_point="model_zoo.mlp:MLPWorldModel")
-register("mlp_ensemble", entry_point="model_zoo.mlp:MLPEnsemble")
-register("vae_mdnrnn", entry_point="model_zoo.vae_mdnrnn:VAEMDNRNN")
-register("dpgmm_vrnn", entry_point="model_zoo.dpgmm_vrnn:DPGMMVRNN")
-register("causal_vae_mdnrnn", entry_point="model_zoo.causal_vae_mdnrnn:CausalVAEMDNRNN")
-register("vqvae_transformer", entry_point="model_zoo.vqvae_transformer:VQVAETransformer")
-register("rssm", entry_point="model_zoo.rssm:RSSM")
+register("mlp", entry_point="model_zoo.models.mlp:MLPWorldModel")
+register("mlp_ensemble", entry_point="model_zoo.models.mlp:MLPEnsemble")
+register("vae_mdnrnn", entry_point="model_zoo.models.vae_mdnrnn:VAEMDNRNN")
+register("dpgmm_vrnn", entry_point="model_zoo.models.dpgmm_vrnn:DPGMMVRNN")
+register("causal_vae_mdnrnn", entry_point="model_zoo.models.causal_vae_mdnrnn:CausalVAEMDNRNN")
+register("vqvae_transformer", entry_point="model_zoo.models.vqvae_transformer:VQVAETransformer")
+register("rssm", entry_point="model_zoo.models.rssm:RSSM")
 
 
 def load(directory, map_location="cpu"):

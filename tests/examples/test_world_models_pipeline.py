@@ -43,7 +43,7 @@ def test_runs_on_a_tiny_budget_and_saves_controllers_and_metrics(tmp_path):
     assert len(metrics["cmaes_history"]["dream"]["best"]) >= 1
 
     import model_zoo
-    from model_zoo.controllers import LinearController, load_params
+    from model_zoo.agents.controllers import LinearController, load_params
 
     model = model_zoo.load(out / "model")
     controller = LinearController(model.feature_dim, model.action_space)

@@ -12,7 +12,7 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env import causal
 from model_zoo import Batch
-from model_zoo.causal_vae_mdnrnn import ENV_EFFECTS, INDEX, NAMES, CausalVAEMDNRNN, Config, graph_config
+from model_zoo.models.causal_vae_mdnrnn import ENV_EFFECTS, INDEX, NAMES, CausalVAEMDNRNN, Config, graph_config
 from model_zoo.nets import symlog
 from wrappers import DreamEnv, DreamVectorEnv, Intervene
 

@@ -7,7 +7,7 @@ import torch
 from gymnasium import spaces
 
 import model_zoo
-from model_zoo.controllers import LinearController, load_params, model_features, rollout_returns, train_cmaes
+from model_zoo.agents.controllers import LinearController, load_params, model_features, rollout_returns, train_cmaes
 
 
 class Corridor(gym.Env):
@@ -258,7 +258,7 @@ def test_model_features_drive_a_controller_in_the_real_env():
 
 
 def test_action_score_controller_scores_every_action_with_shared_weights():
-    from model_zoo.controllers import ActionScoreController
+    from model_zoo.agents.controllers import ActionScoreController
 
     controller = ActionScoreController(2, spaces.Discrete(3))
     assert controller.num_params == 2
@@ -274,7 +274,7 @@ def test_action_score_controller_scores_every_action_with_shared_weights():
 
 
 def test_sampled_action_score_controller_follows_its_temperature():
-    from model_zoo.controllers import ActionScoreController
+    from model_zoo.agents.controllers import ActionScoreController
 
     controller = ActionScoreController(1, spaces.Discrete(2), sampled=True, seed=3)
     feats = np.tile(np.array([[[0.0], [1.0]]], np.float32), (4000, 1, 1))  # action 1 scores 1 higher
@@ -293,7 +293,7 @@ def test_cmaes_with_action_scores_learns_to_navigate_campusnav():
     """Five shared weights instead of 5 x 72: CMA-ES leaves 'stand still' (return -1) and reaches goals."""
     import campus_env  # noqa: F401
     from campus_env.features import ACTION_FEATURES, action_features
-    from model_zoo.controllers import ActionScoreController
+    from model_zoo.agents.controllers import ActionScoreController
 
     popsize, episodes = 8, 8
     controller = ActionScoreController(len(ACTION_FEATURES), spaces.Discrete(5), sampled=True)

@@ -12,12 +12,12 @@ from gymnasium import spaces
 from torch import nn
 
 import model_zoo
-from model_zoo.balancing import GradientBalancer, balance, cone_projection, pcgrad, rgb, surrogate_loss
+from model_zoo.nets.balancing import GradientBalancer, balance, cone_projection, pcgrad, rgb, surrogate_loss
 from model_zoo.base import Batch
-from model_zoo.dpgmm_vrnn import DPGMMVRNN, TASKS, Config
-from model_zoo.perceiver import VectorQuantizer
-from model_zoo.slots import SlotAttention
-from model_zoo.stick_breaking import (
+from model_zoo.models.dpgmm_vrnn import DPGMMVRNN, TASKS, Config
+from model_zoo.nets.perceiver import VectorQuantizer
+from model_zoo.nets.slots import SlotAttention
+from model_zoo.nets.stick_breaking import (
     components_in_use,
     effective_components,
     gaussian_kl,

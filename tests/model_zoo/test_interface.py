@@ -174,7 +174,7 @@ def test_unknown_model_and_config_field_are_clear_errors():
     with pytest.raises(ValueError, match=r"mlp: unknown config field\(s\) \['bogus'\]"):
         model_zoo.make("mlp", VECTOR, ACTION_SPACES["discrete"], bogus=1)
     with pytest.raises(ValueError, match="already registered"):
-        model_zoo.register("mlp", entry_point="model_zoo.mlp:MLPWorldModel")
+        model_zoo.register("mlp", entry_point="model_zoo.models.mlp:MLPWorldModel")
 
 
 @pytest.mark.parametrize("model_id", model_zoo.list_models())

@@ -8,7 +8,7 @@ from gymnasium import spaces
 
 import model_zoo
 from model_zoo import Batch
-from model_zoo.mlp import MLPEnsemble, MLPWorldModel, Rollout, RunningNorm
+from model_zoo.models.mlp import MLPEnsemble, MLPWorldModel, Rollout, RunningNorm
 
 MODEL_IDS = ["mlp", "mlp_ensemble"]
 OBS_SPACES = {

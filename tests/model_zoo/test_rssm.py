@@ -13,7 +13,7 @@ from gymnasium import spaces
 import model_zoo
 from model_zoo.base import Batch
 from model_zoo.checkpoint import CheckpointError
-from model_zoo.rssm import (
+from model_zoo.models.rssm import (
     RSSM,
     Config,
     categorical_kl,

@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 import model_zoo
 from model_zoo.base import Batch, Imagined
-from model_zoo.vae_mdnrnn import VAEMDNRNN, Config
+from model_zoo.models.vae_mdnrnn import VAEMDNRNN, Config
 
 TINY = dict(z_dim=8, hidden=32, mixtures=3, depth=4, vector_hidden=16)
 

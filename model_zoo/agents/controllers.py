@@ -30,7 +30,7 @@ import torch
 from gymnasium import spaces
 from tqdm.auto import tqdm
 
-from model_zoo.actor_critic import ActorCritic, ActorCriticConfig  # the second controller: learns in imagination
+from model_zoo.agents.actor_critic import ActorCritic, ActorCriticConfig  # the second controller: learns in imagination
 
 __all__ = [
     "ActionScoreController",

@@ -1,4 +1,4 @@
-"""Discrete tokens and a transformer over them: the blocks of ``model_zoo.vqvae_transformer``.
+"""Discrete tokens and a transformer over them: the blocks of ``model_zoo.models.vqvae_transformer``.
 
 - ``VectorQuantizer``: the VQ-VAE bottleneck of van den Oord et al. (2017), "Neural
   Discrete Representation Learning" (arXiv:1711.00937): nearest-code lookup, the

@@ -3,11 +3,11 @@
 A VRNN (Chung et al., 2015, "A Recurrent Latent Variable Model for Sequential Data",
 arXiv:1506.02216) for video with actions, in five parts, each its own module:
 
-1. Perception (``model_zoo.perceiver``): the frame becomes tokens from a small VQ
+1. Perception (``model_zoo.nets.perceiver``): the frame becomes tokens from a small VQ
    codebook (256 codes by default), and a Perceiver's learned latent array
    cross-attends to them to give a per-step context vector ``ctx``.
 2. Representation: a posterior ``q(z_t | frame_t, ctx_t)`` and a prior that is a
-   truncated Dirichlet-process Gaussian mixture (``model_zoo.stick_breaking``): Beta
+   truncated Dirichlet-process Gaussian mixture (``model_zoo.nets.stick_breaking``): Beta
    stick fractions conditioned on the recurrent state give the weights of up to
    ``components`` learnable Gaussians (means and scales; with
    ``state_dependent_means`` the means are shifted together by a function of the
@@ -16,12 +16,12 @@ arXiv:1506.02216) for video with actions, in five parts, each its own module:
    a KL to the DP's ``Beta(1, dp_alpha)``, so the data decide how many components they
    use (``components_in_use``, ``components_effective``).
 3. Dynamics: an LSTM (orthogonal init) over ``[z_{t-1}, ctx_{t-1}, a_t]``.
-4. Attention schema (``model_zoo.slots``): slot attention (5 slots), initialised from
+4. Attention schema (``model_zoo.nets.slots``): slot attention (5 slots), initialised from
    the recurrent state, gives an 8x8 attention map per slot and image part (one
    position per vector element besides), which the decoder reads beside ``[z, h]``.
    A head predicts the maps from the recurrent state alone (the attention-dynamics
    loss), which is what ``imagine`` uses, having no frame to attend to.
-5. Optimization (``model_zoo.balancing``): the losses are four tasks, ``elbo``
+5. Optimization (``model_zoo.nets.balancing``): the losses are four tasks, ``elbo``
    (reconstruction, mixture KL, stick KL), ``vq`` (codebook and commitment),
    ``predictive`` (reward, termination and the next context from ``[h, z]``) and
    ``attention`` (the predicted maps against the slot maps), combined on the shared
@@ -31,7 +31,7 @@ arXiv:1506.02216) for video with actions, in five parts, each its own module:
    calls ``loss`` and takes one ``backward``: with a balancer other than ``"sum"``,
    ``loss`` takes each task's gradient itself (``torch.autograd.grad``, four backward
    passes) and returns a scalar whose value is the summed loss and whose gradient is the
-   balanced update (``model_zoo.balancing.surrogate_loss``). Under ``torch.no_grad`` it
+   balanced update (``model_zoo.nets.balancing.surrogate_loss``). Under ``torch.no_grad`` it
    returns the plain sum.
 
 Reward and termination heads read ``[h, z]``; ``imagine`` samples the component and
@@ -73,13 +73,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Beta
 
-from model_zoo.balancing import BALANCERS, GradientBalancer, surrogate_loss
+from model_zoo.nets.balancing import BALANCERS, GradientBalancer, surrogate_loss
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
 from model_zoo.nets import mlp
-from model_zoo.perceiver import GRID, PerceiverEncoder, Tokenizer, VectorQuantizer
-from model_zoo.slots import SlotAttention
+from model_zoo.nets.perceiver import GRID, PerceiverEncoder, Tokenizer, VectorQuantizer
+from model_zoo.nets.slots import SlotAttention
 from model_zoo.spaces import IMAGE_SIZE, ObsSpec
-from model_zoo.stick_breaking import (
+from model_zoo.nets.stick_breaking import (
     components_in_use,
     effective_components,
     log_stick_breaking,
@@ -323,7 +323,7 @@ class DPGMMVRNN(WorldModel):
         """Checkpoint tensors from older versions, made to fit (``model_zoo.checkpoint.load`` calls this).
 
         RGB's balancer state was a consensus direction over the shared parameters; it is
-        now the smoothed share of each task (``model_zoo.balancing``). An old direction
+        now the smoothed share of each task (``model_zoo.nets.balancing``). An old direction
         cannot be converted, so the shares start afresh, as on a first training step.
         """
         key = "balancer.momentum"

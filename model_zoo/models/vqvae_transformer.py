@@ -66,7 +66,7 @@ decoder is the costliest part on a CPU), and the transformer's cross-entropy,
 vector, reward and termination losses on up to ``train_targets`` next frames drawn
 from the batch's steps (a target needs a predecessor in its episode); the transformer
 reads the tokenizer's codes as given (no gradient reaches the tokenizer from it).
-Codebook use is tracked and dead codes are restarted (``model_zoo.tokens``).
+Codebook use is tracked and dead codes are restarted (``model_zoo.nets.tokens``).
 ``train_tokenizer=False`` keeps the tokenizer fixed, for two-stage training as in IRIS
 (``examples/token_world_model.py`` trains one tokenizer and shares it, so that variants
 of the transformer predict the same tokens).
@@ -102,7 +102,7 @@ from torch import Tensor, nn
 
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
 from model_zoo.nets import _safe
-from model_zoo.tokens import GRID, ImageTokenizer, Transformer, sample_logits
+from model_zoo.nets.tokens import GRID, ImageTokenizer, Transformer, sample_logits
 
 __all__ = ["DECODING_MODES", "Config", "NextFrame", "VQVAETransformer"]
 
