@@ -53,6 +53,7 @@ import campus_env  # noqa: E402, F401  (registers CampusNav-v0)
 import model_zoo  # noqa: E402
 from campusnav.arguments import dataclass_parser
 from campusnav.results import plain
+from model_zoo.agents.controllers import LinearController, model_features, rollout_returns, train_cmaes  # noqa: E402
 from model_zoo.causal import (  # noqa: E402
     compare_twins,
     discover_campus,
@@ -61,7 +62,6 @@ from model_zoo.causal import (  # noqa: E402
     outcome_effects,
     twin_outcomes,
 )
-from model_zoo.agents.controllers import LinearController, model_features, rollout_returns, train_cmaes  # noqa: E402
 from model_zoo.data import collect, load_episodes, split_episodes  # noqa: E402
 from wrappers import DreamEnv, DreamVectorEnv, Intervene  # noqa: E402
 

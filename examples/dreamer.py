@@ -89,8 +89,8 @@ import model_zoo
 from campus_env.oracle import ShortestPathPolicy
 from campusnav.arguments import dataclass_parser
 from model_zoo.agents.actor_critic import start_states
-from model_zoo.checkpoint import save_tensors
 from model_zoo.agents.controllers import ActorCritic, ActorCriticConfig, model_features
+from model_zoo.checkpoint import save_tensors
 from model_zoo.data import Episode, SequenceSampler
 
 ENV_ID = "CampusNav-v0"

@@ -73,12 +73,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Beta
 
-from model_zoo.nets.balancing import BALANCERS, GradientBalancer, surrogate_loss
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
 from model_zoo.nets import mlp
+from model_zoo.nets.balancing import BALANCERS, GradientBalancer, surrogate_loss
 from model_zoo.nets.perceiver import GRID, PerceiverEncoder, Tokenizer, VectorQuantizer
 from model_zoo.nets.slots import SlotAttention
-from model_zoo.spaces import IMAGE_SIZE, ObsSpec
 from model_zoo.nets.stick_breaking import (
     components_in_use,
     effective_components,
@@ -87,6 +86,7 @@ from model_zoo.nets.stick_breaking import (
     responsibilities,
     stick_kl,
 )
+from model_zoo.spaces import IMAGE_SIZE, ObsSpec
 
 __all__ = ["TASKS", "Config", "DPGMMVRNN", "MixturePrior", "Usage"]
 

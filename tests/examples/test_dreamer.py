@@ -49,8 +49,8 @@ def test_runs_on_a_tiny_budget_and_writes_the_curve(tmp_path):
 
     model = model_zoo.load(out / "model")
     assert model.model_id == "rssm"
-    from model_zoo.checkpoint import load_tensors
     from model_zoo.agents.controllers import ActorCritic
+    from model_zoo.checkpoint import load_tensors
 
     actor = ActorCritic(model.feature_dim, model.action_space)  # the saved actor fits the saved model's features
     tensors, _ = load_tensors(out / "actor.safetensors")

@@ -9,8 +9,8 @@ from gymnasium import spaces
 
 import model_zoo
 from model_zoo.agents.actor_critic import ActorCritic, ActorCriticConfig, ReturnNormalizer, lambda_returns, start_states
-from model_zoo.base import Batch
 from model_zoo.agents.controllers import ActorCritic as Reexported
+from model_zoo.base import Batch
 from tests.wrappers.analytic import ACTION_SPACE, OBSERVATION_SPACE, CorridorConfig, CorridorModel
 
 

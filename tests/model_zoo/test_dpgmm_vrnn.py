@@ -12,9 +12,9 @@ from gymnasium import spaces
 from torch import nn
 
 import model_zoo
-from model_zoo.nets.balancing import GradientBalancer, balance, cone_projection, pcgrad, rgb, surrogate_loss
 from model_zoo.base import Batch
 from model_zoo.models.dpgmm_vrnn import DPGMMVRNN, TASKS, Config
+from model_zoo.nets.balancing import GradientBalancer, balance, cone_projection, pcgrad, rgb, surrogate_loss
 from model_zoo.nets.perceiver import VectorQuantizer
 from model_zoo.nets.slots import SlotAttention
 from model_zoo.nets.stick_breaking import (

@@ -13,8 +13,8 @@ from gymnasium import spaces
 
 import model_zoo
 from model_zoo.base import Batch
-from model_zoo.nets.tokens import Transformer, VectorQuantizer, sample_logits
 from model_zoo.models.vqvae_transformer import COPY_OFFSETS, VQVAETransformer, _neighbour_slots
+from model_zoo.nets.tokens import Transformer, VectorQuantizer, sample_logits
 
 TINY = dict(codes=16, code_dim=8, depth=4, hidden=32, layers=2, heads=2, history=2)
 IMAGE = spaces.Box(0, 255, (64, 64, 3), np.uint8)
