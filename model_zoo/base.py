@@ -24,6 +24,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
+from model_zoo.registry import PRESET_NAMES, Preset
 from model_zoo.spaces import ObsSpec
 
 __all__ = ["Batch", "Imagined", "State", "WorldModel"]
@@ -84,6 +85,8 @@ class WorldModel(nn.Module):
     # what an episode's first action (meaningless: nothing led to that observation) becomes in ``_action``:
     # "zeros" (an all-zero encoding) or "lowest" (the space's lowest Discrete action; zeros for a Box)
     first_action: ClassVar[str] = "zeros"
+    # tuned settings by data kind (``model_zoo.registry.PRESET_NAMES``); a model overrides those it tuned
+    presets: ClassVar[Mapping[str, Preset]] = {name: Preset() for name in PRESET_NAMES}
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any):
         super().__init__()

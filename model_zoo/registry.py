@@ -7,18 +7,33 @@ True
 >>> model = make("mlp", spaces.Box(-1, 1, (4,), np.float32), spaces.Discrete(2), hidden=32)
 >>> model.config.hidden, model.model_id
 (32, 'mlp')
+>>> preset("mlp", "campusnav-state").lr
+0.001
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 
-__all__ = ["ModelSpec", "list_models", "make", "register", "spec"]
+__all__ = ["PRESET_NAMES", "ModelSpec", "Preset", "list_models", "list_presets", "make", "preset", "register", "spec"]
+
+
+PRESET_NAMES = ("campusnav-state", "campusnav-pixels")
+"""The presets every model has: CampusNav-v0's flat state vectors, and its dict observations with the image."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A model's tuned settings for one kind of data: config overrides and the Adam learning rate ``fit`` uses."""
+
+    config: Mapping[str, Any] = field(default_factory=dict)
+    lr: float = 3e-4
 
 
 @dataclass(frozen=True)
@@ -58,11 +73,26 @@ def spec(id: str) -> ModelSpec:
     return _REGISTRY[id]
 
 
-def make(id: str, observation_space: gym.Space, action_space: gym.Space, **overrides: Any):
-    """Builds model ``id`` for the given spaces; ``overrides`` replace config fields."""
+def list_presets(id: str) -> list[str]:
+    """The preset names of model ``id``."""
+    return list(spec(id).load_class().presets)
+
+
+def preset(id: str, name: str) -> Preset:
+    """Model ``id``'s preset ``name`` (see ``PRESET_NAMES``); a clear error naming the valid ones otherwise."""
+    presets = spec(id).load_class().presets
+    if name not in presets:
+        raise ValueError(f"{id}: unknown preset {name!r}; presets: {', '.join(presets)}")
+    return presets[name]
+
+
+def make(id: str, observation_space: gym.Space, action_space: gym.Space, *, preset: str | None = None,
+         **overrides: Any):
+    """Builds model ``id`` for the given spaces: registered defaults, then ``preset``'s config, then ``overrides``."""
     model_spec = spec(id)
     cls = model_spec.load_class()
-    config = build_config(cls.Config, {**model_spec.kwargs, **overrides}, id)
+    tuned = dict(_preset(id, preset).config) if preset is not None else {}
+    config = build_config(cls.Config, {**model_spec.kwargs, **tuned, **overrides}, id)
     model = cls(observation_space, action_space, config)
     model.model_id = id
     return model
@@ -75,3 +105,6 @@ def build_config(config_cls: type, values: dict[str, Any], id: str = "model"):
     if unknown:
         raise ValueError(f"{id}: unknown config field(s) {unknown}; valid fields: {', '.join(sorted(names))}")
     return config_cls(**values)
+
+
+_preset = preset  # ``make`` takes a ``preset`` argument that shadows the function

@@ -73,6 +73,7 @@ from torch import Tensor, nn
 
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
 from model_zoo.nets import RunningNorm, mlp, orthogonal_init
+from model_zoo.registry import Preset
 
 __all__ = ["EnsembleConfig", "MLPConfig", "MLPEnsemble", "MLPWorldModel", "Rollout", "RunningNorm"]
 
@@ -145,6 +146,9 @@ class EnsembleConfig(MLPConfig):
             raise ValueError(f"members must be at least 1, got {self.members}")
 
 
+PRESETS = {"campusnav-state": Preset(lr=1e-3), "campusnav-pixels": Preset(lr=1e-3)}
+"""Tuned settings by data kind (``model_zoo.make(..., preset=name)``; ``fit(..., lr=preset.lr)``)."""
+
 class EnsembleLinear(nn.Module):
     """``members`` independent linear layers in one batched matmul: (M, N, in) or (N, in) -> (M, N, out)."""
 
@@ -207,6 +211,7 @@ class MLPWorldModel(WorldModel):
     """
 
     Config = MLPConfig
+    presets = PRESETS
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: MLPConfig):
         super().__init__(observation_space, action_space, config)

@@ -103,6 +103,7 @@ from torch import Tensor, nn
 
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
 from model_zoo.nets import ConvDecoder, ConvEncoder, RunningNorm, symexp, symlog
+from model_zoo.registry import Preset
 from model_zoo.spaces import IMAGE_SIZE, ObsSpec
 
 __all__ = [
@@ -323,10 +324,14 @@ class Decoder(nn.Module):
 # --- the world model ----------------------------------------------------------------
 
 
+PRESETS = {"campusnav-state": Preset(lr=1e-3), "campusnav-pixels": Preset()}
+"""Tuned settings by data kind (``model_zoo.make(..., preset=name)``; ``fit(..., lr=preset.lr)``)."""
+
 class RSSM(WorldModel):
     """Dreamer's RSSM. State: ``{"deter": (B, hidden), "stoch": (B, stoch * classes)}`` (one-hot per variable)."""
 
     Config = Config
+    presets = PRESETS
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Config | None = None):
         super().__init__(observation_space, action_space, config if config is not None else Config())

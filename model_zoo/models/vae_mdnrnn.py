@@ -62,6 +62,7 @@ from torch import Tensor, nn
 
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
 from model_zoo.nets import ObsDecoder, ObsEncoder
+from model_zoo.registry import Preset
 from model_zoo.spaces import ObsSpec
 
 __all__ = ["MDNRNN", "VAE", "VAEMDNRNN", "Config", "MDNOutput", "Posterior"]
@@ -216,10 +217,14 @@ class MDNRNN(nn.Module):
 # --- the world model ----------------------------------------------------------
 
 
+PRESETS = {"campusnav-state": Preset(), "campusnav-pixels": Preset(lr=1e-3)}
+"""Tuned settings by data kind (``model_zoo.make(..., preset=name)``; ``fit(..., lr=preset.lr)``)."""
+
 class VAEMDNRNN(WorldModel):
     """World Models V + M. State: ``{"h": (B, hidden), "c": (B, hidden), "z": (B, z_dim)}``."""
 
     Config = Config
+    presets = PRESETS
     first_action = "lowest"  # trained so: an episode's first action is encoded as the lowest action
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Config | None = None):
