@@ -26,13 +26,11 @@ from campus_env.rules import (
     build_rules,
     pattern_index,
 )
+from campus_env.schema import CAUSAL_DIM, PATCH, STATE_DIM
 
 __all__ = ["CampusCore"]
 
 TAPE_LEN = 256
-PATCH = 5  # side of the local walkability/crowd patch in "state" observations
-STATE_DIM = 6
-CAUSAL_DIM = 16
 MAX_ATTEMPTS = 4096  # context draws tried before a split falls back to forcing its cell
 ATTEMPT_CHUNK = 64
 VAR_NAMES = tuple(causal.VARIABLES)
