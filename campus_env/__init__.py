@@ -15,12 +15,14 @@ from gymnasium.envs.registration import register, registry
 from campus_env.causal import CAUSAL_GRAPH, HELDOUT_CONTEXTS, VARIABLES
 from campus_env.env import CampusNavEnv
 from campus_env.layout import LayoutError, load_layout
+from campus_env.schema import Action
 from campus_env.vector import CampusNavVectorEnv
 
 __all__ = [
     "CAUSAL_GRAPH",
     "HELDOUT_CONTEXTS",
     "VARIABLES",
+    "Action",
     "CampusNavEnv",
     "CampusNavVectorEnv",
     "LayoutError",

@@ -35,6 +35,8 @@ __all__ = [
     "VARIABLES",
     "WEATHERS",
     "Variable",
+    "causal_codes",
+    "grid_cells",
     "validate_do",
 ]
 
@@ -260,3 +262,55 @@ def check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
     return split
+
+
+def grid_cells(split: str = "all") -> list[dict[str, Any]]:
+    """Every day x weather x gameday x semester cell that ``split`` allows, as ``do`` mappings.
+
+    ``"train"`` leaves out the cells matching ``HELDOUT_CONTEXTS``, ``"heldout"``
+    keeps only those, ``"all"`` keeps every cell. A collector imposes each cell
+    with ``reset(options={"do": cell})`` (the env's ``metadata["coverage_cells"]``).
+
+    >>> len(grid_cells("all")), len(grid_cells("train")), len(grid_cells("heldout"))
+    (112, 84, 28)
+    >>> grid_cells("heldout")[0]
+    {'day': 0, 'weather': 'rainy', 'gameday': True, 'semester': 'fall'}
+    """
+    check_split(split)
+    cells = []
+    for day in VARIABLES["day"].choices:
+        for weather in WEATHERS:
+            for gameday in (False, True):
+                for semester in SEMESTERS:
+                    cell = {"day": day, "weather": weather, "gameday": gameday, "semester": semester}
+                    code = {name: VARIABLES[name].encode(value) for name, value in cell.items()}
+                    heldout = bool(in_heldout(code["day"], code["semester"], code["weather"], code["gameday"]))
+                    if split == "all" or heldout == (split == "heldout"):
+                        cells.append(cell)
+    return cells
+
+
+def causal_codes(info: Any) -> np.ndarray | None:
+    """The (N, 7) float32 codes of ``info["causal"]`` (columns in ``VARIABLES`` order), or None without them.
+
+    Reads the native vector env's codes and the decoded values (``"rainy"``,
+    ``True``, ...) that Gymnasium's sync vector env gathers from single envs
+    alike; an env missing from ``info`` gives NaN. The hour stays in hours. The
+    env's ``metadata["causal_codes"]`` names this function for collectors.
+    """
+    values = info.get("causal") if isinstance(info, Mapping) else None
+    if not isinstance(values, Mapping) or any(name not in values for name in VARIABLES):
+        return None
+    columns = []
+    for variable in VARIABLES.values():
+        column = np.asarray(values[variable.name])
+        if column.dtype == object:  # decoded values, or None for a missing env
+            column = np.array([np.nan if v is None else _plain_code(variable, v) for v in column], dtype=np.float64)
+        columns.append(column.astype(np.float64))
+    return np.stack(columns, axis=-1).astype(np.float32)
+
+
+def _plain_code(variable: Variable, value: Any) -> float:
+    if variable.kind == "categorical":
+        return float(variable.choices.index(value))
+    return float(value)  # bool -> 0/1, hour stays in hours, crowd as is

@@ -26,7 +26,16 @@ from campus_env.rules import (
     build_rules,
     pattern_index,
 )
-from campus_env.schema import CAUSAL_DIM, PATCH, STATE_DIM
+from campus_env.schema import (
+    CAUSAL_DIM,
+    CAUSAL_SLICES,
+    MOVES,
+    PATCH,
+    STATE_DIM,
+    STATE_SLICES,
+    Action,
+    state_slices,
+)
 
 __all__ = ["CampusCore"]
 
@@ -36,6 +45,10 @@ ATTEMPT_CHUNK = 64
 VAR_NAMES = tuple(causal.VARIABLES)
 _V = causal.VAR_INDEX
 OBS_MODES = ("dict", "pixels", "state")
+# the causal vector in two parts: what is fixed over an episode, and what the tape gives step by step
+STATIC_CAUSAL = slice(0, CAUSAL_SLICES["gameday"].stop)  # day, semester, weather, gameday
+DYNAMIC_CAUSAL = slice(CAUSAL_SLICES["hour"].start, CAUSAL_DIM)  # clock, road closure, crowd (``tape_dyn``)
+_STATE_SLICES = {observe_causal: state_slices(observe_causal) for observe_causal in (False, True)}
 
 
 class CampusCore:
@@ -57,6 +70,13 @@ class CampusCore:
         self.semester_pin = None if semester is None else causal.SEMESTERS.index(semester)
         self.rules = build_rules(self.layout)
         n = self.n = int(num_envs)
+        self._build_cell_tables()
+        self.row_off = np.arange(n, dtype=np.int64) * TAPE_LEN
+        self._allocate_episode_state(n)
+        self._allocate_tape(n)
+
+    def _build_cell_tables(self) -> None:
+        """Per-cell tables of the layout, flat over the padded map, so that a step never looks terrain up."""
         L = self.layout
         self.width = L.padded_width
         self.terrain = L.terrain.ravel().astype(np.int64)
@@ -65,7 +85,7 @@ class CampusCore:
         self.passable = self.rules.passable.ravel()
         self.slip = self.rules.slip.ravel()
         self.hotspots = self.rules.hotspots.ravel()
-        # per-cell tables, so a step never looks terrain up: passable[access, cell], slip[weather, cell]
+        # passable[access, cell] and slip[weather, cell]
         self.pass_map = self.rules.passable[:, self.terrain].ravel()
         self.slip_map = self.rules.slip[:, self.terrain].ravel()
         # cells open in some context: an agent caught by a closure may always walk out into them
@@ -75,12 +95,13 @@ class CampusCore:
         rows, cols = np.array(L.entrances).T
         self.entrance_flat = L.flat(rows, cols).astype(np.int64)
         self.door_codes = np.array([lay.door_code(b) for b in range(len(lay.BUILDINGS))])
-        self.moves = np.array([0, -self.width, self.width, 1, -1], dtype=np.int64)
+        # action -> step in flat cells, in Action order
+        self.moves = np.array([MOVES[a][0] * self.width + MOVES[a][1] for a in Action], dtype=np.int64)
         offs = np.arange(PATCH) - PATCH // 2
         self.patch_off = (offs[:, None] * self.width + offs[None, :]).ravel()
-        self.row_off = np.arange(n, dtype=np.int64) * TAPE_LEN
 
-        # episode state
+    def _allocate_episode_state(self, n: int) -> None:
+        """The (n,) arrays of each env's episode: its key, clock, task, context, interventions and counters."""
         self.key = np.zeros(n, dtype=np.uint64)
         self.attempt = np.zeros(n, dtype=np.int64)
         self.t = np.zeros(n, dtype=np.int64)
@@ -103,11 +124,15 @@ class CampusCore:
         self.slipped_moves = np.zeros(n, dtype=np.int64)
         self.crowd_blocks = np.zeros(n, dtype=np.int64)
         self.last_blocked = np.zeros(n, dtype=bool)
-        self.causal_static = np.zeros((n, 13), dtype=np.float32)
+        self.causal_static = np.zeros((n, STATIC_CAUSAL.stop), dtype=np.float32)
         self.slip_row = np.zeros(n, dtype=np.int64)
         self.slip_base = np.zeros(n, dtype=np.int64)
-        # the tape: dynamic variables and per-step noise for steps base .. base + TAPE_LEN of
-        # each env, stored flat (row i at i * TAPE_LEN); self.k is each env's index into it now
+
+    def _allocate_tape(self, n: int) -> None:
+        """The tape: dynamic variables and per-step noise for steps base .. base + TAPE_LEN of each env.
+
+        Stored flat (env i's row at i * TAPE_LEN); ``self.k`` is each env's index into it now.
+        """
         self.tape_base = np.zeros(n, dtype=np.int64)
         self.k = self.row_off.copy()
         size = n * TAPE_LEN
@@ -120,7 +145,7 @@ class CampusCore:
         self.tape_hot_base = np.zeros(size, dtype=np.int64)  # pattern * cells
         self.tape_block = np.zeros(size)  # blocked by crowd when below the cell's hotspot value
         self.tape_slip = np.zeros(size)
-        self.tape_dyn = np.zeros((size, 3), dtype=np.float32)  # clock, closure, crowd for obs
+        self.tape_dyn = np.zeros((size, DYNAMIC_CAUSAL.stop - DYNAMIC_CAUSAL.start), dtype=np.float32)  # for obs
         self._room = 0  # steps every env can still take before its tape must be re-laid
 
     # --- reset and interventions ---------------------------------------------
@@ -268,11 +293,11 @@ class CampusCore:
         weather = settle("weather", causal.mech_weather(sem, u[noise.WEATHER]))
         gd = settle("gameday", causal.mech_gameday(day, sem, u[noise.GAMEDAY]))
         self.day[ids], self.semester[ids], self.weather[ids], self.gameday[ids] = day, sem, weather, gd
-        enc = np.zeros((len(ids), 13), dtype=np.float32)
-        enc[np.arange(len(ids)), day] = 1.0
-        enc[:, 7] = sem
-        enc[np.arange(len(ids)), 8 + weather] = 1.0
-        enc[:, 12] = gd
+        enc = np.zeros((len(ids), STATIC_CAUSAL.stop), dtype=np.float32)
+        enc[np.arange(len(ids)), CAUSAL_SLICES["day"].start + day] = 1.0
+        enc[:, CAUSAL_SLICES["semester"]] = sem[:, None]
+        enc[np.arange(len(ids)), CAUSAL_SLICES["weather"].start + weather] = 1.0
+        enc[:, CAUSAL_SLICES["gameday"]] = gd[:, None]
         self.causal_static[ids] = enc
         self.slip_row[ids] = weather * self.num_terrain
         self.slip_base[ids] = weather * self.cells
@@ -336,7 +361,7 @@ class CampusCore:
         open_ = self.pass_map[now + target] | to_goal | (~self.pass_map[now + pos] & self.ever_open[target])
         crowded = self.tape_block[k] < self.hotspots[self.tape_hot_base[k] + target]
         slips = self.tape_slip[k] < self.slip_map[self.slip_base + target]
-        moving = action != 0
+        moving = action != Action.STAY
         blocked = moving & (crowded | ~open_)
         slipped = moving & slips & ~blocked
         moved = moving & ~(blocked | slips)
@@ -358,42 +383,43 @@ class CampusCore:
         return self.k
 
     def observe_state(self, out: np.ndarray, with_causal: bool, with_patch: bool) -> None:
-        """Writes the flat state observation into ``out`` (N, D) float32.
+        """Writes the flat state observation into ``out`` (N, D) float32, laid out as ``schema.state_slices``.
 
-        Layout: agent row/col, goal row/col, goal offset (6, scaled by the map
-        size); then, if ``with_causal``, day one-hot, semester, weather one-hot,
-        gameday, clock, road closure, crowd (16); then, if ``with_patch``,
-        walkability and crowd density of the 5x5 cells around the agent (50).
+        The state (agent, goal, goal offset); then, if ``with_causal``, the
+        causal vector; then, if ``with_patch``, the walkability and crowd
+        density of the ``PATCH`` x ``PATCH`` cells around the agent.
         """
         k = self.k
         agent = self.cell_rc[self.pos]
-        out[:, 0:2] = agent
-        out[:, 2:4] = self.goal_rc
-        out[:, 4:6] = self.goal_rc - agent
-        c = STATE_DIM
+        out[:, STATE_SLICES["agent"]] = agent
+        out[:, STATE_SLICES["goal"]] = self.goal_rc
+        out[:, STATE_SLICES["goal_offset"]] = self.goal_rc - agent
         if with_causal:
-            out[:, c : c + 13] = self.causal_static
-            out[:, c + 13 : c + 16] = self.tape_dyn[k]
-            c += CAUSAL_DIM
+            self._write_causal(out[:, STATE_DIM : STATE_DIM + CAUSAL_DIM])
         if with_patch:
-            cells = self.pos[:, None] + self.patch_off  # (N, 25)
-            out[:, c : c + PATCH**2] = self.pass_map[self.tape_pass_base[k][:, None] + cells] | (
+            parts = _STATE_SLICES[bool(with_causal)]
+            cells = self.pos[:, None] + self.patch_off  # (N, PATCH**2)
+            out[:, parts["walkable"]] = self.pass_map[self.tape_pass_base[k][:, None] + cells] | (
                 cells == self.goal_flat[:, None]
             )
             crowd = self.tape_crowd[k][:, None] * self.hotspots[self.tape_hot_base[k][:, None] + cells]
-            np.minimum(crowd, 1.0, out=out[:, c + PATCH**2 : c + 2 * PATCH**2], casting="unsafe")
+            np.minimum(crowd, 1.0, out=out[:, parts["crowd"]], casting="unsafe")
+
+    def _write_causal(self, out: np.ndarray) -> None:
+        """Writes the causal vector (N, CAUSAL_DIM) into ``out``: the episode's static part, then the tape's."""
+        out[:, STATIC_CAUSAL] = self.causal_static
+        out[:, DYNAMIC_CAUSAL] = self.tape_dyn[self.k]
 
     def agent_state(self) -> np.ndarray:
-        """(N, 6) float32: agent row/col, goal row/col, goal offset, scaled by the map size."""
+        """(N, STATE_DIM) float32: agent row/col, goal row/col, goal offset, scaled by the map size."""
         out = np.empty((self.n, STATE_DIM), dtype=np.float32)
         self.observe_state(out, False, False)
         return out
 
     def causal_obs(self) -> np.ndarray:
-        """(N, 16) float32: day one-hot, semester, weather one-hot, gameday, clock, closure, crowd."""
+        """(N, CAUSAL_DIM) float32, laid out as ``schema.CAUSAL_SLICES``."""
         out = np.empty((self.n, CAUSAL_DIM), dtype=np.float32)
-        out[:, :13] = self.causal_static
-        out[:, 13:] = self.tape_dyn[self.k]
+        self._write_causal(out)
         return out
 
     def density_map(self, i: int) -> np.ndarray:

@@ -1,4 +1,9 @@
-"""``CampusNav-v0``: walk across a campus whose dynamics follow a causal model."""
+"""``CampusNav-v0``: walk across a campus whose dynamics follow a causal model.
+
+The single env is the shared simulation core (``campus_env.core``) with one
+campus; this module adds what Gymnasium asks of an env: the spaces, checked
+actions and reset options, ``info``, rendering and the ``do()``/``undo()`` API.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,9 @@ from gymnasium import spaces
 
 from campus_env import causal, noise
 from campus_env import layout as lay
-from campus_env.core import CAUSAL_DIM, OBS_MODES, PATCH, STATE_DIM, CampusCore
+from campus_env.core import OBS_MODES, CampusCore
 from campus_env.render import CELL_PX, VIEW_CELLS, EgoRenderer, campus_frame
+from campus_env.schema import ACTION_MEANINGS, CAUSAL_DIM, PATCH, STATE_DIM, STATE_SLICES, Action
 
 __all__ = ["CampusNavEnv", "env_kwargs_for", "observation_space", "parse_options", "status_lines"]
 
@@ -24,7 +30,8 @@ def observation_space(obs_mode: str, observe_causal: bool) -> spaces.Space:
     if obs_mode not in OBS_MODES:
         raise ValueError(f"obs_mode must be one of {', '.join(map(repr, OBS_MODES))}, got {obs_mode!r}")
     image = spaces.Box(0, 255, IMAGE_SHAPE, dtype=np.uint8)
-    low = np.array([0, 0, 0, 0, -1, -1], dtype=np.float32)
+    low = np.zeros(STATE_DIM, dtype=np.float32)
+    low[STATE_SLICES["goal_offset"]] = -1  # goal minus agent; the positions lie in [0, 1]
     state = spaces.Box(low, np.ones(STATE_DIM, dtype=np.float32), dtype=np.float32)
     causal_box = spaces.Box(0.0, 1.0, (CAUSAL_DIM,), dtype=np.float32)
     if obs_mode == "pixels":
@@ -105,25 +112,27 @@ def status_lines(core: CampusCore, i: int) -> list[str]:
     return [first, second + ("   GOAL REACHED!" if done else "")]
 
 
-_INT_TYPES = {int, np.int64, np.int32, np.int16, np.int8, np.uint8, np.uint16, np.uint32, np.uint64}
-_ACTIONS = tuple(np.array([a], dtype=np.int64) for a in range(5))
+_INT_TYPES = {int, Action, np.int64, np.int32, np.int16, np.int8, np.uint8, np.uint16, np.uint32, np.uint64}
+_ACTIONS = tuple(np.array([a], dtype=np.int64) for a in Action)
+_LAST_ACTION = len(Action) - 1
+_ACTION_RANGE = f"0..{_LAST_ACTION}"
 
 
 def check_action(action: Any, n: int | None = None) -> np.ndarray:
-    """Checks Discrete(5) actions; returns an int64 array. Raises a clear error otherwise."""
-    if n is None and type(action) in _INT_TYPES and 0 <= action <= 4:
+    """Checks Discrete(5) actions (``schema.Action``); returns an int64 array. Raises a clear error otherwise."""
+    if n is None and type(action) in _INT_TYPES and 0 <= action <= _LAST_ACTION:
         return _ACTIONS[action]  # the common case, kept cheap
     arr = np.asarray(action)
     expected = () if n is None else (n,)
     if arr.shape != expected:
         raise ValueError(f"action must have shape {expected} (Discrete(5)), got shape {arr.shape}: {action!r}")
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise TypeError(f"action must be an integer in 0..4, got {action!r} of type {type(action).__name__}")
+        raise TypeError(f"action must be an integer in {_ACTION_RANGE}, got {action!r} of type {type(action).__name__}")
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
-            raise ValueError(f"action must be an integer in 0..4, got {action!r}")
-    if np.any(arr < 0) or np.any(arr > 4):
-        raise ValueError(f"action must be in 0..4 (0 stay, 1 north, 2 south, 3 east, 4 west), got {action!r}")
+            raise ValueError(f"action must be an integer in {_ACTION_RANGE}, got {action!r}")
+    if np.any(arr < 0) or np.any(arr > _LAST_ACTION):
+        raise ValueError(f"action must be in {_ACTION_RANGE} ({ACTION_MEANINGS}), got {action!r}")
     return arr.astype(np.int64).reshape(-1)
 
 
@@ -146,7 +155,9 @@ class CampusNavEnv(gym.Env):
     the same actions under another intervention gives the exact counterfactual.
 
     ## Action Space
-    ``Discrete(5)``: 0 stay, 1 north, 2 south, 3 east, 4 west.
+    ``Discrete(5)``, named by ``campus_env.Action``: ``STAY`` (0), then the four
+    compass moves; ``campus_env.schema.MOVES`` gives each one's step on the map
+    (``NORTH`` is one row up).
 
     ## Observation Space
     | ``obs_mode`` | key | observation |
@@ -158,6 +169,8 @@ class CampusNavEnv(gym.Env):
     | ``"state"`` | | float32 (72,): state, causal, 5x5 walkability and crowd density around the agent |
 
     With ``observe_causal=False`` the causal part is left out (it stays in ``info``).
+    ``campus_env.schema`` names the parts of each vector (``STATE_SLICES``,
+    ``CAUSAL_SLICES``, ``state_slices``): read them by name, not by index.
 
     ## Rewards
     -0.01 per step, -0.05 more for a blocked move (wall, closure or crowd), +1 on
@@ -187,7 +200,17 @@ class CampusNavEnv(gym.Env):
     >>> env.unwrapped.undo("crowd")
     """
 
-    metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
+    metadata = {
+        "render_modes": ["human", "rgb_array"],
+        "render_fps": 10,
+        "validate_do": "campus_env.causal:validate_do",  # what wrappers.Intervene checks a schedule with
+        # What a generic data collector (model_zoo.data.collect) reads instead of checking the class:
+        "causal_variables": tuple(causal.VARIABLES),  # the columns of the causal codes
+        "causal_codes": "campus_env.causal:causal_codes",  # info -> (N, 7) float32 codes
+        "coverage_cells": "campus_env.causal:grid_cells",  # split -> the reset-time do() of every context
+        "splits": causal.SPLITS,  # the values of the split= argument
+        "vector_matches_single": True,  # env i of the native vector env's reset(seed=s) is this env's seed s+i
+    }
 
     def __init__(
         self,
@@ -201,7 +224,7 @@ class CampusNavEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None, 'human' or 'rgb_array', got {render_mode!r}")
         self.observation_space = observation_space(obs_mode, observe_causal)
-        self.action_space = spaces.Discrete(5)
+        self.action_space = spaces.Discrete(len(Action))
         self.obs_mode = obs_mode
         self.observe_causal = bool(observe_causal)
         self.render_mode = render_mode

@@ -24,31 +24,32 @@ that action's move turns the search into a handful of numbers:
 (1, 5, 5)
 
 ``goal_biased_policy`` is an exploration policy for collecting data in which the
-goal is actually reached (a uniform random walk reaches it in about 1% of
-100-step episodes, too few for a world model to learn the goal reward from).
+goal is actually reached: a uniform random walk rarely gets there, too rarely for
+a world model to learn the goal reward from.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from campus_env.core import CAUSAL_DIM, PATCH, STATE_DIM
+from campus_env.schema import MOVES, PATCH, STATE_SLICES, Action, state_slices
 
 __all__ = ["ACTION_FEATURES", "ACTION_MOVES", "action_features", "goal_biased_policy"]
 
 ACTION_FEATURES = ("progress", "walkable", "crowd", "wait", "progress_walkable")
 
-# action -> (row, column) step, as in the core: wait, up, down, right, left
-ACTION_MOVES = np.array([[0, 0], [-1, 0], [1, 0], [0, 1], [0, -1]], dtype=np.float32)
+ACTION_MOVES = np.array([MOVES[action] for action in Action], dtype=np.float32)
+"""(actions, 2): each action's (row, column) step, ``schema.MOVES`` as an array."""
 _CENTRE = PATCH // 2
 # the patch index of the cell each action leads to (the patch is row-major around the agent)
 _TARGET = np.array([(_CENTRE + dr) * PATCH + _CENTRE + dc for dr, dc in ACTION_MOVES.astype(int)])
 _WAIT = (np.abs(ACTION_MOVES).sum(axis=1) == 0).astype(np.float32)
-_SIZES = {STATE_DIM + 2 * PATCH**2: STATE_DIM, STATE_DIM + CAUSAL_DIM + 2 * PATCH**2: STATE_DIM + CAUSAL_DIM}
+# observation size -> where its walkability patch starts, with and without the causal vector
+_SIZES = {parts["crowd"].stop: parts["walkable"].start for parts in map(state_slices, (False, True))}
 
 
 def action_features(obs: np.ndarray, map_size: tuple[int, int] = (32, 32)) -> np.ndarray:
-    """(N, 5, 5) float32 features of each action (``ACTION_FEATURES``) for "state" observations (N, D).
+    """(N, actions, 5) float32 features of each action (``ACTION_FEATURES``) for "state" observations (N, D).
 
     ``obs`` may come from the env (with or without ``observe_causal``) or from a
     world model's dream; imagined values are read as they are (a goal offset of
@@ -62,7 +63,7 @@ def action_features(obs: np.ndarray, map_size: tuple[int, int] = (32, 32)) -> np
             "'dict' and 'pixels' observations carry no walkability patch"
         )
     patch = _SIZES[obs.shape[1]]
-    offset = obs[:, 4:6] * (np.asarray(map_size, dtype=np.float32) - 1)  # in cells
+    offset = obs[:, STATE_SLICES["goal_offset"]] * (np.asarray(map_size, dtype=np.float32) - 1)  # in cells
     direction = np.where(np.abs(offset) > 0.5, np.sign(offset), 0.0)
     progress = direction @ ACTION_MOVES.T  # (N, 5)
     # waiting is never blocked: it reads as a walkable, empty cell (the agent's own cell may show closed)
@@ -80,11 +81,13 @@ def goal_biased_policy(bias: float = 0.5, seed: int | None = None, map_size: tup
 
     >>> import numpy as np
     >>> policy = goal_biased_policy(bias=1.0, seed=0)
-    >>> obs = np.zeros((1, 56), np.float32)
-    >>> obs[0, 5] = 3 / 31  # the goal is three cells to the right
-    >>> obs[0, 6 : 6 + 25] = 1  # every cell around is walkable
-    >>> policy(obs).tolist()  # 3 = right
-    [3]
+    >>> from campus_env.schema import Action, state_slices
+    >>> parts = state_slices(observe_causal=False)
+    >>> obs = np.zeros((1, parts["crowd"].stop), np.float32)
+    >>> obs[0, parts["goal_offset"]] = (0, 3 / 31)  # the goal is three cells to the east
+    >>> obs[0, parts["walkable"]] = 1  # every cell around is walkable
+    >>> policy(obs).tolist() == [Action.EAST]
+    True
     """
     if not 0.0 <= bias <= 1.0:
         raise ValueError(f"bias is a probability, got {bias}")

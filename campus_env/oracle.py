@@ -1,30 +1,17 @@
 """A shortest-path oracle for CampusNav-v0: the route of least expected travel time.
 
-The oracle reads the simulation core, not the observation: it knows the layout,
-which cells are open now, the crowd density and the weather, and from them the
-probability that a move into each cell fails. Entering cell ``c`` succeeds with
-probability ``(1 - p_block(c)) * (1 - p_slip(c))``, where
-
-- ``p_slip(c) = slip[weather, terrain(c)]`` (rain on grass, snow on walkways), and
-- ``p_block(c) = CROWD_BLOCK_SCALE * density(c)`` (crowds near busy buildings;
-  ``core.density_map``);
-
-closed cells (walls, closed buildings, closed roads) cannot be entered at all. A
-failed move costs a step and leaves the agent where it was, so entering ``c``
-takes ``1 / (1 - p_fail(c))`` steps on average. Dijkstra from the goal entrance
-over these costs gives the expected steps-to-go of every cell, and the oracle
-moves to the neighbour with the least ``cost(neighbour) + steps-to-go``.
-
-The field depends only on the goal, the access state (day, semester, hour slot,
-road closure), the crowd pattern and level, and the weather; it is cached on
-those, so it is recomputed only when the context changes (about once an hour of
-clock time, or after an intervention). ``expected_cost=False`` gives the plain
-shortest path over open cells, blind to weather and crowds.
-
-The oracle replans every step under the context in force at that step. Of the
-changes still to come it heeds only closures in the next ``lookahead`` minutes
-(so that it never walks into a building about to shut it in); it does not wait
-for a road to reopen or a crowd to thin.
+The oracle reads the simulation core, not the observation. Entering cell ``c``
+succeeds with probability ``(1 - p_block(c)) * (1 - p_slip(c))``: crowds block
+(``CROWD_BLOCK_SCALE * density``, see ``core.density_map``), rain and snow make
+moves slip (``slip[weather, terrain]``), and closed cells (walls, closed
+buildings and roads) cannot be entered at all. A failed move costs a step and
+leaves the agent in place, so entering ``c`` takes ``1 / (1 - p_fail(c))`` steps
+on average. Dijkstra's algorithm from the goal over these costs gives every
+cell's expected steps-to-go, and the oracle moves to the neighbour of least
+``cost + steps-to-go``; ``expected_cost=False`` gives the plain shortest path
+over open cells instead. It replans every step under the context in force
+(fields are cached on the context they depend on) and heeds closures in the next
+``lookahead`` minutes, so that it never walks into a building about to shut it in.
 
 >>> import gymnasium as gym
 >>> import campus_env
@@ -57,10 +44,12 @@ from gymnasium.vector import VectorEnv
 from campus_env import layout as lay
 from campus_env.core import TAPE_LEN, CampusCore
 from campus_env.rules import CROWD_BLOCK_SCALE
+from campus_env.schema import Action
 
 __all__ = ["ShortestPathPolicy", "distance_field"]
 
-_MOVES = (1, 2, 3, 4)  # north, south, east, west: the order also breaks ties
+_STAY = int(Action.STAY)
+_MOVES = tuple(int(a) for a in (Action.NORTH, Action.SOUTH, Action.EAST, Action.WEST))  # the order breaks ties
 
 
 def distance_field(cost: np.ndarray, goal: int, width: int) -> np.ndarray:
@@ -186,7 +175,7 @@ class ShortestPathPolicy:
         cells = [pos]
         while plan is not None and pos != goal and len(cells) <= core.cells:
             action = plan.best_action(core, pos)
-            if action == 0:
+            if action == _STAY:
                 break
             pos += int(core.moves[action])
             cells.append(pos)
@@ -212,12 +201,12 @@ class ShortestPathPolicy:
     def _action(self, core: CampusCore, i: int) -> int:
         pos = int(core.pos[i])
         if pos == int(core.entrance_flat[core.goal[i]]):
-            return 0
+            return _STAY
         for expected, lookahead in self._fallbacks:
             action = self._plan(core, i, expected, lookahead).best_action(core, pos)
-            if action:
+            if action != _STAY:
                 return action
-        return 0
+        return _STAY
 
     def _plan(self, core: CampusCore, i: int, expected: bool, lookahead: int) -> _Plan:
         """The cached plan for env ``i``'s context, built on a miss."""
@@ -248,8 +237,8 @@ class _Plan:
     cost: np.ndarray
 
     def best_action(self, core: CampusCore, pos: int) -> int:
-        """The move to the neighbour of least ``cost + field`` (0 when none leads to the goal)."""
-        best, best_value = 0, math.inf
+        """The move to the neighbour of least ``cost + field`` (``Action.STAY`` when none leads to the goal)."""
+        best, best_value = _STAY, math.inf
         for a in _MOVES:
             n = pos + int(core.moves[a])
             value = self.cost[n] + self.field[n]

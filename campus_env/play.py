@@ -1,6 +1,6 @@
 """Play CampusNav-v0 with the keyboard in a pygame window (``campusnav play``).
 
-Arrow keys or WASD walk, space waits a minute (action 0), R starts a new
+Arrow keys or WASD walk, space waits a minute (``Action.STAY``), R starts a new
 episode, Esc or Q (or closing the window) quits. The window shows the whole
 campus as ``env.render()`` draws it, with its status strip (day, time, weather,
 gameday, crowd) and a banner when the episode ends.
@@ -8,7 +8,7 @@ gameday, crowd) and a banner when the episode ends.
 The game is split in three so that tests can drive it without a screen:
 
 - :func:`command_for_key` maps a key name (``pygame.key.name``) to a command:
-  an action ``0..4``, :data:`RESTART` or :data:`QUIT`;
+  an :class:`~campus_env.schema.Action`, :data:`RESTART` or :data:`QUIT`;
 - :class:`PlaySession` is the game without the window: it owns the env, applies
   commands and keeps the episode's message;
 - :func:`play` opens the window and feeds pygame events to the session; a test
@@ -18,7 +18,7 @@ The game is split in three so that tests can drive it without a screen:
 pygame is imported only inside :func:`play`.
 
 >>> command_for_key("up"), command_for_key("d"), command_for_key("space")
-(1, 3, 0)
+(<Action.NORTH: 1>, <Action.EAST: 3>, <Action.STAY: 0>)
 >>> command_for_key("r") == RESTART, command_for_key("escape") == QUIT, command_for_key("x")
 (True, True, None)
 """
@@ -34,6 +34,7 @@ import gymnasium as gym
 import numpy as np
 
 from campus_env.render import STRIP_PX
+from campus_env.schema import STATE_SLICES, Action
 
 __all__ = [
     "KEY_ACTIONS",
@@ -50,13 +51,13 @@ __all__ = [
 RESTART = "restart"
 QUIT = "quit"
 
-# key name (as pygame.key.name gives it) -> action: 0 stay, 1 north, 2 south, 3 east, 4 west
-KEY_ACTIONS: dict[str, int] = {
-    "space": 0,
-    "up": 1, "w": 1,
-    "down": 2, "s": 2,
-    "right": 3, "d": 3,
-    "left": 4, "a": 4,
+# key name (as pygame.key.name gives it) -> action
+KEY_ACTIONS: dict[str, Action] = {
+    "space": Action.STAY,
+    "up": Action.NORTH, "w": Action.NORTH,
+    "down": Action.SOUTH, "s": Action.SOUTH,
+    "right": Action.EAST, "d": Action.EAST,
+    "left": Action.WEST, "a": Action.WEST,
 }
 RESTART_KEYS = frozenset({"r"})
 QUIT_KEYS = frozenset({"escape", "q"})
@@ -68,8 +69,8 @@ GOAL_COLOR = (252, 204, 20)
 TIMEOUT_COLOR = (240, 120, 90)
 
 
-def command_for_key(name: str) -> int | str | None:
-    """The command of a key, by its pygame name: an action 0..4, ``RESTART``, ``QUIT`` or None."""
+def command_for_key(name: str) -> Action | str | None:
+    """The command of a key, by its pygame name: an ``Action``, ``RESTART``, ``QUIT`` or None."""
     name = name.lower()
     if name in KEY_ACTIONS:
         return KEY_ACTIONS[name]
@@ -183,7 +184,8 @@ class PlaySession:
         )
 
     def _record(self, obs: np.ndarray) -> None:
-        self.positions.append((float(obs[0]), float(obs[1])))
+        row, col = obs[STATE_SLICES["agent"]]
+        self.positions.append((float(row), float(col)))
 
 
 def play(

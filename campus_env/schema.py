@@ -19,6 +19,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 __all__ = [
+    "ACTION_MEANINGS",
     "CAUSAL_DIM",
     "CAUSAL_SLICES",
     "MOVES",
@@ -48,6 +49,9 @@ MOVES: dict[Action, tuple[int, int]] = {
     Action.WEST: (0, -1),
 }
 """Action -> (row, column) step on the map; north is up (row - 1)."""
+
+ACTION_MEANINGS = ", ".join(f"{int(action)} {action.name.lower()}" for action in Action)
+"""The actions in words, for messages and docs: ``"0 stay, 1 north, 2 south, 3 east, 4 west"``."""
 
 STATE_DIM = 6
 """Agent row/col, goal row/col, goal minus agent; each scaled by the map size."""

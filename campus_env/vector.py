@@ -15,6 +15,7 @@ from campus_env import causal, noise
 from campus_env.core import CampusCore
 from campus_env.env import _check_names, build_obs, check_action, observation_space, parse_options, status_lines
 from campus_env.render import EgoRenderer, campus_frame
+from campus_env.schema import Action
 
 __all__ = ["CampusNavVectorEnv"]
 
@@ -45,6 +46,7 @@ class CampusNavVectorEnv(VectorEnv):
         "render_fps": 10,
         "autoreset_mode": AutoresetMode.NEXT_STEP,
         "supports_reset_mask": True,
+        "validate_do": "campus_env.causal:validate_do",  # what wrappers.Intervene checks a schedule with
     }
 
     def __init__(
@@ -70,7 +72,7 @@ class CampusNavVectorEnv(VectorEnv):
         self.max_episode_steps = max_episode_steps
         self.single_observation_space = observation_space(obs_mode, observe_causal)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.single_action_space = spaces.Discrete(5)
+        self.single_action_space = spaces.Discrete(len(Action))
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.renderer = EgoRenderer(self.core) if obs_mode != "state" else None
         self._rngs: list[np.random.Generator] = []

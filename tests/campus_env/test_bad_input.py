@@ -31,13 +31,19 @@ def env():
     return env
 
 
-def assert_fails_cleanly(env, call, error, message):
-    """``call()`` raises ``error`` matching ``message``; afterwards ``env`` is exactly as before."""
+def refused_cleanly(env, call, error, message):
+    """``call()`` raises ``error`` matching ``message``; afterwards ``env`` (single or vector) is exactly as
+    before. Returns an untouched copy taken before the call."""
     twin = copy.deepcopy(env)
     before = core_snapshot(env)
     with pytest.raises(error, match=message):
         call()
     assert_unchanged(before, core_snapshot(env))
+    return twin
+
+
+def assert_fails_cleanly(env, call, error, message):
+    twin = refused_cleanly(env, call, error, message)
     # and it goes on exactly like an untouched copy, across an unseeded reset too
     assert_same_trajectory(run(env, CONTINUE, reset=False), run(twin, CONTINUE, reset=False))
     assert_identical(env.reset(), twin.reset())
@@ -194,11 +200,7 @@ def envs():
 
 
 def assert_vector_fails_cleanly(envs, call, error, message):
-    twin = copy.deepcopy(envs)
-    before = core_snapshot(envs)
-    with pytest.raises(error, match=message):
-        call()
-    assert_unchanged(before, core_snapshot(envs))
+    twin = refused_cleanly(envs, call, error, message)
     for act in np.random.default_rng(1).integers(0, 5, size=(5, N)):
         assert_identical(envs.step(act), twin.step(act))
 

@@ -6,12 +6,13 @@ import pytest
 
 import campus_env  # noqa: F401
 from campus_env.features import ACTION_FEATURES, action_features, goal_biased_policy
+from campus_env.schema import PATCH, STATE_SLICES, state_slices
 
 WALK, PROGRESS = ACTION_FEATURES.index("walkable"), ACTION_FEATURES.index("progress")
 
 
 def _distance(obs):
-    return np.abs(obs[:, 4:6] * 31).sum(axis=1)  # cells to the goal, Manhattan
+    return np.abs(obs[:, STATE_SLICES["goal_offset"]] * 31).sum(axis=1)  # cells to the goal, Manhattan
 
 
 @pytest.mark.parametrize("observe_causal", [True, False])
@@ -33,8 +34,10 @@ def test_features_say_what_a_move_does_in_the_env(observe_causal):
         before = _distance(obs)
         obs2, reward, terminated, truncated, _ = envs.step(action)
         live = ~(terminated | truncated)
-        moved = np.any(obs2[:, :2] != obs[:, :2], axis=1)
-        own_cell_open = obs[:, obs.shape[1] - 50 + 12] == 1  # the centre of the walkability patch
+        agent = STATE_SLICES["agent"]
+        moved = np.any(obs2[:, agent] != obs[:, agent], axis=1)
+        centre = state_slices(observe_causal)["walkable"].start + PATCH**2 // 2  # the agent's own cell
+        own_cell_open = obs[:, centre] == 1
         closed = live & own_cell_open & (chosen[:, WALK] == 0)
         closed_blocked.append(~moved[closed] & np.isclose(reward[closed], -0.06))
         forward = live & moved & (chosen[:, PROGRESS] == 1)
