@@ -5,12 +5,14 @@
 >>> env = gym.make("CampusNav-v0", obs_mode="state")
 >>> model = model_zoo.make("mlp", env.observation_space, env.action_space)
 >>> state = model.initial_state(batch_size=4)
+>>> "campusnav-state" in model_zoo.list_presets("mlp"), model_zoo.preset("mlp", "campusnav-state").lr > 0
+(True, True)
 """
 
 from model_zoo.base import Batch, Imagined, State, WorldModel
 from model_zoo.checkpoint import CheckpointError
 from model_zoo.evaluation import EvalResult, evaluate, format_table
-from model_zoo.registry import list_models, make, register
+from model_zoo.registry import list_models, list_presets, make, preset, register
 from model_zoo.training import fit
 
 __all__ = [
@@ -24,8 +26,10 @@ __all__ = [
     "fit",
     "format_table",
     "list_models",
+    "list_presets",
     "load",
     "make",
+    "preset",
     "register",
 ]
 

@@ -14,11 +14,8 @@ different saves (a kill between the two replaces) is detected on load. Anything 
 with a checkpoint (missing, empty, truncated, foreign, an unknown model id, tensors
 that do not fit the model) raises :class:`CheckpointError` saying what is wrong.
 
-A config field added after checkpoints were saved would otherwise rebuild those
-checkpoints with the field's new default. A model's ``Config`` may name, in a class
-attribute ``SAVED_BEFORE`` (field -> value), what a checkpoint that lacks the field
-was saved as; ``load`` fills those in, so an older checkpoint loads and behaves as it
-did.
+A model's ``Config`` may name, in a class attribute ``SAVED_BEFORE`` (field -> value),
+the value ``load`` gives a field that ``config.json`` lacks.
 
 >>> import tempfile
 >>> from model_zoo.checkpoint import CheckpointError, load

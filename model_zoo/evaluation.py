@@ -4,28 +4,20 @@ For each window of ``context + max(horizons)`` real steps, the model filters the
 ``context`` steps through ``observe`` and then imagines open loop with the real
 actions that follow. Scored against the real steps:
 
-- ``obs_mse@k``: the squared error of ``decode(state)`` after ``k`` imagined steps,
-  averaged over every element of every part (images as floats in [0, 1], vector
-  parts in their own units, Discrete parts one-hot);
-- ``psnr@k`` (envs with image parts): peak signal-to-noise ratio of the image parts,
-  ``10 log10(1 / MSE)`` per frame, averaged over frames; a perfect frame counts as
-  ``PSNR_CAP`` dB, so the mean stays finite;
-- ``copy_mse@k``: the same error for the "nothing changes" baseline that predicts the
-  last observed frame, for scale;
-- ``vector_mse@k`` and ``copy_vector_mse@k`` (observations with both image and vector
-  parts): the two errors over the vector parts alone;
-- ``reward_mae`` and ``termination_precision`` / ``_recall`` / ``_f1``: over every
-  imagined step ``1..max(horizons)``;
-- ``imagined_steps_per_s``: ``imagine`` alone, batched ``speed_batch``, under
-  ``torch.inference_mode``; ``parameters``: the number of parameters.
-- model-specific columns: a model that defines
-  ``evaluation_metrics(window, context, horizons, generator) -> {name: (total, count)}``
-  has each ``total / count``, summed over all windows, appended to the row (a token
-  model's next-frame token accuracy, a mixture model's components in use).
+- ``obs_mse@k``: squared error of ``decode(state)`` after ``k`` imagined steps over every
+  element of every part (images as floats in [0, 1], Discrete parts one-hot);
+  ``psnr@k`` for image parts (a perfect frame counts as ``PSNR_CAP`` dB); ``copy_mse@k``,
+  the error of predicting the last observed frame, for scale; ``vector_mse@k`` and
+  ``copy_vector_mse@k`` over the vector parts alone when there are images too;
+- ``reward_mae`` and ``termination_precision`` / ``_recall`` / ``_f1`` over every imagined
+  step; ``imagined_steps_per_s`` (``imagine`` alone, batched ``speed_batch``) and
+  ``parameters``;
+- the columns of a model's own ``evaluation_metrics(window, context, horizons, generator)
+  -> {name: (total, count)}``, each ``total / count`` over all windows.
 
-Steps past the end of an episode (after a real termination, or where the window runs
-into the next episode's ``is_first``) are masked out; ``scored@k`` counts the windows
-still scored at step ``k``, and a horizon no window reaches reads NaN.
+Steps past the end of an episode (a real termination, or the next episode's
+``is_first``) are masked out; ``scored@k`` counts the windows still scored at step ``k``,
+and a horizon no window reaches reads NaN.
 
 >>> result = EvalResult(model_id="m", horizons=(1,), obs_mse={1: 0.01}, psnr={1: 20.0}, copy_mse={1: 0.02},
 ...                     scored={1: 8}, reward_mae=0.1, termination_precision=1.0, termination_recall=0.5,

@@ -97,44 +97,64 @@ def fit(
 
     Args:
         model: a ``WorldModel`` (anything with ``loss(batch) -> (loss, metrics)``).
-        data: where batches come from: a sampler (any object with ``sample() -> Batch``,
-            such as ``model_zoo.data.SequenceSampler``; ``batch_size``, ``seq_len`` and
-            ``seed`` are then its own), a fixed ``Batch`` (the same batch every step), or
-            anything ``model_zoo.data.SequenceSampler`` takes (a Minari dataset, its
+        data: a sampler (anything with ``sample() -> Batch``, such as ``SequenceSampler``,
+            with its own batch size, length and seed), a fixed ``Batch`` (the same every
+            step), or what ``model_zoo.data.SequenceSampler`` takes (a Minari dataset, its
             name, a list of episodes), sampled with ``batch_size``, ``seq_len``, ``seed``.
         steps: the total number of optimizer steps of the run; a resumed run counts the
             steps already taken, so calling again with the same ``steps`` finishes it.
         batch_size: sequences per batch, when ``fit`` builds the sampler.
-        seq_len: steps per sequence, when ``fit`` builds the sampler.
+        seq_len: steps per sequence, likewise.
         lr: Adam's learning rate (also applied to a resumed optimizer).
         weight_decay: Adam's L2 penalty.
         grad_clip: the largest global gradient norm; ``None`` or 0 for no clipping.
         seed: seeds ``torch`` (and the sampler ``fit`` builds) on a fresh start.
         device: where the model and batches live during training.
         run_dir: a folder for ``metrics.csv`` and ``checkpoint/``; ``None`` keeps nothing.
-        checkpoint_every: write a checkpoint every this many steps (and always at the
-            end); ``None`` only at the end. Needs ``run_dir``.
+        checkpoint_every: steps between checkpoints (and one at the end; ``None``: only
+            at the end). Needs ``run_dir``.
         log_every: steps between rows of metrics (and progress bar updates).
-        resume: continue from ``run_dir/checkpoint`` when there is one; ``False`` starts
-            over and overwrites it.
+        resume: continue from ``run_dir/checkpoint`` when there is one; ``False`` starts over.
         progress: show a tqdm progress bar with the loss.
         callback: ``callback(step, metrics)`` after every step (after that step's
             checkpoint); return ``False`` to stop early (a checkpoint is written).
-        tensorboard: also write TensorBoard event files to ``run_dir/tensorboard`` when
-            the ``tensorboard`` package is installed (a warning otherwise).
+        tensorboard: also write TensorBoard event files to ``run_dir/tensorboard`` (a
+            warning when the ``tensorboard`` package is not installed).
 
     Returns:
-        The logged rows, oldest first: ``step``, ``loss``, the model's metrics,
-        ``grad_norm``, ``lr``, ``steps_per_s``; with ``run_dir``, rows of earlier
-        (resumed) calls too.
+        The logged rows, oldest first (with ``run_dir``, those of earlier calls too): ``step``,
+        ``loss``, the model's metrics, ``grad_norm``, ``lr``, ``steps_per_s``.
 
     Raises:
         FloatingPointError: the loss or the gradient norm became NaN or infinite.
-        CheckpointError: ``run_dir`` holds a checkpoint that cannot be resumed (another
-            model, a different config, a damaged file).
+        CheckpointError: ``run_dir``'s checkpoint cannot be resumed (another model or config, a damaged file).
     """
-    from tqdm.auto import tqdm
+    _check_schedule(steps, log_every, checkpoint_every, run_dir)
+    device = torch.device(device)
+    was_training = model.to(device).training
+    model.train()
+    sampler = make_sampler(data, batch_size=batch_size, seq_len=seq_len, seed=seed, device=device)
+    run = _TrainingRun(model, sampler, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, seed=seed,
+                       device=device, run_dir=run_dir)
+    step = start = run.open(resume=resume, tensorboard=tensorboard, total_steps=steps, progress=progress)
+    try:
+        for step in range(start + 1, steps + 1):
+            step_metrics = run.train_step(step)
+            if step % log_every == 0 or step == steps:
+                run.log_row(step)
+            if step == steps or (checkpoint_every and step % checkpoint_every == 0):
+                run.save(step)
+            if callback is not None and callback(step, step_metrics) is False:
+                run.stop(step)
+                break
+    finally:
+        run.close()
+        model.train(was_training)
+    run.save(step)  # e.g. steps=0 on a fresh run_dir; nothing when this step is saved already
+    return run.history
 
+
+def _check_schedule(steps: int, log_every: int, checkpoint_every: int | None, run_dir: str | Path | None) -> None:
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     if log_every < 1:
@@ -144,91 +164,103 @@ def fit(
     if checkpoint_every is not None and run_dir is None:
         raise ValueError("checkpoint_every needs a run_dir to write checkpoints into")
 
-    device = torch.device(device)
-    model.to(device)
-    was_training = model.training
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    sampler = make_sampler(data, batch_size=batch_size, seq_len=seq_len, seed=seed, device=device)
 
-    run_path = Path(run_dir) if run_dir is not None else None
-    start, accumulator, history = 0, _Mean(), []
-    restored = None
-    if run_path is not None:
-        run_path.mkdir(parents=True, exist_ok=True)
-        for stale in run_path.glob(_TMP_PREFIX + "*"):  # a checkpoint write that was killed
-            shutil.rmtree(stale, ignore_errors=True)
-        if resume:
-            restored = _find_checkpoint(run_path)
-    if restored is not None:
-        start, accumulator = _restore(restored, model, optimizer, sampler, lr, weight_decay)
-    else:
-        torch.manual_seed(seed)
-    log = _CSVLog(run_path / METRICS_FILE, keep_until=start) if run_path is not None else None
-    if log is not None:
-        history = log.rows()
-    writer = _tensorboard(run_path) if tensorboard else None
+class _TrainingRun:
+    """One ``fit`` call's state: optimizer, sampler, metric sums, the logs and the last checkpoint written."""
 
-    bar = tqdm(total=steps, initial=min(start, steps), desc=f"fit {getattr(model, 'model_id', '') or 'model'}",
-               disable=not progress, dynamic_ncols=True)
-    last_saved = start if restored is not None else -1
-    step, clock = start, {"t0": time.perf_counter(), "steps": 0}  # wall clock and steps since the last row
+    def __init__(self, model: nn.Module, sampler: Any, *, lr: float, weight_decay: float, grad_clip: float | None,
+                 seed: int, device: torch.device, run_dir: str | Path | None):
+        self.model, self.sampler, self.device = model, sampler, device
+        self.lr, self.weight_decay, self.grad_clip, self.seed = lr, weight_decay, grad_clip, seed
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(self.params, lr=lr, weight_decay=weight_decay)
+        self.run_path = Path(run_dir) if run_dir is not None else None
+        self.accumulator = _Mean()
+        self.history: list[dict[str, float]] = []
+        self.last_saved = -1
+        self.log: _CSVLog | None = None
+        self.writer: Any = None
+        self.bar: Any = None
+        self.clock_start, self.clock_steps = time.perf_counter(), 0  # wall clock and steps since the last row
 
-    def log_row(step: int) -> dict[str, float]:
-        """Logs the means since the last row (CSV, TensorBoard, progress bar) and starts new sums."""
-        nonlocal accumulator
-        elapsed = time.perf_counter() - clock["t0"]
-        row = {"step": step, **accumulator.means(), "lr": optimizer.param_groups[0]["lr"],
-               "steps_per_s": clock["steps"] / max(elapsed, 1e-9)}
-        accumulator, clock["t0"], clock["steps"] = _Mean(), time.perf_counter(), 0
-        bar.set_postfix(loss=f"{row['loss']:.4g}")
-        if log is not None:
-            log.append(row)
-        if writer is not None:
+    def open(self, *, resume: bool, tensorboard: bool, total_steps: int, progress: bool) -> int:
+        """Resumes from ``run_dir``'s checkpoint (or seeds torch), opens the logs and the bar; returns the step."""
+        from tqdm.auto import tqdm
+
+        start, restored = 0, None
+        if self.run_path is not None:
+            self.run_path.mkdir(parents=True, exist_ok=True)
+            for stale in self.run_path.glob(_TMP_PREFIX + "*"):  # a checkpoint write that was killed
+                shutil.rmtree(stale, ignore_errors=True)
+            if resume:
+                restored = _find_checkpoint(self.run_path)
+        if restored is not None:
+            start, self.accumulator = _restore(restored, self.model, self.optimizer, self.sampler, self.lr,
+                                               self.weight_decay)
+            self.last_saved = start
+        else:
+            torch.manual_seed(self.seed)
+        if self.run_path is not None:
+            self.log = _CSVLog(self.run_path / METRICS_FILE, keep_until=start)
+            self.history = self.log.rows()
+        self.writer = _tensorboard(self.run_path) if tensorboard else None
+        self.bar = tqdm(total=total_steps, initial=min(start, total_steps), disable=not progress,
+                        desc=f"fit {getattr(self.model, 'model_id', '') or 'model'}", dynamic_ncols=True)
+        self.clock_start = time.perf_counter()
+        return start
+
+    def train_step(self, step: int) -> dict[str, float]:
+        """One Adam step on a fresh batch; returns the step's metrics (loss, the model's, grad_norm)."""
+        batch = _to_device(self.sampler.sample(), self.device)
+        loss, metrics = self.model.loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss is {loss.item()} at step {step} (metrics {metrics}); try a lower lr")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip or math.inf))
+        if not math.isfinite(grad_norm):
+            raise FloatingPointError(f"gradient norm is {grad_norm} at step {step}; try a lower lr or grad_clip")
+        self.optimizer.step()
+        step_metrics = {"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items()}}
+        step_metrics["grad_norm"] = grad_norm
+        self.accumulator.add(step_metrics)
+        self.clock_steps += 1
+        self.bar.update(1)
+        return step_metrics
+
+    def log_row(self, step: int) -> None:
+        """Logs the means since the last row (history, CSV, TensorBoard, progress bar) and starts new sums."""
+        elapsed = time.perf_counter() - self.clock_start
+        row = {"step": step, **self.accumulator.means(), "lr": self.optimizer.param_groups[0]["lr"],
+               "steps_per_s": self.clock_steps / max(elapsed, 1e-9)}
+        self.accumulator, self.clock_start, self.clock_steps = _Mean(), time.perf_counter(), 0
+        self.bar.set_postfix(loss=f"{row['loss']:.4g}")
+        if self.log is not None:
+            self.log.append(row)
+        if self.writer is not None:
             for name, value in row.items():
                 if name != "step":
-                    writer.add_scalar(name, value, step)
-        return row
+                    self.writer.add_scalar(name, value, step)
+        self.history.append(row)
 
-    try:
-        for step in range(start + 1, steps + 1):
-            batch = _to_device(sampler.sample(), device)
-            loss, metrics = model.loss(batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {step} (metrics {metrics}); try a lower lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip or math.inf))
-            if not math.isfinite(grad_norm):
-                raise FloatingPointError(f"gradient norm is {grad_norm} at step {step}; try a lower lr or grad_clip")
-            optimizer.step()
+    def stop(self, step: int) -> None:
+        """Ends the run early at ``step``: logs the partial row and writes the checkpoint."""
+        if self.accumulator.counts:
+            self.log_row(step)
+        self.save(step)
 
-            step_metrics = {"loss": float(loss.detach()), **{k: float(v) for k, v in metrics.items()}}
-            step_metrics["grad_norm"] = grad_norm
-            accumulator.add(step_metrics)
-            clock["steps"] += 1
-            bar.update(1)
-            if step % log_every == 0 or step == steps:
-                history.append(log_row(step))
-            if run_path is not None and (step == steps or (checkpoint_every and step % checkpoint_every == 0)):
-                _write_checkpoint(run_path, model, optimizer, sampler, step, accumulator, seed)
-                last_saved = step
-            if callback is not None and callback(step, step_metrics) is False:
-                if accumulator.counts:
-                    history.append(log_row(step))
-                if run_path is not None and last_saved != step:
-                    _write_checkpoint(run_path, model, optimizer, sampler, step, accumulator, seed)
-                    last_saved = step
-                break
-    finally:
-        bar.close()
-        if writer is not None:
-            writer.close()
-        model.train(was_training)
-    if run_path is not None and last_saved != step:  # e.g. steps=0 on a fresh run_dir
-        _write_checkpoint(run_path, model, optimizer, sampler, step, accumulator, seed)
-    return history
+    def save(self, step: int) -> None:
+        """Writes a checkpoint of ``step`` into ``run_dir`` unless there is none or it is written already."""
+        if self.run_path is not None and self.last_saved != step:
+            _write_checkpoint(self.run_path, self.model, self.optimizer, self.sampler, step, self.accumulator,
+                              self.seed)
+            self.last_saved = step
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 def make_sampler(
@@ -331,12 +363,12 @@ class _CSVLog:
 
 def _tensorboard(run_path: Path | None):
     if run_path is None:
-        warnings.warn("tensorboard=True needs a run_dir; not writing event files", stacklevel=3)
+        warnings.warn("tensorboard=True needs a run_dir; not writing event files", stacklevel=4)
         return None
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        warnings.warn("tensorboard is not installed; metrics go to metrics.csv only", stacklevel=3)
+        warnings.warn("tensorboard is not installed; metrics go to metrics.csv only", stacklevel=4)
         return None
     return SummaryWriter(str(run_path / "tensorboard"))
 
@@ -432,7 +464,7 @@ def _restore(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
     if not _load_sampler_state(sampler, trainer.get("sampler")) and step > 0:
         warnings.warn(
             f"the sampler ({type(sampler).__name__}) has no saved state to restore; the resumed run draws "
-            "other batches than an uninterrupted one would", stacklevel=3,
+            "other batches than an uninterrupted one would", stacklevel=4,
         )
     metrics = trainer.get("metrics") or {}
     return step, _Mean(metrics.get("sums"), metrics.get("counts"))

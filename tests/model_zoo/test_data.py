@@ -14,7 +14,6 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 from campus_env import causal
 from model_zoo.base import Batch
 from model_zoo.data import (
-    CAUSAL_VARIABLES,
     Episode,
     SequenceSampler,
     all_windows,
@@ -28,6 +27,7 @@ from model_zoo.data import (
 ENV_ID = "CampusNav-v0"
 MAX_STEPS = 20
 STATIC = ("day", "semester", "weather", "gameday")  # constant within an episode
+CAUSAL_VARIABLES = tuple(causal.VARIABLES)  # the columns of the causal codes
 COLUMN = {name: i for i, name in enumerate(CAUSAL_VARIABLES)}
 
 
@@ -452,7 +452,7 @@ def test_collect_never_overwrites_a_dataset(tmp_path):
 
 
 def test_a_dataset_appears_only_once_complete(tmp_path, monkeypatch):
-    import model_zoo.data as data
+    import model_zoo.data.collection as data
 
     real = minari.create_dataset_from_buffers
 

@@ -64,13 +64,9 @@ class Counter(WorldModel):
 
 
 @pytest.fixture
-def counter_id():
+def counter_id(register_model):
     """Registers Counter for one test; the registry is put back afterwards."""
-    saved = dict(registry._REGISTRY)
-    model_zoo.register(COUNTER, entry_point=f"{__name__}:Counter")
-    yield COUNTER
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
+    return register_model(COUNTER, f"{__name__}:Counter")
 
 
 def _windows(rows) -> Batch:

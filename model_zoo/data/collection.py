@@ -1,0 +1,494 @@
+"""Collection: run a Gymnasium vector env and write every episode to a Minari dataset.
+
+``collect`` steps a vector env with a random or given policy and stores each
+episode with Minari's HDF5 storage (lossless, ``jpeg_encoding=False``) so that
+``minari.load_dataset`` reads it back; a dataset appears only once complete.
+``coverage="grid"`` sweeps a grid of causal contexts instead of sampling them,
+each imposed with ``reset(options={"do": cell})``.
+
+The collector never looks at the env's class. What it needs it reads from the
+``metadata`` of the env's entry point (as ``gym.make`` reads ``render_modes``):
+
+- ``"causal_variables"`` and ``"causal_codes"`` (``"module:function"``, info ->
+  (N, C) float32 codes or None): the causal codes stored as ``infos/causal``;
+- ``"coverage_cells"`` (``"module:function"``, split -> list of ``do`` mappings):
+  the grid that ``coverage="grid"`` sweeps;
+- ``"splits"``: the values the env's ``split=`` argument takes;
+- ``"vector_matches_single"``: the spec's native ``vector_entry_point`` gives
+  env i of ``reset(seed=s)`` exactly as a single env seeded s+i; without it the
+  collector runs Gymnasium's sync vector env.
+
+Each episode also keeps ``options/do`` (the interventions imposed at reset) and
+``env_index``, ``env_seed``, ``env_episode`` (``reset(seed=env_seed)`` followed by
+``env_episode`` plain resets replays its start); the dataset keeps ``coverage``,
+``split``, ``collection_seed``, ``episodes_per_cell`` and ``causal_variables``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import minari
+import numpy as np
+import torch
+from gymnasium.envs.registration import EnvSpec, VectorizeMode, load_env_creator
+from gymnasium.vector import AutoresetMode
+from minari.data_collector.episode_buffer import EpisodeBuffer
+from minari.dataset.minari_dataset import parse_dataset_id
+from minari.namespace import create_namespace, list_local_namespaces
+from minari.storage.datasets_root_dir import get_dataset_path
+from tqdm.auto import tqdm
+
+from model_zoo.data.episodes import CAUSAL_INFO_KEY, check_positive_int, datasets_root
+
+__all__ = ["COVERAGES", "Policy", "collect", "grid_cells"]
+
+COVERAGES = ("natural", "grid")
+_VECTOR_ONLY_KWARGS = ("vectorization_mode", "vector_kwargs", "wrappers")  # gym.make_vec's, not the env's
+
+Policy = Callable[[Any], Any]
+CausalCodes = Callable[[Any], "np.ndarray | None"]
+
+
+def collect(
+    env_id: str = "CampusNav-v0",
+    *,
+    num_episodes: int | None = None,
+    num_envs: int = 8,
+    policy: Policy | None = None,
+    coverage: str = "natural",
+    episodes_per_cell: int = 1,
+    split: str = "all",
+    seed: int = 0,
+    dataset_id: str | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    max_episode_steps: int | None = None,
+    progress: bool = True,
+    data_path: str | os.PathLike | None = None,
+) -> minari.MinariDataset:
+    """Collects episodes with a vector env and writes them as a Minari dataset.
+
+    Args:
+        env_id: a Gymnasium id; its native vector env runs when its metadata vouches for
+            it (``vector_matches_single``), Gymnasium's sync vector env otherwise, unless
+            ``env_kwargs`` names a ``vectorization_mode``. Any autoreset mode is handled.
+        num_episodes: episodes to collect with ``coverage="natural"``; with ``"grid"`` it
+            is (number of cells) x ``episodes_per_cell`` and may be left out.
+        num_envs: envs stepped together (fewer when fewer episodes are wanted at a time).
+        policy: ``policy(batched obs) -> batched actions``; None samples the action
+            space, seeded with ``seed``.
+        coverage: ``"natural"`` (contexts as the env draws them) or ``"grid"`` (every cell
+            of the env's ``coverage_cells(split)``, ``episodes_per_cell`` episodes each,
+            imposed with reset-time ``do``; the native vector env only).
+        episodes_per_cell: episodes per grid cell.
+        split: one of the env's ``splits`` (CampusNav-v0: ``"all"``, ``"train"``,
+            ``"heldout"``); ``"all"`` for an env without splits.
+        seed: sub-env ``i`` of a ``reset(seed=s)`` is seeded ``s + i``; natural coverage
+            resets once with ``seed``, grid cell ``c`` with ``seed + c * envs``.
+        dataset_id: ``namespace/name-vN`` (default e.g. ``"campusnav/random-natural-v0"``);
+            an existing id raises ``FileExistsError`` before anything is collected.
+        env_kwargs: keyword arguments of ``gym.make_vec`` (env arguments such as
+            ``obs_mode``, or ``vectorization_mode`` / ``vector_kwargs``).
+        max_episode_steps: truncation limit (the env's own when None).
+        progress: show a tqdm bar over episodes.
+        data_path: the Minari datasets folder (default: ``$MINARI_DATASETS_PATH``, else
+            ``~/.minari/datasets``).
+
+    Returns:
+        The written ``minari.MinariDataset``.
+
+    """
+    _check_arguments(coverage, num_envs, max_episode_steps, env_kwargs, policy)
+    traits = _env_traits(env_id)
+    cells, per_job = _jobs(env_id, traits, coverage, split, num_episodes, episodes_per_cell)
+    kwargs = _make_vec_kwargs(env_id, traits, coverage, split, env_kwargs, max_episode_steps)
+    dataset_id = dataset_id or _default_dataset_id(env_id, policy, coverage, split)
+    _check_dataset_id_is_free(dataset_id, data_path)
+    records, spaces = _record(env_id, kwargs, traits, cells, per_job, num_envs, policy, seed, progress)
+
+    metadata: dict[str, Any] = {"coverage": coverage, "split": split, "collection_seed": int(seed)}
+    if coverage == "grid":
+        metadata["episodes_per_cell"] = int(episodes_per_cell)
+    if records[0].arrays["causal"] is not None and traits.causal_variables:
+        metadata["causal_variables"] = list(traits.causal_variables)
+    return _write(
+        dataset_id, data_path, records, metadata,
+        env=_single_env_spec(env_id, kwargs, max_episode_steps),
+        algorithm_name="random" if policy is None else getattr(policy, "__name__", type(policy).__name__),
+        description=f"{env_id} episodes collected by model_zoo.data.collect (coverage={coverage!r}, "
+        f"split={split!r}, seed={seed})",
+        observation_space=spaces[0],
+        action_space=spaces[1],
+    )
+
+
+def _record(env_id: str, make_kwargs: dict[str, Any], traits: _EnvTraits, cells: list[dict[str, Any] | None],
+            per_job: int, num_envs: int, policy: Policy | None, seed: int,
+            progress: bool) -> tuple[list[_Collected], tuple[gym.Space, gym.Space]]:
+    """Runs ``per_job`` episodes under each cell's reset-time ``do``; returns them and the single env's spaces."""
+    n = min(num_envs, per_job)
+    envs = gym.make_vec(env_id, num_envs=n, **make_kwargs)
+    records: list[_Collected] = []
+    try:
+        mode = AutoresetMode(envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
+        if policy is None:
+            envs.action_space.seed(seed)
+        quotas = np.array([per_job // n + (i < per_job % n) for i in range(n)])
+        run = _EpisodeRun(envs, mode, policy, traits.causal_codes or _no_codes)
+        with tqdm(total=len(cells) * per_job, desc=f"collect {env_id}", unit="episode", disable=not progress) as bar:
+            for c, cell in enumerate(cells):
+                reset_seed = seed + c * n
+                options = {"do": dict(cell)} if cell else None
+                for env_index, ordinal, episode in run.episodes(quotas, reset_seed, options, bar):
+                    records.append(_Collected(cell, env_index, reset_seed + env_index, ordinal, episode))
+        spaces = (envs.single_observation_space, envs.single_action_space)
+    finally:
+        envs.close()
+    return records, spaces
+
+
+# --- what the env declares, and the arguments ------------------------------------------
+
+
+def grid_cells(split: str = "all", env_id: str = "CampusNav-v0") -> list[dict[str, Any]]:
+    """The grid of contexts that ``coverage="grid"`` sweeps for ``env_id``, as reset-time ``do`` mappings.
+
+    Read from the env's ``metadata["coverage_cells"]``; ``split`` is one of its ``splits``.
+
+    >>> import campus_env
+    >>> len(grid_cells("all")), len(grid_cells("train")), len(grid_cells("heldout"))
+    (112, 84, 28)
+    """
+    traits = _env_traits(env_id)
+    if traits.coverage_cells is None:
+        raise ValueError(f"{env_id!r} declares no grid of contexts (metadata['coverage_cells'])")
+    return list(traits.coverage_cells(split))
+
+
+
+class _EnvTraits(NamedTuple):
+    """What an env declares for collection in its ``metadata`` (see the module docstring)."""
+
+    causal_variables: tuple[str, ...] | None
+    causal_codes: CausalCodes | None
+    coverage_cells: Callable[[str], list[dict[str, Any]]] | None
+    splits: tuple[str, ...] | None
+    vector_matches_single: bool
+
+
+def _env_traits(env_id: str) -> _EnvTraits:
+    """Reads the metadata of ``env_id``'s entry point without building an env."""
+    creator = gym.spec(env_id).entry_point
+    if isinstance(creator, str):
+        creator = load_env_creator(creator)
+    metadata = getattr(creator, "metadata", None) or {}
+    variables, splits = metadata.get("causal_variables"), metadata.get("splits")
+    return _EnvTraits(
+        causal_variables=None if variables is None else tuple(variables),
+        causal_codes=_function(metadata.get("causal_codes")),
+        coverage_cells=_function(metadata.get("coverage_cells")),
+        splits=None if splits is None else tuple(splits),
+        vector_matches_single=bool(metadata.get("vector_matches_single", False)),
+    )
+
+
+def _function(name: str | Callable | None) -> Callable | None:
+    """A function given as ``"module:name"`` (or already a callable), or None."""
+    if name is None or callable(name):
+        return name
+    module, _, attribute = name.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+def _no_codes(info: Any) -> None:
+    return None
+
+
+def _check_arguments(coverage: str, num_envs: int, max_episode_steps: int | None,
+                     env_kwargs: Mapping[str, Any] | None, policy: Policy | None) -> None:
+    if coverage not in COVERAGES:
+        raise ValueError(f"coverage must be one of {', '.join(map(repr, COVERAGES))}, got {coverage!r}")
+    check_positive_int("num_envs", num_envs)
+    if max_episode_steps is not None:
+        check_positive_int("max_episode_steps", max_episode_steps)
+    for key in ("num_envs", "split", "max_episode_steps"):
+        if key in (env_kwargs or {}):
+            raise ValueError(f"pass {key}=... to collect() itself, not in env_kwargs")
+    if policy is not None and not callable(policy):
+        raise TypeError(f"policy must be callable as policy(obs) -> actions, got {type(policy).__name__}")
+
+
+def _jobs(env_id: str, traits: _EnvTraits, coverage: str, split: str, num_episodes: int | None,
+          episodes_per_cell: int) -> tuple[list[dict[str, Any] | None], int]:
+    """The reset-time interventions to sweep (``[None]`` for natural coverage) and the episodes of each."""
+    if traits.splits is None and split != "all":
+        raise ValueError(f"split={split!r} selects an env's contexts; {env_id!r} has none (use split='all')")
+    if traits.splits is not None and split not in traits.splits:
+        raise ValueError(f"split must be one of {', '.join(map(repr, traits.splits))}, got {split!r}")
+    if coverage == "natural":
+        if num_episodes is None:
+            raise ValueError("coverage='natural' needs num_episodes")
+        check_positive_int("num_episodes", num_episodes)
+        return [None], num_episodes
+    if traits.coverage_cells is None:
+        raise ValueError(
+            f"coverage='grid' sweeps an env's grid of causal contexts (metadata['coverage_cells']); {env_id!r} "
+            "has no causal variables (use coverage='natural')"
+        )
+    check_positive_int("episodes_per_cell", episodes_per_cell)
+    cells: list[dict[str, Any] | None] = list(traits.coverage_cells(split))
+    total = len(cells) * episodes_per_cell
+    if num_episodes is not None and num_episodes != total:
+        raise ValueError(
+            f"coverage='grid' with split={split!r} collects {len(cells)} cells x {episodes_per_cell} episodes = "
+            f"{total} episodes; got num_episodes={num_episodes} (leave it out)"
+        )
+    return cells, episodes_per_cell
+
+
+def _make_vec_kwargs(env_id: str, traits: _EnvTraits, coverage: str, split: str,
+                     env_kwargs: Mapping[str, Any] | None, max_episode_steps: int | None) -> dict[str, Any]:
+    """The keyword arguments of ``gym.make_vec``: the vectorization, ``split`` and the step limit."""
+    kwargs = dict(env_kwargs or {})
+    if not traits.vector_matches_single:
+        kwargs.setdefault("vectorization_mode", VectorizeMode.SYNC.value)
+    if coverage == "grid":
+        mode = kwargs.get("vectorization_mode")
+        native = mode is None or VectorizeMode(mode) is VectorizeMode.VECTOR_ENTRY_POINT
+        if not native or gym.spec(env_id).vector_entry_point is None:
+            raise ValueError(
+                f"coverage='grid' needs {env_id!r}'s native vector env (its reset-time do() lasts across "
+                "autoresets); leave vectorization_mode out of env_kwargs"
+            )
+    elif traits.splits is not None:
+        kwargs["split"] = split
+    if max_episode_steps is not None:
+        kwargs["max_episode_steps"] = max_episode_steps
+    return kwargs
+
+
+def _check_dataset_id_is_free(dataset_id: str, data_path: str | os.PathLike | None) -> None:
+    parse_dataset_id(dataset_id)  # raises ValueError on a malformed id
+    with datasets_root(data_path):
+        path = get_dataset_path(dataset_id)
+        if path.exists():
+            raise FileExistsError(f"a Minari dataset {dataset_id!r} already exists at {path}; choose another id")
+
+
+def _default_dataset_id(env_id: str, policy: Policy | None, coverage: str, split: str) -> str:
+    namespace = gym.spec(env_id).name.lower()
+    name = "-".join(["random" if policy is None else "policy", coverage] + ([split] if split != "all" else []))
+    return f"{namespace}/{name}-v0"
+
+
+# --- writing -------------------------------------------------------------------------
+
+
+class _Collected(NamedTuple):
+    """One collected episode and where it came from."""
+
+    cell: dict[str, Any] | None  # the grid cell imposed with reset-time do(), None for natural coverage
+    env_index: int
+    env_seed: int
+    env_episode: int  # the how-manieth episode of that sub-env since its seeded reset
+    arrays: dict[str, Any]
+
+
+def _write(
+    dataset_id: str, data_path: str | os.PathLike | None, records: list[_Collected], metadata: dict[str, Any],
+    **create_kwargs: Any,
+) -> minari.MinariDataset:
+    """Writes the dataset atomically: into a hidden folder (Minari skips those), then moved into place."""
+    with datasets_root(data_path):
+        root = get_dataset_path()
+    buffers = [
+        EpisodeBuffer(
+            id=k,
+            seed=r.env_seed if r.env_episode == 0 else None,
+            options={"do": dict(r.cell)} if r.cell else None,
+            observations=r.arrays["obs"],
+            actions=r.arrays["action"],
+            rewards=r.arrays["reward"],
+            terminations=r.arrays["terminated"],
+            truncations=r.arrays["truncated"],
+            infos={CAUSAL_INFO_KEY: r.arrays["causal"]} if r.arrays["causal"] is not None else None,
+        )
+        for k, r in enumerate(records)
+    ]
+    staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=root))
+    try:
+        with datasets_root(staging), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"minari\.")  # its nags about metadata
+            dataset = minari.create_dataset_from_buffers(
+                dataset_id, buffers, author="model_zoo", jpeg_encoding=False, **create_kwargs
+            )
+            dataset.storage.update_metadata(metadata)
+            dataset.storage.update_episode_metadata(
+                [{"env_index": r.env_index, "env_seed": r.env_seed, "env_episode": r.env_episode} for r in records],
+                range(len(records)),
+            )
+        target = root / dataset_id
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staging / dataset_id, target)  # fails rather than merge into a dataset written meanwhile
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    with datasets_root(root):
+        namespace = parse_dataset_id(dataset_id)[0]
+        if namespace is not None and namespace not in list_local_namespaces():
+            create_namespace(namespace)
+        return minari.load_dataset(dataset_id)
+
+
+class _EpisodeRun:
+    """Steps a vector env and cuts what it returns into episodes, whatever its autoreset mode."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, mode: AutoresetMode, policy: Policy | None,
+                 causal_codes: CausalCodes):
+        self.envs, self.mode, self.policy, self.causal_codes = envs, mode, policy, causal_codes
+
+    def episodes(
+        self, quotas: np.ndarray, seed: int, options: dict[str, Any] | None, bar: tqdm
+    ) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """Resets the envs once and steps them until env ``i`` has finished ``quotas[i]`` episodes.
+
+        Yields (env index, episode number within that env, episode arrays) as episodes
+        end. A fixed number of episodes per env (rather than the first to finish)
+        keeps short episodes from being over-represented.
+        """
+        envs, mode, codes_of = self.envs, self.mode, self.causal_codes
+        n = envs.num_envs
+        obs, info = envs.reset(seed=seed, options=options)
+        codes = codes_of(info)
+        buffers = [_EpisodeRecorder(_take(obs, i), _row(codes, i)) for i in range(n)]
+        finished = np.zeros(n, dtype=np.int64)
+        restart = np.zeros(n, dtype=bool)  # next-step autoreset: this env's next step starts an episode
+        while (finished < quotas).any():
+            action = _actions(envs, self.policy, obs)
+            obs, reward, terminated, truncated, info = envs.step(action)
+            codes = codes_of(info)
+            ended = terminated | truncated
+            final_codes = None
+            if mode is AutoresetMode.SAME_STEP and ended.any():
+                final_codes = codes_of(info["final_info"])
+            for i in np.flatnonzero(finished < quotas).tolist():
+                if restart[i]:
+                    buffers[i] = _EpisodeRecorder(_take(obs, i), _row(codes, i))
+                    restart[i] = False
+                    continue
+                if ended[i] and mode is AutoresetMode.SAME_STEP:
+                    last_obs, last_code = _copy(info["final_obs"][i]), _row(final_codes, i)
+                else:
+                    last_obs, last_code = _take(obs, i), _row(codes, i)
+                buffers[i].add(action[i], reward[i], terminated[i], truncated[i], last_obs, last_code)
+                if not ended[i]:
+                    continue
+                yield i, int(finished[i]), buffers[i].finish()
+                finished[i] += 1
+                bar.update(1)
+                if mode is AutoresetMode.NEXT_STEP:
+                    restart[i] = True
+                elif mode is AutoresetMode.SAME_STEP:
+                    buffers[i] = _EpisodeRecorder(_take(obs, i), _row(codes, i))
+            if mode is AutoresetMode.DISABLED and ended.any():
+                obs, info = envs.reset(options={"reset_mask": ended.copy()})
+                codes = codes_of(info)
+                for i in np.flatnonzero(ended & (finished < quotas)).tolist():
+                    buffers[i] = _EpisodeRecorder(_take(obs, i), _row(codes, i))
+
+
+# --- stepping ------------------------------------------------------------------------
+
+
+class _EpisodeRecorder:
+    """The growing arrays of one episode."""
+
+    def __init__(self, obs: Any, code: np.ndarray | None):
+        self.obs = [obs]
+        self.codes = [code]
+        self.action: list[Any] = []
+        self.reward: list[float] = []
+        self.terminated: list[bool] = []
+        self.truncated: list[bool] = []
+
+    def add(self, action, reward, terminated, truncated, obs, code) -> None:
+        self.action.append(np.array(action))
+        self.reward.append(float(reward))
+        self.terminated.append(bool(terminated))
+        self.truncated.append(bool(truncated))
+        self.obs.append(obs)
+        self.codes.append(code)
+
+    def finish(self) -> dict[str, Any]:
+        if isinstance(self.obs[0], dict):
+            obs = {key: np.stack([o[key] for o in self.obs]) for key in self.obs[0]}
+        else:
+            obs = np.stack(self.obs)
+        with_causal = all(code is not None for code in self.codes)
+        return {
+            "obs": obs,
+            "action": np.stack(self.action),
+            "reward": np.asarray(self.reward, dtype=np.float64),
+            "terminated": np.asarray(self.terminated, dtype=bool),
+            "truncated": np.asarray(self.truncated, dtype=bool),
+            "causal": np.stack(self.codes).astype(np.float32) if with_causal else None,
+        }
+
+
+def _actions(envs: gym.vector.VectorEnv, policy: Policy | None, obs: Any) -> np.ndarray:
+    if policy is None:
+        return envs.action_space.sample()
+    action = policy(obs)
+    if torch.is_tensor(action):
+        action = action.detach().cpu().numpy()
+    action = np.asarray(action)
+    space = envs.single_action_space
+    want = (envs.num_envs,) + tuple(space.shape or ())
+    if action.shape != want:
+        raise ValueError(f"policy(obs) must return a batch of actions shaped {want}, got shape {action.shape}")
+    if isinstance(space, gym.spaces.Discrete):
+        if not np.issubdtype(action.dtype, np.integer):
+            raise ValueError(f"policy(obs) must return integer actions for {space}, got dtype {action.dtype}")
+        action = action.astype(np.int64)
+    return action.astype(space.dtype) if space.dtype is not None else action
+
+
+def _take(obs: Any, i: int) -> Any:
+    if isinstance(obs, Mapping):
+        return {key: np.array(value[i]) for key, value in obs.items()}
+    return np.array(obs[i])
+
+
+def _copy(obs: Any) -> Any:
+    if isinstance(obs, Mapping):
+        return {key: np.array(value) for key, value in obs.items()}
+    return np.array(obs)
+
+
+def _row(codes: np.ndarray | None, i: int) -> np.ndarray | None:
+    return None if codes is None else codes[i].copy()
+
+
+
+def _single_env_spec(env_id: str, kwargs: Mapping[str, Any], max_episode_steps: int | None) -> EnvSpec:
+    """The spec of one env of the collection, for Minari's ``recover_environment``."""
+    spec = copy.deepcopy(gym.spec(env_id))
+    env_kwargs = {k: v for k, v in kwargs.items() if k not in _VECTOR_ONLY_KWARGS and k != "max_episode_steps"}
+    spec.kwargs = {**spec.kwargs, **env_kwargs}
+    if max_episode_steps is not None:
+        spec.max_episode_steps = max_episode_steps
+    return spec
+
+
+def _default_dataset_id(env_id: str, policy: Policy | None, coverage: str, split: str) -> str:
+    namespace = gym.spec(env_id).name.lower()
+    name = "-".join(["random" if policy is None else "policy", coverage] + ([split] if split != "all" else []))
+    return f"{namespace}/{name}-v0"
