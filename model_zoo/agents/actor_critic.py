@@ -42,6 +42,8 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
+from model_zoo.nets import mlp
+
 __all__ = ["ActorCritic", "ActorCriticConfig", "ReturnNormalizer", "lambda_returns", "start_states"]
 
 State = dict[str, Tensor]
@@ -139,16 +141,6 @@ class ReturnNormalizer(nn.Module):
         return self.range.clamp(min=self.floor)
 
 
-def _mlp(in_dim: int, out_dim: int, hidden: int, layers: int) -> nn.Sequential:
-    mods: list[nn.Module] = []
-    dim = in_dim
-    for _ in range(layers):
-        mods += [nn.Linear(dim, hidden), nn.LayerNorm(hidden), nn.SiLU()]
-        dim = hidden
-    mods.append(nn.Linear(dim, out_dim))
-    return nn.Sequential(*mods)
-
-
 @torch.no_grad()
 def start_states(model: Any, batch: Any) -> State:
     """Every step of a real ``Batch`` (B, T) filtered through ``model.observe``: a state of B * T' rows.
@@ -188,9 +180,9 @@ class ActorCritic(nn.Module):
         else:
             raise TypeError(f"ActorCritic takes Discrete or float Box actions, got {action_space}")
         self.feature_dim = int(feature_dim)
-        self.actor = _mlp(self.feature_dim, out, config.hidden, config.layers)
-        self.critic = _mlp(self.feature_dim, 1, config.hidden, config.layers)
-        self.slow_critic = _mlp(self.feature_dim, 1, config.hidden, config.layers)
+        self.actor = mlp(self.feature_dim, out, config.hidden, config.layers, nn.SiLU, nn.LayerNorm)
+        self.critic = mlp(self.feature_dim, 1, config.hidden, config.layers, nn.SiLU, nn.LayerNorm)
+        self.slow_critic = mlp(self.feature_dim, 1, config.hidden, config.layers, nn.SiLU, nn.LayerNorm)
         self.slow_critic.load_state_dict(self.critic.state_dict())
         self.slow_critic.requires_grad_(False)
         self.normalizer = ReturnNormalizer(config.return_decay)

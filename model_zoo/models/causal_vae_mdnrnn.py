@@ -3,83 +3,21 @@
 The backbone is Ha & Schmidhuber (2018), "World Models" (arXiv:1803.10122): V
 compresses each observation, M (an LSTM with mixture density heads) predicts the
 next latent, the reward and the termination. What is added follows the structural
-causal model view of Pearl (2009), "Causality", and of Schölkopf et al. (2021),
-"Toward Causal Representation Learning" (arXiv:2102.11107): the environment's
-causal variables (``campus_env.causal.VARIABLES``: day, hour, semester, weather,
-gameday, road closure, crowd) are explicit inputs of the model, each with a small
-learned mechanism over its parents in a causal graph, so that ``imagine(..., do=...)``
-is a hard intervention on them, propagated to their descendants.
+causal model view of Pearl (2009), "Causality", and Schölkopf et al. (2021),
+"Toward Causal Representation Learning" (arXiv:2102.11107): the env's causal
+variables are explicit inputs of the model, each with a small learned mechanism over
+its parents in a causal graph (``config.graph``), so that ``imagine(..., do=...)`` is a
+hard intervention on them, propagated to their descendants.
 
-V, hierarchical (a ladder of conditional Gaussians, as in Sønderby et al. (2016),
-"Ladder Variational Autoencoders", arXiv:1602.02282, in its simplest form): the
-latent ``z`` is split into named groups, each with its own posterior
-``q(z_g | x, z_<g)`` and a conditional prior ``p(z_g | z_<g, causes of g)``, and the
-decoder reads every group beside the causal variables that cause it. The groups and
-their causes (``ENV_EFFECTS``), read off the env's mechanisms (``campus_env.rules``):
-
-=============  ====================================================  =================================
-group          what it holds                                         causal inputs (its causes)
-=============  ====================================================  =================================
-``layout``     global layout: which buildings, roads and paths are   day, hour, semester, gameday,
-               open, where the goal is                               road_closure
-``local``      local surroundings: walkability and footing of the     semester, weather, road_closure
-               cells around the agent
-``social``     the crowd: level times the hotspot pattern            day, hour, gameday, crowd
-``temporal``   time of day                                           day, hour
-=============  ====================================================  =================================
-
-(access = f(day, semester, hour slot, closure); goal and hotspot pattern = f(day,
-hour slot, gameday); slip = f(weather); crowd density = crowd x pattern.) Since
-the causes are given to the decoder and the priors, the groups need not encode
-them: under an intervention the new values reach the decoded observation through
-the groups they cause.
-
-M, a causal MDN-RNN: an LSTM over ``[z[t], a[t+1], causes(c[t])]``; one mixture
-head per latent group reads ``[h, causes of g at t+1]``; termination reads
-``[h, causes(c[t+1])]`` and the reward also the next latent ``z[t+1]`` (linear
-layers). Imagination draws the next latent, then the termination from its
-predicted probability at the model's temperature (at 0: probability above 1/2),
-so that imagined episode lengths follow a distribution, not only its mode, then
-the reward from a mixture of Gaussians over its symlog (``reward_mixtures``; one
-set of weights for ending steps, one for the rest). Reading the drawn ``z[t+1]``
-ties the reward to the imagined move (a move the latent shows blocked carries
-the blocked penalty), and drawing it gives each reward level its predicted odds
-instead of their average, which no real step ever pays.
-``causes`` is the union of every group's causal inputs, so a variable that
-causes nothing has no path into any prediction. Two
-heads read ``[h, z]`` to predict the causal variables themselves, for
-observations that do not show them (pixels alone, ``observe_causal=False``): the
-*static head* the static variables (day, semester, weather, gameday: fixed over
-an episode unless intervened on) and the *dynamic head* the dynamic ones (hour,
-road closure, crowd).
-
-Causal variables (codes as in ``Batch.causal``: day index, hour in hours,
-semester and weather indices, gameday and road closure 0/1, crowd 0..1):
-
-- Training reads them from ``Batch.causal``; else from the observation when it
-  shows them (CampusNav's ``"causal"`` Dict entry or the flat ``"state"``
-  observation with ``observe_causal=True``, found by ``causal_obs="auto"``); else
-  the inference heads' predictions stand in.
-- ``observe`` reads them from the observation when it shows them, else predicts
-  them with the static and dynamic heads.
-- ``imagine`` carries static variables over, advances the clock one minute per
-  step, and re-derives dynamic variables each step by their learned mechanisms
-  (interval variables such as the crowd keep the residual abducted at ``observe``,
-  i.e. their exogenous noise, as a counterfactual would).
-- ``imagine(state, action, do={"gameday": True})``: the named variables take the
-  given values (checked with ``campus_env.causal.validate_do``); every descendant
-  in ``config.graph`` that is not intervened on is re-derived by its mechanism
-  when one of its parents changed (categorical ones are sampled at the model's
-  temperature, interval ones keep their residual, and a descendant is drawn once
-  for as long as its parents stay as they are); nothing upstream changes. The
-  transition of that step already runs under the intervention, as in the env's
-  ``do()``, so passing ``do`` from some step on is a mid-rollout intervention;
-  leaving it out again is an ``undo()``: the state keeps the variables' natural
-  course beside the codes in force, and they return to it.
-
-``graph="env"`` uses ``campus_env.causal.CAUSAL_GRAPH``; a tuple of ``(variable,
-(parents, ...))`` pairs (see ``graph_config``) gives a learned or hand-made one;
-``effects`` likewise replaces the table above.
+V is a ladder of conditional Gaussians (Sønderby et al. (2016), "Ladder Variational
+Autoencoders", arXiv:1602.02282): ``z`` is split into named groups (``GROUPS``), each
+with a posterior ``q(z_g | x, z_<g)`` and a prior ``p(z_g | z_<g, causes of g)``; the
+decoder reads every group beside the variables that cause it (``ENV_EFFECTS``), so
+under an intervention the new values reach the decoded observation. M is an LSTM over
+``[z, action, causes]`` with one mixture head per group; termination and reward read
+the causes too, and two inference heads predict the variables from ``[h, z]`` where
+the observation does not show them. The causal codes come from ``Batch.causal``, else
+from the observation, else from those heads.
 
 >>> import numpy as np, torch
 >>> import gymnasium as gym, campus_env
@@ -100,7 +38,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import gymnasium as gym
 import torch
@@ -109,8 +47,36 @@ from gymnasium import spaces
 from torch import Tensor, nn
 
 from campus_env import causal
+from campus_env.schema import CAUSAL_DIM, CAUSAL_SLICES, state_slices
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
-from model_zoo.nets import ObsDecoder, ObsEncoder, mlp, symexp, symlog
+from model_zoo.models.config_checks import check_non_negative
+from model_zoo.nets import (
+    ObsDecoder,
+    ObsEncoder,
+    mixture_log_prob,
+    mlp,
+    reconstruction_error,
+    sample_mixture,
+    split_mixture,
+    symexp,
+    symlog,
+)
+from model_zoo.nets.causal_codes import (
+    HOUR_HIGH,
+    HOUR_LOW,
+    INDEX,
+    MINUTE,
+    NAMES,
+    VariableHead,
+    causal_features,
+    check_effects,
+    check_graph,
+    code_values,
+    feature_width,
+    graph_config,
+    output_width,
+    topological_order,
+)
 
 __all__ = [
     "ENV_EFFECTS",
@@ -122,9 +88,6 @@ __all__ = [
     "obs_causal_vector",
 ]
 
-_LOG_2PI = math.log(2 * math.pi)
-NAMES: tuple[str, ...] = tuple(causal.VARIABLES)  # the columns of the causal codes, in Batch.causal order
-INDEX = {name: i for i, name in enumerate(NAMES)}
 GROUPS: tuple[str, ...] = ("layout", "local", "social", "temporal")
 ENV_EFFECTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("layout", ("day", "hour", "semester", "gameday", "road_closure")),
@@ -132,68 +95,7 @@ ENV_EFFECTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("social", ("day", "hour", "gameday", "crowd")),
     ("temporal", ("day", "hour")),
 )
-HOUR_LOW, HOUR_HIGH = causal.FIRST_MINUTE / 60, causal.LAST_MINUTE / 60
-MINUTE = 1.0 / 60.0  # the clock advances one minute per step
-OBS_CAUSAL_DIM = 16  # CampusNav's causal observation: day 7, semester, weather 4, gameday, clock, closure, crowd
-
-
-def graph_config(graph: Mapping[str, Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """A graph ``{variable: parents}`` (e.g. ``env.unwrapped.causal_graph`` or a discovered one) as a config value.
-
-    >>> graph_config({"crowd": ["gameday"], "gameday": ()})[-2:]
-    (('road_closure', ()), ('crowd', ('gameday',)))
-    """
-    unknown = [name for name in graph if name not in INDEX]
-    if unknown:
-        raise ValueError(f"graph: unknown causal variable {unknown[0]!r}; valid names: {', '.join(NAMES)}")
-    return tuple((name, tuple(str(p) for p in graph.get(name, ()))) for name in NAMES)
-
-
-def _check_graph(graph: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    if graph == "env":
-        return graph_config(causal.CAUSAL_GRAPH)
-    if isinstance(graph, Mapping):
-        pairs = graph_config(graph)
-    elif isinstance(graph, (tuple, list)) and all(isinstance(p, (tuple, list)) and len(p) == 2 for p in graph):
-        pairs = graph_config({name: tuple(parents) for name, parents in graph})
-    else:
-        raise ValueError(f"Config.graph must be 'env' or ((variable, (parents, ...)), ...), got {graph!r}")
-    parents = dict(pairs)
-    for name, ps in pairs:
-        for p in ps:
-            if p not in INDEX or p == name:
-                raise ValueError(f"Config.graph: {name!r} has parent {p!r}; parents must be other variables of "
-                                 f"{', '.join(NAMES)}")
-    _topological(parents)
-    return pairs
-
-
-def _check_effects(effects: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    if effects == "env":
-        return ENV_EFFECTS
-    table = dict(effects.items() if isinstance(effects, Mapping) else effects)
-    for group, names in table.items():
-        if group not in GROUPS:
-            raise ValueError(f"Config.effects: unknown latent group {group!r}; groups: {', '.join(GROUPS)}")
-        for name in names:
-            if name not in INDEX:
-                raise ValueError(f"Config.effects[{group!r}]: unknown causal variable {name!r}; "
-                                 f"valid names: {', '.join(NAMES)}")
-    return tuple((g, tuple(str(n) for n in table.get(g, ()))) for g in GROUPS)
-
-
-def _topological(parents: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
-    """The variables in an order where parents come first; ``ValueError`` on a cycle."""
-    order: list[str] = []
-    pending = dict(parents)
-    while pending:
-        ready = [n for n in NAMES if n in pending and all(p in order for p in pending[n])]
-        if not ready:
-            raise ValueError(f"Config.graph has a cycle among {sorted(pending)}")
-        order += ready
-        for n in ready:
-            del pending[n]
-    return tuple(order)
+OBS_CAUSAL_DIM = CAUSAL_DIM  # CampusNav's causal observation, laid out by campus_env.schema.CAUSAL_SLICES
 
 
 @dataclass(frozen=True)
@@ -235,17 +137,15 @@ class Config:
         k = self.reward_mixtures
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ValueError(f"Config.reward_mixtures must be an integer >= 0, got {k!r}")
-        for name in ("temperature", "kl_weight", "free_nats", "vector_weight", "reward_weight", "terminal_weight",
-                     "causal_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"Config.{name} must be finite and >= 0, got {value!r}")
+        check_non_negative(self, ("temperature", "kl_weight", "free_nats", "vector_weight", "reward_weight",
+                                  "terminal_weight", "causal_weight"))
         if self.causal_obs not in ("auto", "none"):
             raise ValueError(f"Config.causal_obs must be 'auto' or 'none', got {self.causal_obs!r}")
         if not self.min_logstd < self.max_logstd:
             raise ValueError(f"Config.min_logstd ({self.min_logstd}) must be below max_logstd ({self.max_logstd})")
-        object.__setattr__(self, "graph", _check_graph(self.graph))
-        object.__setattr__(self, "effects", _check_effects(self.effects))
+        object.__setattr__(self, "graph", check_graph(self.graph))
+        effects = ENV_EFFECTS if self.effects == "env" else check_effects(self.effects, GROUPS)
+        object.__setattr__(self, "effects", effects)
 
     @property
     def group_dims(self) -> dict[str, int]:
@@ -259,47 +159,14 @@ class Config:
 # --- causal codes: network features, the env's observation encoding -----------------------------
 
 
-def _width(name: str) -> int:
-    """Features of one variable: one-hot for categorical, the hour as a scalar plus its hour slot, else a scalar."""
-    var = causal.VARIABLES[name]
-    if var.kind == "categorical":
-        return len(var.choices)
-    return 1 + causal.HOUR_SLOTS if name == "hour" else 1
-
-
-def _out_width(name: str) -> int:
-    """Outputs of a head for one variable: logits of a categorical, one logit of a bool, one value else."""
-    var = causal.VARIABLES[name]
-    return len(var.choices) if var.kind == "categorical" else 1
-
-
-def causal_features(codes: Tensor, names: tuple[str, ...]) -> Tensor:
-    """Codes (..., 7) as network inputs for the variables ``names``: (..., sum of widths)."""
-    out = []
-    for name in names:
-        var, x = causal.VARIABLES[name], codes[..., INDEX[name]]
-        if var.kind == "categorical":
-            out.append(F.one_hot(x.round().long().clamp(0, len(var.choices) - 1), len(var.choices)).float())
-        elif name == "hour":
-            slot = (x.floor() - HOUR_LOW).long().clamp(0, causal.HOUR_SLOTS - 1)
-            out.append(torch.cat([((x - HOUR_LOW) / (HOUR_HIGH - HOUR_LOW))[..., None],
-                                  F.one_hot(slot, causal.HOUR_SLOTS).float()], dim=-1))
-        elif var.kind == "bool":
-            out.append(x[..., None])
-        else:
-            out.append(((x - var.low) / (var.high - var.low))[..., None])
-    if not out:
-        return codes.new_zeros(codes.shape[:-1] + (0,))
-    return torch.cat(out, dim=-1)
-
-
 def obs_causal_codes(x: Tensor) -> Tensor:
     """CampusNav's causal observation (..., 16) as codes (..., 7) in ``Batch.causal`` order."""
-    day = x[..., 0:7].argmax(-1).float()
-    weather = x[..., 8:12].argmax(-1).float()
-    hour = HOUR_LOW + x[..., 13] * (HOUR_HIGH - HOUR_LOW)
-    return torch.stack([day, hour, x[..., 7].round(), weather, x[..., 12].round(), x[..., 14].round(), x[..., 15]],
-                       dim=-1)
+    at = {name: part.start for name, part in CAUSAL_SLICES.items()}  # where each scalar variable sits
+    day = x[..., CAUSAL_SLICES["day"]].argmax(-1).float()
+    weather = x[..., CAUSAL_SLICES["weather"]].argmax(-1).float()
+    hour = HOUR_LOW + x[..., at["hour"]] * (HOUR_HIGH - HOUR_LOW)
+    return torch.stack([day, hour, x[..., at["semester"]].round(), weather, x[..., at["gameday"]].round(),
+                        x[..., at["road_closure"]].round(), x[..., at["crowd"]]], dim=-1)
 
 
 def obs_causal_vector(codes: Tensor) -> Tensor:
@@ -314,7 +181,6 @@ def obs_causal_vector(codes: Tensor) -> Tensor:
 
 def _causal_slot(observation_space: gym.Space, vector_keys: tuple[str, ...], vector_dims: Mapping[str, int]):
     """Where a CampusNav observation shows the causal variables: an offset into the vector part, or None."""
-    from campus_env.core import STATE_DIM
     from campus_env.env import observation_space as campus_space
 
     if isinstance(observation_space, spaces.Dict):
@@ -323,112 +189,15 @@ def _causal_slot(observation_space: gym.Space, vector_keys: tuple[str, ...], vec
             return sum(vector_dims[k] for k in vector_keys[: vector_keys.index("causal")])
         return None
     if observation_space == campus_space("state", True):
-        return STATE_DIM
+        return state_slices(observe_causal=True)["causal"].start
     return None
-
-
-# --- mixture heads -------------------------------------------------------------------------------
-
-
-class MDNOutput(NamedTuple):
-    """One group's mixture over its next latent: shared weights (..., K), means and log-stds (..., K, D)."""
-
-    logits: Tensor
-    mean: Tensor
-    logstd: Tensor
-
-
-def _split(out: Tensor, k: int, d: int) -> MDNOutput:
-    lead = out.shape[:-1]
-    return MDNOutput(out[..., :k], out[..., k : k + k * d].reshape(lead + (k, d)),
-                     out[..., k + k * d :].reshape(lead + (k, d)))
-
-
-def _log_prob(mdn: MDNOutput, z: Tensor, lo: float, hi: float) -> Tensor:
-    """log p(z) (...,) under a mixture with one categorical for the whole group."""
-    logstd = mdn.logstd.clamp(lo, hi)
-    x = (z.unsqueeze(-2) - mdn.mean) * torch.exp(-logstd)  # (..., K, D)
-    log_n = (-0.5 * x.square() - logstd - 0.5 * _LOG_2PI).sum(-1)  # (..., K)
-    return torch.logsumexp(F.log_softmax(mdn.logits, dim=-1) + log_n, dim=-1)
-
-
-def _sample(mdn: MDNOutput, tau: float, generator: torch.Generator | None, lo: float, hi: float) -> Tensor:
-    """z (B, D) at temperature ``tau`` (0: the most likely component's mean)."""
-    batch, k, d = mdn.mean.shape
-    if tau == 0:
-        index = mdn.logits.argmax(dim=-1)  # (B,)
-    else:
-        cdf = torch.softmax(mdn.logits / tau, dim=-1).cumsum(-1)  # (B, K)
-        u = torch.rand((batch, 1), generator=generator, device=cdf.device, dtype=cdf.dtype)
-        index = (cdf < u).sum(-1).clamp_(max=k - 1)  # (B,)
-    pick = index[:, None, None].expand(batch, 1, d)
-    mean = mdn.mean.gather(1, pick).squeeze(1)  # (B, D)
-    if tau == 0:
-        return mean
-    std = torch.exp(mdn.logstd.gather(1, pick).squeeze(1).clamp(lo, hi) + 0.5 * math.log(tau))
-    noise = torch.randn((batch, d), generator=generator, device=std.device, dtype=std.dtype)
-    return torch.addcmul(mean, std, noise)
-
-
-# --- causal variables: mechanisms and the inference heads ----------------------------------------
-
-
-class VariableHead(nn.Module):
-    """Predicts causal variables (logits or values) from an input vector, with their losses and draws."""
-
-    def __init__(self, names: tuple[str, ...], net: nn.Module):
-        super().__init__()
-        self.names = names
-        self.net = net
-        self.slices: dict[str, slice] = {}
-        start = 0
-        for name in names:
-            self.slices[name] = slice(start, start + _out_width(name))
-            start += _out_width(name)
-        self.out_dim = start
-
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        out = self.net(x)  # (..., out_dim)
-        return {name: out[..., s] for name, s in self.slices.items()}
-
-    @staticmethod
-    def value(name: str, out: Tensor) -> Tensor:
-        """The predicted code of an interval variable (..., ): the output squashed into the domain."""
-        var = causal.VARIABLES[name]
-        return var.low + (var.high - var.low) * torch.sigmoid(out[..., 0])
-
-    @staticmethod
-    def loss(name: str, out: Tensor, target: Tensor) -> Tensor:
-        """Per-element loss (...,): cross-entropy, binary cross-entropy or squared error on the unit scale."""
-        var = causal.VARIABLES[name]
-        if var.kind == "categorical":
-            n = len(var.choices)
-            return F.cross_entropy(out.reshape(-1, n), target.round().long().clamp(0, n - 1).reshape(-1),
-                                   reduction="none").reshape(target.shape)
-        if var.kind == "bool":
-            return F.binary_cross_entropy_with_logits(out[..., 0], target.round(), reduction="none")
-        scale = var.high - var.low
-        return ((VariableHead.value(name, out) - target) / scale).square()
-
-    @staticmethod
-    def draw(name: str, out: Tensor, tau: float, u: Tensor | None = None) -> Tensor:
-        """A code (B,): drawn with uniforms ``u`` (B,) at temperature ``tau`` (0 or no ``u``: the most likely
-        value); interval variables: the value."""
-        var = causal.VARIABLES[name]
-        if var.kind == "interval":
-            return VariableHead.value(name, out)
-        logits = out if var.kind == "categorical" else torch.cat([torch.zeros_like(out), out], dim=-1)
-        if tau == 0 or u is None:
-            return logits.argmax(-1).float()
-        cdf = torch.softmax(logits / tau, dim=-1).cumsum(-1)
-        return (cdf < u[:, None]).sum(-1).clamp_(max=logits.shape[-1] - 1).float()
 
 
 # --- the world model -----------------------------------------------------------------------------
 
 
 class CausalVAEMDNRNN(WorldModel):
-    """Hierarchical grouped V + causal M (see the module docstring).
+    """Hierarchical grouped V + causal M.
 
     State: ``{"h", "c": (B, hidden) LSTM, "z": (B, z_dim) the groups in GROUPS order,
     "causal": (B, 7) the codes in force, "natural": (B, 7) the codes without interventions
@@ -444,15 +213,15 @@ class CausalVAEMDNRNN(WorldModel):
         super().__init__(observation_space, action_space, config if config is not None else Config())
         cfg, spec = self.config, self.spec
         self.parents: dict[str, tuple[str, ...]] = dict(cfg.graph)
-        self.order = _topological(self.parents)
+        self.order = topological_order(self.parents)
         self.effects: dict[str, tuple[str, ...]] = {g: tuple(n for n in NAMES if n in vs) for g, vs in cfg.effects}
         self.causes = tuple(n for n in NAMES if any(n in vs for vs in self.effects.values()))  # the union
         self.group_dims = cfg.group_dims
         self.slot = None
         if cfg.causal_obs == "auto":
             self.slot = _causal_slot(observation_space, tuple(spec.vectors), spec.vector_dims)
-        width = {g: sum(_width(n) for n in self.effects[g]) for g in GROUPS}
-        cause_width = sum(_width(n) for n in self.causes)
+        width = {g: sum(feature_width(n) for n in self.effects[g]) for g in GROUPS}
+        cause_width = sum(feature_width(n) for n in self.causes)
         z_dim, k = cfg.z_dim, cfg.mixtures
 
         # V: one encoder, a posterior and a conditional prior per group (top-down), one decoder
@@ -487,11 +256,11 @@ class CausalVAEMDNRNN(WorldModel):
                 bias[:, 2 * k :] = math.log(0.05)  # component log-stds
         static = tuple(n for n in NAMES if not causal.VARIABLES[n].dynamic)
         dynamic = tuple(n for n in NAMES if causal.VARIABLES[n].dynamic)
-        self.static_head = VariableHead(static, nn.Linear(cfg.hidden + z_dim, sum(map(_out_width, static))))
-        self.dynamic_head = VariableHead(dynamic, nn.Linear(cfg.hidden + z_dim, sum(map(_out_width, dynamic))))
+        self.static_head = VariableHead(static, nn.Linear(cfg.hidden + z_dim, sum(map(output_width, static))))
+        self.dynamic_head = VariableHead(dynamic, nn.Linear(cfg.hidden + z_dim, sum(map(output_width, dynamic))))
         # one mechanism per variable with parents: P(variable | parents)
         self.mechanisms = nn.ModuleDict({
-            n: VariableHead((n,), mlp(sum(_width(p) for p in ps), _out_width(n), cfg.mech_hidden, 1))
+            n: VariableHead((n,), mlp(sum(feature_width(p) for p in ps), output_width(n), cfg.mech_hidden, 1))
             for n, ps in self.parents.items() if ps
         })
 
@@ -618,37 +387,15 @@ class CausalVAEMDNRNN(WorldModel):
 
     def causal_values(self, state: State) -> list[dict[str, Any]]:
         """The state's causal variables as user-facing values, one dict per row (as ``info["causal"]``)."""
-        rows = state["causal"].detach().cpu().tolist()
-        out = []
-        for row in rows:
-            values = {}
-            for name, code in zip(NAMES, row, strict=True):
-                var = causal.VARIABLES[name]
-                if var.kind == "categorical":
-                    values[name] = var.choices[min(max(int(round(code)), 0), len(var.choices) - 1)]
-                elif var.kind == "bool":
-                    values[name] = bool(round(code))
-                else:
-                    values[name] = float(code)
-            out.append(values)
-        return out
+        return code_values(state["causal"])
 
     # --- losses ---------------------------------------------------------------------------------
 
     def _vae_loss(self, obs: Obs, codes: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        cfg, spec = self.config, self.spec
+        cfg = self.config
         z, means, logvars = self.encode(obs, sample=True)  # (B, T, Z) each
         images, vector = self.decoder(self._decoder_input(z, codes))
-        recon = z.new_zeros(z.shape[:-1])  # (B, T)
-        metrics: dict[str, Tensor] = {}
-        for key, logits in images.items():
-            err = (torch.sigmoid(logits) - spec.image(obs, key).to(z.device)).square()  # (B, T, C, 64, 64)
-            recon = recon + err.flatten(-3).sum(-1)
-            metrics[f"mse_{key or 'image'}"] = err.mean()
-        if vector is not None:
-            err = (vector - spec.vector(obs).to(z.device)).square()  # (B, T, V)
-            recon = recon + cfg.vector_weight * err.sum(-1)
-            metrics["mse_vector"] = err.mean()
+        recon, metrics = reconstruction_error(self.spec, images, vector, obs, cfg.vector_weight)  # (B, T)
         kl = z.new_zeros(z.shape[:-1])  # (B, T): sum over groups of KL(q(z_g | x, z_<g) || p(z_g | z_<g, causes))
         above: list[Tensor] = []
         qm, qv = self._groups(means), self._groups(logvars)
@@ -702,8 +449,8 @@ class CausalVAEMDNRNN(WorldModel):
         nll = z.new_zeros(B, T - 1)
         for g, zg in self._groups(z[:, 1:]).items():
             head_in = torch.cat([hs[:, 1:], causal_features(codes[:, 1:], self.effects[g])], dim=-1)
-            mdn = _split(self.group_heads[g](head_in), cfg.mixtures, self.group_dims[g])
-            nll = nll - _log_prob(mdn, zg, cfg.min_logstd, cfg.max_logstd)
+            mdn = split_mixture(self.group_heads[g](head_in), cfg.mixtures, self.group_dims[g])
+            nll = nll - mixture_log_prob(mdn, zg, cfg.min_logstd, cfg.max_logstd)
         nll = (nll / cfg.z_dim).masked_fill(~valid, 0.0).sum() / n
         head_in = torch.cat([hs[:, 1:], causal_features(codes[:, 1:], self.causes)], dim=-1)
         reward = torch.as_tensor(batch.reward, device=z.device).float()[:, 1:]
@@ -739,7 +486,7 @@ class CausalVAEMDNRNN(WorldModel):
         cfg = self.config
         if not cfg.reward_mixtures:
             return (out[..., 0] - reward).square()
-        return -_log_prob(_split(out, cfg.reward_mixtures, 1), symlog(reward)[..., None], cfg.min_logstd,
+        return -mixture_log_prob(split_mixture(out, cfg.reward_mixtures, 1), symlog(reward)[..., None], cfg.min_logstd,
                           cfg.max_logstd)
 
     def _draw_reward(self, out: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -748,10 +495,10 @@ class CausalVAEMDNRNN(WorldModel):
         cfg = self.config
         if not cfg.reward_mixtures:
             return out[:, 0]
-        mdn = _split(out, cfg.reward_mixtures, 1)
+        mdn = split_mixture(out, cfg.reward_mixtures, 1)
         if cfg.temperature == 0:
-            return (torch.softmax(mdn.logits, dim=-1) * symexp(mdn.mean[..., 0])).sum(-1)
-        return symexp(_sample(mdn, cfg.temperature, generator, cfg.min_logstd, cfg.max_logstd)[:, 0])
+            return (torch.softmax(mdn.logits[..., 0], dim=-1) * symexp(mdn.mean[..., 0])).sum(-1)
+        return symexp(sample_mixture(mdn, cfg.temperature, generator, cfg.min_logstd, cfg.max_logstd)[:, 0])
 
     def _filter_codes(self, z: Tensor, actions: Tensor, first: Tensor) -> Tensor:
         """Inferred codes (B, T, 7) of a sequence with no causal variables, as ``observe`` would infer them."""
@@ -792,15 +539,14 @@ class CausalVAEMDNRNN(WorldModel):
             codes = self.infer_codes(h, z)
         return {"h": h, "c": c, "z": z, "causal": codes, "natural": codes, "residual": self.abduct(codes)}
 
-    def imagine(
-        self,
-        state: State,
-        action: Tensor,
-        do: Mapping[str, Any] | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Imagined:
-        """One imagined step under ``do`` (see the module docstring); deterministic under a seeded ``generator``,
-        which is drawn from the same way whatever ``do`` is (so twins under two interventions share their noise)."""
+    def imagine(self, state: State, action: Tensor, do: Mapping[str, Any] | None = None,
+                generator: torch.Generator | None = None) -> Imagined:
+        """One imagined step under ``do``: the named variables take the given values, every descendant in
+        ``config.graph`` whose parents changed is re-derived by its mechanism (see ``intervene``), nothing upstream
+        changes, and the transition of the step already runs under the intervention; leaving ``do`` out again is an
+        ``undo()``. Static variables carry over, the clock advances a minute, dynamic ones follow their mechanisms.
+        Deterministic under a seeded ``generator``, drawn from the same way whatever ``do`` is (so twins under two
+        interventions share their noise)."""
         cfg = self.config
         do_codes = self.do_codes(do)
         natural, residual = state["natural"], state["residual"]
@@ -813,8 +559,8 @@ class CausalVAEMDNRNN(WorldModel):
         zs = []
         for g in GROUPS:
             head_in = torch.cat([h, causal_features(nxt, self.effects[g])], dim=-1)
-            mdn = _split(self.group_heads[g](head_in), cfg.mixtures, self.group_dims[g])
-            zs.append(_sample(mdn, cfg.temperature, generator, cfg.min_logstd, cfg.max_logstd))
+            mdn = split_mixture(self.group_heads[g](head_in), cfg.mixtures, self.group_dims[g])
+            zs.append(sample_mixture(mdn, cfg.temperature, generator, cfg.min_logstd, cfg.max_logstd))
         head_in = torch.cat([h, causal_features(nxt, self.causes)], dim=-1)
         end_logit = self.end_head(head_in)[:, 0]  # (B,)
         u_end = torch.rand(end_logit.shape, generator=generator, device=end_logit.device)  # (B,)

@@ -1,58 +1,31 @@
 """A variational recurrent world model with a Dirichlet-process mixture prior, attention slots and gradient balancing.
 
 A VRNN (Chung et al., 2015, "A Recurrent Latent Variable Model for Sequential Data",
-arXiv:1506.02216) for video with actions, in five parts, each its own module:
+arXiv:1506.02216) for video with actions, in five parts:
 
-1. Perception (``model_zoo.nets.perceiver``): the frame becomes tokens from a small VQ
-   codebook (256 codes by default), and a Perceiver's learned latent array
-   cross-attends to them to give a per-step context vector ``ctx``.
-2. Representation: a posterior ``q(z_t | frame_t, ctx_t)`` and a prior that is a
-   truncated Dirichlet-process Gaussian mixture (``model_zoo.nets.stick_breaking``): Beta
-   stick fractions conditioned on the recurrent state give the weights of up to
-   ``components`` learnable Gaussians (means and scales; with
-   ``state_dependent_means`` the means are shifted together by a function of the
-   state, so the components are modes around the predicted next latent). The KL
-   between posterior and mixture is estimated by Monte Carlo; the stick fractions pay
-   a KL to the DP's ``Beta(1, dp_alpha)``, so the data decide how many components they
-   use (``components_in_use``, ``components_effective``).
+1. Perception (``model_zoo.nets.perceiver``): the frame becomes tokens from a small
+   VQ codebook and a Perceiver (Jaegle et al., 2021, arXiv:2103.03206) reads them
+   into a per-step context vector ``ctx``.
+2. Representation: a posterior ``q(z_t | frame_t, ctx_t)`` and a truncated
+   Dirichlet-process Gaussian mixture prior (``model_zoo.nets.stick_breaking``): Beta
+   stick fractions conditioned on the recurrent state weight up to ``components``
+   learnable Gaussians, and pay a KL to the DP's ``Beta(1, dp_alpha)``, so the data
+   decide how many components they use.
 3. Dynamics: an LSTM (orthogonal init) over ``[z_{t-1}, ctx_{t-1}, a_t]``.
-4. Attention schema (``model_zoo.nets.slots``): slot attention (5 slots), initialised from
-   the recurrent state, gives an 8x8 attention map per slot and image part (one
-   position per vector element besides), which the decoder reads beside ``[z, h]``.
-   A head predicts the maps from the recurrent state alone (the attention-dynamics
-   loss), which is what ``imagine`` uses, having no frame to attend to.
-5. Optimization (``model_zoo.nets.balancing``): the losses are four tasks, ``elbo``
-   (reconstruction, mixture KL, stick KL), ``vq`` (codebook and commitment),
-   ``predictive`` (reward, termination and the next context from ``[h, z]``) and
-   ``attention`` (the predicted maps against the slot maps), combined on the shared
-   parameters (tokenizer, Perceiver, posterior, LSTM) by ``balancer``: ``"rgb"``
-   (rotation-based gradient balancing, ``rgb_mu`` 0.9, ``rgb_lambda`` 1.0,
-   ``rgb_alpha_steps`` 3), ``"sum"`` or ``"pcgrad"`` (Yu et al., 2020). ``model_zoo.fit``
-   calls ``loss`` and takes one ``backward``: with a balancer other than ``"sum"``,
-   ``loss`` takes each task's gradient itself (``torch.autograd.grad``, four backward
-   passes) and returns a scalar whose value is the summed loss and whose gradient is the
-   balanced update (``model_zoo.nets.balancing.surrogate_loss``). Under ``torch.no_grad`` it
-   returns the plain sum.
+4. Attention schema (``model_zoo.nets.slots``): slot attention initialised from the
+   recurrent state gives attention maps that the decoder reads; a head predicts the
+   maps from the state alone, which is what ``imagine`` uses.
+5. Optimization (``model_zoo.nets.balancing``): the four losses (``TASKS``) are
+   combined on the shared parameters by ``balancer``: ``"rgb"`` (rotation-based
+   gradient balancing), ``"sum"`` or ``"pcgrad"`` (Yu et al., 2020, arXiv:2001.06782).
 
-Reward and termination heads read ``[h, z]``; ``imagine`` samples the component and
-``z`` from the mixture prior (at ``temperature``; the stick fractions at their means)
-and predicts the next context, the maps, reward and termination.
-
-Time (see ``model_zoo.base``): the state at step t is ``{"h", "c", "z", "ctx", "maps"}``
-with ``(h, c)`` the LSTM state that has read ``[z_{t-1}, ctx_{t-1}, a_t]`` (zeros at an
-episode start), ``z``, ``ctx`` and ``maps`` those of ``obs[t]`` (observe: the posterior
-mean, the Perceiver's context, the slot maps; imagine: sampled and predicted).
-
-Scale: the paper-like sizes are a 256-d context, a 512-unit LSTM and 36-d ``z``; the
-defaults here keep ``z_dim=36``, 15 components, 256 codes and 5 slots but use a 128-d
-context and 256 LSTM units so that a CPU trains it (``context_dim=256, hidden=512`` for
-the paper's widths; the cost grows about linearly in both).
+State at step t: ``{"h", "c", "z", "ctx", "maps"}``, with ``(h, c)`` the LSTM state
+that has read ``[z_{t-1}, ctx_{t-1}, a_t]`` and the rest those of ``obs[t]``.
 
 >>> import numpy as np, torch
 >>> from gymnasium import spaces
->>> obs_space = spaces.Dict({"image": spaces.Box(0, 255, (64, 64, 3), np.uint8),
-...                          "state": spaces.Box(-1, 1, (4,), np.float32)})
->>> model = DPGMMVRNN(obs_space, spaces.Discrete(3), Config(z_dim=8, hidden=32, depth=4, context_dim=16))
+>>> parts = {"image": spaces.Box(0, 255, (64, 64, 3), np.uint8), "state": spaces.Box(-1, 1, (4,), np.float32)}
+>>> model = DPGMMVRNN(spaces.Dict(parts), spaces.Discrete(3), Config(z_dim=8, hidden=32, depth=4, context_dim=16))
 >>> state = model.initial_state(2)
 >>> out = model.imagine(state, torch.tensor([0, 2]), generator=torch.Generator().manual_seed(0))
 >>> out.state["z"].shape, out.state["maps"].shape, model.features(out.state).shape  # maps: 5 slots x (64 + 4)
@@ -74,9 +47,10 @@ from torch import Tensor, nn
 from torch.distributions import Beta
 
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
-from model_zoo.nets import mlp
+from model_zoo.models.config_checks import check_non_negative
+from model_zoo.nets import mlp, module_key, reconstruction_error
 from model_zoo.nets.balancing import BALANCERS, GradientBalancer, surrogate_loss
-from model_zoo.nets.perceiver import GRID, PerceiverEncoder, Tokenizer, VectorQuantizer
+from model_zoo.nets.perceiver import CosineVectorQuantizer, PerceiverEncoder, Tokenizer
 from model_zoo.nets.slots import SlotAttention
 from model_zoo.nets.stick_breaking import (
     components_in_use,
@@ -86,6 +60,7 @@ from model_zoo.nets.stick_breaking import (
     responsibilities,
     stick_kl,
 )
+from model_zoo.nets.tokens import GRID
 from model_zoo.spaces import IMAGE_SIZE, ObsSpec
 
 __all__ = ["TASKS", "Config", "DPGMMVRNN", "MixturePrior", "Usage"]
@@ -152,11 +127,8 @@ class Config:
             raise ValueError(f"Config.rgb_mu must be in [0, 1), got {self.rgb_mu!r}")
         if self.rgb_alpha_steps < 0:
             raise ValueError(f"Config.rgb_alpha_steps must be >= 0, got {self.rgb_alpha_steps!r}")
-        for name in ("temperature", "free_nats", "kl_weight", "stick_weight", "vq_beta", "vector_weight",
-                     "reward_weight", "terminal_weight", "context_weight", "usage_threshold"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"Config.{name} must be finite and >= 0, got {value!r}")
+        check_non_negative(self, ("temperature", "free_nats", "kl_weight", "stick_weight", "vq_beta", "vector_weight",
+                                  "reward_weight", "terminal_weight", "context_weight", "usage_threshold"))
         if len(self.task_weights) != len(TASKS) or not all(math.isfinite(w) and w >= 0 for w in self.task_weights):
             raise ValueError(f"Config.task_weights must be {len(TASKS)} finite weights >= 0 (for {', '.join(TASKS)}), "
                              f"got {self.task_weights!r}")
@@ -257,7 +229,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.spec, self.slots = spec, config.slots
         self.images = nn.ModuleDict({
-            "k_" + k.replace(".", "_"): _ImageDecoder(in_dim, config.slots, s[-1], config.depth)
+            module_key(k): _ImageDecoder(in_dim, config.slots, s[-1], config.depth)
             for k, s in spec.images.items()
         })
         self.vector = (mlp(in_dim + config.slots * num_tokens, spec.vector_dim, config.vector_hidden, 1)
@@ -269,7 +241,7 @@ class Decoder(nn.Module):
         images = {}
         for i, key in enumerate(self.spec.image_keys):
             part = flat_maps[..., i * GRID * GRID : (i + 1) * GRID * GRID].reshape(-1, self.slots, GRID, GRID)
-            logits = self.images["k_" + key.replace(".", "_")](flat, part)  # (M, C, 64, 64)
+            logits = self.images[module_key(key)](flat, part)  # (M, C, 64, 64)
             images[key] = logits.reshape(tuple(lead) + (-1, IMAGE_SIZE, IMAGE_SIZE))
         vector = None
         if self.vector is not None:
@@ -298,7 +270,7 @@ class DPGMMVRNN(WorldModel):
         cfg, spec = self.config, self.spec
         self.tokenizer = Tokenizer(spec, cfg.code_dim, cfg.depth)
         n = self.num_tokens = self.tokenizer.num_tokens
-        self.quantizer = VectorQuantizer(cfg.codes, cfg.code_dim, cfg.vq_beta)
+        self.quantizer = CosineVectorQuantizer(cfg.codes, cfg.code_dim, cfg.vq_beta)
         self.perceiver = PerceiverEncoder(n, cfg.code_dim, cfg.latents, cfg.latent_dim, cfg.heads, cfg.context_dim)
         frame_dim = n * cfg.code_dim + cfg.context_dim
         self.posterior = nn.Sequential(nn.LayerNorm(frame_dim), mlp(frame_dim, 2 * cfg.z_dim, cfg.vector_hidden, 1))
@@ -401,16 +373,7 @@ class DPGMMVRNN(WorldModel):
         sticks = stick_kl(a, b, cfg.dp_alpha) if a is not None else kl.new_zeros(B, T)  # (B, T)
         maps = self.slot_maps(tokens, H)  # (B, T, S, N)
         images, vector = self.decoder(torch.cat([z, H], dim=-1), maps)
-        recon = z.new_zeros(B, T)
-        metrics: dict[str, Tensor] = {}
-        for key, logits in images.items():
-            err = (torch.sigmoid(logits) - spec.image(obs, key)).square()  # (B, T, C, 64, 64)
-            recon = recon + err.flatten(-3).sum(-1)
-            metrics[f"mse_{key or 'image'}"] = err.mean()
-        if vector is not None:
-            err = (vector - spec.vector(obs)).square()  # (B, T, V)
-            recon = recon + cfg.vector_weight * err.sum(-1)
-            metrics["mse_vector"] = err.mean()
+        recon, metrics = reconstruction_error(spec, images, vector, obs, cfg.vector_weight)  # (B, T)
         elbo = recon.mean() + cfg.kl_weight * kl.mean().clamp(min=cfg.free_nats * cfg.z_dim) \
             + cfg.stick_weight * sticks.mean()
 
@@ -436,13 +399,15 @@ class DPGMMVRNN(WorldModel):
             weights = log_w.exp()
             metrics |= dict(recon=recon.mean(), kl=kl.mean(), stick_kl=sticks.mean(), reward_mse=reward_mse,
                             terminal_bce=term_bce, context_mse=ctx_mse,
-                            vq_perplexity=VectorQuantizer.perplexity(codes, cfg.codes),
+                            vq_perplexity=CosineVectorQuantizer.perplexity(codes, cfg.codes),
                             components_effective=effective_components(weights).mean(),
                             components_in_use=components_in_use(weights, cfg.usage_threshold).float().mean())
         return dict(zip(TASKS, (elbo, vq_loss, predictive, attention), strict=True)), metrics
 
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        """The weighted sum of the four tasks; its gradient is the balanced update (see the module docstring)."""
+        """The weighted sum of the four tasks. With a balancer other than ``"sum"`` (and gradients on), each task's
+        gradient is taken here and the returned scalar's value is the summed loss while its gradient is the balanced
+        update (``model_zoo.nets.balancing.surrogate_loss``); ``model_zoo.fit`` takes one ``backward`` as usual."""
         tasks, metrics = self.task_losses(batch)
         weighted = [w * tasks[name] for w, name in zip(self.config.task_weights, TASKS, strict=True)]
         if self.config.balancer != "sum" and torch.is_grad_enabled():
@@ -481,13 +446,8 @@ class DPGMMVRNN(WorldModel):
         maps = self.slot_maps(tokens, h)  # (B, S, N)
         return {"h": h, "c": c, "z": z, "ctx": ctx, "maps": maps.flatten(1)}
 
-    def imagine(
-        self,
-        state: State,
-        action: Tensor,
-        do: Mapping[str, Any] | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Imagined:
+    def imagine(self, state: State, action: Tensor, do: Mapping[str, Any] | None = None,
+                generator: torch.Generator | None = None) -> Imagined:
         """Advances the LSTM and samples z from the mixture prior; predicts context, maps, reward, termination.
 
         Deterministic under a seeded ``generator`` (two draws per step: the component, the noise).

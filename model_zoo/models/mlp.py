@@ -1,53 +1,24 @@
 """MLP world models: one network, and a bootstrapped ensemble of them; deterministic unless ``outcomes > 1``.
 
-The state is the current observation as one flat float vector: the vector parts
-as ``ObsSpec.vector`` gives them (Discrete parts one-hot) after the image parts,
-each average-pooled to ``image_pool x image_pool`` cells in [0, 1]. So the model
-runs on images, vectors or a Dict of them, though on pixels it only sees a
-coarse mosaic. An MLP (ELU, orthogonal init) maps the normalised (state, action)
-to the normalised change of state, the reward and a termination logit, as in
-Nagabandi et al. 2018, "Neural Network Dynamics for Model-Based Deep
-Reinforcement Learning with Model-Free Fine-Tuning". Inputs and targets are
-normalised by running statistics kept as buffers, so they are saved with the
-weights.
+The state is the current observation as one flat vector (image parts average-pooled
+to ``image_pool x image_pool`` cells, then the vector parts). An MLP (ELU, orthogonal
+init) maps the normalised (state, action) to the normalised change of state, the
+reward and a termination logit, as in Nagabandi et al. 2018, "Neural Network Dynamics
+for Model-Based Deep Reinforcement Learning with Model-Free Fine-Tuning"
+(arXiv:1708.02596); running statistics, saved with the weights, normalise both.
 
-A mean prediction is a poor dream of a stochastic env. On CampusNav-v0 a move
-fails by chance (a crowd, a slip) about one time in four on a goal-directed
-walk, so the mean next position is a fraction of a cell away, the map around
-it a blur of two, and the reward an average of a blocked and a free step.
-Closed-loop dreams then drift off every state the env can be in. Four
-options, all off by default, make an imagined episode one the env could show:
+A mean prediction is a poor dream of a stochastic env, so four options (off by
+default) keep an imagined episode one the env could show: ``outcomes=K`` predicts K
+whole next steps and their odds by relaxed winner-takes-all (Rupprecht et al. 2017,
+arXiv:1612.00197) and draws one; ``snap_levels`` moves dimensions of few values to the
+nearest value seen in training; ``input_noise`` trains on nudged inputs; and
+``rollout_steps`` trains on the model's own rollouts ("data as demonstrator",
+Venkatraman et al. 2015). A dimension that never changed within a training episode
+does not change in imagination either.
 
-- ``outcomes=K > 1``: the network predicts K whole next steps (change of
-  state, reward, termination logit) and their odds, trained by relaxed winner
-  takes all (Rupprecht et al. 2017, "Learning in an Uncertain World:
-  Representing Ambiguity Through Multiple Hypotheses"): the outcome nearest
-  the target learns it, the odds learn how often each one wins. ``imagine``
-  draws one outcome per step (and, for an ensemble, one member per row, as
-  PETS's TS1 sampling), with ``temperature``.
-- ``snap_levels=L``: a dimension that took at most L distinct values in the
-  training data (a grid position, a one-hot code, a map bit) is moved to the
-  nearest of them after every imagined step.
-- ``input_noise=s``: training inputs are nudged by Gaussian noise (s times each
-  dimension's spread) while the target stays the clean next state, so the
-  network learns to pull a slightly-off state back rather than carry its error on.
-- ``rollout_steps=H``: each training window is also rolled forward H - 1 steps
-  on the model's own predictions (the outcome nearest the truth, clipped and
-  snapped as in ``imagine``), and each step is still scored against the real
-  next state: "data as demonstrator" (Venkatraman et al. 2015, "Improving
-  Multi-step Prediction of Learned Time Series Models"). The network meets the
-  states its own errors lead to and learns to undo them; it costs about H times
-  the training time.
-
-Whatever the options, a dimension that never changed within an episode of the
-training data (a goal, the day) does not change in imagination either.
-
-``MLPEnsemble`` trains N such networks at once on bootstrapped data (Poisson(1)
-weights per sample and member, the online bootstrap of Oza & Russell 2001), as
-in PETS (Chua et al. 2018) without the probabilistic heads. It imagines with
-the mean prediction and reports the members' disagreement (std of the predicted
-next state, in normalised units, averaged over dimensions) as uncertainty, as in
-Pathak et al. 2019, "Self-Supervised Exploration via Disagreement".
+``MLPEnsemble`` trains N networks on bootstrapped data (Poisson(1) weights, Oza &
+Russell 2001), as PETS (Chua et al. 2018, arXiv:1805.12114) without probabilistic
+heads, and reports the members' disagreement as uncertainty (Pathak et al. 2019).
 
 >>> import numpy as np
 >>> from gymnasium import spaces
@@ -72,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
-from model_zoo.nets import RunningNorm, mlp, orthogonal_init
+from model_zoo.nets import EnsembleMLP, RunningNorm, mlp, orthogonal_init
 from model_zoo.registry import Preset
 
 __all__ = ["EnsembleConfig", "MLPConfig", "MLPEnsemble", "MLPWorldModel", "Rollout", "RunningNorm"]
@@ -148,40 +119,6 @@ class EnsembleConfig(MLPConfig):
 
 PRESETS = {"campusnav-state": Preset(lr=1e-3), "campusnav-pixels": Preset(lr=1e-3)}
 """Tuned settings by data kind (``model_zoo.make(..., preset=name)``; ``fit(..., lr=preset.lr)``)."""
-
-class EnsembleLinear(nn.Module):
-    """``members`` independent linear layers in one batched matmul: (M, N, in) or (N, in) -> (M, N, out)."""
-
-    def __init__(self, members: int, in_dim: int, out_dim: int, gain: float):
-        super().__init__()
-        self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim))
-        self.bias = nn.Parameter(torch.zeros(members, 1, out_dim))
-        with torch.no_grad():
-            for w in self.weight:
-                nn.init.orthogonal_(w, gain=gain)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.dim() == 2:
-            x = x.expand(self.weight.shape[0], -1, -1)  # (M, N, in), a view
-        return torch.baddbmm(self.bias, x, self.weight)  # (M, N, out)
-
-
-class EnsembleMLP(nn.Module):
-    """``members`` MLPs of identical shape (ELU, orthogonal init) evaluated together."""
-
-    def __init__(self, members: int, in_dim: int, out_dim: int, hidden: int, layers: int):
-        super().__init__()
-        dims = [in_dim] + [hidden] * layers
-        self.hidden = nn.ModuleList(
-            EnsembleLinear(members, a, b, math.sqrt(2)) for a, b in zip(dims[:-1], dims[1:], strict=True)
-        )
-        self.out = EnsembleLinear(members, dims[-1], out_dim, 1.0)
-
-    def forward(self, x: Tensor) -> Tensor:
-        for layer in self.hidden:
-            x = F.elu(layer(x))  # (M, N, hidden)
-        return self.out(x)  # (M, N, out)
-
 
 class Prediction(NamedTuple):
     """Every member's one-step prediction, (M, N, ...); with K > 1 outcomes (M, N, K, ...) and their odds."""
@@ -508,22 +445,21 @@ class MLPWorldModel(WorldModel):
     def initial_state(self, batch_size: int) -> State:
         return {"obs": torch.zeros(batch_size, self.state_dim, device=self.device)}
 
+    def _state(self, x: Tensor, disagreement: Tensor | None = None) -> State:
+        """The model state of flat observations x (B, D); the ensemble adds the members' disagreement."""
+        return {"obs": x}
+
     def observe(self, state: State, action: Tensor, obs: Obs, is_first: Tensor) -> State:
         """The state is the observation itself, so ``state``, ``action`` and ``is_first`` are not needed."""
-        return {"obs": self.encode_obs(obs)}
+        return self._state(self.encode_obs(obs))
 
-    def imagine(
-        self,
-        state: State,
-        action: Tensor,
-        do: Mapping[str, Any] | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Imagined:
+    def imagine(self, state: State, action: Tensor, do: Mapping[str, Any] | None = None,
+                generator: torch.Generator | None = None) -> Imagined:
         """The step ``action`` leads to: the mean prediction (deterministic, ``generator`` unused), or with
         ``outcomes > 1`` one outcome drawn with ``generator``."""
         self.check_do(do)
-        next_x, reward, terminated, _ = self._step(state["obs"], action, generator)
-        return Imagined({"obs": next_x}, reward, terminated)
+        next_x, reward, terminated, disagreement = self._step(state["obs"], action, generator)
+        return Imagined(self._state(next_x, disagreement), reward, terminated)
 
     def decode(self, state: State) -> Obs:
         x = state["obs"]  # (B, D)
@@ -597,20 +533,8 @@ class MLPEnsemble(MLPWorldModel):
     def initial_state(self, batch_size: int) -> State:
         return {**super().initial_state(batch_size), "disagreement": torch.zeros(batch_size, device=self.device)}
 
-    def observe(self, state: State, action: Tensor, obs: Obs, is_first: Tensor) -> State:
-        x = self.encode_obs(obs)
-        return {"obs": x, "disagreement": x.new_zeros(x.shape[:-1])}
-
-    def imagine(
-        self,
-        state: State,
-        action: Tensor,
-        do: Mapping[str, Any] | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Imagined:
-        self.check_do(do)
-        next_x, reward, terminated, disagreement = self._step(state["obs"], action, generator)
-        return Imagined({"obs": next_x, "disagreement": disagreement}, reward, terminated)
+    def _state(self, x: Tensor, disagreement: Tensor | None = None) -> State:
+        return {"obs": x, "disagreement": x.new_zeros(x.shape[:-1]) if disagreement is None else disagreement}
 
     def uncertainty(self, state: State, action: Tensor) -> Tensor:
         """Disagreement (B,) of the members about the step ``action`` leads to from ``state``."""

@@ -8,75 +8,19 @@ balanced its KL; Hafner et al. 2023, "Mastering Diverse Domains through World Mo
 symlog inputs and targets and the two-hot reward. This file follows V3 where the
 two differ.
 
-The state at step t is ``{"deter": h[t], "stoch": z[t]}``:
+The state at step t is ``{"deter": h[t], "stoch": z[t]}``: ``h[t] = GRU(h[t-1], in(z[t-1],
+a[t]))``; the prior ``p(z[t] | h[t])`` and the posterior ``q(z[t] | h[t], embed(obs[t]))``
+are ``stoch`` categoricals of ``classes`` classes mixed with ``unimix`` of the uniform;
+``z`` is a one-hot sample with straight-through gradients. From ``[h, z]`` a decoder
+reconstructs the observation (vectors in symlog space), a reward head predicts a
+two-hot distribution over symlog bins and a continuation head "not terminated". The
+loss is V3's: reconstruction, reward, continuation and the balanced KL with free bits
+(``kl_balance``). Sizes are scaled for a CPU (``hidden=128``, ``units=128``, ``depth=16``).
 
-- ``h[t] = GRU(h[t-1], in(z[t-1], a[t]))``, the deterministic path;
-- the prior ``p(z[t] | h[t])`` and the posterior ``q(z[t] | h[t], embed(obs[t]))``,
-  each ``stoch`` categorical variables of ``classes`` classes. Their probabilities
-  are mixed with ``unimix`` of the uniform (V3's 1 %), so no class ever has
-  probability 0 and the KL stays finite. ``z`` is a one-hot sample with
-  straight-through gradients (``straight_through_sample``), flattened to
-  ``stoch * classes``.
-- ``features = [h, z]``; from them a decoder reconstructs the observation (the
-  64x64 conv decoder of ``model_zoo.nets`` for image parts, an MLP for the vector
-  part, predicted in symlog space), a reward head (two-hot over symlog bins, or
-  symlog MSE) and a continuation head (Bernoulli of "not terminated").
-
-The loss of V3: reconstruction + reward + continuation, plus the balanced KL
-``dyn_scale * max(free, KL[sg(q) || p]) + rep_scale * max(free, KL[q || sg(p)])``
-(``kl_balance``): the prior is pulled toward the posterior five times harder than
-the other way round, and neither term has a gradient while the KL of the step is
-below ``free_nats`` nats.
-
-Choices, against the papers:
-
-- Scaled for a CPU. DreamerV3's size S has 512 GRU units, MLPs of 512 units (two
-  to five layers), a conv multiplier of 32; here ``hidden=128``, ``units=128``,
-  ``depth=16`` (the World Models conv stack of ``model_zoo.nets``, four stride-2
-  convolutions), one hidden layer per head: about 1M parameters on a flat vector
-  instead of V3 S's 18M, and a (16 x 32)-step batch trains in about 0.12 s on one
-  core (0.4 s with 256 units). The 32 x 32 categorical latent, the 1 % unimix, the
-  free bits, the KL scales and the 255 symlog bins are V3's. A plain ``GRUCell`` stands in for V3's layer-normed
-  GRU; LayerNorm and SiLU are in every MLP.
-- Each training window starts from the zero state (V3 carries the state over
-  between replay chunks); its first step counts as an episode start.
-- ``observe`` takes the posterior's most likely class per variable (deterministic
-  filtering, like the other zoo members' means), ``imagine`` samples the prior
-  with the given generator.
-- Vector parts: the encoder reads them standardised by running per-element statistics
-  of the training data (``normalize_inputs``; buffers saved with the weights); V3
-  symlogs them (``normalize_inputs=False``), which leaves a cell of CampusNav's
-  position vector 0.03 of a unit wide. Standardised, the leaderboard's 16-step error
-  drops by about 4 % on two seeds. The reconstruction targets stay symlog, with errors
-  weighted by ``vector_weight`` against the image parts' summed squared pixel errors
-  (standardised targets weight CampusNav's rare, small crowd values above the
-  walkability bits that dominate the error, and did worse).
-- Not in the papers: a vector element that never changed within an episode of the
-  training data (a goal, the day, a causal context code) is held at its last observed
-  value in imagination (``hold_constant_dims``, as the zoo's ``mlp`` does). Trained for
-  1000 steps, the latent forgets such values within a few imagined steps: on the
-  leaderboard's CampusNav-v0 data, CampusNav's constant context codes cost the RSSM a
-  16-step error of 0.87 per window against the copy baseline's 0.005. ``loss`` records,
-  in training mode, which elements ever differ between consecutive steps of one
-  episode (buffers, saved with the weights); the state carries the last observed
-  vector as ``"last_obs"`` (``observe`` sets it, ``imagine`` keeps it) and ``decode``
-  returns it for the elements that never changed. ``features`` leave it out, and the
-  losses are unchanged. At the leaderboard's budget the 16-step error falls from 0.098
-  to 0.086 (seed 0) and from 0.093 to 0.083 (seed 1). A checkpoint saved before this
-  option loads with ``hold_constant_dims=False`` (``Config.SAVED_BEFORE``), as it was.
-- Not in the papers either: ``delta_vector``. Through the categorical latent the
-  decoder gets CampusNav's position back only to about 3 cells after 1000 steps (the
-  posterior's own reconstruction, not just imagination; a plain MLP autoencoder of the
-  vector is 2 cells off at the same budget: the 50 walkability and crowd elements
-  dominate the squared error). With the option the state's ``"last_obs"`` is an
-  estimate of the whole vector part: ``observe`` sets it to the observation, and
-  ``imagine`` moves it by a change head, ``[features, standardised estimate, action] ->
-  standardised next - last`` (trained on consecutive steps of an episode, statistics
-  of the changes in buffers), as the zoo's ``mlp`` predicts deltas. ``decode`` returns
-  the estimate (held elements stay put), the reward and continuation heads read the
-  estimates before and after the step beside the latent, and ``features`` append the
-  standardised estimate, so a controller sees the position as exactly as the model
-  tracks it: about 0.13 cells after one imagined step.
+Beyond the papers, for vector observations: the encoder reads vectors standardised by
+running statistics (``normalize_inputs``); elements that never changed within a
+training episode are decoded as their last observed value (``hold_constant_dims``);
+``delta_vector`` tracks the vector part in the state and moves it by a change head.
 
 >>> import numpy as np, torch
 >>> from gymnasium import spaces
@@ -102,7 +46,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
-from model_zoo.nets import ConvDecoder, ConvEncoder, RunningNorm, symexp, symlog
+from model_zoo.models.config_checks import check_non_negative
+from model_zoo.nets import ConvDecoder, ConvEncoder, RunningNorm, mlp, module_key, reconstruction_error, symexp, symlog
 from model_zoo.registry import Preset
 from model_zoo.spaces import IMAGE_SIZE, ObsSpec
 
@@ -167,11 +112,8 @@ class Config:
             raise ValueError(f"Config.reward_bins must be at least 2, got {self.reward_bins!r}")
         if not 0.0 <= self.unimix < 1.0:
             raise ValueError(f"Config.unimix must be in [0, 1), got {self.unimix!r}")
-        for name in ("temperature", "free_nats", "dyn_scale", "rep_scale", "vector_weight", "reward_scale",
-                     "cont_scale"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"Config.{name} must be finite and >= 0, got {value!r}")
+        check_non_negative(self, ("temperature", "free_nats", "dyn_scale", "rep_scale", "vector_weight",
+                                  "reward_scale", "cont_scale"))
         if not (math.isfinite(self.reward_range) and self.reward_range > 0):
             raise ValueError(f"Config.reward_range must be positive, got {self.reward_range!r}")
         if self.reward_loss not in _REWARD_LOSSES:
@@ -260,19 +202,9 @@ def kl_balance(post_logits: Tensor, prior_logits: Tensor, dyn_scale: float = 0.5
 # --- networks -----------------------------------------------------------------------
 
 
-def _mlp(in_dim: int, out_dim: int, hidden: int, layers: int = 1) -> nn.Sequential:
-    """``layers`` x (Linear, LayerNorm, SiLU), then a linear output (Dreamer's MLP)."""
-    mods: list[nn.Module] = []
-    dim = in_dim
-    for _ in range(layers):
-        mods += [nn.Linear(dim, hidden), nn.LayerNorm(hidden), nn.SiLU()]
-        dim = hidden
-    mods.append(nn.Linear(dim, out_dim))
-    return nn.Sequential(*mods)
-
-
-def _key(key: str) -> str:
-    return "k_" + key.replace(".", "_")  # ModuleDict keys cannot be empty or hold dots
+def _dreamer_mlp(in_dim: int, out_dim: int, hidden: int) -> nn.Sequential:
+    """Dreamer's MLP: one hidden layer (Linear, LayerNorm, SiLU), then a linear output."""
+    return mlp(in_dim, out_dim, hidden, 1, act=nn.SiLU, norm=nn.LayerNorm)
 
 
 class Encoder(nn.Module):
@@ -282,7 +214,7 @@ class Encoder(nn.Module):
     def __init__(self, spec: ObsSpec, depth: int, vector_hidden: int):
         super().__init__()
         self.spec = spec
-        self.convs = nn.ModuleDict({_key(k): ConvEncoder(s[-1], depth) for k, s in spec.images.items()})
+        self.convs = nn.ModuleDict({module_key(k): ConvEncoder(s[-1], depth) for k, s in spec.images.items()})
         self.vector = None
         if spec.vector_dim:
             self.vector = nn.Sequential(nn.Linear(spec.vector_dim, vector_hidden), nn.LayerNorm(vector_hidden),
@@ -295,7 +227,7 @@ class Encoder(nn.Module):
         for key in self.spec.image_keys:
             x = self.spec.image(obs, key)  # (..., C, 64, 64)
             lead = x.shape[:-3]
-            feats.append(self.convs[_key(key)](x.reshape((-1,) + tuple(x.shape[-3:]))))  # (N, conv out)
+            feats.append(self.convs[module_key(key)](x.reshape((-1,) + tuple(x.shape[-3:]))))  # (N, conv out)
         if self.vector is not None:
             v = symlog(self.spec.vector(obs)) if vector is None else vector  # (..., V)
             lead = v.shape[:-1]
@@ -309,13 +241,13 @@ class Decoder(nn.Module):
     def __init__(self, spec: ObsSpec, in_dim: int, depth: int, vector_hidden: int):
         super().__init__()
         self.spec = spec
-        self.deconvs = nn.ModuleDict({_key(k): ConvDecoder(in_dim, s[-1], depth) for k, s in spec.images.items()})
-        self.vector = _mlp(in_dim, spec.vector_dim, vector_hidden) if spec.vector_dim else None
+        self.deconvs = nn.ModuleDict({module_key(k): ConvDecoder(in_dim, s[-1], depth) for k, s in spec.images.items()})
+        self.vector = _dreamer_mlp(in_dim, spec.vector_dim, vector_hidden) if spec.vector_dim else None
 
     def forward(self, feat: Tensor, vector: bool = True) -> tuple[dict[str, Tensor], Tensor | None]:
         """``vector=False`` skips the vector head (None in its place), for callers that do not use it."""
         lead, flat = feat.shape[:-1], feat.reshape(-1, feat.shape[-1])  # (N, F)
-        images = {k: self.deconvs[_key(k)](flat).reshape(tuple(lead) + (-1, IMAGE_SIZE, IMAGE_SIZE))
+        images = {k: self.deconvs[module_key(k)](flat).reshape(tuple(lead) + (-1, IMAGE_SIZE, IMAGE_SIZE))
                   for k in self.spec.image_keys}
         out = self.vector(flat).reshape(tuple(lead) + (-1,)) if vector and self.vector is not None else None
         return images, out
@@ -341,8 +273,8 @@ class RSSM(WorldModel):
         self.img_in = nn.Sequential(nn.Linear(latent + self.spec.action_dim, cfg.units), nn.LayerNorm(cfg.units),
                                     nn.SiLU())
         self.gru = nn.GRUCell(cfg.units, cfg.hidden)
-        self.prior_net = _mlp(cfg.hidden, latent, cfg.units)
-        self.post_net = _mlp(cfg.hidden + self.encoder.out_dim, latent, cfg.units)
+        self.prior_net = _dreamer_mlp(cfg.hidden, latent, cfg.units)
+        self.post_net = _dreamer_mlp(cfg.hidden + self.encoder.out_dim, latent, cfg.units)
         self.decoder = Decoder(self.spec, feat, cfg.depth, cfg.vector_hidden)
         self.vector_stats = None
         if cfg.normalize_inputs and self.spec.vector_dim:  # identity (mean 0, std 1) until the first training batch
@@ -353,15 +285,16 @@ class RSSM(WorldModel):
         self.tracks = self.holds or self.deltas  # the state has "last_obs"
         # with delta_vector the heads also read the observation estimates before and after the step
         head_in = feat + 2 * self.spec.vector_dim if self.deltas else feat
-        self.reward_head = _mlp(head_in, reward_out, cfg.units)
-        self.cont_head = _mlp(head_in, 1, cfg.units)
+        self.reward_head = _dreamer_mlp(head_in, reward_out, cfg.units)
+        self.cont_head = _dreamer_mlp(head_in, 1, cfg.units)
         with torch.no_grad():  # V3: the reward head starts by predicting 0
             self.reward_head[-1].weight.zero_()
             self.reward_head[-1].bias.zero_()
         bins = torch.linspace(-cfg.reward_range, cfg.reward_range, cfg.reward_bins)
         self.register_buffer("bins", bins, persistent=False)  # derived from the config: not in checkpoints
         if self.deltas:
-            self.delta_head = _mlp(feat + self.spec.vector_dim + self.spec.action_dim, self.spec.vector_dim, cfg.units)
+            delta_in = feat + self.spec.vector_dim + self.spec.action_dim
+            self.delta_head = _dreamer_mlp(delta_in, self.spec.vector_dim, cfg.units)
             self.delta_stats = RunningNorm(self.spec.vector_dim)  # of the changes between consecutive steps
             with torch.no_grad():
                 self.delta_head[-1].weight.zero_()
@@ -463,16 +396,8 @@ class RSSM(WorldModel):
         kl = kl_balance(torch.stack(posts, 1), torch.stack(priors, 1), cfg.dyn_scale, cfg.rep_scale, cfg.free_nats)
 
         images, vector = self.decoder(feat)
-        recon = feat.new_zeros(B, T)  # summed squared error per frame
-        metrics: dict[str, Tensor] = {}
-        for key, logits in images.items():
-            err = (torch.sigmoid(logits) - spec.image(obs, key)).square()  # (B, T, C, 64, 64)
-            recon = recon + err.flatten(-3).sum(-1)
-            metrics[f"mse_{key or 'image'}"] = err.mean()
-        if vector is not None:
-            err = (vector - symlog(observed)).square()  # (B, T, V), in symlog space
-            recon = recon + cfg.vector_weight * err.sum(-1)
-            metrics["mse_vector"] = err.mean()
+        target = symlog(observed) if vector is not None else None  # the vector part is decoded in symlog space
+        recon, metrics = reconstruction_error(spec, images, vector, obs, cfg.vector_weight, target)  # (B, T)
 
         reward = torch.as_tensor(batch.reward, device=self.device).float()
         terminated = torch.as_tensor(batch.terminated, device=self.device).float()
@@ -524,13 +449,8 @@ class RSSM(WorldModel):
             new["last_obs"] = observed.to(deter.dtype)  # (B, V)
         return new
 
-    def imagine(
-        self,
-        state: State,
-        action: Tensor,
-        do: Mapping[str, Any] | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Imagined:
+    def imagine(self, state: State, action: Tensor, do: Mapping[str, Any] | None = None,
+                generator: torch.Generator | None = None) -> Imagined:
         """Advances h with (z, action) and samples z from the prior (one uniform draw per variable).
 
         The prior is sampled at ``config.temperature`` (0: each variable's most likely

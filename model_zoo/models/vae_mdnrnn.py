@@ -5,37 +5,16 @@ M, an LSTM with a mixture density network head (MDN-RNN), models
 ``P(z[t+1] | z[t], a[t+1], h[t])`` as a mixture of K diagonal Gaussians and, beside
 it, the reward and the termination of the step. A controller reads ``[z, h]``.
 
-Choices, against the paper:
+V sees every part of the observation (``model_zoo.nets.ObsEncoder``: the World Models
+conv stack for images, an MLP for vectors) and a LayerNorm keeps its posterior
+steady under Adam. M's mixture weights are shared by the latent dimensions by
+default, so a sample stays jointly coherent (``per_dim_mixture=True``: the paper's).
+V and M train in one ``loss`` call but apart, as in the paper: no gradient of M
+reaches V, and M reads V's posterior means (``m_target``).
 
-- V sees every part of the observation. Image parts go through the World Models
-  conv encoder (``model_zoo.nets.ConvEncoder``, images resized to 64x64), vector
-  parts through a small MLP beside it, and a LayerNorm and one linear layer map
-  the concatenated features to the mean and log-variance of a *single* ``z``
-  (the LayerNorm is ours: it keeps the posterior from jumping under Adam); the decoder
-  reconstructs every part from that ``z``. An image-only space gives the paper's
-  conv VAE, a vector-only space an MLP VAE. Reconstruction is the summed squared
-  error per frame (images in [0, 1], vector parts weighted by ``vector_weight``),
-  and the KL term is clamped from below at ``free_nats * z_dim`` nats per frame,
-  like the paper's ``kl_tolerance``.
-- M's mixture weights are shared across the latent dimensions by default (one
-  categorical per step picks a component for the whole ``z``), so samples stay
-  jointly coherent when the next frame is multimodal (a move that is blocked or
-  not). ``per_dim_mixture=True`` gives the paper's independent mixture per dimension.
-- Temperature ``tau`` as in the paper's code: mixture logits are divided by
-  ``tau`` and the Gaussian std multiplied by ``sqrt(tau)``; ``tau = 0`` takes the
-  most likely component's mean.
-- V and M are trained in one ``loss`` call but separately, as in the paper: no
-  gradient of M's losses reaches V. M reads and predicts the posterior *means*
-  of ``z`` by default, the same ``z`` that ``observe`` filters with, so its
-  mixture std is the transition's uncertainty alone and one-step decodes stay
-  sharp; ``m_target="sample"`` gives the paper's posterior samples instead. M's
-  state resets at every ``is_first`` and nothing is predicted across an episode
-  boundary.
-
-Time (see ``model_zoo.base``): the state at step t is ``{"h", "c", "z"}`` with
-``z = z[t]`` and ``(h, c)`` the LSTM state that has read everything up to
-``(z[t-1], a[t])``. ``imagine(state, a[t+1])`` advances the LSTM with
-``(z[t], a[t+1])`` and samples ``z[t+1]`` from the MDN on the new ``h``.
+State at step t: ``{"h", "c", "z"}`` with ``z = z[t]`` and ``(h, c)`` the LSTM state
+that has read everything up to ``(z[t-1], a[t])``; ``imagine(state, a[t+1])``
+advances the LSTM with ``(z[t], a[t+1])`` and samples ``z[t+1]``.
 
 >>> import numpy as np, torch
 >>> from gymnasium import spaces
@@ -50,7 +29,6 @@ Time (see ``model_zoo.base``): the state at step t is ``{"h", "c", "z"}`` with
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -61,13 +39,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
-from model_zoo.nets import ObsDecoder, ObsEncoder
+from model_zoo.models.config_checks import check_non_negative
+from model_zoo.nets import (
+    ObsDecoder,
+    ObsEncoder,
+    mixture_log_prob,
+    mixture_width,
+    reconstruction_error,
+    sample_mixture,
+    split_mixture,
+)
 from model_zoo.registry import Preset
 from model_zoo.spaces import ObsSpec
 
 __all__ = ["MDNRNN", "VAE", "VAEMDNRNN", "Config", "MDNOutput", "Posterior"]
-
-_LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -94,10 +79,8 @@ class Config:
         for name in ("z_dim", "hidden", "mixtures", "depth", "vector_hidden"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"Config.{name} must be a positive integer, got {getattr(self, name)!r}")
-        for name in ("temperature", "kl_weight", "free_nats", "vector_weight", "reward_weight", "terminal_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"Config.{name} must be finite and >= 0, got {value!r}")
+        check_non_negative(self, ("temperature", "kl_weight", "free_nats", "vector_weight", "reward_weight",
+                                  "terminal_weight"))
         if self.m_target not in ("mean", "sample"):
             raise ValueError(f"Config.m_target must be 'mean' or 'sample', got {self.m_target!r}")
         if not self.min_logstd < self.max_logstd:
@@ -151,12 +134,11 @@ class MDNRNN(nn.Module):
 
     def __init__(self, z_dim: int, action_dim: int, config: Config):
         super().__init__()
-        self.z_dim, self.k = z_dim, config.mixtures
-        self.logit_dims = z_dim if config.per_dim_mixture else 1
+        self.z_dim, self.k, self.per_dim = z_dim, config.mixtures, config.per_dim_mixture
         self.min_logstd, self.max_logstd = config.min_logstd, config.max_logstd
         self.cell = nn.LSTMCell(z_dim + action_dim, config.hidden)
-        # logits (K * logit_dims) | means (K * Z) | log-stds (K * Z) | reward | termination logit
-        self.head = nn.Linear(config.hidden, self.k * (self.logit_dims + 2 * z_dim) + 2)
+        # logits (K * (1 or Z)) | means (K * Z) | log-stds (K * Z) | reward | termination logit
+        self.head = nn.Linear(config.hidden, mixture_width(self.k, z_dim, self.per_dim) + 2)
 
     def step(self, z: Tensor, action: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         """One LSTM step on [z (B, Z), encoded action (B, A)] from (h, c): the function of ``self.cell``.
@@ -178,40 +160,16 @@ class MDNRNN(nn.Module):
 
     def split(self, out: Tensor) -> MDNOutput:
         """The head's flat output (..., O) as an ``MDNOutput``."""
-        lead, k, z = out.shape[:-1], self.k, self.z_dim
-        n = k * self.logit_dims
-        logits = out[..., :n].reshape(lead + (k, self.logit_dims))  # (..., K, 1 or Z)
-        mean = out[..., n : n + k * z].reshape(lead + (k, z))  # (..., K, Z)
-        logstd = out[..., n + k * z : n + 2 * k * z].reshape(lead + (k, z))  # (..., K, Z)
-        return MDNOutput(logits, mean, logstd, out[..., -2], out[..., -1])
+        mixture = split_mixture(out, self.k, self.z_dim, self.per_dim)
+        return MDNOutput(*mixture, out[..., -2], out[..., -1])
 
     def log_prob(self, mdn: MDNOutput, z: Tensor) -> Tensor:
         """log p(z) under the mixture, summed over latent dims: (..., Z) -> (...)."""
-        log_pi = F.log_softmax(mdn.logits, dim=-2)  # (..., K, 1 or Z)
-        logstd = mdn.logstd.clamp(self.min_logstd, self.max_logstd)
-        x = (z.unsqueeze(-2) - mdn.mean) * torch.exp(-logstd)  # (..., K, Z)
-        log_n = -0.5 * x.square() - logstd - 0.5 * _LOG_2PI  # (..., K, Z)
-        if self.logit_dims == 1:  # one component for the whole z
-            return torch.logsumexp(log_pi[..., 0] + log_n.sum(-1), dim=-1)
-        return torch.logsumexp(log_pi + log_n, dim=-2).sum(-1)
+        return mixture_log_prob(mdn, z, self.min_logstd, self.max_logstd)
 
     def sample(self, mdn: MDNOutput, tau: float, generator: torch.Generator | None) -> Tensor:
         """z (B, Z) drawn at temperature ``tau`` from (B, ...) mixture parameters."""
-        batch = mdn.mean.shape[0]
-        if tau == 0:
-            k = mdn.logits.argmax(dim=1)  # (B, 1 or Z)
-        else:
-            cdf = torch.softmax(mdn.logits.detach() / tau, dim=1).cumsum(dim=1)  # (B, K, 1 or Z)
-            u = torch.rand((batch, 1, self.logit_dims), generator=generator, device=cdf.device, dtype=cdf.dtype)
-            k = (cdf < u).sum(dim=1).clamp_(max=self.k - 1)  # (B, 1 or Z): inverse-CDF draw
-        index = k.unsqueeze(1).expand(batch, 1, self.z_dim)  # (B, 1, Z)
-        mean = mdn.mean.gather(1, index).squeeze(1)  # (B, Z)
-        if tau == 0:
-            return mean
-        logstd = mdn.logstd.gather(1, index).squeeze(1).clamp(self.min_logstd, self.max_logstd)  # (B, Z)
-        std = torch.exp(logstd + 0.5 * math.log(tau))  # std * sqrt(tau)
-        noise = torch.randn((batch, self.z_dim), generator=generator, device=std.device, dtype=std.dtype)
-        return torch.addcmul(mean, std, noise)
+        return sample_mixture(mdn, tau, generator, self.min_logstd, self.max_logstd)
 
 
 # --- the world model ----------------------------------------------------------
@@ -240,18 +198,9 @@ class VAEMDNRNN(WorldModel):
         return self.vae.encode(obs)
 
     def _vae_loss(self, posterior: Posterior, z: Tensor, obs: Obs) -> tuple[Tensor, dict[str, Tensor]]:
-        cfg, spec = self.config, self.spec
+        cfg = self.config
         images, vector = self.vae.decoder(z)  # (B, T, C, 64, 64) logits per part, (B, T, V)
-        recon = z.new_zeros(z.shape[:-1])  # (B, T) summed squared error per frame
-        metrics: dict[str, Tensor] = {}
-        for key, logits in images.items():
-            err = (torch.sigmoid(logits) - spec.image(obs, key).to(z.device)).square()  # (B, T, C, 64, 64)
-            recon = recon + err.flatten(-3).sum(-1)
-            metrics[f"mse_{key or 'image'}"] = err.mean()
-        if vector is not None:
-            err = (vector - spec.vector(obs).to(z.device)).square()  # (B, T, V)
-            recon = recon + cfg.vector_weight * err.sum(-1)
-            metrics["mse_vector"] = err.mean()
+        recon, metrics = reconstruction_error(self.spec, images, vector, obs, cfg.vector_weight)  # (B, T)
         mean, logvar = posterior
         kl = 0.5 * (mean.square() + logvar.exp() - 1.0 - logvar).sum(-1)  # (B, T)
         kl_loss = kl.clamp(min=cfg.free_nats * cfg.z_dim).mean()
@@ -323,16 +272,11 @@ class VAEMDNRNN(WorldModel):
         z = self.encode(self.spec.to_torch(obs, self.device)).mean  # (B, Z)
         return {"h": h, "c": c, "z": z}
 
-    def imagine(
-        self,
-        state: State,
-        action: Tensor,
-        do: Mapping[str, Any] | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Imagined:
+    def imagine(self, state: State, action: Tensor, do: Mapping[str, Any] | None = None,
+                generator: torch.Generator | None = None) -> Imagined:
         """Advances the LSTM with (z, action) and samples the next z from the MDN at ``config.temperature``.
 
-        Reward is the head's prediction; terminated is its probability above 1/2.
+        The reward is predicted by M's head and the step ends where its termination probability is above 1/2.
         Deterministic under a seeded ``generator`` (two draws per step: the component, the noise).
         """
         self.check_do(do)

@@ -5,83 +5,27 @@ Micheli, Alonso and Fleuret (2023), "Transformers are Sample-Efficient World Mod
 2017, arXiv:1711.00937) and a GPT-style transformer predicts the next frame's tokens,
 the reward and the termination from the tokens and actions of the frames before it.
 
-The sequence. A frame is a block of ``F`` tokens: its action (the one that led to it,
-see ``model_zoo.base``), one continuous token per vector part of the observation (a
-Dict's "state", and its "causal" variables where the env puts them in the
-observation; the bare vector of a vector-only space), then 64 codes per image part
-(the 8x8 grid of the tokenizer, row-major). The transformer reads the last
-``history`` frames (N; N=1 is the single-frame baseline) and the next frame's action,
-and predicts the next frame. Every token's embedding is its content plus a *spatial*
-embedding (its slot in the block, learned, shape (F, width)) plus a *temporal* one
-(its frame in the window, learned, shape (N + 1, width): 0 is the oldest context frame,
-N the predicted one). Frames before an episode's start (or the training window's)
-are absent: all their slots read a learned padding embedding. The position whose
-output predicts the next frame's code i also reads the last frame's code i (its own
-embedding table): most of a frame is where it was, and this makes "as before" the
-easy prediction in both decoding modes.
+A frame is a block of tokens: its action, one continuous token per vector part, then
+64 codes per image part (the tokenizer's 8x8 grid). Each embedding adds a learned
+spatial (slot in the frame) and temporal (frame in the window) embedding; frames
+before an episode's start read a padding embedding. The transformer reads the last
+``history`` frames and the next action. Vectors are regressed, not quantized, so a
+vector-only space works unchanged. Image codes are decoded ``"parallel"`` (mask tokens,
+one bidirectional pass) or ``"autoregressive"`` (code by code under a causal mask, with
+a KV cache). Copy logits (``copy_codes``) let a code repeat the code at its slot or a
+neighbouring one in any context frame, since a moved view is mostly an earlier frame
+shifted. ``loss`` trains the tokenizer (reconstruction, codebook, commitment) and the
+transformer (codes, vector, reward, termination) in one call, the transformer on the
+tokenizer's codes as given; ``train_tokenizer=False`` keeps the tokenizer fixed.
 
-Copy logits (``Config.copy_codes``, on by default). Each code's logits also get, for
-every context frame n and each of five offsets (its own slot and the four neighbouring
-slots of the 8x8 grid, ``COPY_OFFSETS``), a gate added to the code found there: code i
-may repeat what frame n held at slot i or beside it. The gates are linear reads of the
-output that predicts the code plus one of the step's inputs (every context frame's
-action, the next action, each context frame's action times the next one, and the
-context frames' vectors), times ``COPY_GAIN``. Why: when the view moves
-by half a token (CampusNav-v0's one-cell step is 4 of a token's 8 pixels), every code
-of the next frame is new, but after two equal moves the frame is the one of two steps
-back moved by one whole token, and after a move and its reverse it is that frame as it
-was; on held-out random-walk episodes, picking the best single (frame, offset) source
-for each frame matches 0.79 of the codes with four frames of history and 0.65 with
-one. Only a longer history can offer these sources, and the gates make them one
-linear choice away.
-
-What is predicted, and how:
-
-- the step: the reward, the termination logit and the next vector (as a change from
-  the last frame's), by one linear head, at the next frame's action token (parallel
-  decoding, and frames without images) or after its last code (autoregressive);
-  vectors are regressed, not quantized, so a vector-only space works unchanged (there
-  the frame is [action, vector] and the two decoding modes coincide);
-- the image codes, under ``Config.decoding``:
-  - ``"parallel"``: the next block is [action, 64 mask tokens] and the pass is
-    bidirectional; each mask token's output gives its code's logits, all drawn at
-    once, independently. One pass per frame.
-  - ``"autoregressive"``: the next block is [action, codes 0..63] under a causal mask,
-    each output giving the next code's logits and the last one the step (teacher-forced
-    in training), so the imagined reward and vector follow the codes drawn: a frame in
-    which the agent moved comes with a moved position. Training replaces
-    ``teacher_noise`` of the teacher-forced input codes with random ones, so that the
-    model does not trust every code before it as imagination cannot guarantee.
-    Imagination encodes the context once into a KV cache and then costs one
-    incremental step per code (``generate(..., use_cache=False)`` recomputes the whole
-    sequence per code instead: the baseline of ``benchmarks/token_model.py``).
-    Checkpoints from before ``step_after_codes`` keep their layout: [action, vectors,
-    codes 0..62], the step read at the action.
-  Codes are drawn at ``temperature`` (0: the argmax) from the ``top_k`` most likely
-  (0: all).
-
-Training (``loss``) is one call for both parts: the tokenizer's reconstruction,
-codebook and commitment losses on up to ``tokenizer_frames`` frames of the batch (its
-decoder is the costliest part on a CPU), and the transformer's cross-entropy,
-vector, reward and termination losses on up to ``train_targets`` next frames drawn
-from the batch's steps (a target needs a predecessor in its episode); the transformer
-reads the tokenizer's codes as given (no gradient reaches the tokenizer from it).
-Codebook use is tracked and dead codes are restarted (``model_zoo.nets.tokens``).
-``train_tokenizer=False`` keeps the tokenizer fixed, for two-stage training as in IRIS
-(``examples/token_world_model.py`` trains one tokenizer and shares it, so that variants
-of the transformer predict the same tokens).
-
-State (a dict of tensors, batch first): ``tokens`` (B, N, P) int64 codes of the last N
-frames (P = 64 per image part; absent for vector-only spaces), ``vector`` (B, N, V)
-(absent without vector parts), ``action`` (B, N, A) and ``present`` (B, N) bool. The
-causal variables of ``Batch.causal`` are not read: ``observe`` and ``imagine`` never
-receive them, so they enter only as part of the observation.
+State: ``tokens`` (B, N, P) codes of the last N frames, ``vector`` (B, N, V),
+``action`` (B, N, A) and ``present`` (B, N) bool (absent parts are left out).
 
 >>> import numpy as np, torch
 >>> from gymnasium import spaces
->>> obs_space = spaces.Dict({"image": spaces.Box(0, 255, (64, 64, 3), np.uint8),
-...                          "state": spaces.Box(-1, 1, (4,), np.float32)})
->>> model = VQVAETransformer(obs_space, spaces.Discrete(3), Config(hidden=32, layers=1, depth=8, history=2))
+>>> image = spaces.Box(0, 255, (64, 64, 3), np.uint8)
+>>> model = VQVAETransformer(spaces.Dict({"image": image}), spaces.Discrete(3), Config(hidden=32, layers=1, depth=8,
+...                                                                                    history=2))
 >>> state = model.initial_state(2)
 >>> out = model.imagine(state, torch.tensor([0, 2]), generator=torch.Generator().manual_seed(0))
 >>> out.state["tokens"].shape, out.reward.shape, out.terminated.dtype, model.decode(out.state)["image"].shape
@@ -90,7 +34,6 @@ receive them, so they enter only as part of the observation.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
@@ -101,37 +44,28 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
-from model_zoo.nets import _safe
-from model_zoo.nets.tokens import GRID, ImageTokenizer, Transformer, sample_logits
+from model_zoo.models.config_checks import check_non_negative
+from model_zoo.nets import module_key
+from model_zoo.nets.tokens import (
+    COPY_OFFSETS,
+    GRID,
+    TOKENS_PER_IMAGE,
+    ImageTokenizer,
+    Transformer,
+    neighbour_slots,
+    sample_logits,
+)
 
 __all__ = ["DECODING_MODES", "Config", "NextFrame", "VQVAETransformer"]
 
 DECODING_MODES = ("parallel", "autoregressive")
-TOKENS_PER_IMAGE = GRID * GRID
-COPY_OFFSETS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))  # (row, column) steps to a copy source in the grid
 COPY_GAIN = 10.0  # scales the copy gates, so that they reach logits of several units within a few hundred Adam steps
-
-
-def _neighbour_slots(images: int) -> Tensor:
-    """For each offset of ``COPY_OFFSETS`` and each code slot, the slot it copies from, or -1 off the grid: (O, P)."""
-    rows, cols = torch.meshgrid(torch.arange(GRID), torch.arange(GRID), indexing="ij")
-    out = []
-    for dr, dc in COPY_OFFSETS:
-        r, c = rows + dr, cols + dc
-        inside = (r >= 0) & (r < GRID) & (c >= 0) & (c < GRID)
-        slot = torch.where(inside, r * GRID + c, -1).flatten()  # (64,)
-        out.append(torch.cat([torch.where(slot >= 0, slot + i * TOKENS_PER_IMAGE, -1) for i in range(images)]))
-    return torch.stack(out)
 
 
 @dataclass(frozen=True)
 class Config:
-    """Hyperparameters of the tokenizer and the transformer (defaults sized for a laptop CPU).
-
-    The issue's full size is ``hidden=256, layers=6, heads=8``; the defaults are a
-    quarter as wide and a third as deep, so a training step and one imagined frame take
-    milliseconds, not seconds, on two CPU cores.
-    """
+    """Hyperparameters of the tokenizer and the transformer (defaults sized for a laptop CPU; IRIS-like widths
+    are ``hidden=256, layers=6, heads=8``)."""
 
     codes: int = 128  # codebook size of the VQ-VAE
     code_dim: int = 32  # size of a code vector
@@ -171,10 +105,7 @@ class Config:
             raise ValueError(f"Config.decoding must be one of {DECODING_MODES}, got {self.decoding!r}")
         if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
             raise ValueError(f"Config.top_k must be an integer >= 0 (0: no top-k), got {self.top_k!r}")
-        for name in ("temperature", "commitment", "vector_weight", "reward_weight", "terminal_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"Config.{name} must be finite and >= 0, got {value!r}")
+        check_non_negative(self, ("temperature", "commitment", "vector_weight", "reward_weight", "terminal_weight"))
         if not 0.0 <= self.teacher_noise < 1.0:
             raise ValueError(f"Config.teacher_noise must be in [0, 1), got {self.teacher_noise!r}")
         if not 0.0 <= self.usage_decay < 1.0:
@@ -200,7 +131,7 @@ class VQVAETransformer(WorldModel):
         super().__init__(observation_space, action_space, config if config is not None else Config())
         cfg, spec = self.config, self.spec
         self.tokenizers = nn.ModuleDict({
-            _safe(k): ImageTokenizer(s[-1], cfg.depth, cfg.codes, cfg.code_dim, cfg.dead_after, cfg.usage_decay)
+            module_key(k): ImageTokenizer(s[-1], cfg.depth, cfg.codes, cfg.code_dim, cfg.dead_after, cfg.usage_decay)
             for k, s in spec.images.items()
         })
         self.vector_keys = tuple(spec.vectors)
@@ -220,7 +151,7 @@ class VQVAETransformer(WorldModel):
         self.token_head = nn.Linear(W, cfg.codes)
         if cfg.copy_codes and self.num_tokens:
             # source slot of each (offset, slot) pair: the slot itself and its four neighbours in the 8x8 grid
-            self.register_buffer("copy_slots", _neighbour_slots(len(spec.image_keys)), persistent=False)  # (O, P)
+            self.register_buffer("copy_slots", neighbour_slots(len(spec.image_keys)), persistent=False)  # (O, P)
             self.copy_gate = nn.Linear(W, cfg.history * len(COPY_OFFSETS))  # one weight per (frame, offset)
             # and straight from the actions (the history's, the next, and each pair of them) and the history's
             # vectors: which way the view moved and will move, and what may stop it
@@ -242,7 +173,7 @@ class VQVAETransformer(WorldModel):
         for key in spec.image_keys:
             x = spec.image(obs, key).to(self.device)  # (..., C, 64, 64)
             lead = x.shape[:-3]
-            parts.append(self.tokenizers[_safe(key)].tokens(x.reshape((-1,) + x.shape[-3:])).reshape(lead + (-1,)))
+            parts.append(self.tokenizers[module_key(key)].tokens(x.reshape((-1,) + x.shape[-3:])).reshape(lead + (-1,)))
         if not parts:
             return torch.zeros(self._lead(obs) + (0,), dtype=torch.int64, device=self.device)
         return torch.cat(parts, dim=-1)
@@ -252,7 +183,7 @@ class VQVAETransformer(WorldModel):
         images = {}
         for i, key in enumerate(self.spec.image_keys):
             part = tokens[:, i * TOKENS_PER_IMAGE : (i + 1) * TOKENS_PER_IMAGE]  # (B, 64)
-            images[key] = torch.sigmoid(self.tokenizers[_safe(key)].decode_tokens(part))  # (B, C, 64, 64)
+            images[key] = torch.sigmoid(self.tokenizers[module_key(key)].decode_tokens(part))  # (B, C, 64, 64)
         return self.spec.assemble(images, vector)
 
     def _lead(self, obs: Obs) -> tuple[int, ...]:
@@ -481,7 +412,7 @@ class VQVAETransformer(WorldModel):
         for key in spec.image_keys:
             images = spec.image(batch.obs, key).to(device)  # (B, T, C, 64, 64)
             flat = images.reshape((B * T,) + images.shape[2:])
-            tokenizer = self.tokenizers[_safe(key)]
+            tokenizer = self.tokenizers[module_key(key)]
             with torch.no_grad():
                 codes.append(tokenizer.tokens(flat).reshape(B, T, -1))  # (B, T, 64)
             if learn is None:
@@ -579,17 +510,12 @@ class VQVAETransformer(WorldModel):
         vector = self.spec.vector(obs).float() if self.num_vectors else None  # (B, V)
         return self._push(state, tokens, vector, self._action(action, first), keep=~first)
 
-    def imagine(
-        self,
-        state: State,
-        action: Tensor,
-        do: Mapping[str, Any] | None = None,
-        generator: torch.Generator | None = None,
-    ) -> Imagined:
+    def imagine(self, state: State, action: Tensor, do: Mapping[str, Any] | None = None,
+                generator: torch.Generator | None = None) -> Imagined:
         """Draws the next frame (see ``generate``) and appends it to the history.
 
-        Reward is the head's prediction; terminated is its probability above 1/2.
-        Deterministic under a seeded ``generator``.
+        The step ends where the predicted termination probability is above 1/2; deterministic under a seeded
+        ``generator``.
         """
         self.check_do(do)
         nxt = self.generate(state, action, generator)
@@ -609,7 +535,7 @@ class VQVAETransformer(WorldModel):
         parts = []
         for i, key in enumerate(self.spec.image_keys):
             codes = state["tokens"][:, -1, i * TOKENS_PER_IMAGE : (i + 1) * TOKENS_PER_IMAGE]  # (B, 64)
-            z = self.tokenizers[_safe(key)].quantizer.embed(codes)  # (B, 64, D)
+            z = self.tokenizers[module_key(key)].quantizer.embed(codes)  # (B, 64, D)
             z = z.reshape(-1, GRID, GRID, z.shape[-1]).permute(0, 3, 1, 2)  # (B, D, 8, 8)
             parts.append(F.adaptive_avg_pool2d(z, 2).flatten(1))  # (B, 4 D)
         if self.num_vectors:

@@ -3,7 +3,7 @@
 - ``Tokenizer``: every image part becomes an 8x8 grid of feature tokens (three
   stride-2 convolutions, 64 -> 32 -> 16 -> 8), every element of the vector part one
   token (its value times a learned vector plus a learned per-element embedding).
-- ``VectorQuantizer``: each token snaps to the nearest of ``codes`` codebook vectors
+- ``CosineVectorQuantizer``: each token snaps to the nearest of ``codes`` codebook vectors
   (van den Oord et al., 2017, "Neural Discrete Representation Learning",
   arXiv:1711.00937), with the codebook and commitment losses and the straight-through
   gradient. Tokens and codes are l2-normalised before the lookup (Yu et al., 2022,
@@ -23,7 +23,7 @@
 >>> tokens = tokenizer({"image": torch.zeros(2, 64, 64, 3, dtype=torch.uint8), "state": torch.zeros(2, 4)})
 >>> tokens.shape  # 64 image tokens + 4 vector tokens
 torch.Size([2, 68, 16])
->>> quantized, codes, vq_loss = VectorQuantizer(codes=32, dim=16)(tokens)
+>>> quantized, codes, vq_loss = CosineVectorQuantizer(codes=32, dim=16)(tokens)
 >>> context = PerceiverEncoder(tokenizer.num_tokens, dim=16, latents=4, latent_dim=32, heads=4, out_dim=24)(quantized)
 >>> quantized.shape, codes.shape, context.shape
 (torch.Size([2, 68, 16]), torch.Size([2, 68]), torch.Size([2, 24]))
@@ -37,15 +37,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from model_zoo.nets.layers import module_key
+from model_zoo.nets.tokens import GRID
 from model_zoo.spaces import ObsSpec
 
-__all__ = ["GRID", "PerceiverEncoder", "Quantized", "Tokenizer", "VectorQuantizer"]
-
-GRID = 8  # an image part becomes GRID x GRID tokens
-
-
-def _safe(key: str) -> str:
-    return "k_" + key.replace(".", "_")
+__all__ = ["CosineQuantized", "CosineVectorQuantizer", "PerceiverEncoder", "Tokenizer"]
 
 
 class Tokenizer(nn.Module):
@@ -55,7 +51,7 @@ class Tokenizer(nn.Module):
         super().__init__()
         self.spec, self.dim = spec, dim
         self.stems = nn.ModuleDict({
-            _safe(k): nn.Sequential(
+            module_key(k): nn.Sequential(
                 nn.Conv2d(shape[-1], depth, 4, stride=2, padding=1), nn.ReLU(),  # 32
                 nn.Conv2d(depth, 2 * depth, 4, stride=2, padding=1), nn.ReLU(),  # 16
                 nn.Conv2d(2 * depth, dim, 4, stride=2, padding=1),  # 8
@@ -72,7 +68,7 @@ class Tokenizer(nn.Module):
         for key in self.spec.image_keys:
             x = self.spec.image(obs, key)  # (..., C, 64, 64)
             lead = x.shape[:-3]
-            grid = self.stems[_safe(key)](x.reshape((-1,) + tuple(x.shape[-3:])))  # (M, dim, 8, 8)
+            grid = self.stems[module_key(key)](x.reshape((-1,) + tuple(x.shape[-3:])))  # (M, dim, 8, 8)
             tokens.append(grid.flatten(2).transpose(1, 2))  # (M, 64, dim)
         if self.vector_scale is not None:
             v = self.spec.vector(obs)  # (..., V)
@@ -82,29 +78,31 @@ class Tokenizer(nn.Module):
         return torch.cat(tokens, dim=1).reshape(tuple(lead) + (self.num_tokens, self.dim))
 
 
-class Quantized(NamedTuple):
-    """A quantizer's output: straight-through tokens, code indices and the VQ loss."""
+class CosineQuantized(NamedTuple):
+    """``CosineVectorQuantizer``'s output: straight-through tokens, code indices and the VQ loss."""
 
     tokens: Tensor  # (..., N, dim), gradients pass straight through to the encoder
     codes: Tensor  # (..., N) int64
     loss: Tensor  # () codebook + beta * commitment
 
 
-class VectorQuantizer(nn.Module):
-    """Nearest-code lookup on the unit sphere, with the VQ-VAE losses and a straight-through gradient."""
+class CosineVectorQuantizer(nn.Module):
+    """Nearest-code lookup on the unit sphere (l2-normalised tokens and codes, so the nearest code is the most
+    similar one), with the VQ-VAE losses and a straight-through gradient. ``nets.tokens.VectorQuantizer`` is the
+    Euclidean one, with dead-code restarts."""
 
     def __init__(self, codes: int = 256, dim: int = 32, beta: float = 0.25):
         super().__init__()
         self.beta = beta
         self.codebook = nn.Parameter(torch.randn(codes, dim))
 
-    def forward(self, x: Tensor) -> Quantized:
+    def forward(self, x: Tensor) -> CosineQuantized:
         x = F.normalize(x, dim=-1)  # (..., dim)
         book = F.normalize(self.codebook, dim=-1)  # (K, dim)
         codes = (x.reshape(-1, x.shape[-1]) @ book.t()).argmax(-1).reshape(x.shape[:-1])  # nearest = most similar
         q = book[codes]  # (..., dim)
         loss = F.mse_loss(q, x.detach()) + self.beta * F.mse_loss(x, q.detach())
-        return Quantized(x + (q - x).detach(), codes, loss)
+        return CosineQuantized(x + (q - x).detach(), codes, loss)
 
     @staticmethod
     def perplexity(codes: Tensor, num_codes: int) -> Tensor:

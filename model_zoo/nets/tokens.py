@@ -1,6 +1,6 @@
 """Discrete tokens and a transformer over them: the blocks of ``model_zoo.models.vqvae_transformer``.
 
-- ``VectorQuantizer``: the VQ-VAE bottleneck of van den Oord et al. (2017), "Neural
+- ``VectorQuantizer``: the Euclidean VQ-VAE bottleneck of van den Oord et al. (2017), "Neural
   Discrete Representation Learning" (arXiv:1711.00937): nearest-code lookup, the
   straight-through gradient, the codebook and commitment losses. It tracks how
   often each code is used (an exponential moving average of each code's share of
@@ -9,6 +9,8 @@
   onto a few codes (the restart of Dhariwal et al. (2020), "Jukebox", arXiv:2005.00341).
 - ``ImageTokenizer``: a small conv encoder and decoder around it, 64x64 images to an
   8x8 grid of codes and back.
+- ``neighbour_slots``: where each token of the grid finds its copy sources (itself and its
+  four neighbours, ``COPY_OFFSETS``), for a model that copies codes from earlier frames.
 - ``Transformer``: a GPT-style stack of pre-LayerNorm blocks (Radford et al. 2019)
   that runs either a full pass (causal-masked or bidirectional) or an incremental
   pass over new tokens that appends their keys and values to a ``KVCache``, so
@@ -29,9 +31,40 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Block", "ImageTokenizer", "KVCache", "Quantized", "Transformer", "VectorQuantizer", "sample_logits"]
+__all__ = [
+    "COPY_OFFSETS",
+    "GRID",
+    "TOKENS_PER_IMAGE",
+    "Block",
+    "ImageTokenizer",
+    "KVCache",
+    "Quantized",
+    "Transformer",
+    "VectorQuantizer",
+    "neighbour_slots",
+    "sample_logits",
+]
 
-GRID = 8  # an image becomes GRID x GRID tokens
+GRID = 8  # an image part becomes GRID x GRID tokens (8x8-pixel patches of a 64x64 image)
+TOKENS_PER_IMAGE = GRID * GRID
+COPY_OFFSETS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))  # (row, column) steps to a token's copy sources in the grid
+
+
+def neighbour_slots(images: int) -> Tensor:
+    """For each offset of ``COPY_OFFSETS`` and each token slot of ``images`` grids in a row, the slot it copies
+    from, or -1 off the grid: (O, images * 64) int64.
+
+    >>> neighbour_slots(1)[:, 0].tolist()  # the top-left slot: itself, nothing above or left of it
+    [0, -1, 8, -1, 1]
+    """
+    rows, cols = torch.meshgrid(torch.arange(GRID), torch.arange(GRID), indexing="ij")
+    out = []
+    for dr, dc in COPY_OFFSETS:
+        r, c = rows + dr, cols + dc
+        inside = (r >= 0) & (r < GRID) & (c >= 0) & (c < GRID)
+        slot = torch.where(inside, r * GRID + c, -1).flatten()  # (64,)
+        out.append(torch.cat([torch.where(slot >= 0, slot + i * TOKENS_PER_IMAGE, -1) for i in range(images)]))
+    return torch.stack(out)
 
 
 # --- the vector quantizer -------------------------------------------------------------

@@ -111,13 +111,9 @@ class TinyModel(WorldModel):
 
 
 @pytest.fixture
-def tiny_id():
+def tiny_id(register_model):
     """Registers TinyModel for one test; the registry is put back afterwards."""
-    saved = dict(registry._REGISTRY)
-    model_zoo.register(TINY, entry_point=f"{__name__}:TinyModel")
-    yield TINY
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
+    return register_model(TINY, f"{__name__}:TinyModel")
 
 
 def _batch(obs_space, action_space, b=3, t=4, seed=0) -> Batch:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
@@ -15,7 +14,7 @@ import model_zoo
 from model_zoo.base import Batch
 from model_zoo.models.dpgmm_vrnn import DPGMMVRNN, TASKS, Config
 from model_zoo.nets.balancing import GradientBalancer, balance, cone_projection, pcgrad, rgb, surrogate_loss
-from model_zoo.nets.perceiver import VectorQuantizer
+from model_zoo.nets.perceiver import CosineVectorQuantizer as VectorQuantizer
 from model_zoo.nets.slots import SlotAttention
 from model_zoo.nets.stick_breaking import (
     components_in_use,
@@ -26,20 +25,12 @@ from model_zoo.nets.stick_breaking import (
     stick_breaking,
     stick_kl,
 )
+from tests.model_zoo.fixtures import IMAGE, VECTOR, random_batch
 
 TINY = dict(z_dim=6, components=4, codes=16, code_dim=8, latents=2, latent_dim=16, heads=2, context_dim=8,
             hidden=16, slots=3, slot_dim=8, slot_iters=1, depth=4, vector_hidden=16)
-IMAGE = spaces.Box(0, 255, (64, 64, 3), np.uint8)
-VECTOR = spaces.Box(-1.0, 1.0, (5,), np.float32)
 OBS_SPACES = {"dict": spaces.Dict({"image": IMAGE, "state": VECTOR}), "vector": VECTOR}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(obs: str = "dict", seed: int = 0, **overrides) -> DPGMMVRNN:
@@ -48,21 +39,7 @@ def make(obs: str = "dict", seed: int = 0, **overrides) -> DPGMMVRNN:
 
 
 def make_batch(obs: str = "dict", B: int = 2, T: int = 5, seed: int = 0) -> Batch:
-    rng = np.random.default_rng(seed)
-    space = OBS_SPACES[obs]
-
-    def sample(s):
-        if isinstance(s, spaces.Dict):
-            return {k: sample(v) for k, v in s.spaces.items()}
-        if s.dtype == np.uint8:
-            return torch.as_tensor(rng.integers(0, 256, (B, T) + s.shape, dtype=np.uint8))
-        return torch.as_tensor(rng.uniform(-1, 1, (B, T) + s.shape).astype(np.float32))
-
-    is_first = torch.zeros(B, T, dtype=torch.bool)
-    is_first[:, 0] = True
-    return Batch(obs=sample(space), action=torch.as_tensor(rng.integers(0, 4, (B, T))),
-                 reward=torch.as_tensor(rng.normal(size=(B, T)).astype(np.float32)),
-                 terminated=torch.zeros(B, T, dtype=torch.bool), is_first=is_first)
+    return random_batch(OBS_SPACES[obs], spaces.Discrete(4), B, T, seed)
 
 
 # --- stick-breaking and the mixture ------------------------------------------------------

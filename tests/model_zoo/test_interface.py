@@ -14,47 +14,19 @@ import torch
 from gymnasium import spaces
 
 import model_zoo
-from model_zoo import Batch, Imagined
+from model_zoo import Imagined
+from tests.model_zoo.fixtures import (
+    BOX_ACTIONS,
+    OBS_SPACES,
+    VECTOR,
+    adam_steps,
+    random_actions,
+    random_batch,
+    random_obs,
+)
 
-IMAGE = spaces.Box(0, 255, (64, 64, 3), np.uint8)
-VECTOR = spaces.Box(-1.0, 1.0, (5,), np.float32)
-OBS_SPACES = {
-    "dict": spaces.Dict({"image": IMAGE, "state": spaces.Box(-1.0, 1.0, (6,), np.float32)}),
-    "image": IMAGE,
-    "vector": VECTOR,
-}
-ACTION_SPACES = {"discrete": spaces.Discrete(5), "box": spaces.Box(-1.0, 1.0, (2,), np.float32)}
+ACTION_SPACES = {"discrete": spaces.Discrete(5), "box": BOX_ACTIONS}
 B, T = 3, 6
-
-
-def sample_obs(space: spaces.Space, lead: tuple[int, ...], rng: np.random.Generator):
-    if isinstance(space, spaces.Dict):
-        return {k: sample_obs(s, lead, rng) for k, s in space.spaces.items()}
-    if space.dtype == np.uint8:
-        return torch.as_tensor(rng.integers(0, 256, lead + space.shape, dtype=np.uint8))
-    return torch.as_tensor(rng.uniform(space.low, space.high, lead + space.shape).astype(np.float32))
-
-
-def sample_actions(space: spaces.Space, lead: tuple[int, ...], rng: np.random.Generator) -> torch.Tensor:
-    if isinstance(space, spaces.Discrete):
-        return torch.as_tensor(rng.integers(0, space.n, lead), dtype=torch.int64)
-    return torch.as_tensor(rng.uniform(-1, 1, lead + space.shape).astype(np.float32))
-
-
-def make_batch(obs_space, action_space, seed: int = 0) -> Batch:
-    rng = np.random.default_rng(seed)
-    is_first = torch.zeros(B, T, dtype=torch.bool)
-    is_first[:, 0] = True
-    is_first[0, T // 2] = True  # an episode boundary inside one window
-    terminated = torch.zeros(B, T, dtype=torch.bool)
-    terminated[0, T // 2 - 1] = True
-    return Batch(
-        obs=sample_obs(obs_space, (B, T), rng),
-        action=sample_actions(action_space, (B, T), rng),
-        reward=torch.as_tensor(rng.normal(size=(B, T)).astype(np.float32)),
-        terminated=terminated,
-        is_first=is_first,
-    )
 
 
 def contains(space: spaces.Space, obs, i: int) -> bool:
@@ -100,10 +72,10 @@ def test_interface_shapes_and_dtypes(built, model_id, obs_kind, act_kind):
         state = model.initial_state(B)
         for leaf in state_leaves(state):
             assert leaf.shape[0] == B
-        action = sample_actions(action_space, (B,), rng)
-        obs = sample_obs(obs_space, (B,), rng)
+        action = random_actions(action_space, (B,), rng)
+        obs = random_obs(obs_space, (B,), rng)
         state = model.observe(state, action, obs, torch.ones(B, dtype=torch.bool))
-        state = model.observe(state, action, sample_obs(obs_space, (B,), rng), torch.zeros(B, dtype=torch.bool))
+        state = model.observe(state, action, random_obs(obs_space, (B,), rng), torch.zeros(B, dtype=torch.bool))
         features = model.features(state)
         assert features.shape == (B, model.feature_dim) and features.dtype == torch.float32
         assert torch.isfinite(features).all()
@@ -121,17 +93,12 @@ def test_interface_shapes_and_dtypes(built, model_id, obs_kind, act_kind):
 def test_loss_is_finite_and_training_lowers_it(model_id, obs_kind, act_kind):
     torch.manual_seed(0)
     model = model_zoo.make(model_id, OBS_SPACES[obs_kind], ACTION_SPACES[act_kind])
-    batch = make_batch(OBS_SPACES[obs_kind], ACTION_SPACES[act_kind])
+    batch = random_batch(OBS_SPACES[obs_kind], ACTION_SPACES[act_kind], B, T, boundary=T // 2)
     loss, metrics = model.loss(batch)
     assert loss.dim() == 0 and torch.isfinite(loss)
     assert metrics and all(isinstance(v, float) for v in metrics.values())
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     first = float(loss.detach())
-    for _ in range(15):
-        optimizer.zero_grad()
-        loss, _ = model.loss(batch)
-        loss.backward()
-        optimizer.step()
+    adam_steps(model, batch, 15, lr=1e-3)
     with torch.no_grad():
         torch.manual_seed(0)
         after = float(model.loss(batch)[0])
@@ -146,11 +113,11 @@ def test_imagine_is_batched_and_deterministic(built, model_id, obs_kind, act_kin
     with torch.no_grad():
         state = model.observe(
             model.initial_state(B),
-            sample_actions(action_space, (B,), rng),
-            sample_obs(obs_space, (B,), rng),
+            random_actions(action_space, (B,), rng),
+            random_obs(obs_space, (B,), rng),
             torch.ones(B, dtype=torch.bool),
         )
-        action = sample_actions(action_space, (B,), rng)
+        action = random_actions(action_space, (B,), rng)
         a = model.imagine(state, action, generator=torch.Generator().manual_seed(5))
         b = model.imagine(state, action, generator=torch.Generator().manual_seed(5))
     for key in a.state:
@@ -183,7 +150,7 @@ def test_a_discrete_space_that_does_not_start_at_zero_works_at_episode_starts(mo
     torch.manual_seed(0)
     space = spaces.Discrete(5, start=1)
     model = model_zoo.make(model_id, VECTOR, space)
-    batch = make_batch(VECTOR, space)
+    batch = random_batch(VECTOR, space, B, T, boundary=T // 2)
     batch = dataclasses.replace(batch, action=batch.action + 1)  # ids 1..5
     loss, _ = model.loss(batch)
     assert torch.isfinite(loss)

@@ -9,16 +9,10 @@ from gymnasium import spaces
 import model_zoo
 from model_zoo import Batch
 from model_zoo.models.mlp import MLPEnsemble, MLPWorldModel, Rollout, RunningNorm
+from tests.model_zoo.fixtures import BOX_ACTIONS, OBS_SPACES, adam_steps, random_actions, random_batch
 
 MODEL_IDS = ["mlp", "mlp_ensemble"]
-OBS_SPACES = {
-    "dict": spaces.Dict(
-        {"image": spaces.Box(0, 255, (64, 64, 3), np.uint8), "state": spaces.Box(-1, 1, (6,), np.float32)}
-    ),
-    "image": spaces.Box(0, 255, (64, 64, 3), np.uint8),
-    "vector": spaces.Box(-1, 1, (5,), np.float32),
-}
-ACTION_SPACES = {"discrete": spaces.Discrete(3), "box": spaces.Box(-1, 1, (2,), np.float32)}
+ACTION_SPACES = {"discrete": spaces.Discrete(3), "box": BOX_ACTIONS}
 TINY = {"hidden": 32, "layers": 2, "image_pool": 4}
 
 all_combinations = pytest.mark.parametrize(
@@ -32,37 +26,14 @@ def make(model_id, obs_kind="vector", action_kind="discrete", **overrides):
     return model_zoo.make(model_id, OBS_SPACES[obs_kind], ACTION_SPACES[action_kind], **{**TINY, **extra, **overrides})
 
 
-def random_obs(space, lead, g):
-    if isinstance(space, spaces.Dict):
-        return {k: random_obs(s, lead, g) for k, s in space.spaces.items()}
-    if space.dtype == np.uint8:
-        return torch.randint(0, 256, lead + space.shape, generator=g, dtype=torch.uint8)
-    return torch.rand(lead + space.shape, generator=g) * 2 - 1
-
-
-def random_action(space, lead, g):
-    if isinstance(space, spaces.Discrete):
-        return torch.randint(0, int(space.n), lead, generator=g)
-    return torch.rand(lead + space.shape, generator=g) * 2 - 1
-
-
-def random_batch(model, B=4, T=6, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    is_first = torch.zeros(B, T, dtype=torch.bool)
-    is_first[:, 0] = True
-    return Batch(
-        obs=random_obs(model.observation_space, (B, T), g),
-        action=random_action(model.action_space, (B, T), g),
-        reward=torch.randn(B, T, generator=g),
-        terminated=torch.rand(B, T, generator=g) < 0.1,
-        is_first=is_first,
-    )
+def batch_for(model, B=4, T=6, seed=0):
+    return random_batch(model.observation_space, model.action_space, B, T, seed)
 
 
 def observe_first(model, obs):
     """The state after observing ``obs`` (B, ...) as the first step of an episode."""
     B = len(obs["image"] if isinstance(obs, dict) else obs)
-    action = random_action(model.action_space, (B,), torch.Generator().manual_seed(0))
+    action = random_actions(model.action_space, (B,), 0)
     return model.observe(model.initial_state(B), action, obs, torch.ones(B, dtype=torch.bool))
 
 
@@ -79,7 +50,7 @@ def to_numpy_row(obs, i):
 def test_interface_shapes_and_dtypes(model_id, obs_kind, action_kind):
     model = make(model_id, obs_kind, action_kind)
     B, H = 3, 4
-    batch = random_batch(model, B, H)
+    batch = batch_for(model, B, H)
     D = model.state_dim
 
     state = model.initial_state(B)
@@ -118,15 +89,8 @@ def test_interface_shapes_and_dtypes(model_id, obs_kind, action_kind):
 def test_training_lowers_the_loss_on_a_fixed_batch(model_id, obs_kind, action_kind):
     torch.manual_seed(0)
     model = make(model_id, obs_kind, action_kind)
-    batch = random_batch(model, B=4, T=6)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(30):
-        loss, _ = model.loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
+    batch = batch_for(model, B=4, T=6)
+    losses = [loss for loss, _ in adam_steps(model, batch, 30)]
     with torch.no_grad():
         final, _ = model.eval().loss(batch)
     assert float(final) < 0.7 * losses[0]
@@ -137,8 +101,8 @@ def test_training_lowers_the_loss_on_a_fixed_batch(model_id, obs_kind, action_ki
 def test_imagine_is_batched_and_deterministic(model_id, obs_kind, action_kind):
     torch.manual_seed(0)
     model = make(model_id, obs_kind, action_kind)
-    model.loss(random_batch(model))  # fit the normalisers, so they are not the identity
-    batch = random_batch(model, B=5, T=2, seed=1)
+    model.loss(batch_for(model))  # fit the normalisers, so they are not the identity
+    batch = batch_for(model, B=5, T=2, seed=1)
     state = model.observe(model.initial_state(5), batch.action[:, 0], obs_at(batch.obs, 0), batch.is_first[:, 0])
     action = batch.action[:, 1]
     first = model.imagine(state, action, generator=torch.Generator().manual_seed(1))
@@ -160,7 +124,7 @@ def test_imagine_is_batched_and_deterministic(model_id, obs_kind, action_kind):
 def test_loss_masks_pairs_across_episode_boundaries(model_id):
     torch.manual_seed(0)
     model = make(model_id).eval()
-    batch = random_batch(model, B=3, T=6)
+    batch = batch_for(model, B=3, T=6)
     batch.terminated[:] = False
     batch.is_first[:, 3] = True  # obs[3] starts a new episode: the pair (2 -> 3) must not count
     loss, metrics = model.loss(batch)
@@ -205,11 +169,11 @@ def test_running_norm_matches_the_statistics_of_all_samples():
 def test_state_dict_round_trip_keeps_the_normalisers(model_id):
     torch.manual_seed(0)
     model = make(model_id, "dict", "box")
-    model.loss(random_batch(model))
+    model.loss(batch_for(model))
     clone = make(model_id, "dict", "box")
     clone.load_state_dict(model.state_dict())
     assert any(k.endswith("in_norm.mean") for k in model.state_dict())
-    batch = random_batch(model, seed=3)
+    batch = batch_for(model, seed=3)
     state = observe_first(model, obs_at(batch.obs, 0))
     a, b = model.imagine(state, batch.action[:, 1]), clone.imagine(state, batch.action[:, 1])
     assert torch.equal(a.state["obs"], b.state["obs"]) and torch.equal(a.reward, b.reward)
@@ -226,12 +190,7 @@ def test_ensemble_disagrees_more_far_from_its_training_data():
     is_first = torch.zeros(B, T, dtype=torch.bool)
     is_first[:, 0] = True
     batch = Batch(obs, action, obs.sum(-1), torch.zeros(B, T, dtype=torch.bool), is_first)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(100):
-        loss, _ = model.loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    adam_steps(model, batch, 100)
     with torch.no_grad():
         near = model.uncertainty({"obs": obs[:, 0]}, action[:, 1]).mean()
         far = model.uncertainty({"obs": -1 - obs[:, 0]}, action[:, 1]).mean()  # in [-1.5, -1]^5
@@ -258,7 +217,7 @@ def test_ensemble_bootstrap_is_seeded_and_differs_between_members():
 @pytest.mark.parametrize("model_id", MODEL_IDS)
 def test_huber_losses_train(model_id):
     model = make(model_id, state_loss="huber", reward_loss="huber", huber_delta=0.5)
-    loss, _ = model.loss(random_batch(model))
+    loss, _ = model.loss(batch_for(model))
     loss.backward()
     assert torch.isfinite(loss)
 
@@ -307,12 +266,7 @@ def test_mlp_learns_cartpole_dynamics():
         torch.from_numpy(is_first),
     )
     model = model_zoo.make("mlp", env.observation_space, env.action_space, hidden=64, layers=2)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss, metrics = model.loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    _, metrics = adam_steps(model, batch, 150)[-1]
     assert metrics["state_mse"] < 0.1 * metrics["copy_mse"]
 
 
@@ -345,23 +299,13 @@ def _coin_flip_batch(B=64, T=8, p_move=0.7, seed=0):
     return Batch(obs, action, reward, torch.zeros(B, T, dtype=torch.bool), is_first)
 
 
-def _fit(model, batch, steps, lr=3e-3):
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    for _ in range(steps):
-        loss, metrics = model.loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return metrics
-
-
 @pytest.mark.parametrize("model_id", MODEL_IDS)
 def test_outcomes_draw_whole_next_steps_with_the_odds_of_the_data(model_id):
     torch.manual_seed(0)
     space = spaces.Box(-20, 20, (2,), np.float32)
     extra = {"members": 2} if model_id == "mlp_ensemble" else {}
     model = model_zoo.make(model_id, space, spaces.Discrete(2), hidden=32, layers=2, outcomes=2, **extra)
-    metrics = _fit(model, _coin_flip_batch(), 400)
+    _, metrics = adam_steps(model, _coin_flip_batch(), 400)[-1]
     assert "odds_loss" in metrics
     n = 2000
     start = {"obs": torch.zeros(n, 2)}
@@ -382,7 +326,7 @@ def test_outcomes_draw_whole_next_steps_with_the_odds_of_the_data(model_id):
 def test_a_single_outcome_predicts_the_blurred_mean_instead():
     torch.manual_seed(0)
     model = model_zoo.make("mlp", spaces.Box(-20, 20, (2,), np.float32), spaces.Discrete(2), hidden=32, layers=2)
-    _fit(model, _coin_flip_batch(), 400)
+    adam_steps(model, _coin_flip_batch(), 400)
     with torch.no_grad():
         out = model.imagine({"obs": torch.zeros(8, 2)}, torch.ones(8, dtype=torch.long))
     torch.testing.assert_close(out.state["obs"][:, 0], torch.full((8,), 0.7), atol=0.1, rtol=0)
@@ -406,7 +350,7 @@ def test_input_noise_teaches_the_model_to_pull_drifted_states_back():
         is_first[:, 0] = True
         batch = Batch(obs, torch.randint(0, 2, (B, T), generator=g), torch.zeros(B, T),
                       torch.zeros(B, T, dtype=torch.bool), is_first)
-        _fit(model, batch, 1000)
+        adam_steps(model, batch, 1000)
         return model
 
     drifted = {"obs": torch.tensor([[0.3, 0.0], [0.7, 0.0]])}  # the flip takes them to 1 and 0
@@ -439,7 +383,7 @@ def test_snap_levels_keep_a_dream_on_the_values_the_data_showed(tmp_path):
     space = spaces.Box(-1, 2, (2,), np.float32)
     torch.manual_seed(0)
     model = model_zoo.make("mlp", space, spaces.Discrete(3), hidden=32, layers=2, snap_levels=16)
-    _fit(model, batch, 100)
+    adam_steps(model, batch, 100)
     assert model.level_count.tolist() == [10, 17]  # the signal has too many values: marked, not snapped
     torch.testing.assert_close(model.levels[0, :10], torch.arange(10) / 9)
     state = {"obs": torch.tensor([[0.0, 0.5], [1.0, 0.5]])}
@@ -458,7 +402,7 @@ def test_rollout_steps_score_the_models_own_states_against_the_real_ones(monkeyp
     """Stage k of a rollout_steps=3 loss starts each pair where stage k - 1's prediction landed, aims at the
     real state k steps further on, and counts a pair only if every step it stands on is inside one episode."""
     model = make("mlp", "vector", "discrete", rollout_steps=3, outcomes=2, snap_levels=8)
-    batch = random_batch(model, B=3, T=6)
+    batch = batch_for(model, B=3, T=6)
     batch.is_first[1, 3] = True  # window 1 holds two episodes
     batch.terminated[2, 2] = True  # window 2's episode ends at t = 2
     calls = []

@@ -24,6 +24,7 @@ from model_zoo.models.rssm import (
     twohot,
     unimix_logits,
 )
+from tests.model_zoo.fixtures import random_batch
 
 TINY = dict(stoch=4, classes=5, hidden=16, units=16, depth=4, vector_hidden=16, reward_bins=21)
 DICT = spaces.Dict({"image": spaces.Box(0, 255, (64, 64, 3), np.uint8),
@@ -149,29 +150,11 @@ def test_the_reward_head_learns_a_reward_far_outside_unit_scale(reward_loss):
 # --- the model --------------------------------------------------------------------------
 
 
-def batch_of(space, action_space, b=2, t=5, seed=0) -> Batch:
-    rng = np.random.default_rng(seed)
-
-    def obs(s):
-        if isinstance(s, spaces.Dict):
-            return {k: obs(v) for k, v in s.spaces.items()}
-        if s.dtype == np.uint8:
-            return torch.as_tensor(rng.integers(0, 256, (b, t) + s.shape, dtype=np.uint8))
-        return torch.as_tensor(rng.uniform(-1, 1, (b, t) + s.shape).astype(np.float32))
-
-    first = torch.zeros(b, t, dtype=torch.bool)
-    first[:, 0] = True
-    action = torch.as_tensor(rng.integers(0, action_space.n, (b, t))) if isinstance(action_space, spaces.Discrete) \
-        else torch.as_tensor(rng.uniform(-1, 1, (b, t) + action_space.shape).astype(np.float32))
-    return Batch(obs=obs(space), action=action, reward=torch.as_tensor(rng.normal(size=(b, t)).astype(np.float32)),
-                 terminated=torch.zeros(b, t, dtype=torch.bool), is_first=first)
-
-
 @pytest.mark.parametrize("obs_space", [VECTOR, DICT], ids=["vector", "dict"])
 def test_save_and_load_give_the_same_model(obs_space, tmp_path):
     action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
     model = make(obs_space, action_space)
-    batch = batch_of(obs_space, action_space)
+    batch = random_batch(obs_space, action_space, B=2, T=5)
     loaded = model_zoo.load(model.save(tmp_path / "m"))
     assert isinstance(loaded, RSSM) and loaded.config == model.config
     assert "bins" not in dict(loaded.state_dict())  # derived from the config, not stored
@@ -221,7 +204,7 @@ def test_imagine_samples_the_prior_with_the_generator():
 
 def test_training_on_a_fixed_batch_lowers_the_reconstruction_and_the_reward_loss():
     model = make()
-    batch = batch_of(VECTOR, spaces.Discrete(3), b=4, t=8)
+    batch = random_batch(VECTOR, spaces.Discrete(3), B=4, T=8)
     history = model_zoo.fit(model, batch, steps=60, lr=3e-3, log_every=20, progress=False)
     assert history[-1]["recon"] < 0.7 * history[0]["recon"]
     assert history[-1]["reward_loss"] < history[0]["reward_loss"]
@@ -407,7 +390,7 @@ def test_with_the_flag_off_nothing_is_held():
 def test_input_normalization_statistics_are_learnt_in_training_and_survive_save_and_load(tmp_path):
     model = make()
     assert model.config.normalize_inputs
-    batch = batch_of(VECTOR, DISCRETE, b=4, t=8)
+    batch = random_batch(VECTOR, DISCRETE, B=4, T=8)
     batch.obs = batch.obs * torch.tensor([0.1, 1.0, 0.5]) + torch.tensor([0.5, 0.0, -0.2])  # other means and spreads
     vectors = batch.obs.reshape(-1, 3)
     model_zoo.fit(model, batch, steps=3, lr=1e-3, progress=False)
@@ -440,7 +423,7 @@ def test_without_input_normalization_the_encoder_reads_symlog_and_keeps_no_stati
 
 def test_loss_and_observe_read_the_vector_through_the_statistics(monkeypatch):
     model = make()
-    batch = batch_of(VECTOR, DISCRETE, b=2, t=4)
+    batch = random_batch(VECTOR, DISCRETE, B=2, T=4)
     seen = []
     original = model._vector_in
     monkeypatch.setattr(model, "_vector_in", lambda obs: seen.append(obs.shape) or original(obs))
@@ -471,7 +454,7 @@ def drifting_batch(t: int = 8) -> Batch:
 def test_delta_vector_shapes_features_and_save_load(obs_space, tmp_path):
     action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
     model = make(obs_space, action_space, delta_vector=True)
-    batch = batch_of(obs_space, action_space)
+    batch = random_batch(obs_space, action_space, B=2, T=5)
     model.loss(batch)
     model.eval()
     vector_dim = model.spec.vector_dim

@@ -12,15 +12,14 @@ from gymnasium import spaces
 import model_zoo
 from model_zoo.base import Batch, Imagined
 from model_zoo.models.vae_mdnrnn import VAEMDNRNN, Config
+from tests.model_zoo.fixtures import IMAGE, VECTOR, random_actions, random_batch, random_obs
 
 TINY = dict(z_dim=8, hidden=32, mixtures=3, depth=4, vector_hidden=16)
 
-IMAGE64 = spaces.Box(0, 255, (64, 64, 3), np.uint8)
 IMAGE96 = spaces.Box(0, 255, (96, 96, 3), np.uint8)  # like CarRacing-v3; resized to 64x64 inside
-VECTOR = spaces.Box(-1.0, 1.0, (5,), np.float32)
 OBS_SPACES = {
-    "dict": spaces.Dict({"image": IMAGE64, "state": VECTOR, "mode": spaces.Discrete(3)}),
-    "image64": IMAGE64,
+    "dict": spaces.Dict({"image": IMAGE, "state": VECTOR, "mode": spaces.Discrete(3)}),
+    "image64": IMAGE,
     "image96": IMAGE96,
     "vector": VECTOR,
 }
@@ -32,15 +31,7 @@ CASES = [
     ("dict", "discrete"), ("dict", "box"), ("image64", "discrete"),
     ("image96", "box"), ("vector", "discrete"), ("vector", "box"),
 ]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread, and a busy machine does not stall OpenMP barriers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(obs: str = "dict", act: str = "discrete", seed: int = 0, **overrides) -> VAEMDNRNN:
@@ -50,39 +41,8 @@ def make(obs: str = "dict", act: str = "discrete", seed: int = 0, **overrides) -
     return model
 
 
-def sample_obs(space: spaces.Space, shape: tuple[int, ...], seed: int = 0):
-    """A random observation batch of leading ``shape`` in the env's format, as tensors."""
-    rng = np.random.default_rng(seed)
-    if isinstance(space, spaces.Dict):
-        return {k: sample_obs(s, shape, seed + i) for i, (k, s) in enumerate(space.spaces.items())}
-    if isinstance(space, spaces.Discrete):
-        return torch.as_tensor(rng.integers(0, space.n, shape))
-    if space.dtype == np.uint8:
-        return torch.as_tensor(rng.integers(0, 256, shape + space.shape, dtype=np.uint8))
-    return torch.as_tensor(rng.uniform(space.low, space.high, shape + space.shape).astype(np.float32))
-
-
-def sample_action(space: spaces.Space, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
-    rng = np.random.default_rng(seed)
-    if isinstance(space, spaces.Discrete):
-        return torch.as_tensor(rng.integers(0, space.n, shape))
-    return torch.as_tensor(rng.uniform(space.low, space.high, shape + space.shape).astype(np.float32))
-
-
 def make_batch(obs: str, act: str, B: int = 3, T: int = 5, seed: int = 0) -> Batch:
-    rng = np.random.default_rng(seed)
-    is_first = torch.zeros(B, T, dtype=torch.bool)
-    is_first[:, 0] = True
-    is_first[0, 2] = True  # an episode boundary inside the window
-    terminated = torch.zeros(B, T, dtype=torch.bool)
-    terminated[0, 1] = True
-    return Batch(
-        obs=sample_obs(OBS_SPACES[obs], (B, T), seed),
-        action=sample_action(ACTION_SPACES[act], (B, T), seed + 1),
-        reward=torch.as_tensor(rng.normal(size=(B, T)).astype(np.float32)),
-        terminated=terminated,
-        is_first=is_first,
-    )
+    return random_batch(OBS_SPACES[obs], ACTION_SPACES[act], B, T, seed, boundary=2)
 
 
 def contains(space: spaces.Space, obs, i: int) -> bool:
@@ -99,10 +59,10 @@ def test_interface_shapes_and_dtypes(obs, act):
     B, Z, H = 3, TINY["z_dim"], TINY["hidden"]
     state = model.initial_state(B)
     assert {k: tuple(v.shape) for k, v in state.items()} == {"h": (B, H), "c": (B, H), "z": (B, Z)}
-    state = model.observe(state, sample_action(model.action_space, (B,)), sample_obs(model.observation_space, (B,)),
+    state = model.observe(state, random_actions(model.action_space, (B,)), random_obs(model.observation_space, (B,)),
                           torch.ones(B, dtype=torch.bool))
     assert state["z"].shape == (B, Z) and state["h"].dtype == torch.float32
-    out = model.imagine(state, sample_action(model.action_space, (B,), 1), generator=torch.Generator().manual_seed(0))
+    out = model.imagine(state, random_actions(model.action_space, (B,), 1), generator=torch.Generator().manual_seed(0))
     assert isinstance(out, Imagined)
     assert out.state["z"].shape == (B, Z) and out.state["h"].shape == (B, H) and out.state["c"].shape == (B, H)
     assert out.reward.shape == (B,) and out.reward.dtype == torch.float32
@@ -175,7 +135,7 @@ def test_m_is_trained_on_detached_latents():
 def test_imagine_is_deterministic_under_a_seeded_generator():
     model = make()
     state = model.observe(model.initial_state(4), torch.zeros(4, dtype=torch.long),
-                          sample_obs(model.observation_space, (4,)), torch.ones(4, dtype=torch.bool))
+                          random_obs(model.observation_space, (4,)), torch.ones(4, dtype=torch.bool))
     action = torch.tensor([0, 1, 2, 3])
 
     def rollout(seed):
@@ -208,7 +168,7 @@ def test_imagine_is_batched_row_by_row():
 def test_imagine_matches_the_lstm_cell_used_in_training():
     model = make("vector", "box")
     state = {k: torch.randn_like(v) for k, v in model.initial_state(3).items()}
-    action = sample_action(model.action_space, (3,))
+    action = random_actions(model.action_space, (3,))
     out = model.imagine(state, action, generator=torch.Generator().manual_seed(0))
     x = torch.cat([state["z"], model.spec.encode_action(action)], dim=-1)
     h, c = model.mdnrnn.cell(x, (state["h"], state["c"]))
@@ -233,7 +193,7 @@ def test_imagine_rejects_interventions():
 def test_observe_resets_the_state_at_episode_starts():
     model = make()
     B = 2
-    obs = sample_obs(model.observation_space, (B,), seed=5)
+    obs = random_obs(model.observation_space, (B,), 5)
     first = torch.ones(B, dtype=torch.bool)
     fresh = model.observe(model.initial_state(B), torch.zeros(B, dtype=torch.long), obs, first)
     history = {k: torch.randn_like(v) for k, v in model.initial_state(B).items()}

@@ -13,11 +13,12 @@ from gymnasium import spaces
 
 import model_zoo
 from model_zoo.base import Batch
-from model_zoo.models.vqvae_transformer import COPY_OFFSETS, VQVAETransformer, _neighbour_slots
-from model_zoo.nets.tokens import Transformer, VectorQuantizer, sample_logits
+from model_zoo.models.vqvae_transformer import VQVAETransformer
+from model_zoo.nets.tokens import COPY_OFFSETS, Transformer, VectorQuantizer, sample_logits
+from model_zoo.nets.tokens import neighbour_slots as _neighbour_slots
+from tests.model_zoo.fixtures import IMAGE, adam_steps, random_batch, random_obs
 
 TINY = dict(codes=16, code_dim=8, depth=4, hidden=32, layers=2, heads=2, history=2)
-IMAGE = spaces.Box(0, 255, (64, 64, 3), np.uint8)
 OBS_SPACES = {
     "dict": spaces.Dict({"image": IMAGE, "state": spaces.Box(-1.0, 1.0, (3,), np.float32),
                          "causal": spaces.Box(0.0, 1.0, (2,), np.float32)}),
@@ -25,14 +26,7 @@ OBS_SPACES = {
     "vector": spaces.Box(-1.0, 1.0, (4,), np.float32),
 }
 ACTIONS = spaces.Discrete(3)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(obs: str = "dict", seed: int = 0, **overrides) -> VQVAETransformer:
@@ -40,15 +34,6 @@ def make(obs: str = "dict", seed: int = 0, **overrides) -> VQVAETransformer:
     model = model_zoo.make("vqvae_transformer", OBS_SPACES[obs], ACTIONS, **{**TINY, **overrides})
     assert isinstance(model, VQVAETransformer)
     return model.eval()
-
-
-def sample_obs(space: spaces.Space, lead: tuple[int, ...], seed: int = 0):
-    rng = np.random.default_rng(seed)
-    if isinstance(space, spaces.Dict):
-        return {k: sample_obs(s, lead, seed + i) for i, (k, s) in enumerate(space.spaces.items())}
-    if space.dtype == np.uint8:
-        return torch.as_tensor(rng.integers(0, 256, lead + space.shape, dtype=np.uint8))
-    return torch.as_tensor(rng.uniform(space.low, space.high, lead + space.shape).astype(np.float32))
 
 
 def with_copy_gates(model: VQVAETransformer, seed: int = 0) -> VQVAETransformer:
@@ -66,19 +51,15 @@ def filtered(model: VQVAETransformer, frames: int = 2, B: int = 2, seed: int = 0
     state = model.initial_state(B)
     with torch.no_grad():
         for t in range(frames):
-            obs = sample_obs(model.observation_space, (B,), seed + 10 * t)
+            obs = random_obs(model.observation_space, (B,), seed + 10 * t)
             state = model.observe(state, torch.full((B,), t % 3), obs, torch.full((B,), t == 0))
     return state
 
 
 def make_batch(obs: str, B: int = 3, T: int = 5, seed: int = 0) -> Batch:
-    rng = np.random.default_rng(seed)
-    is_first = torch.zeros(B, T, dtype=torch.bool)
-    is_first[:, 0] = True
-    is_first[0, 2] = True
-    return Batch(obs=sample_obs(OBS_SPACES[obs], (B, T), seed), action=torch.as_tensor(rng.integers(0, 3, (B, T))),
-                 reward=torch.as_tensor(rng.normal(size=(B, T)).astype(np.float32)),
-                 terminated=torch.zeros(B, T, dtype=torch.bool), is_first=is_first)
+    batch = random_batch(OBS_SPACES[obs], ACTIONS, B, T, seed)
+    batch.is_first[0, 2] = True  # a new episode inside row 0's window
+    return batch
 
 
 # --- the KV cache and the causal mask ------------------------------------------------------------
@@ -280,12 +261,7 @@ def test_tokenizer_round_trip_learns_a_few_frames():
     first = torch.tensor([[True, False, False, False]])
     batch = Batch(obs=obs, action=torch.zeros(1, 4, dtype=torch.int64), reward=torch.zeros(1, 4),
                   terminated=torch.zeros(1, 4, dtype=torch.bool), is_first=first)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    for _ in range(100):
-        loss, metrics = model.loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    _, metrics = adam_steps(model, batch, 100)[-1]
     assert metrics["codes_used_image"] > 1 / 32  # more than one code in use
     model.eval()
     with torch.no_grad():
@@ -307,14 +283,7 @@ def test_tokenizer_round_trip_learns_a_few_frames():
 def test_both_decoding_modes_at_any_history_train_and_imagine(decoding, history):
     model = make("dict", decoding=decoding, history=history).train()
     batch = make_batch("dict")
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(6):
-        loss, metrics = model.loss(batch)
-        losses.append(metrics["token_ce"] + metrics["vector_mse"])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    losses = [metrics["token_ce"] + metrics["vector_mse"] for _, metrics in adam_steps(model, batch, 6)]
     assert losses[-1] < losses[0]
     model.eval()
     state = filtered(model, frames=3)
@@ -346,7 +315,7 @@ def test_episode_start_forgets_the_history():
     model = make("dict", history=3)
     state = filtered(model, frames=3)
     assert state["present"].all()
-    obs = sample_obs(model.observation_space, (2,), 99)
+    obs = random_obs(model.observation_space, (2,), 99)
     with torch.no_grad():
         state = model.observe(state, torch.tensor([1, 1]), obs, torch.tensor([True, False]))
     assert state["present"].tolist() == [[False, False, True], [True, True, True]]
