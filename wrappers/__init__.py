@@ -8,7 +8,7 @@ next to the dream.
 
 >>> import gymnasium as gym
 >>> import model_zoo, wrappers
->>> real = gym.make("CampusNav-v0", obs_mode="state")
+>>> real = gym.make("CartPole-v1")
 >>> model = model_zoo.make("mlp", real.observation_space, real.action_space, hidden=16)
 >>> env = wrappers.DreamEnv(model, real)
 >>> obs, info = env.reset(seed=0)
@@ -20,7 +20,7 @@ from wrappers.dream import DreamEnv, DreamVectorEnv
 from wrappers.intervene import Intervene, IntervenedVectorEnv
 from wrappers.latent import LatentObservation
 from wrappers.recorder import plot_error_vs_horizon, record_side_by_side
-from wrappers.sb3 import GymnasiumVecEnv, to_sb3
+from wrappers.sb3 import GymnasiumVecEnv, supports_reset_mask, to_sb3
 
 __all__ = [
     "DreamEnv",
@@ -31,5 +31,6 @@ __all__ = [
     "LatentObservation",
     "plot_error_vs_horizon",
     "record_side_by_side",
+    "supports_reset_mask",
     "to_sb3",
 ]

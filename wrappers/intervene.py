@@ -18,16 +18,13 @@ means from the reset on: those assignments go into ``reset(options={"do": ...})`
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+import pkgutil
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
-
-from campus_env import causal
-from campus_env.env import CampusNavEnv
-from campus_env.vector import CampusNavVectorEnv
 
 __all__ = ["Intervene", "IntervenedVectorEnv", "Schedule", "parse_schedule"]
 
@@ -42,11 +39,13 @@ def parse_schedule(schedule: Schedule, env: Any = None) -> dict[int, list[Action
     Accepted forms: a list of ``(step, {"gameday": True})``, ``(step, "do", {...})``,
     ``(step, "undo")`` (everything) or ``(step, "undo", names)`` (a name or a list of
     names) entries, applied in list order within a step; or a dict
-    ``{step: {...} | "undo" | ("undo", names) | [several of these]}``. For
-    CampusNav envs the names and values are checked against its causal model.
+    ``{step: {...} | "undo" | ("undo", names) | [several of these]}``. Given
+    an env, the names are checked against its ``unwrapped.causal_graph`` and the
+    assignments with the ``"module:function"`` its ``metadata["validate_do"]``
+    names (CampusNav-v0 declares both), so a bad schedule fails here, not mid-episode.
     Raises ``ValueError`` or ``TypeError`` naming the faulty entry.
     """
-    campus = isinstance(getattr(env, "unwrapped", env), (CampusNavEnv, CampusNavVectorEnv))
+    checks = _InterventionChecks(env)
     if isinstance(schedule, Mapping):
         entries = []
         for step, value in schedule.items():
@@ -61,12 +60,42 @@ def parse_schedule(schedule: Schedule, env: Any = None) -> dict[int, list[Action
         )
     out: dict[int, list[Action]] = {}
     for entry in entries:
-        step, action = _parse_entry(entry, campus)
+        step, action = _parse_entry(entry, checks)
         out.setdefault(step, []).append(action)
     return dict(sorted(out.items()))
 
 
-def _parse_entry(entry: Any, campus: bool) -> tuple[int, Action]:
+class _InterventionChecks:
+    """What an env says about valid interventions: its variable names and a validator of assignments."""
+
+    def __init__(self, env: Any):
+        base = getattr(env, "unwrapped", env)
+        graph = getattr(base, "causal_graph", None)
+        self.names: tuple[str, ...] | None = tuple(graph) if isinstance(graph, Mapping) else None
+        validator = (getattr(env, "metadata", None) or {}).get("validate_do")
+        self.validate: Callable[[Mapping[str, Any]], Any] | None = (
+            pkgutil.resolve_name(validator) if isinstance(validator, str) else validator
+        )
+
+    def unknown_name(self, names: Sequence[str]) -> str | None:
+        """A message for the first name the env does not know, or None."""
+        for name in names:
+            if self.names is not None and name not in self.names:
+                return f"unknown causal variable {name!r}; valid names: {', '.join(self.names)}"
+        return None
+
+    def check_assignments(self, entry: Any, assignments: Mapping[str, Any]) -> None:
+        try:
+            if self.validate is not None:
+                self.validate(assignments)
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"schedule entry {entry!r}: {err}") from None
+        message = self.unknown_name(list(assignments))
+        if message:
+            raise ValueError(f"schedule entry {entry!r}: {message}")
+
+
+def _parse_entry(entry: Any, checks: _InterventionChecks) -> tuple[int, Action]:
     if not isinstance(entry, tuple) or not 2 <= len(entry) <= 3:
         raise ValueError(
             f"schedule entry {entry!r} must be (step, {{name: value}}), (step, 'do', {{...}}), "
@@ -81,11 +110,7 @@ def _parse_entry(entry: Any, campus: bool) -> tuple[int, Action]:
     if kind == "do":
         if not isinstance(arg, Mapping) or not arg or not all(isinstance(k, str) for k in arg):
             raise ValueError(f"schedule entry {entry!r}: 'do' takes a non-empty dict {{name: value}}")
-        if campus:
-            try:
-                causal.validate_do(arg)
-            except (ValueError, TypeError) as err:
-                raise ValueError(f"schedule entry {entry!r}: {err}") from None
+        checks.check_assignments(entry, arg)
         return int(step), ("do", dict(arg))
     if kind == "undo":
         if step == 0:
@@ -93,17 +118,14 @@ def _parse_entry(entry: Any, campus: bool) -> tuple[int, Action]:
         names = () if arg is None else (arg,) if isinstance(arg, str) else tuple(arg)
         if not all(isinstance(n, str) for n in names):
             raise ValueError(f"schedule entry {entry!r}: 'undo' takes a variable name or a list of names")
-        unknown = [n for n in names if campus and n not in causal.VARIABLES]
-        if unknown:
-            raise ValueError(
-                f"schedule entry {entry!r}: unknown causal variable {unknown[0]!r}; "
-                f"valid names: {', '.join(causal.VARIABLES)}"
-            )
+        message = checks.unknown_name(names)
+        if message:
+            raise ValueError(f"schedule entry {entry!r}: {message}")
         return int(step), ("undo", names)
     raise ValueError(f"schedule entry {entry!r}: the action must be a dict, 'do' or 'undo', got {kind!r}")
 
 
-def _reset_options(options: dict[str, Any] | None, at_reset: list[Action]) -> dict[str, Any] | None:
+def _with_step0_interventions(options: dict[str, Any] | None, at_reset: list[Action]) -> dict[str, Any] | None:
     """The reset options with the schedule's step-0 assignments added to their ``"do"``."""
     if not at_reset:
         return options
@@ -159,7 +181,7 @@ class Intervene(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.episode_step = 0
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        obs, info = self.env.reset(seed=seed, options=_reset_options(options, self._at_reset))
+        obs, info = self.env.reset(seed=seed, options=_with_step0_interventions(options, self._at_reset))
         self.episode_step = 0
         return obs, info
 
@@ -195,7 +217,7 @@ class IntervenedVectorEnv(VectorWrapper):
     def reset(self, *, seed: int | Sequence[int] | None = None, options: dict[str, Any] | None = None):
         mask = None if options is None else options.get("reset_mask")
         mask = slice(None) if mask is None else np.asarray(mask, dtype=bool).copy()
-        obs, info = self.env.reset(seed=seed, options=_reset_options(options, self._at_reset))
+        obs, info = self.env.reset(seed=seed, options=_with_step0_interventions(options, self._at_reset))
         self.episode_steps[mask] = 0
         self._pending_reset[mask] = False
         return obs, info

@@ -6,8 +6,8 @@ filter along the real episode (``observe`` on every real observation, with the
 action that led to it) and hands the policy the same feature vector.
 
 >>> import gymnasium as gym
->>> import campus_env, model_zoo
->>> env = gym.make("CampusNav-v0", obs_mode="state")
+>>> import model_zoo
+>>> env = gym.make("CartPole-v1")
 >>> model = model_zoo.make("mlp", env.observation_space, env.action_space, hidden=32)
 >>> latent = LatentObservation(env, model)
 >>> obs, info = latent.reset(seed=0)

@@ -16,17 +16,18 @@ says which file was written.
 
 >>> import tempfile, pathlib
 >>> import gymnasium as gym
->>> import campus_env, model_zoo
->>> env = gym.make("CampusNav-v0")
+>>> import model_zoo
+>>> env = gym.make("CartPole-v1")
 >>> model = model_zoo.make("mlp", env.observation_space, env.action_space, hidden=32)
 >>> out = pathlib.Path(tempfile.mkdtemp()) / "dream.gif"
->>> result = record_side_by_side(env, model, [3, 3, 1, 1], out, seed=0, steps=4)
+>>> result = record_side_by_side(env, model, [0, 1, 0, 1], out, seed=0, steps=4)
 >>> len(result["errors"]), result["frames"], result["path"] == str(out)
 (4, 5, True)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import math
 import warnings
@@ -40,6 +41,7 @@ import torch
 from gymnasium import spaces
 
 from model_zoo.base import WorldModel
+from wrappers.dream.guard import first_step_actions
 
 __all__ = ["plot_error_vs_horizon", "record_side_by_side", "video_backend"]
 
@@ -91,6 +93,25 @@ def record_side_by_side(
         ``frames`` (``steps + 1``, the reset included), ``frame_shape``,
         ``rewards`` (``{"real": [...], "dream": [...]}``), ``dream_terminated``.
     """
+    policy = _check_recording(real_env, model, actions, steps, fps)
+    model.check_do(do)
+    rollout = _play_side_by_side(real_env, model, actions, policy, seed=seed, steps=steps, do=do)
+    frames = _frames(rollout.pairs)
+    written = _write_video(frames, Path(path), fps)
+    return {
+        "path": str(written),
+        "errors": rollout.errors,
+        "part_errors": rollout.part_errors,
+        "steps": len(rollout.errors),
+        "frames": len(frames),
+        "frame_shape": tuple(frames[0].shape),
+        "rewards": rollout.rewards,
+        "dream_terminated": rollout.dream_terminated,
+    }
+
+
+def _check_recording(real_env: gym.Env, model: WorldModel, actions: Any, steps: Any, fps: Any) -> Callable | None:
+    """Raises on arguments ``record_side_by_side`` cannot use; returns the policy, or None for a list of actions."""
     if real_env.observation_space != model.observation_space or real_env.action_space != model.action_space:
         raise ValueError(
             "real_env's spaces are not the model's: record_side_by_side needs the env the model was trained on"
@@ -102,23 +123,35 @@ def record_side_by_side(
     policy = actions if callable(actions) else None
     if policy is None and len(actions) < steps:
         raise ValueError(f"{steps} steps need at least {steps} actions, got {len(actions)}")
-    model.check_do(do)
-    spec = model.spec
-    device = model.device
+    return policy
+
+
+@dataclasses.dataclass
+class _SideBySide:
+    """What one side-by-side rollout gathers, step by step."""
+
+    pairs: list[tuple[np.ndarray, np.ndarray]]  # (real picture, dream picture), the reset first
+    part_errors: dict[str, list[float]]
+    errors: list[float] = dataclasses.field(default_factory=list)
+    rewards: dict[str, list[float]] = dataclasses.field(default_factory=lambda: {"real": [], "dream": []})
+    dream_terminated: list[bool] = dataclasses.field(default_factory=list)
+
+
+def _play_side_by_side(
+    real_env: gym.Env, model: WorldModel, actions: Any, policy: Callable | None, *, seed: int, steps: int,
+    do: Mapping[str, Any] | None,
+) -> _SideBySide:
+    """Resets reality, filters its first observation into the dream, then plays the actions in both."""
+    spec, device = model.spec, model.device
     generator = torch.Generator(device=device).manual_seed(seed)
     view = _View(spec)
-
     obs, _ = real_env.reset(seed=seed, options={"do": dict(do)} if do else None)
     with torch.no_grad():
+        first_action = torch.as_tensor(first_step_actions(spec.action_space, 1), device=device)
         first = torch.ones(1, dtype=torch.bool, device=device)
-        state = model.observe(model.initial_state(1), _zero_action(spec.action_space, device),
-                              spec.to_torch(_batch(obs), device), first)
-        dream = _unbatch(model.decode(state))
-    pairs = [(view.image(obs), view.image(dream))]
-    errors: list[float] = []
-    part_errors: dict[str, list[float]] = {key or "obs": [] for key in spec.parts(obs)}
-    rewards: dict[str, list[float]] = {"real": [], "dream": []}
-    dream_terminated: list[bool] = []
+        state = model.observe(model.initial_state(1), first_action, spec.to_torch(_add_batch_axis(obs), device), first)
+        dream = _first_row_numpy(model.decode(state))
+    rollout = _SideBySide([(view.image(obs), view.image(dream))], {key or "obs": [] for key in spec.parts(obs)})
     for t in range(steps):
         action = policy(obs) if policy is not None else actions[t]
         obs, reward, terminated, truncated, _ = real_env.step(action)
@@ -126,30 +159,18 @@ def record_side_by_side(
             imagined = model.imagine(state, torch.as_tensor(np.asarray(action)[None], device=device),
                                      do=do, generator=generator)
             state = imagined.state
-            dream = _unbatch(model.decode(state))
+            dream = _first_row_numpy(model.decode(state))
         total, parts = _mse(spec, obs, dream)
-        errors.append(total)
+        rollout.errors.append(total)
         for key, value in parts.items():
-            part_errors[key].append(value)
-        rewards["real"].append(float(reward))
-        rewards["dream"].append(float(imagined.reward[0]))
-        dream_terminated.append(bool(imagined.terminated[0]))
-        pairs.append((view.image(obs), view.image(dream)))
+            rollout.part_errors[key].append(value)
+        rollout.rewards["real"].append(float(reward))
+        rollout.rewards["dream"].append(float(imagined.reward[0]))
+        rollout.dream_terminated.append(bool(imagined.terminated[0]))
+        rollout.pairs.append((view.image(obs), view.image(dream)))
         if terminated or truncated:
             break
-
-    frames = _frames(pairs)
-    written = _write_video(frames, Path(path), fps)
-    return {
-        "path": str(written),
-        "errors": errors,
-        "part_errors": part_errors,
-        "steps": len(errors),
-        "frames": len(frames),
-        "frame_shape": tuple(frames[0].shape),
-        "rewards": rewards,
-        "dream_terminated": dream_terminated,
-    }
+    return rollout
 
 
 def plot_error_vs_horizon(
@@ -321,19 +342,13 @@ def _mean_std(values: Any) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def _batch(obs: Any) -> Any:
+def _add_batch_axis(obs: Any) -> Any:
     if isinstance(obs, Mapping):
         return {k: np.asarray(v)[None] for k, v in obs.items()}
     return np.asarray(obs)[None]
 
 
-def _unbatch(obs: Any) -> Any:
+def _first_row_numpy(obs: Any) -> Any:
     if isinstance(obs, Mapping):
         return {k: v[0].detach().cpu().numpy() for k, v in obs.items()}
     return obs[0].detach().cpu().numpy()
-
-
-def _zero_action(space: gym.Space, device: torch.device) -> torch.Tensor:
-    if isinstance(space, spaces.Discrete):
-        return torch.full((1,), int(space.start), dtype=torch.int64, device=device)
-    return torch.zeros((1, *space.shape), dtype=torch.float32, device=device)

@@ -1,39 +1,17 @@
 """Stable-Baselines3 on any Gymnasium ``VectorEnv``: ``to_sb3(vector_env)``.
 
-SB3 and Gymnasium disagree on what a vector env returns when an episode ends.
-SB3 (``VecEnv``) resets a finished env *in the same step*: the observation it
-returns for that env is the first one of the next episode, and the last one of
-the finished episode travels in ``infos[i]["terminal_observation"]``. Gymnasium
-1.x vector envs say how they autoreset in ``metadata["autoreset_mode"]``:
-
-- ``SAME_STEP``: as SB3, with the last observation and info in
-  ``info["final_obs"]`` and ``info["final_info"]``; the adapter moves them.
-- ``NEXT_STEP`` (the default, CampusNav's native vector env, ``DreamVectorEnv``):
-  the finished env resets on the *next* ``step`` call, which ignores its action.
-  Calling ``step`` again to get the reset observation would advance every other
-  env too, and keeping the finished env one step behind would put a fake
-  transition (an ignored action, reward 0) into every episode. So the adapter
-  resets the finished envs at once, and only them, with Gymnasium's partial
-  reset ``vector_env.reset(options={"reset_mask": done})``, without a seed or
-  other options: each env goes on with its own random generator (and the
-  interventions in force), as its autoreset would have, and its pending
-  autoreset is cleared. ``SyncVectorEnv``, ``AsyncVectorEnv``,
-  ``CampusNavVectorEnv`` and ``DreamVectorEnv`` take ``reset_mask``, wrapped or
-  not; another vector env declares it with
-  ``metadata["supports_reset_mask"] = True``, or the caller vouches for it with
-  ``to_sb3(env, reset_mask=True)``.
-- ``DISABLED``: the caller must reset finished envs; the adapter does, with
-  ``reset_mask`` as above.
-
-A ``NEXT_STEP`` vector env that offers no partial reset cannot give SB3's
-semantics exactly, so ``to_sb3`` refuses it with an error that says what to add.
-
-Infos come back as SB3 wants them, one dict per env: Gymnasium's batched info
-(arrays with ``"_key"`` masks, nested dicts such as CampusNav's
-``info["causal"]`` included) is split with ``unbatch_info``; an env's info holds
-only the keys its masks mark as present. ``infos[i]["TimeLimit.truncated"]`` is
-``truncated and not terminated`` for a finished env, and the info of the reset
-that started an env's current episode is kept in ``reset_infos[i]``.
+SB3's ``VecEnv`` resets a finished env in the same step and passes the last
+observation in ``infos[i]["terminal_observation"]``. Gymnasium 1.x vector envs
+declare how they autoreset in ``metadata["autoreset_mode"]``: ``SAME_STEP`` is
+SB3's way (the adapter moves ``info["final_obs"]``/``["final_info"]``). With
+``NEXT_STEP`` (the default; ``DreamVectorEnv``) or ``DISABLED``, stepping again
+would advance every other env and lagging a step would put a fake transition in
+every episode, so the adapter resets the finished envs at once, and only them,
+with Gymnasium's partial reset ``reset(options={"reset_mask": done})`` (no seed:
+each env keeps its own generator and interventions). Whether an env takes
+``reset_mask`` is read from ``metadata["supports_reset_mask"]`` or probed
+(``supports_reset_mask``); a ``NEXT_STEP`` env without it is refused with an
+error that says what to add. Infos come back one dict per env (``unbatch_info``).
 
 >>> import gymnasium as gym
 >>> import numpy as np
@@ -53,6 +31,7 @@ that started an env's current episode is kept in ``reset_infos[i]``.
 from __future__ import annotations
 
 import inspect
+import types
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -63,9 +42,9 @@ from stable_baselines3.common.env_util import is_wrapped
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from campus_env.vector import CampusNavVectorEnv
+from wrappers.batched import assign_rows, copy_batch, copy_row
 
-__all__ = ["SUPPORTS_RESET_MASK", "GymnasiumVecEnv", "to_sb3", "unbatch_info"]
+__all__ = ["SUPPORTS_RESET_MASK", "GymnasiumVecEnv", "supports_reset_mask", "to_sb3", "unbatch_info"]
 
 SUPPORTS_RESET_MASK = "supports_reset_mask"  # metadata key: the env takes reset(options={"reset_mask": mask})
 
@@ -81,8 +60,7 @@ def to_sb3(vector_env: VectorEnv, *, reset_mask: bool | None = None) -> Gymnasiu
             ``SAME_STEP`` or ``DISABLED``.
         reset_mask: whether ``vector_env.reset(options={"reset_mask": mask})``
             resets only the masked envs. ``None`` (default) decides from the env:
-            True for ``SyncVectorEnv``, ``AsyncVectorEnv`` and envs whose metadata
-            sets ``"supports_reset_mask"``.
+            ``supports_reset_mask(vector_env)``.
     """
     return GymnasiumVecEnv(vector_env, reset_mask=reset_mask)
 
@@ -131,7 +109,7 @@ class GymnasiumVecEnv(VecEnv):
         self._reset_options()
         self.reset_infos = unbatch_info(info, self.num_envs)
         self._actions = None
-        return _copy(obs)
+        return copy_batch(obs)
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions)
@@ -141,7 +119,7 @@ class GymnasiumVecEnv(VecEnv):
             raise RuntimeError("step_wait() called without step_async(actions) before it")
         actions, self._actions = self._actions, None
         obs, reward, terminated, truncated, info = self.vector_env.step(actions)
-        obs = _copy(obs)
+        obs = copy_batch(obs)
         terminated = np.asarray(terminated, dtype=bool).reshape(self.num_envs)
         truncated = np.asarray(truncated, dtype=bool).reshape(self.num_envs)
         dones = terminated | truncated
@@ -163,9 +141,9 @@ class GymnasiumVecEnv(VecEnv):
             infos = unbatch_info(info, self.num_envs)
             if len(done_ids):
                 for i in done_ids:
-                    infos[i]["terminal_observation"] = _index(obs, i)
+                    infos[i]["terminal_observation"] = copy_row(obs, i)
                 reset_obs, reset_info = self._partial_reset(dones)
-                _assign(obs, _copy(reset_obs), dones)
+                assign_rows(obs, copy_batch(reset_obs), dones)
                 reset_infos = unbatch_info(reset_info, self.num_envs)
                 for i in done_ids:
                     self.reset_infos[i] = reset_infos[i]
@@ -258,9 +236,7 @@ class GymnasiumVecEnv(VecEnv):
         """How finished envs are reset in the step they finish (not used for SAME_STEP)."""
         env = self.vector_env
         if reset_mask is None:
-            reset_mask = bool(env.metadata.get(SUPPORTS_RESET_MASK, False)) or isinstance(
-                env.unwrapped, _takes_reset_mask()
-            )
+            reset_mask = supports_reset_mask(env)
         if self.autoreset_mode in (AutoresetMode.SAME_STEP, AutoresetMode.DISABLED) or reset_mask:
             return self._reset_with_mask
         raise ValueError(
@@ -287,11 +263,39 @@ class GymnasiumVecEnv(VecEnv):
         return getattr(self._owner_of(name), name)
 
 
-def _takes_reset_mask() -> tuple[type, ...]:
-    """Vector env classes known to take ``reset(options={"reset_mask": mask})``."""
-    from wrappers.dream import DreamVectorEnv  # here: dream.py may import this module
+def supports_reset_mask(vector_env: VectorEnv) -> bool:
+    """Whether ``vector_env.reset(options={"reset_mask": mask})`` resets only the masked envs.
 
-    return (SyncVectorEnv, AsyncVectorEnv, CampusNavVectorEnv, DreamVectorEnv)
+    An env declares it with ``metadata["supports_reset_mask"]`` (wrappers pass
+    their env's metadata on). Without the key, the env's class is probed: its
+    ``reset`` (or the ``reset_async`` it hands off to) reads the ``"reset_mask"``
+    option. That is how Gymnasium's ``SyncVectorEnv`` and ``AsyncVectorEnv`` are
+    found to take it: they do, but cannot declare it, since they copy their
+    metadata from their sub-envs.
+
+    >>> import gymnasium as gym
+    >>> supports_reset_mask(gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync"))
+    True
+    """
+    declared = vector_env.metadata.get(SUPPORTS_RESET_MASK)
+    if declared is not None:
+        return bool(declared)
+    base = type(vector_env.unwrapped)
+    return any(_code_mentions(getattr(base, name, None), "reset_mask") for name in ("reset", "reset_async"))
+
+
+def _code_mentions(fn: Any, literal: str) -> bool:
+    """Whether the compiled code of ``fn`` holds the string constant ``literal`` (nested code included)."""
+    stack = [getattr(fn, "__code__", None)]
+    while stack:
+        item = stack.pop()
+        if item == literal:
+            return True
+        if isinstance(item, (tuple, frozenset)):
+            stack.extend(item)
+        elif isinstance(item, types.CodeType):
+            stack.extend(item.co_consts)
+    return False
 
 
 def unbatch_info(info: Mapping[str, Any], num_envs: int) -> list[dict[str, Any]]:
@@ -319,45 +323,18 @@ def unbatch_info(info: Mapping[str, Any], num_envs: int) -> list[dict[str, Any]]
                 out[i][key] = rows[i]
             continue
         for i in present:
-            out[i][key] = _row(value, int(i), num_envs)
+            out[i][key] = _value_of_env(value, int(i), num_envs)
     return out
 
 
-def _row(value: Any, i: int, n: int) -> Any:
+def _value_of_env(value: Any, i: int, n: int) -> Any:
+    """Env ``i``'s value of a batched info entry (a row of an (n, ...) array or n-list), else the shared value."""
     if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n:
         row = value[i]
         return row.item() if isinstance(row, np.generic) else row
     if isinstance(value, (list, tuple)) and len(value) == n:
         return value[i]
     return value
-
-
-def _copy(obs: Any) -> Any:
-    if isinstance(obs, Mapping):
-        return {k: _copy(v) for k, v in obs.items()}
-    if isinstance(obs, tuple):
-        return tuple(_copy(v) for v in obs)
-    return np.array(obs, copy=True)
-
-
-def _index(obs: Any, i: int) -> Any:
-    if isinstance(obs, Mapping):
-        return {k: _index(v, i) for k, v in obs.items()}
-    if isinstance(obs, tuple):
-        return tuple(_index(v, i) for v in obs)
-    return np.array(obs[i], copy=True)
-
-
-def _assign(obs: Any, source: Any, mask: np.ndarray) -> None:
-    """obs[mask] = source[mask], in place, for arrays, dicts and tuples of them."""
-    if isinstance(obs, Mapping):
-        for k in obs:
-            _assign(obs[k], source[k], mask)
-    elif isinstance(obs, tuple):
-        for o, s in zip(obs, source, strict=True):
-            _assign(o, s, mask)
-    else:
-        obs[mask] = source[mask]
 
 
 def _parameters(fn: Callable[..., Any]) -> Mapping[str, inspect.Parameter]:
