@@ -1,62 +1,43 @@
 """The zoo leaderboard: every registered world model on the same data, budget and tests, in one table.
 
-For each model of ``model_zoo.list_models()`` (or ``--models``):
+For each model of ``model_zoo.list_models()`` (or ``--models``), built and trained
+with its ``campusnav-state`` preset (config and learning rate):
 
 1. CampusNav-v0: one shared dataset of random-policy episodes (``obs_mode="state"``,
-   the flat 72-vector every model reads; split into training and held-out
-   episodes), ``model_zoo.fit`` with the same steps, batch and window length for
-   every model, then ``model_zoo.evaluate`` on the held-out episodes (1- and 16-step
-   observation error after 8 filtered steps, reward error, termination F1, imagined
-   steps per second at batch 1024).
-2. Dream-to-real transfer, as ``campusnav demo`` measures it: a linear controller on
-   the model's features (``model_zoo.agents.controllers.LinearController``) trained by
-   CMA-ES (``train_cmaes``) inside the model's dream (``wrappers.DreamVectorEnv``,
-   ``obs="features"``, the population batched), and the same controller trained
-   with the same budget in reality (real observations through the model's filter,
-   ``model_features``); both are scored in reality on the same seeded episodes.
-   ``transfer`` is the dream-trained controller's gain over the random policy
-   divided by the reality-trained one's (the returns are negative, where a plain
-   ratio reads backwards); both raw returns are in the table.
-3. Interventional fidelity, for models with ``supports_do``: counterfactual twins
-   (``model_zoo.causal``: the same seeds and random actions under no intervention
-   and under ``do(X)``) in the real env and in the model; ``do_error`` is the mean
-   absolute error of the model's effect on travel time, in steps, over
+   split into training and held-out episodes), ``model_zoo.fit`` with the same steps,
+   batch and window length for every model, then ``model_zoo.evaluate`` on the
+   held-out episodes (1- and 16-step observation error after 8 filtered steps, reward
+   error, termination F1, imagined steps per second).
+2. Dream-to-real transfer (``model_zoo.agents.transfer.dream_to_reality``, as in Ha &
+   Schmidhuber 2018): a linear controller on the model's features trained by CMA-ES
+   in the model's dream and, with the same budget, in reality, both scored in
+   reality; ``transfer`` is the dream-trained controller's gain over the random
+   policy divided by the reality-trained one's.
+3. Interventional fidelity, for models with ``supports_do``: the mean absolute error of
+   the model's effect on travel time, on counterfactual twins, over
    ``do(weather=snowy)`` and ``do(gameday=True)``. "-" for the other models.
-4. CarRacing-v3 pixels: one shared dataset of random-action episodes (96x96
-   images, resized to 64x64 inside the models), the same fit for every model at
-   ``--pixel-steps``, and ``model_zoo.evaluate``'s PSNR on held-out episodes.
+4. CarRacing-v3 pixels: one shared dataset of random-action episodes, the same fit for
+   every model, and ``model_zoo.evaluate``'s PSNR on held-out episodes.
 
-The output folder gets ``leaderboard.md`` (the table, the settings and the
-PASS/MISS lines), ``leaderboard.csv``, ``leaderboard.png`` and ``results.json``.
-Targets: ``rssm`` has the best or second-best 16-step observation error on
-CampusNav-v0, and the whole run at the default budget takes under an hour (the
-script prints its own wall time and, for a scaled run, an estimate for the default
-budget from the measured time per unit of work of each stage).
+Results go through ``campusnav.harness.write_results``: ``leaderboard.md`` (the table,
+settings and PASS/MISS lines) and ``leaderboard.json`` in the docs' results folder (or
+``--out``), beside ``leaderboard.csv`` and ``leaderboard.png``. Targets: ``rssm`` has
+the best or second-best 16-step observation error, and the default run takes under
+an hour (a scaled run prints an estimate for the default budget).
 
-How to rerun::
-
-    python benchmarks/leaderboard.py                          # every registered model, the default budget
+    python benchmarks/leaderboard.py                          # every model, the default budget
     python benchmarks/leaderboard.py --models mlp rssm        # a subset
     python benchmarks/leaderboard.py --quick --out /tmp/lb    # a smoke run of a minute or two
-    python benchmarks/leaderboard.py --steps 300 --no-pixels  # a scaled run (prints the estimate)
-
-A scaled run (``--steps 100 --pixel-steps 30 --generations 4``, all seven models, a
-lightly loaded 2-core CPU) took 8.3 minutes; scaled up stage by stage it puts the
-defaults at about 47 minutes, most of it the conv models on CarRacing-v3.
-
-The README's table is ``leaderboard.md`` of a default run; say the date and the
-machine (``python -c "import platform; print(platform.processor(), platform.platform())"``,
-the CPU count) it was measured on, and whether the machine was loaded.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import itertools
-import json
 import math
+import os
 import platform
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -66,21 +47,26 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
-from campusnav.arguments import dataclass_parser
-from model_zoo.agents.controllers import LinearController, model_features, rollout_returns, train_cmaes
+from campusnav.harness import default_results_directory, write_results
+from model_zoo.agents.controllers import LinearController, model_features
+from model_zoo.agents.transfer import CMAES, Evaluation, dream_to_reality, evaluate_policy, random_policy
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from wrappers import DreamVectorEnv
 
 CAMPUS = "CampusNav-v0"
 PIXELS = "CarRacing-v3"
+PRESET = "campusnav-state"  # CarRacing-v3 has no preset of its own: both stages train with this one
 INTERVENTIONS = ({"weather": "snowy"}, {"gameday": True})
 
 
 @dataclass
 class Args:
+    """The world-model leaderboard."""
+
     models: list[str] = field(default_factory=list)
     """model ids (default: every registered model)"""
     episodes: int = 160
@@ -93,8 +79,6 @@ class Args:
     """sequences per batch"""
     seq_len: int = 32
     """steps per sequence"""
-    lr: float = 3e-4
-    """Adam learning rate of the models without their own in LEARNING_RATES"""
     windows: int = 128
     """held-out windows model_zoo.evaluate scores"""
     generations: int = 10
@@ -117,8 +101,8 @@ class Args:
     """gradient steps per model on CarRacing-v3 (conv models: the most expensive stage)"""
     seed: int = 0
     """seeds data, weights, CMA-ES and evaluation"""
-    out: str = "runs/leaderboard"
-    """output folder"""
+    out: str = ""
+    """output folder (default: the docs' results folder; runs/leaderboard-quick under --quick)"""
     quick: bool = False
     """a smoke run: tiny data and budgets"""
 
@@ -129,33 +113,24 @@ QUICK = dict(episodes=12, max_episode_steps=40, steps=4, batch_size=4, seq_len=2
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    parser = dataclass_parser(Args, __doc__)
-    args = Args(**vars(parser.parse_args(argv)))
+    args = tyro.cli(Args, args=argv, description=__doc__)
     if unknown := [m for m in args.models if m not in model_zoo.list_models()]:
-        parser.error(f"argument --models: unknown {unknown}; registered: {', '.join(model_zoo.list_models())}")
+        print(f"error: argument --models: unknown {unknown}; registered: {', '.join(model_zoo.list_models())}",
+              file=sys.stderr)
+        raise SystemExit(2)
     if args.quick:
-        args = dataclasses.replace(args, **QUICK)
+        args = dataclasses.replace(args, **QUICK, out=args.out or "runs/leaderboard-quick")
     return args
-
-
-# Models that train better at another learning rate than --lr at this budget. Checked 2026-11-30 on the default
-# data (seed 0), 16-step error at 3e-4 -> 1e-3: rssm 0.0864 -> 0.0789 (seed 1: 0.0833 -> 0.0704; 2e-3: 0.0879);
-# vqvae_transformer 0.104 -> 0.120 and vae_mdnrnn 0.133 -> 0.155 (worse), causal_vae_mdnrnn 0.121 -> 0.118 (within
-# noise, kept at --lr); dpgmm_vrnn not checked. The mlp models use 1e-3, as benchmarks/zoo_quality.py.
-LEARNING_RATES = {"mlp": 1e-3, "mlp_ensemble": 1e-3, "rssm": 1e-3}
-
-
-def lr_of(model_id: str, args: Args) -> float:
-    return LEARNING_RATES.get(model_id, args.lr)
 
 
 def train(model_id: str, train_eps, obs_space, action_space, steps: int, args: Args):
     """A fresh model of ``model_id`` fitted with the shared budget; returns it (eval mode) and the seconds."""
     torch.manual_seed(args.seed)
-    model = model_zoo.make(model_id, obs_space, action_space)
+    model = model_zoo.make(model_id, obs_space, action_space, preset=PRESET)
     sampler = SequenceSampler(train_eps, args.seq_len, args.batch_size, seed=args.seed)
     started = time.perf_counter()
-    model_zoo.fit(model, sampler, steps=steps, lr=lr_of(model_id, args), seed=args.seed, progress=False)
+    model_zoo.fit(model, sampler, steps=steps, lr=model_zoo.registry.preset(model_id, PRESET).lr, seed=args.seed,
+                  progress=False)
     seconds = time.perf_counter() - started
     model.eval()
     return model, seconds
@@ -164,50 +139,28 @@ def train(model_id: str, train_eps, obs_space, action_space, steps: int, args: A
 # --- dream-to-real transfer ------------------------------------------------------------
 
 
-def random_return(args: Args) -> float:
-    """Mean real return of the uniform random policy on the evaluation seeds."""
-    envs = gym.make_vec(CAMPUS, num_envs=args.eval_episodes, obs_mode="state", max_episode_steps=args.max_episode_steps)
-    envs.reset(seed=args.seed + 10_000)
-    rng = np.random.default_rng(args.seed)
-    returns, alive = np.zeros(args.eval_episodes), np.ones(args.eval_episodes, dtype=bool)
-    while alive.any():
-        _, reward, terminated, truncated, _ = envs.step(rng.integers(0, 5, args.eval_episodes))
-        returns += np.where(alive, reward, 0.0)
-        alive &= ~(terminated | truncated)
-    envs.close()
-    return float(returns.mean())
+def real_envs(args: Args):
+    """CampusNav-v0's flat state vectors as a factory ``num_envs -> VectorEnv``."""
+    return lambda n: gym.make_vec(CAMPUS, num_envs=n, obs_mode="state", max_episode_steps=args.max_episode_steps)
 
 
-def transfer(model, args: Args, floor: float) -> dict[str, float]:
+def evaluation(args: Args) -> Evaluation:
+    """The seeded real episodes every controller and the random policy are scored on."""
+    return Evaluation(args.eval_episodes, reset_seed=args.seed + 10_000, seed=args.seed)
+
+
+def transfer(model, args: Args) -> dict[str, float]:
     """CMA-ES on the model's features in its dream and in reality (same budget), both scored in reality."""
-    n = args.popsize * args.episodes_per_member
-    env_kwargs = {"obs_mode": "state"}
-    controller = LinearController(model.feature_dim, model.action_space)
-    dream = DreamVectorEnv(model, n, CAMPUS, obs="features", env_kwargs=env_kwargs,
-                           max_episode_steps=args.max_episode_steps)
-    real = gym.make_vec(CAMPUS, num_envs=n, max_episode_steps=args.max_episode_steps, **env_kwargs)
-    features = model_features(model)
-    out: dict[str, float] = {}
-    try:
-        for where, env, fn in (("dream", dream, None), ("reality", real, features)):
-            seeds = itertools.count(args.seed + 1_000)  # generation g resets with seed + 1000 + g, in both worlds
-            started = time.perf_counter()
-            params, _ = train_cmaes(
-                lambda population, env=env, fn=fn, seeds=seeds: rollout_returns(
-                    population, env, fn, args.episodes_per_member, controller=controller, seed=next(seeds)),
-                controller.num_params, generations=args.generations, popsize=args.popsize, seed=args.seed,
-                progress=False)
-            out[f"{where}_cma_s"] = time.perf_counter() - started
-            out[f"{where}_ctrl_return"] = float(rollout_returns(
-                params[None], lambda k: gym.make_vec(CAMPUS, num_envs=k, max_episode_steps=args.max_episode_steps,
-                                                     **env_kwargs),
-                model_features(model), args.eval_episodes, controller=controller, seed=args.seed + 10_000)[0])
-    finally:
-        dream.close()
-        real.close()
-    gain = out["reality_ctrl_return"] - floor
-    out["transfer"] = (out["dream_ctrl_return"] - floor) / gain if gain > 0 else math.nan
-    return out
+    result = dream_to_reality(
+        lambda n: DreamVectorEnv(model, n, CAMPUS, obs="features", env_kwargs={"obs_mode": "state"},
+                                 max_episode_steps=args.max_episode_steps),
+        real_envs(args), LinearController(model.feature_dim, model.action_space),
+        dream_features=None, real_features=model_features(model),
+        cmaes=CMAES(args.generations, args.popsize, args.episodes_per_member, seed=args.seed),
+        evaluation=evaluation(args))
+    return {"dream_cma_s": result.dream.seconds, "dream_ctrl_return": float(result.dream_trained.returns.mean()),
+            "reality_cma_s": result.reality.seconds,
+            "reality_ctrl_return": float(result.reality_trained.returns.mean()), "transfer": result.ratio}
 
 
 def do_error(model, args: Args) -> float:
@@ -229,7 +182,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(1)
     ids = args.models or model_zoo.list_models()
-    out = Path(args.out)
+    out = Path(args.out) if args.out else default_results_directory()
     out.mkdir(parents=True, exist_ok=True)
     clock: dict[str, float] = {}
     started = time.perf_counter()
@@ -242,7 +195,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         train_eps, test_eps = split_episodes(load_episodes(data), 0.15, seed=args.seed)
         clock["collect_campus"] = time.perf_counter() - t0
         horizons = (1, min(16, args.seq_len - 8))
-        floor = random_return(args)
+        floor = float(evaluate_policy(real_envs(args), random_policy(data.action_space, args.seed),
+                                      evaluation(args)).returns.mean())
         print(f"{CAMPUS}: {len(train_eps)} training / {len(test_eps)} held-out random-policy episodes "
               f"({sum(len(e) for e in train_eps):,} steps); random policy's real return {floor:+.3f}", flush=True)
         for model_id in ids:
@@ -258,7 +212,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             clock[f"evaluate/{model_id}"] = time.perf_counter() - t0
             clock[f"train/{model_id}"] = seconds
             t0 = time.perf_counter()
-            row.update(transfer(model, args, floor))
+            row.update(transfer(model, args))
             clock[f"transfer/{model_id}"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             row["do_error"] = do_error(model, args) if model.supports_do else None
@@ -349,12 +303,12 @@ def write(args: Args, rows: dict[str, dict[str, Any]], horizons: tuple[int, ...]
                      f"{'took' if default_run else 'would take (estimated from this run)'} {budget / 60:.1f} min "
                      f"(target: under 60); this run: {wall / 60:.1f} min")
     machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread(s), " \
-              f"{__import__('os').cpu_count()} CPUs, {platform.platform()}"
-    own_lr = ", ".join(f"{m} {v:g}" for m, v in LEARNING_RATES.items())
+              f"{os.cpu_count()} CPUs, {platform.platform()}"
+    rates = ", ".join(f"{m} {model_zoo.registry.preset(m, PRESET).lr:g}" for m in rows)
     settings = (f"{CAMPUS} (obs_mode=state): {args.episodes} random-policy episodes of at most "
                 f"{args.max_episode_steps} steps, 15 % held out; {args.steps} steps x batch {args.batch_size} x "
-                f"{args.seq_len} per model (lr {args.lr:g}; {own_lr}); evaluate: 8 filtered steps then "
-                f"{k} imagined, {args.windows} windows. Transfer: CMA-ES {args.generations} generations x "
+                f"{args.seq_len} per model (the {PRESET} presets' learning rates: {rates}); evaluate: 8 filtered "
+                f"steps then {k} imagined, {args.windows} windows. Transfer: CMA-ES {args.generations} generations x "
                 f"{args.popsize} x {args.episodes_per_member} episodes in the dream and in reality, scored on "
                 f"{args.eval_episodes} real episodes; random policy {floor:+.3f}; transfer = gain over random, "
                 f"dream-trained / reality-trained. do_error: |effect error| on travel time (steps), "
@@ -363,7 +317,6 @@ def write(args: Args, rows: dict[str, dict[str, Any]], horizons: tuple[int, ...]
                    f"{args.pixel_steps} steps per model." if args.pixels else ""))
     markdown = "\n".join([f"# World-model leaderboard ({time.strftime('%Y-%m-%d')}, {machine})", "", *table, "",
                           settings, "", *lines, ""])
-    (out / "leaderboard.md").write_text(markdown)
     with open(out / "leaderboard.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["model"] + columns, extrasaction="ignore")
         writer.writeheader()
@@ -373,7 +326,7 @@ def write(args: Args, rows: dict[str, dict[str, Any]], horizons: tuple[int, ...]
     print("\n" + "\n".join(table) + "\n\n" + settings + "\n\n" + "\n".join(lines))
     report = {"args": asdict(args), "rows": rows, "random_return": floor, "seconds": clock, "wall_seconds": wall,
               "estimated_default_seconds": estimate, "targets": lines, "machine": machine}
-    (out / "results.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    write_results("leaderboard", markdown, report, directory=out)
     return report
 
 

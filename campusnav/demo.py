@@ -1,24 +1,20 @@
 """``campusnav demo``: the whole pipeline on CampusNav-v0, written up as a report folder.
 
+The World Models experiment (Ha & Schmidhuber 2018, arXiv:1803.10122) on a campus:
+
 1. collect episodes with the native vector env (a Minari dataset), by a random walk
-   that takes a walkable step towards the goal half the time (``--collect-bias``;
-   0 is the uniform random policy of Ha & Schmidhuber, which reaches the goal in
-   about 1% of episodes, too rarely for a model to learn the goal reward);
-2. train a world model of the zoo on them (``mlp`` on flat state vectors by default:
-   it predicts blocked moves from the walkability around the agent, so a controller
-   trained in its dream transfers; ``--model vae_mdnrnn`` runs the World Models V + M);
-3. train a controller with CMA-ES *inside the dream* (``wrappers.DreamVectorEnv``,
-   the whole population batched). By default (``--controller action``) it scores
-   each action with one shared linear map of that action's features
-   (``campus_env.features``: progress towards the goal, walkability, crowd) read
-   from the dream's decoded observations, and samples from the scores' softmax;
-   ``--controller latent`` is Ha & Schmidhuber's linear map of the model's
-   features, which CMA-ES on this task mostly turns into standing still;
-4. train the same controller with the same budget in reality (real observations,
-   seen through the same model's filter for ``latent``);
-5. evaluate both in reality over the same seeded episodes, beside a random and a
-   shortest-path policy;
-6. write ``report.md``, ``metrics.json``, plots, the side-by-side dream-vs-reality
+   that takes a walkable step towards the goal with probability ``--collect-bias``
+   (0: the paper's uniform random policy, which rarely reaches a goal);
+2. train a world model of the zoo on them (``mlp`` on flat state vectors by default;
+   ``--model vae_mdnrnn`` runs the paper's V + M);
+3. train a controller with CMA-ES in the dream and, with the same budget, in reality,
+   and score both in reality beside a random policy
+   (``model_zoo.agents.transfer.dream_to_reality``). ``--controller action`` scores
+   each action with one shared linear map of its features (``campus_env.features``)
+   and samples from the scores' softmax; ``--controller latent`` is the paper's
+   linear map of the model's features;
+4. add the shortest-path oracle as a reference row;
+5. write ``report.md``, ``metrics.json``, plots, the side-by-side dream-vs-reality
    GIF and a GIF of the dream-trained controller walking the real campus.
 
 The defaults run in a few minutes on a laptop CPU; ``--tiny`` in seconds.
@@ -26,6 +22,7 @@ The defaults run in a few minutes on a laptop CPU; ``--tiny`` in seconds.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -89,20 +86,66 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
     """Runs the pipeline; returns the report folder."""
     import campus_env  # noqa: F401  (registers CampusNav-v0)
     import model_zoo
-    from model_zoo.agents.controllers import rollout_returns, save_params, train_cmaes
-    from model_zoo.data import SequenceSampler, collect, load_dataset, load_episodes, split_episodes
-    from wrappers import DreamVectorEnv
 
     check_config(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     timings: dict[str, float] = {}
-    env_kwargs = {"obs_mode": config.obs_mode}
 
     _section("1/5 collect")
     started = time.perf_counter()
-    # the data of a run with the same collection settings is reused
+    dataset, train, test = _collect(config, out)
+    timings["collect"] = time.perf_counter() - started
+
+    _section(f"2/5 train {config.model}")
+    started = time.perf_counter()
+    model = _train_model(config, dataset, train, out)
+    evaluation = model_zoo.evaluate(model, test, horizons=(1, 16), num_windows=128)
+    timings["train"] = time.perf_counter() - started
+
+    _section("3/5 controllers trained with CMA-ES: in the dream, then in reality (same budget)")
+    controller = _controller(config, model, dataset.action_space)
+    result = _transfer(config, model, controller, out)
+    timings["cmaes_dream"], timings["cmaes_reality"] = result.dream.seconds, result.reality.seconds
+
+    _section("4/5 evaluation in reality")
+    oracle = _evaluate_oracle(config)
+    rows = {"controller trained in the dream": result.dream_trained.summary(),
+            "controller trained in reality": result.reality_trained.summary(),
+            "random policy": result.random.summary(), "shortest-path oracle": oracle.summary()}
+    timings["evaluate"] = sum(o.seconds for o in (result.dream_trained, result.reality_trained, result.random,
+                                                   oracle))
+    ratio = result.ratio
+
+    _section("5/5 the report")
+    dream_params = result.dream.params
+    side = _side_by_side(config, model, controller, dream_params, out)
+    walk = _walk_gif(config, model, controller, dream_params, out / "dream_controller_in_reality.gif")
+    _plots(out, result.dream.history, result.reality.history, side["errors"])
+    metrics = {
+        "config": asdict(config),
+        "model_overrides": model_overrides(config),
+        "evaluation": evaluation.as_dict(),
+        "policies": rows,
+        "dream_to_reality_ratio": ratio,
+        "cmaes": {"dream": {k: v.tolist() for k, v in result.dream.history.items()},
+                  "reality": {k: v.tolist() for k, v in result.reality.history.items()}},
+        "side_by_side_errors": [float(e) for e in side["errors"]],
+        "seconds": timings,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    (out / "report.md").write_text(_report(config, evaluation, rows, ratio, timings, side, walk))
+    print(_policy_table(rows))
+    print(f"\ndream-trained / reality-trained real return: {_fmt_ratio(ratio)}")
+    print(f"report: {out / 'report.md'}")
+    return out
+
+
+def _collect(config: DemoConfig, out: Path):
+    """The demo's dataset (reused by a run with the same collection settings) and its train / test episodes."""
+    from model_zoo.data import collect, load_dataset, load_episodes, split_episodes
+
     bias = f"-b{round(100 * config.collect_bias)}" if config.collect_bias else ""  # a "." is not allowed in ids
     dataset_id = (f"campusnav/demo-{config.obs_mode}-e{config.episodes}-t{config.max_episode_steps}{bias}"
                   f"-s{config.seed}-v0")
@@ -113,87 +156,49 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
         from campus_env.features import goal_biased_policy
 
         policy = goal_biased_policy(config.collect_bias, seed=config.seed) if config.collect_bias else None
-        dataset = collect("CampusNav-v0", num_episodes=config.episodes, num_envs=8, env_kwargs=env_kwargs,
-                          policy=policy, max_episode_steps=config.max_episode_steps, seed=config.seed,
-                          dataset_id=dataset_id, data_path=data_path)
+        dataset = collect("CampusNav-v0", num_episodes=config.episodes, num_envs=8,
+                          env_kwargs={"obs_mode": config.obs_mode}, policy=policy,
+                          max_episode_steps=config.max_episode_steps, seed=config.seed, dataset_id=dataset_id,
+                          data_path=data_path)
     train, test = split_episodes(load_episodes(dataset), 0.1, seed=config.seed)
-    timings["collect"] = time.perf_counter() - started
+    return dataset, train, test
 
-    _section(f"2/5 train {config.model}")
-    started = time.perf_counter()
+
+def _train_model(config: DemoConfig, dataset, train, out: Path):
+    """The world model, fitted on the training episodes (checkpoints under ``out/model``), in eval mode."""
+    import model_zoo
+    from model_zoo.data import SequenceSampler
+
     model = model_zoo.make(config.model, dataset.observation_space, dataset.action_space, **model_overrides(config))
     sampler = SequenceSampler(train, config.seq_len, config.batch_size, seed=config.seed)
     model_zoo.fit(model, sampler, steps=config.train_steps, lr=1e-3, seed=config.seed, run_dir=out / "model",
                   checkpoint_every=max(config.train_steps // 4, 1))
     model.eval()
-    evaluation = model_zoo.evaluate(model, test, horizons=(1, 16), num_windows=128)
-    timings["train"] = time.perf_counter() - started
+    return model
 
-    _section("3/5 controller trained in the dream (CMA-ES)")
-    n = config.popsize * config.episodes_per_member
-    controller = _controller(config, model, dataset.action_space)
+
+def _real_envs(config: DemoConfig):
+    """The real world as a factory ``num_envs -> VectorEnv``."""
+    return lambda n: gym.make_vec("CampusNav-v0", num_envs=n, max_episode_steps=config.max_episode_steps,
+                                  obs_mode=config.obs_mode)
+
+
+def _transfer(config: DemoConfig, model, controller, out: Path):
+    """The dream-to-reality protocol: CMA-ES in the dream and in reality, both scored on the same real episodes."""
+    from model_zoo.agents.transfer import CMAES, Evaluation, dream_to_reality
+    from wrappers import DreamVectorEnv
+
     dream_obs = "decoded" if config.controller == "action" else "features"
-    dream = DreamVectorEnv(model, n, "CampusNav-v0", obs=dream_obs, env_kwargs=env_kwargs,
-                           max_episode_steps=config.max_episode_steps)
-    real = gym.make_vec("CampusNav-v0", num_envs=n, max_episode_steps=config.max_episode_steps, **env_kwargs)
-    dream_features = _action_features if config.controller == "action" else None  # dream features are the obs
-    real_features = _features_fn(config, model)
-    generation = iter(range(10**9))
-
-    def in_dream(population):
-        return rollout_returns(population, dream, dream_features, config.episodes_per_member,
-                               controller=controller, seed=config.seed + 1000 * next(generation))
-
-    def in_reality(population):
-        return rollout_returns(population, real, real_features, config.episodes_per_member,
-                               controller=controller, seed=config.seed + 1000 * next(generation))
-
-    started = time.perf_counter()
-    dream_params, dream_history = train_cmaes(in_dream, controller.num_params, generations=config.generations,
-                                              popsize=config.popsize, seed=config.seed,
-                                              save_path=out / "controller_dream.npz")
-    timings["cmaes_dream"] = time.perf_counter() - started
-    _section("4/5 controller trained in reality (CMA-ES, same budget)")
-    started = time.perf_counter()
-    real_params, real_history = train_cmaes(in_reality, controller.num_params, generations=config.generations,
-                                            popsize=config.popsize, seed=config.seed,
-                                            save_path=out / "controller_reality.npz")
-    timings["cmaes_reality"] = time.perf_counter() - started
-    dream.close()
-    real.close()
-    save_params(out / "controller_dream.npz", dream_params)
-    save_params(out / "controller_reality.npz", real_params)
-
-    _section("5/5 evaluation in reality and the report")
-    started = time.perf_counter()
-    rows = {
-        "controller trained in the dream": _evaluate_policy(config, "linear", model, controller, dream_params),
-        "controller trained in reality": _evaluate_policy(config, "linear", model, controller, real_params),
-        "random policy": _evaluate_policy(config, "random"),
-        "shortest-path oracle": _evaluate_policy(config, "oracle"),
-    }
-    timings["evaluate"] = time.perf_counter() - started
-    ratio = _ratio(rows)
-    side = _side_by_side(config, model, controller, dream_params, out)
-    walk = _walk_gif(config, model, controller, dream_params, out / "dream_controller_in_reality.gif")
-    _plots(out, dream_history, real_history, side["errors"])
-    metrics = {
-        "config": asdict(config),
-        "model_overrides": model_overrides(config),
-        "evaluation": evaluation.as_dict(),
-        "policies": rows,
-        "dream_to_reality_ratio": ratio,
-        "cmaes": {"dream": {k: v.tolist() for k, v in dream_history.items()},
-                  "reality": {k: v.tolist() for k, v in real_history.items()}},
-        "side_by_side_errors": [float(e) for e in side["errors"]],
-        "seconds": timings,
-    }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    (out / "report.md").write_text(_report(config, evaluation, rows, ratio, timings, side, walk))
-    print(_policy_table(rows))
-    print(f"\ndream-trained / reality-trained real return: {_fmt_ratio(ratio)}")
-    print(f"report: {out / 'report.md'}")
-    return out
+    return dream_to_reality(
+        lambda n: DreamVectorEnv(model, n, "CampusNav-v0", obs=dream_obs, env_kwargs={"obs_mode": config.obs_mode},
+                                 max_episode_steps=config.max_episode_steps),
+        _real_envs(config), controller,
+        dream_features=_action_features if config.controller == "action" else None,  # else the dream's obs
+        real_features=_features_fn(config, model),
+        cmaes=CMAES(config.generations, config.popsize, config.episodes_per_member, seed=config.seed, progress=True),
+        evaluation=Evaluation(config.eval_episodes, reset_seed=10_000 + config.seed, seed=config.seed),
+        rollout_seeds=itertools.count(config.seed, 1000),  # one schedule: the dream's generations, then reality's
+        save_dir=out)
 
 
 CONTROLLERS = ("action", "latent")
@@ -239,49 +244,14 @@ def _section(title: str) -> None:
     print(f"\n== {title} ==", flush=True)
 
 
-def _evaluate_policy(config: DemoConfig, kind: str, model=None, controller=None, params=None) -> dict[str, float]:
-    """Real return, success and steps over ``eval_episodes`` seeded episodes, one per env, all at once."""
+def _evaluate_oracle(config: DemoConfig):
+    """The shortest-path oracle on the protocol's evaluation episodes."""
     from campus_env.oracle import ShortestPathPolicy
+    from model_zoo.agents.transfer import Evaluation, evaluate_policy
 
-    n = config.eval_episodes
-    envs = gym.make_vec("CampusNav-v0", num_envs=n, obs_mode=config.obs_mode,
-                        max_episode_steps=config.max_episode_steps)
-    obs, _ = envs.reset(seed=10_000 + config.seed)  # the same episodes for every row
-    rng = np.random.default_rng(config.seed)
-    features = _features_fn(config, model) if kind == "linear" else None
-    oracle = ShortestPathPolicy() if kind == "oracle" else None
-    if kind == "linear":
-        controller.set_params(params)
-        if hasattr(controller, "reseed"):
-            controller.reseed(config.seed)
-        feats = features(obs, None, np.ones(n, dtype=bool))
-    returns, steps = np.zeros(n), np.zeros(n, dtype=np.int64)
-    success, alive = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
-    while alive.any():
-        if kind == "linear":
-            action = np.asarray(controller(_numpy(feats)))
-        elif kind == "oracle":
-            action = oracle(envs)
-        else:
-            action = rng.integers(0, 5, n)
-        obs, reward, terminated, truncated, _ = envs.step(action)
-        returns += np.where(alive, reward, 0.0)
-        steps += alive
-        success |= alive & terminated
-        alive &= ~(terminated | truncated)
-        if kind == "linear":
-            feats = features(obs, action, np.zeros(n, dtype=bool))
-    envs.close()
-    return {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
-            "success_rate": float(success.mean()), "steps_mean": float(steps.mean())}
-
-
-def _ratio(rows: dict[str, dict[str, float]]) -> float:
-    """Dream-trained over reality-trained real return, both measured above the random policy."""
-    floor = rows["random policy"]["return_mean"]
-    dream = rows["controller trained in the dream"]["return_mean"] - floor
-    real = rows["controller trained in reality"]["return_mean"] - floor
-    return dream / real if real > 0 else float("nan")
+    oracle = ShortestPathPolicy()
+    return evaluate_policy(_real_envs(config), lambda obs, action, envs: oracle(envs),
+                           Evaluation(config.eval_episodes, reset_seed=10_000 + config.seed, seed=config.seed))
 
 
 def _fmt_ratio(ratio: float) -> str:
@@ -423,13 +393,14 @@ Everything is in `metrics.json`; the model checkpoint is in `model/checkpoint/`.
 """
 
 
-def add_arguments(parser) -> None:
-    for f in fields(DemoConfig):
-        parser.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default,
-                            help=f"{f.metadata['help']} (default: {f.default})")
-    parser.add_argument("--tiny", action="store_true", help="a smoke run of seconds (tests use it)")
+@dataclass(frozen=True)
+class DemoArgs(DemoConfig):
+    """The options of ``campusnav demo``: every field of ``DemoConfig``, and ``--tiny``."""
+
+    tiny: bool = field(default=False, metadata={"help": "a smoke run of seconds (tests use it)"})
 
 
-def config_from_args(args) -> DemoConfig:
+def config_from_args(args: DemoArgs) -> DemoConfig:
+    """The ``DemoConfig`` the options name, with the ``TINY`` budget under ``--tiny``."""
     config = DemoConfig(**{f.name: getattr(args, f.name) for f in fields(DemoConfig)})
     return replace(config, **TINY) if args.tiny else config

@@ -11,13 +11,14 @@ What a causal world model buys, on CampusNav-v0 (flat "state" observations), in 
    two settings: contexts of `split="train"` against `split="heldout"` (gameday with rain or snow,
    never seen), and fall against spring (the construction zone closes a path). Prediction error
    (`model_zoo.evaluate`) on held-out episodes of the training distribution and on the other
-   one, and the real return of a linear controller trained by CMA-ES in each model's dream.
+   one, and the real return of a linear controller trained by CMA-ES in each model's dream
+   (`model_zoo.agents.transfer.train_controller`).
 3. The surprise gameday: a controller trained in reality on normal days (CMA-ES from a walk toward
-   the goal; do(gameday=False)) walks
-   on a Saturday at noon (the clock held there); at step `--surprise-step` a game is switched on
-   (`wrappers.Intervene`): roads close and crowds gather. The same seeds run in reality and in the
-   dream of `causal_vae_mdnrnn` (`wrappers.DreamEnv`, whose `do()` the schedule calls), with and
-   without the surprise. `vae_mdnrnn` cannot be intervened on: its row is the normal day alone.
+   the goal; do(gameday=False)) walks on a Saturday at noon (the clock held there); at step
+   `--surprise-step` a game is switched on (`wrappers.Intervene`): roads close and crowds gather.
+   The same seeds run in reality and in the dream of `causal_vae_mdnrnn` (`wrappers.DreamEnv`,
+   whose `do()` the schedule calls), with and without the surprise. `vae_mdnrnn` cannot be
+   intervened on: its row is the normal day alone.
 4. Counterfactual twins: each seed walked by the oracle under one do(), then its actions replayed
    under another on the same noise tape (`model_zoo.causal.env_twins`), against the twins the
    causal model imagines from the same start with the same generator seed (`model_twins`).
@@ -48,16 +49,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import tyro  # noqa: E402
 
 import campus_env  # noqa: E402, F401  (registers CampusNav-v0)
 import model_zoo  # noqa: E402
-from campusnav.arguments import dataclass_parser
-from campusnav.results import plain
-from model_zoo.agents.controllers import LinearController, model_features, rollout_returns, train_cmaes  # noqa: E402
+from campus_env.schema import MOVES, STATE_SLICES, Action  # noqa: E402
+from campusnav.results import plain  # noqa: E402
+from model_zoo.agents.controllers import LinearController, model_features  # noqa: E402
+from model_zoo.agents.transfer import CMAES, Evaluation, controller_policy, evaluate_policy, train_controller  # noqa: E402
 from model_zoo.causal import (  # noqa: E402
     compare_twins,
     discover_campus,
     env_twins,
+    mean_ci,
     model_twins,
     outcome_effects,
     twin_outcomes,
@@ -89,6 +93,8 @@ TWIN_COMPARISONS = (
 
 @dataclass(frozen=True)
 class Args:
+    """Interventions in reality and in imagination on CampusNav-v0."""
+
     discovery_samples: int = 2000
     """samples per structure-discovery experiment (11 experiments on CampusNav-v0)"""
     effect_episodes: int = 32
@@ -129,8 +135,7 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     """One --flag per field of Args, its docstring as the help."""
-    parser = dataclass_parser(Args, __doc__)
-    args = Args(**vars(parser.parse_args(argv)))
+    args = tyro.cli(Args, args=argv)
     if args.tiny:
         args = dataclasses.replace(
             args, discovery_samples=300, effect_episodes=3, episodes=8, eval_episodes=3, max_episode_steps=24,
@@ -141,21 +146,21 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 
 def toward_goal(epsilon: float, seed: int):
-    """Collection policy: a step along the larger goal offset (state[4:6]), or a random one with probability epsilon."""
+    """Collection policy: a step along the larger goal offset, or a random one with probability epsilon."""
     rng = np.random.default_rng(seed)
 
     def policy(obs: np.ndarray) -> np.ndarray:
-        d_row, d_col = obs[:, 4], obs[:, 5]
-        toward = np.where(np.abs(d_row) > np.abs(d_col), np.where(d_row < 0, 1, 2), np.where(d_col > 0, 3, 4))
-        return np.where(rng.random(len(obs)) < epsilon, rng.integers(0, 5, len(obs)), toward)
+        d_row, d_col = obs[:, STATE_SLICES["goal_offset"]].T
+        vertical = np.where(d_row < 0, Action.NORTH, Action.SOUTH)
+        toward = np.where(np.abs(d_row) > np.abs(d_col), vertical, np.where(d_col > 0, Action.EAST, Action.WEST))
+        return np.where(rng.random(len(obs)) < epsilon, rng.integers(0, len(Action), len(obs)), toward)
 
     return policy
 
 
-def mean_ci(x: Any) -> str:
-    x = np.asarray(x, dtype=np.float64)
-    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
-    return f"{x.mean():+.3f} ± {half:.3f}"
+def mean_ci_text(x: Any) -> str:
+    mean, half = mean_ci(x)
+    return f"{mean:+.3f} ± {half:.3f}"
 
 
 def markdown(header: list[str], rows: list[list[Any]]) -> str:
@@ -163,15 +168,9 @@ def markdown(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(v) for v in row) + " |" for row in rows])
 
 
-def real_return(controller: LinearController, model: Any, env_kwargs: dict[str, Any], episodes: int, seed: int,
-                max_steps: int) -> float:
-    """Mean real return of ``controller`` on the model's features of real observations (``model_features``)."""
-    envs = gym.make_vec(ENV_ID, num_envs=episodes, max_episode_steps=max_steps, **env_kwargs)
-    try:
-        return float(rollout_returns(controller.get_params()[None], envs, model_features(model), episodes=episodes,
-                                     controller=controller, seed=seed)[0])
-    finally:
-        envs.close()
+def real_envs(env_kwargs: dict[str, Any], max_steps: int):
+    """CampusNav-v0 with ``env_kwargs`` as a factory ``num_envs -> VectorEnv``."""
+    return lambda n: gym.make_vec(ENV_ID, num_envs=n, max_episode_steps=max_steps, **env_kwargs)
 
 
 def run_episodes(env: gym.Env, act, seeds: range, options: dict[str, Any] | None, max_steps: int) -> dict[str, Any]:
@@ -226,6 +225,7 @@ if __name__ == "__main__":
     shutil.rmtree(out / "data", ignore_errors=True)  # the datasets of an earlier run
     real_env = gym.make(ENV_ID, **state_kwargs)
     gen_rows, gen_metrics, models = [], {}, {}
+    cmaes = CMAES(args.generations, args.popsize, args.episodes_per_member, seed=args.seed)
     horizons = (1, min(8, args.seq_len // 2))
     context = min(8, args.seq_len // 2)
     for s, (setting, train_kwargs, other_kwargs) in enumerate(SETTINGS):
@@ -254,19 +254,16 @@ if __name__ == "__main__":
             # a controller trained by CMA-ES in the model's dream (training contexts), scored in reality
             controller = LinearController(model.feature_dim, real_env.action_space)
             dream_kwargs = {**state_kwargs, **train_kwargs}
-            dream = DreamVectorEnv(model, args.popsize * args.episodes_per_member, ENV_ID, obs="features",
-                                   env_kwargs=dream_kwargs, max_episode_steps=args.max_episode_steps)
-            seeds = itertools.count(args.seed + 10_000)
-            params, _ = train_cmaes(
-                lambda population, dream=dream, controller=controller, seeds=seeds: rollout_returns(
-                    population, dream, episodes=args.episodes_per_member, controller=controller, seed=next(seeds)),
-                controller.num_params, generations=args.generations, popsize=args.popsize, seed=args.seed,
-                progress=False)
-            dream.close()
-            controller.set_params(params)
-            returns = {part: real_return(controller, model, {**state_kwargs, **kwargs}, args.eval_episodes,
-                                         args.seed + 1_000_000, args.max_episode_steps)
-                       for part, kwargs in (("train", train_kwargs), ("other", other_kwargs))}
+            params = train_controller(
+                lambda n, model=model, dream_kwargs=dream_kwargs: DreamVectorEnv(
+                    model, n, ENV_ID, obs="features", env_kwargs=dream_kwargs,
+                    max_episode_steps=args.max_episode_steps),
+                controller, None, cmaes, itertools.count(args.seed + 10_000)).params
+            evaluation = Evaluation(args.eval_episodes, reset_seed=args.seed + 1_000_000)
+            returns = {part: float(evaluate_policy(
+                real_envs({**state_kwargs, **kwargs}, args.max_episode_steps),
+                controller_policy(controller, params, model_features(model)), evaluation).returns.mean())
+                for part, kwargs in (("train", train_kwargs), ("other", other_kwargs))}
             k = horizons[-1]
             ratio = scores["other"][f"obs_mse@{k}"] / scores["train"][f"obs_mse@{k}"]
             gen_rows.append([setting, model_id, f"{scores['train']['obs_mse@1']:.4g}",
@@ -295,18 +292,14 @@ if __name__ == "__main__":
     # --- 3. the surprise gameday ---------------------------------------------------------------------------
     print(f"\n== 3. surprise gameday at step {args.surprise_step} (Saturday, clock held at noon)")
     reality_controller = LinearController(real_env.observation_space.shape[0], real_env.action_space)
-    envs = Intervene(gym.make_vec(ENV_ID, num_envs=args.popsize * args.episodes_per_member,
-                                  max_episode_steps=args.max_episode_steps, **state_kwargs), [(0, {"gameday": False})])
-    seeds = itertools.count(args.seed + 20_000)
-    # CMA-ES starts from "walk along the larger goal offset" (state[4:6]); from zero it learns to stand still
-    start = np.zeros((5, reality_controller.feature_dim + 1), dtype=np.float32)
-    start[[1, 2, 3, 4], [4, 4, 5, 5]] = (-1.0, 1.0, 1.0, -1.0)  # north, south, east, west
-    params, _ = train_cmaes(
-        lambda population: rollout_returns(population, envs, episodes=args.episodes_per_member,
-                                           controller=reality_controller, seed=next(seeds)),
-        reality_controller.num_params, generations=args.generations, popsize=args.popsize, seed=args.seed,
-        x0=np.concatenate([start[:, :-1].ravel(), start[:, -1]]), sigma0=0.05, progress=False)
-    envs.close()
+    # CMA-ES starts from "walk along the larger goal offset"; from zero it learns to stand still
+    start = np.zeros((len(Action), reality_controller.feature_dim + 1), dtype=np.float32)
+    start[:, STATE_SLICES["goal_offset"]] = [MOVES[action] for action in Action]  # each move scores its progress
+    normal_days = real_envs(state_kwargs, args.max_episode_steps)
+    params = train_controller(
+        lambda n: Intervene(normal_days(n), [(0, {"gameday": False})]), reality_controller, None,
+        dataclasses.replace(cmaes, x0=np.concatenate([start[:, :-1].ravel(), start[:, -1]]), sigma0=0.05),
+        itertools.count(args.seed + 20_000)).params
     reality_controller.set_params(params)
     schedule = [(args.surprise_step, {"gameday": True})]
     episode_seeds = range(args.seed + 2_000_000, args.seed + 2_000_000 + args.surprise_episodes)
@@ -325,7 +318,7 @@ if __name__ == "__main__":
             conditions[f"dream of {model_id}, normal day (no do())"] = (dream, None)
     surprise = {name: run_episodes(env, reality_controller, episode_seeds, options, args.max_episode_steps)
                 for name, (env, options) in conditions.items()}
-    surprise_rows = [[name, mean_ci(r["return"]), mean_ci(r["blocked_moves"]), f"{r['reached'].mean():.2f}"]
+    surprise_rows = [[name, mean_ci_text(r["return"]), mean_ci_text(r["blocked_moves"]), f"{r['reached'].mean():.2f}"]
                      for name, r in surprise.items()]
     surprise_table = markdown(["condition", "return (95% CI)", "blocked moves", "reached"], surprise_rows)
     drop = {world: surprise[f"{world}, surprise gameday"]["return"].mean() - surprise[f"{world}, normal day"][

@@ -18,10 +18,9 @@ on held-out episodes for the table of the zoo (1-step and k-step errors against 
 
 Defaults: dict observations (64x64 egocentric image + state + causal variables), the
 oracle's actions, and the model made smaller than its library defaults so that the run
-takes a minute or two on a 2-core CPU (`vae_mdnrnn`: z_dim=32, hidden=128, depth=8;
-override any config field with `--config "z_dim=16,hidden=64"`). On this budget the
-dream is blurry (about 15 dB PSNR one step ahead); `--train-steps`, `--batch-size` and
-`--seq-len` buy a sharper one (`benchmarks/zoo_quality.py` trains 1500 steps of 16 x 32).
+takes a minute or two on a laptop CPU (override any config field with
+`--config "z_dim=16,hidden=64"`). On this budget the dream is blurry; `--train-steps`,
+`--batch-size` and `--seq-len` buy a sharper one.
 
 Everything is seeded from `--seed`. Writes to `--out`: the dataset (`data/`, replaced on
 a rerun), the model (`model/`), one video per rollout (`videos/`, MP4 when imageio has a
@@ -45,11 +44,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
-from campusnav.arguments import dataclass_parser, parse_overrides
+from campusnav.arguments import parse_overrides
 from campusnav.results import plain
 from model_zoo.data import collect, load_episodes, split_episodes
 from wrappers import plot_error_vs_horizon, record_side_by_side
@@ -64,6 +64,8 @@ LAPTOP_CONFIG: dict[str, dict[str, Any]] = {
 
 @dataclass(frozen=True)
 class Args:
+    """Dream against reality: a world model's open-loop imagination beside CampusNav-v0."""
+
     model: str = "vae_mdnrnn"
     """world model id (any of model_zoo.list_models())"""
     config: str = ""
@@ -100,12 +102,11 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     """One --flag per field of Args, its docstring as the help."""
-    parser = dataclass_parser(Args, __doc__)
-    args = Args(**vars(parser.parse_args(argv)))
+    args = tyro.cli(Args, args=argv)
     if args.model not in model_zoo.list_models():
-        parser.error(f"--model must be one of {', '.join(model_zoo.list_models())}, got {args.model!r}")
+        raise SystemExit(f"--model must be one of {', '.join(model_zoo.list_models())}, got {args.model!r}")
     if args.policy not in ("oracle", "random"):
-        parser.error(f"--policy must be 'oracle' or 'random', got {args.policy!r}")
+        raise SystemExit(f"--policy must be 'oracle' or 'random', got {args.policy!r}")
     if args.tiny:
         args = dataclasses.replace(args, episodes=6, max_episode_steps=24, train_steps=3, batch_size=4, seq_len=8,
                                    rollouts=2, horizon=6)

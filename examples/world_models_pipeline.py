@@ -4,42 +4,27 @@ The pipeline of "World Models" (arXiv:1803.10122), on a campus instead of a race
 
 1. collect episodes of CampusNav-v0 with the native vector env into a Minari dataset;
 2. train V (a VAE) and M (an MDN-RNN) together, `model_zoo.make("vae_mdnrnn")` + `model_zoo.fit`;
-3. train C, a linear controller on M's features [z, h], by CMA-ES *entirely in the dream*:
-   `wrappers.DreamVectorEnv(obs="features")` holds popsize x episodes_per_member dreams,
-   so each generation is one batched rollout (`model_zoo.agents.controllers.rollout_returns`);
-4. evaluate C in reality, the real env seen through the model's filter (real observations
-   through `observe`, features to the controller; `wrappers.LatentObservation` for one env,
-   `model_zoo.agents.controllers.model_features` on the native vector env, batched, here).
+3. train C, a linear controller on M's features [z, h], by CMA-ES entirely in the dream
+   (`wrappers.DreamVectorEnv(obs="features")`, the whole population batched);
+4. train the same controller with the same budget in reality, on the real env's
+   observations filtered through the same model (`model_features`);
+5. score both in reality on the same seeded episodes, beside a random policy and the
+   shortest-path oracle. Steps 3-5 are `model_zoo.agents.transfer.dream_to_reality`.
 
-Next to it, the same controller is trained by CMA-ES in reality with the same budget
-(generations x popsize x episodes_per_member episodes) on the real env's features, the
-same model's filter; a random policy and the shortest-path oracle are reference rows.
-The last lines give the ratio dream-trained / reality-trained real return (the issue's
-target, with `campusnav demo`'s defaults, is at least 0.8). Returns are mostly negative
-here (-0.01 a step, -0.05 more for a blocked move, +1 at the goal; standing still for 200
-steps scores -2), where that ratio reads backwards, so each controller's gain over the
-random policy, and the ratio of the gains, are printed too.
+Returns are mostly negative here (-0.01 a step, more for a blocked move, +1 at the
+goal), where the ratio dream-trained / reality-trained return reads backwards, so each
+controller's gain over the random policy, and the ratio of the gains, are printed too.
 
-Choices (the defaults run in about a minute on a 2-core CPU):
-
-- `obs_mode="state"`: V+M see the flat state vector (positions, goal offset, causal
-  variables, a 5x5 walkability/crowd patch); `vae_mdnrnn` builds an MLP VAE for it,
-  far faster than the conv VAE on pixels. `--obs-mode dict` trains on images too (slow).
-- The collection policy walks toward the goal (read from the observation's goal offset)
-  and takes a random action with probability `--collect-epsilon`: a random walk reaches
-  its goal within 200 steps in about 3% of episodes, and a model that has never seen the
-  +1 of a goal cannot dream of one. `--collect-epsilon 1` gives the paper's random rollouts.
-- A small V+M (`z_dim=32`, `hidden=128`), so that C has 5 x (32 + 128) + 5 = 805 parameters;
-  M learns from V's posterior samples, as in the paper (its dream of a policy that stays
-  or walks at random is closer to reality than with `--m-target mean`).
-- CMA-ES: 40 generations of 16 members, each scored on 8 episodes: 5,120 episodes in
-  either world. `model_zoo.agents.controllers.train_cmaes` returns the best member it scored.
+The collection policy walks toward the goal and takes a random action with probability
+`--collect-epsilon`: a model that has never seen the +1 of a goal cannot dream of one
+(`--collect-epsilon 1` gives the paper's random rollouts). `obs_mode="state"` (the flat
+state vector) trains in about a minute; `--obs-mode dict` trains on images too (slow).
 
 Everything is seeded from `--seed`: reruns print the same table (wall times aside).
 Writes to `--out`: the dataset (`data/`, reruns replace it), the model (`model/`), the
 controllers' parameters (`controller_dream.npz`, `controller_reality.npz`) and `metrics.json`.
 
-    python examples/world_models_pipeline.py                 # about a minute
+    python examples/world_models_pipeline.py
     python examples/world_models_pipeline.py --generations 60 --popsize 32
 """
 
@@ -57,13 +42,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
-from campusnav.arguments import dataclass_parser
+from campus_env.schema import STATE_SLICES, Action
 from campusnav.results import plain
-from model_zoo.agents.controllers import LinearController, model_features, rollout_returns, save_params, train_cmaes
+from model_zoo.agents.controllers import LinearController, model_features
+from model_zoo.agents.transfer import CMAES, Evaluation, dream_to_reality, evaluate_policy
 from model_zoo.data import collect, load_episodes, split_episodes
 from wrappers import DreamVectorEnv, LatentObservation
 
@@ -72,6 +59,8 @@ ENV_ID = "CampusNav-v0"
 
 @dataclass(frozen=True)
 class Args:
+    """World Models on CampusNav-v0: a controller trained in a dream, scored in reality."""
+
     obs_mode: str = "state"
     """observations of CampusNav-v0 the model sees: "state" (flat vector, fast), "dict" or "pixels" (slow)"""
     episodes: int = 240
@@ -116,8 +105,7 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     """One --flag per field of Args, its docstring as the help."""
-    parser = dataclass_parser(Args, __doc__)
-    args = Args(**vars(parser.parse_args(argv)))
+    args = tyro.cli(Args, args=argv)
     if args.tiny:
         args = dataclasses.replace(args, episodes=8, max_episode_steps=40, train_steps=5, batch_size=4, seq_len=8,
                                    generations=2, popsize=4, episodes_per_member=1, eval_episodes=4)
@@ -132,42 +120,13 @@ def toward_goal(epsilon: float, seed: int):
         state = obs.get("state") if isinstance(obs, dict) else obs
         n = len(next(iter(obs.values())) if isinstance(obs, dict) else obs)
         if state is None or np.ndim(state) != 2:  # pixels: no goal offset to read
-            return rng.integers(0, 5, n)
-        d_row, d_col = state[:, 4], state[:, 5]  # goal offset, scaled by the map size
-        toward = np.where(np.abs(d_row) > np.abs(d_col), np.where(d_row < 0, 1, 2), np.where(d_col > 0, 3, 4))
-        return np.where(rng.random(n) < epsilon, rng.integers(0, 5, n), toward)
+            return rng.integers(0, len(Action), n)
+        d_row, d_col = state[:, STATE_SLICES["goal_offset"]].T  # goal offset, scaled by the map size
+        vertical = np.where(d_row < 0, Action.NORTH, Action.SOUTH)
+        toward = np.where(np.abs(d_row) > np.abs(d_col), vertical, np.where(d_col > 0, Action.EAST, Action.WEST))
+        return np.where(rng.random(n) < epsilon, rng.integers(0, len(Action), n), toward)
 
     return policy
-
-
-def evaluate_in_reality(act, args: Args, seed: int, features_fn=None) -> dict[str, Any]:
-    """Runs ``act`` on ``args.eval_episodes`` seeded real episodes at once; returns per-episode outcomes.
-
-    All episodes run side by side in the native vector env; env i of
-    ``reset(seed=seed)`` is the single env reset with ``seed + i``. With
-    ``features_fn`` (``model_features(model)``: real observations filtered through
-    ``observe``) ``act`` gets the model's features, else the vector env itself
-    (the oracle reads it). Steps after an episode ends are not counted.
-    """
-    episodes = args.eval_episodes
-    envs = gym.make_vec(ENV_ID, num_envs=episodes, obs_mode=args.obs_mode, max_episode_steps=args.max_episode_steps)
-    started = time.perf_counter()
-    obs, _ = envs.reset(seed=seed)
-    returns, steps = np.zeros(episodes), np.zeros(episodes, dtype=np.int64)
-    success, alive = np.zeros(episodes, dtype=bool), np.ones(episodes, dtype=bool)
-    features = features_fn(obs, None, alive.copy()) if features_fn else None
-    while alive.any():
-        action = act(features) if features_fn else act(envs)
-        action = action.numpy() if torch.is_tensor(action) else np.asarray(action)
-        obs, reward, terminated, truncated, _ = envs.step(action)
-        returns += np.where(alive, reward, 0.0)
-        steps += alive
-        success |= alive & terminated
-        alive &= ~(terminated | truncated)
-        if features_fn:
-            features = features_fn(obs, action, np.zeros(episodes, dtype=bool))
-    envs.close()
-    return {"returns": returns, "success": success, "steps": steps, "eval_seconds": time.perf_counter() - started}
 
 
 if __name__ == "__main__":
@@ -208,51 +167,38 @@ if __name__ == "__main__":
     print(f"held-out episodes, {quality.context} real steps filtered, then imagined:")
     print(model_zoo.format_table({"vae_mdnrnn": quality}, keys=columns + ["reward_mae", "termination_f1"]))
 
-    popsize, per_member = args.popsize, args.episodes_per_member
     controller = LinearController(model.feature_dim, real.action_space)
-    budget = f"{args.generations} generations x {popsize} members x {per_member} episodes"
+    budget = f"{args.generations} generations x {args.popsize} members x {args.episodes_per_member} episodes"
+    eval_seed = args.seed + 1_000_000  # episodes no generation trained on
+    evaluation = Evaluation(args.eval_episodes, reset_seed=eval_seed, seed=args.seed)
+
+    def real_envs(n: int) -> gym.vector.VectorEnv:
+        return gym.make_vec(ENV_ID, num_envs=n, max_episode_steps=args.max_episode_steps, **env_kwargs)
+
+    def dream_envs(n: int) -> gym.vector.VectorEnv:
+        return DreamVectorEnv(model, n, ENV_ID, obs="features", env_kwargs=env_kwargs,
+                              max_episode_steps=args.max_episode_steps, temperature=args.temperature)
 
     print(f"\n== 3. C in the dream: CMA-ES on {controller.num_params} parameters, {budget}")
-    dream = DreamVectorEnv(model, popsize * per_member, ENV_ID, obs="features", env_kwargs=env_kwargs,
-                           max_episode_steps=args.max_episode_steps, temperature=args.temperature)
-    seeds = itertools.count(args.seed + 10_000)  # generation g resets its envs with seed + 10_000 + g
-    t0 = time.perf_counter()
-    dream_params, dream_history = train_cmaes(
-        lambda population: rollout_returns(population, dream, episodes=per_member, controller=controller,
-                                           seed=next(seeds)),
-        controller.num_params, generations=args.generations, popsize=popsize, sigma0=args.sigma0, seed=args.seed)
-    dream_seconds = time.perf_counter() - t0
-    dream.close()
-    save_params(out / "controller_dream.npz", dream_params, best_dream_return=float(dream_history["best_so_far"][-1]))
+    print(f"== 4. C in reality (the baseline): CMA-ES on the real env's features, {budget}")
+    result = dream_to_reality(
+        dream_envs, real_envs, controller, dream_features=None, real_features=model_features(model),
+        cmaes=CMAES(args.generations, args.popsize, args.episodes_per_member, sigma0=args.sigma0, seed=args.seed,
+                    progress=True),
+        evaluation=evaluation,
+        rollout_seeds=lambda: itertools.count(args.seed + 10_000),  # generation g resets with seed + 10_000 + g
+        save_dir=out)
 
-    print(f"\n== 4. C in reality (the baseline): CMA-ES on the real env's features, {budget}")
-    real_envs = gym.make_vec(ENV_ID, num_envs=popsize * per_member, max_episode_steps=args.max_episode_steps,
-                             **env_kwargs)
-    filter_fn = model_features(model)
-    seeds = itertools.count(args.seed + 10_000)
-    t0 = time.perf_counter()
-    reality_params, reality_history = train_cmaes(
-        lambda population: rollout_returns(population, real_envs, filter_fn, episodes=per_member,
-                                           controller=controller, seed=next(seeds)),
-        controller.num_params, generations=args.generations, popsize=popsize, sigma0=args.sigma0, seed=args.seed)
-    reality_seconds = time.perf_counter() - t0
-    real_envs.close()
-    save_params(out / "controller_reality.npz", reality_params,
-                best_real_return=float(reality_history["best_so_far"][-1]))
-
-    eval_seed = args.seed + 1_000_000  # episodes no generation trained on
     print(f"\n== 5. evaluation in reality: {args.eval_episodes} seeded episodes per row "
           f"(seeds {eval_seed}..{eval_seed + args.eval_episodes - 1})")
-    rng = np.random.default_rng(args.seed)
     oracle = ShortestPathPolicy()
-    rows: dict[str, dict[str, Any]] = {}
-    for name, params, seconds in (("C trained in the dream", dream_params, dream_seconds),
-                                  ("C trained in reality", reality_params, reality_seconds)):
-        controller.set_params(params)
-        rows[name] = evaluate_in_reality(controller, args, eval_seed, model_features(model))
-        rows[name]["train_seconds"] = seconds
-    rows["random policy"] = evaluate_in_reality(lambda envs: rng.integers(0, 5, envs.num_envs), args, eval_seed)
-    rows["shortest-path oracle"] = evaluate_in_reality(oracle, args, eval_seed)
+    rows: dict[str, dict[str, Any]] = {
+        "C trained in the dream": {**vars(result.dream_trained), "train_seconds": result.dream.seconds},
+        "C trained in reality": {**vars(result.reality_trained), "train_seconds": result.reality.seconds},
+        "random policy": vars(result.random),
+        "shortest-path oracle": vars(evaluate_policy(real_envs, lambda obs, action, envs: oracle(envs), evaluation)),
+    }
+    dream_params = result.dream.params
 
     # the batched evaluation is the same as wrappers.LatentObservation on a single env, episode by episode
     controller.set_params(dream_params)
@@ -274,7 +220,7 @@ if __name__ == "__main__":
             f"{row['success'].mean():.3f}",
             f"{row['steps'].mean():6.1f}",
             f"{row['train_seconds']:.1f}" if "train_seconds" in row else "-",
-            f"{row['eval_seconds']:.1f}",
+            f"{row['seconds']:.1f}",
         ])
     widths = [max(len(r[c]) for r in [header] + table) for c in range(len(header))]
     line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
@@ -287,11 +233,9 @@ if __name__ == "__main__":
     reality_return = rows["C trained in reality"]["returns"].mean()
     random_return = rows["random policy"]["returns"].mean()
     ratio = dream_return / reality_return if reality_return else float("nan")
-    gain_ratio = (dream_return - random_return) / (reality_return - random_return) \
-        if reality_return != random_return else float("nan")
+    gain_ratio = result.ratio
     print()
-    print(f"dream-trained / reality-trained real return: {ratio:.3f} (the issue's target, with campusnav demo's "
-          "defaults: >= 0.8)")
+    print(f"dream-trained / reality-trained real return: {ratio:.3f}")
     if reality_return < 0:
         print("  (a negative return in reality: below 1 the dream-trained controller did better, above 1 worse)")
     gains = f"({dream_return - random_return:+.3f} / {reality_return - random_return:+.3f})"
@@ -308,13 +252,13 @@ if __name__ == "__main__":
         "rows": {
             name: {"return_mean": float(row["returns"].mean()), "return_std": float(row["returns"].std()),
                    "success_rate": float(row["success"].mean()), "mean_steps": float(row["steps"].mean()),
-                   "train_seconds": row.get("train_seconds"), "eval_seconds": row["eval_seconds"]}
+                   "train_seconds": row.get("train_seconds"), "eval_seconds": row["seconds"]}
             for name, row in rows.items()
         },
         "ratio_dream_over_reality": ratio,
         "gain_ratio_over_random": gain_ratio,
-        "cmaes_history": {"dream": {k: v.tolist() for k, v in dream_history.items()},
-                          "reality": {k: v.tolist() for k, v in reality_history.items()}},
+        "cmaes_history": {"dream": {k: v.tolist() for k, v in result.dream.history.items()},
+                          "reality": {k: v.tolist() for k, v in result.reality.history.items()}},
         "wall_seconds": time.perf_counter() - started,
     }
     (out / "metrics.json").write_text(json.dumps(plain(metrics), indent=2, allow_nan=False) + "\n", encoding="utf-8")

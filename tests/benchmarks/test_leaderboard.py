@@ -37,7 +37,7 @@ def test_a_quick_run_over_two_models_writes_the_leaderboard(tmp_path):
     assert "rssm's 16-step observation error on CampusNav-v0 ranks" in markdown
     assert any(line.startswith(("PASS", "MISS")) for line in markdown.splitlines())
     assert (out / "leaderboard.png").stat().st_size > 1000
-    results = json.loads((out / "results.json").read_text())
+    results = json.loads((out / "leaderboard.json").read_text())  # written by campusnav.harness.write_results
     assert results["args"]["models"] == ["mlp", "rssm"] and results["wall_seconds"] > 0
     assert {"train/mlp", "transfer/rssm", "pixels/rssm"} <= set(results["seconds"])
 
