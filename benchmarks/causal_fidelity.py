@@ -55,22 +55,22 @@ smoke run of seconds.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
+import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env import causal
 from campus_env.features import ACTION_FEATURES, ACTION_MOVES, action_features
 from campus_env.rules import BLOCKED_REWARD
-from campusnav.arguments import dataclass_parser
+from campus_env.schema import STATE_SLICES
+from campusnav.harness import write_json, write_results
 from model_zoo.data import collect
 
 ENV_KWARGS = {"obs_mode": "state", "observe_causal": True}
@@ -122,8 +122,7 @@ class Args:
 
 
 def parse_args(argv=None) -> Args:
-    parser = dataclass_parser(Args, __doc__)
-    args = Args(**vars(parser.parse_args(argv)))
+    args = tyro.cli(Args, args=argv, description=__doc__)
     if args.quick:
         args.episodes_per_cell, args.max_episode_steps, args.steps = 1, 30, 20
         args.batch_size, args.seq_len, args.rollouts, args.horizon = 4, 16, 8, 15
@@ -136,7 +135,7 @@ def parse_args(argv=None) -> Args:
 
 def policy(obs: np.ndarray, rng: np.random.Generator, epsilon: float) -> np.ndarray:
     """Actions (N,) toward the goal for flat state observations (N, 72): see the module docstring."""
-    offset = obs[:, 4:6]  # goal minus agent, (row, col), scaled by the map size
+    offset = obs[:, STATE_SLICES["goal_offset"]]  # goal minus agent, (row, col), scaled by the map size
     open_ = action_features(obs)[:, 1:, ACTION_FEATURES.index("walkable")] > 0.5  # (N, 4) the moves' cells
     scores = offset @ ACTION_MOVES[1:].T + 10.0 * open_  # (N, 4): open first, then progress
     actions = 1 + scores.argmax(axis=1)
@@ -362,7 +361,9 @@ def main(argv=None) -> dict:
                "heldout_ratio_per_seed": ratios, "prediction": prediction,
                "train_seconds": [run["seconds"] for run in runs], "discovery": found, "targets": lines}
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_json(args.json, results)
+    if not args.quick:
+        write_results("causal_fidelity", "\n".join(f"- {line}" for line in lines), results)
     return results
 
 

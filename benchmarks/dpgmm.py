@@ -37,18 +37,18 @@ smoke run of a minute.
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
+import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
-from campusnav.arguments import dataclass_parser, parse_overrides
+from campusnav.cli import parse_overrides
+from campusnav.harness import write_json, write_results
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from model_zoo.models.dpgmm_vrnn import TASKS
 from model_zoo.nets.stick_breaking import components_in_use
@@ -92,8 +92,7 @@ class Args:
 
 
 def parse_args(argv=None) -> Args:
-    parser = dataclass_parser(Args, __doc__)
-    args = Args(**vars(parser.parse_args(argv)))
+    args = tyro.cli(Args, args=argv, description=__doc__)
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be at least 1, got {args.seeds}")
     if args.quick:
@@ -196,7 +195,10 @@ def main(argv=None) -> dict:
               "usage_by_gameday": {names.get(k, str(k)): v.tolist() for k, v in usage.items()},
               "task_losses": losses, "per_seed": per_seed, "targets": checks}
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2, default=float))
+        write_json(args.json, report)
+    if not args.quick:
+        write_results("dpgmm", model_zoo.format_table(results, keys=keys) + "\n\n"
+                      + "\n".join(f"- {line}" for line in checks), report)
     return report
 
 

@@ -28,7 +28,6 @@ is a benchmark, not a test: it prints, it does not fail.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import tempfile
@@ -38,12 +37,14 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.features import goal_biased_policy
 from campus_env.rules import BLOCKED_REWARD, STEP_PENALTY
-from campusnav.arguments import dataclass_parser, parse_overrides
+from campusnav.cli import parse_overrides
+from campusnav.harness import markdown_table, write_json, write_results
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from wrappers import DreamVectorEnv
 
@@ -78,7 +79,7 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    args = Args(**vars(dataclass_parser(Args, __doc__).parse_args(argv)))
+    args = tyro.cli(Args, args=argv, description=__doc__)
     if args.quick:
         args = dataclasses.replace(args, steps=100, collect_episodes=64, episodes=64)
     return args
@@ -135,14 +136,16 @@ def main(argv: list[str] | None = None) -> dict:
         row["share_of_real_gain"] = (row["return"] - floor) / real_gain if real_gain > 0 else float("nan")
     print(f"\nThe goal-biased walk in each dream and in reality; {args.steps} training steps, "
           f"{args.episodes} episodes; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n")
-    print("| where | return | share of the real gain over standing still | success | blocked/step | steps |")
-    print("|---|---|---|---|---|---|")
-    for name, r in rows.items():
-        print(f"| {name} | {r['return']:.3f} | {r['share_of_real_gain']:.2f} | {r['success']:.2f} | "
-              f"{r['blocked_per_step']:.3f} | {r['steps']:.1f} |")
+    table = markdown_table(
+        ["where", "return", "share of the real gain over standing still", "success", "blocked/step", "steps"],
+        [[name, f"{r['return']:.3f}", f"{r['share_of_real_gain']:.2f}", f"{r['success']:.2f}",
+          f"{r['blocked_per_step']:.3f}", f"{r['steps']:.1f}"] for name, r in rows.items()])
+    print(table)
     results = {"config": dataclasses.asdict(args) | {"json": str(args.json)}, "rows": rows}
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_json(args.json, results)
+    if not args.quick:
+        write_results("dream_fidelity", table, results)
     return results
 
 

@@ -1,4 +1,4 @@
-"""Steps per second of the dream environments, and of SB3 PPO learning in them (issue 4, "Throughput").
+"""Steps per second of the dream environments, and of SB3 PPO learning in them.
 
 One run measures, in one table:
 
@@ -17,40 +17,31 @@ One run measures, in one table:
   decoded ``mlp`` dream (state), and on ``to_sb3`` of the ``vae_mdnrnn`` dream in
   features mode. Frames count once per env; the time includes PPO's updates.
 
-Models are untrained (freshly initialised, seeded): throughput does not depend
-on the weights, only on the architecture (a trained model's dreams end at other
-steps, so autoresets come at another rate). Env rows: random actions drawn up
-front, timed in ``--repeats`` windows of ``--seconds`` after a warm-up, the best
-window counts (the machine may be shared). Torch runs ``--threads`` threads
-(default 1, usually the fastest for these small networks on a shared CPU). It
-prints a markdown table and the target as a PASS/MISS line; it is a benchmark,
-not a test, so a miss does not fail.
+Models are untrained (freshly initialised, seeded): throughput depends on the
+architecture, not the weights. Env rows take the best of ``--repeats`` timed
+windows (``campusnav.harness``); torch runs ``--threads`` threads. It prints a
+markdown table and the target as a PASS/MISS line; a miss does not fail.
 
     python benchmarks/dream_throughput.py              # about a minute
     python benchmarks/dream_throughput.py --quick      # about 20 s
     python benchmarks/dream_throughput.py --models vae_mdnrnn --json out.json
 """
 
-from __future__ import annotations
-
-import argparse
-import json
-import os
-import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import stable_baselines3
 import torch
+import tyro
 from stable_baselines3 import PPO
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
+from campusnav.bench import vector_stepper
+from campusnav.harness import Target, machine_info, markdown_table, measure_rate, write_json
 from wrappers import DreamVectorEnv, to_sb3
 
 ENV_ID = "CampusNav-v0"
@@ -59,7 +50,6 @@ TARGET_ENVS = 1024
 TARGET_STEPS_PER_S = 50_000
 DECODED_OBS = {"mlp": "state", "mlp_ensemble": "state"}  # decoded-mode observations; the others: "dict"
 PPO_SETTINGS = dict(n_steps=128, batch_size=512, n_epochs=4, learning_rate=3e-4, gamma=0.99)
-ACTION_BLOCK = 64  # steps of random actions drawn up front
 
 
 @dataclass
@@ -86,24 +76,7 @@ def make_model(model_id: str, obs_mode: str) -> model_zoo.WorldModel:
 
 def time_vector(envs: gym.vector.VectorEnv, seconds: float, warmup: float, repeats: int, seed: int = 0) -> float:
     """Best env steps/s of ``envs.step`` with random actions over ``repeats`` windows of ``seconds``."""
-    n = envs.num_envs
-    actions = np.random.default_rng(seed).integers(0, int(envs.single_action_space.n), (ACTION_BLOCK, n))
-    envs.reset(seed=seed)
-    clock = time.perf_counter
-    best, i = 0.0, 0
-    for window in range(repeats + 1):  # window 0 is the warm-up
-        budget = warmup if window == 0 else seconds
-        calls, start = 0, clock()
-        while True:
-            envs.step(actions[i])
-            i = (i + 1) % ACTION_BLOCK
-            calls += 1
-            elapsed = clock() - start
-            if elapsed >= budget:
-                break
-        if window > 0:
-            best = max(best, calls * n / elapsed)
-    return best
+    return measure_rate(vector_stepper(envs, seed), seconds, warmup, repeats).best
 
 
 def time_ppo(venv, policy: str, timesteps: int, seed: int = 0) -> float:
@@ -185,66 +158,58 @@ def measure(
 
 def table(rows: list[Row]) -> str:
     """The markdown table: what, model, observations, envs, parameters, steps/s."""
-    lines = [
-        "| measurement | configuration | observations | envs | parameters | steps/s |",
-        "|---|---|---|---:|---:|---:|",
-    ]
-    for row in rows:
-        params = "—" if row.params is None else f"{row.params / 1e6:.2f}M"
-        lines.append(f"| {row.section} | {row.name} | {row.obs} | {row.num_envs} | {params} | "
-                     f"{row.steps_per_s:,.0f} |")
-    return "\n".join(lines)
+    cells = [[row.section, row.name, row.obs, row.num_envs, "—" if row.params is None else f"{row.params / 1e6:.2f}M",
+              f"{row.steps_per_s:,.0f}"] for row in rows]
+    return markdown_table(["measurement", "configuration", "observations", "envs", "parameters", "steps/s"], cells,
+                          align="lllrrr")
 
 
-def check(rows: list[Row]) -> tuple[str, str]:
-    """(PASS | MISS | SKIP, the line) for the vae_mdnrnn features target."""
+def target(rows: list[Row]) -> Target:
+    """The vae_mdnrnn features target."""
     name = f"DreamVectorEnv({TARGET_ID}) features mode at {TARGET_ENVS} envs >= {TARGET_STEPS_PER_S:,} steps/s"
     found = [r for r in rows if r.section == "dream features" and r.model == TARGET_ID and r.num_envs == TARGET_ENVS]
     if not found:
-        return "SKIP", f"SKIP  {name}: not measured"
-    value = found[0].steps_per_s
-    status = "PASS" if value >= TARGET_STEPS_PER_S else "MISS"
-    return status, f"{status}  {name}: {value:,.0f} steps/s"
+        return Target(name, None, TARGET_STEPS_PER_S)
+    return Target(name, found[0].steps_per_s, TARGET_STEPS_PER_S, f"{found[0].steps_per_s:,.0f} steps/s")
 
 
-def _positive(convert: Callable[[str], float]) -> Callable[[str], float]:
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (0 < value < float("inf")):
-            raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-        return value
+@dataclass(frozen=True)
+class Args:
+    """Steps per second of the dream environments, and of SB3 PPO learning in them."""
 
-    return parse
+    seconds: float | None = None
+    """seconds per timed window (default: 1.5, or 0.3 with --quick)"""
+    repeats: int = 3
+    """timed windows per env row; the best counts"""
+    quick: bool = False
+    """a short run (one 0.3 s window, 4,096 PPO frames)"""
+    num_envs: int = TARGET_ENVS
+    """envs of the env rows"""
+    ppo_envs: int = 16
+    """envs PPO learns on"""
+    ppo_timesteps: int | None = None
+    """timed PPO frames per row (default: 32,768, or 4,096 with --quick)"""
+    models: tuple[str, ...] = ()
+    """model ids (default: every registered id)"""
+    threads: int = 1
+    """torch threads"""
+    json: str | None = None
+    """also write the numbers to this JSON file"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=_positive(float), default=None,
-                        help="seconds per timed window (default: 1.5, or 0.3 with --quick)")
-    parser.add_argument("--repeats", type=_positive(int), default=3, help="timed windows per env row; the best counts")
-    parser.add_argument("--quick", action="store_true", help="a short run (one 0.3 s window, 4,096 PPO frames)")
-    parser.add_argument("--num-envs", type=_positive(int), default=TARGET_ENVS, help="envs of the env rows")
-    parser.add_argument("--ppo-envs", type=_positive(int), default=16, help="envs PPO learns on")
-    parser.add_argument("--ppo-timesteps", type=_positive(int), default=None,
-                        help="timed PPO frames per row (default: 32,768, or 4,096 with --quick)")
-    parser.add_argument("--models", nargs="+", default=None, metavar="ID", help="default: every registered id")
-    parser.add_argument("--threads", type=_positive(int), default=1, help="torch threads (default: 1)")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the numbers here")
-    args = parser.parse_args(argv)
+    args = tyro.cli(Args, args=argv)
     seconds = args.seconds if args.seconds is not None else (0.3 if args.quick else 1.5)
     repeats = 1 if args.quick else args.repeats
     warmup = min(0.5, max(0.1, 0.25 * seconds))
     ppo_timesteps = args.ppo_timesteps or (4_096 if args.quick else 32_768)
-    models = args.models or model_zoo.list_models()
+    models = list(args.models) or model_zoo.list_models()
     torch.set_num_threads(args.threads)
+    info = machine_info()
     print(f"# dream throughput on {ENV_ID}: UNTRAINED models (freshly initialised; speed does not depend on the "
           f"weights); env rows best of {repeats} x {seconds:g} s windows, PPO {ppo_timesteps:,} frames per row")
-    print(f"# {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__} ({args.threads} thread(s)), "
-          f"stable-baselines3 {stable_baselines3.__version__}, "
-          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(f"# {info['platform']}, {info['cpus']} CPUs, torch {torch.__version__} ({args.threads} thread(s)), "
+          f"stable-baselines3 {stable_baselines3.__version__}, load average {info.get('load_average')}")
     started = time.perf_counter()
     rows, notes = measure(models, args.num_envs, seconds, warmup, repeats, args.ppo_envs, ppo_timesteps)
     print()
@@ -254,18 +219,14 @@ def main(argv: Sequence[str] | None = None) -> int:
           "frames per second of PPO.learn, updates included")
     for note in notes:
         print(note)
-    status, line = check(rows)
-    print(f"\n{line}")
+    check = target(rows)
+    print(f"\n{check.line}")
     print(f"total {time.perf_counter() - started:.1f} s")
     if args.json is not None:
         report = {"seconds": seconds, "repeats": repeats, "threads": args.threads, "ppo_timesteps": ppo_timesteps,
-                  "ppo_settings": PPO_SETTINGS, "trained": False, "load_average": os.getloadavg(),
-                  "rows": [asdict(r) for r in rows], "notes": notes, "check": {"status": status, "line": line}}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        tmp.replace(args.json)
-        print(f"wrote {args.json}")
+                  "ppo_settings": PPO_SETTINGS, "trained": False, "machine": info,
+                  "rows": [asdict(r) for r in rows], "notes": notes, "check": check.as_dict()}
+        print(f"wrote {write_json(args.json, report)}")
     return 0
 
 

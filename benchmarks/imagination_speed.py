@@ -1,4 +1,4 @@
-"""Imagined steps per second of every zoo model on CampusNav-v0 (issue 3, "Quality and speed").
+"""Imagined steps per second of every zoo model on CampusNav-v0.
 
 For each id in ``model_zoo.list_models()`` that builds on CampusNav-v0's dict
 observation space (64x64x3 image + state + causal vectors, ``Discrete(5)``), the
@@ -20,23 +20,17 @@ not a test, so a miss does not fail.
     python benchmarks/imagination_speed.py --models vae_mdnrnn --threads 2 --json out.json
 """
 
-from __future__ import annotations
-
-import argparse
-import json
-import os
-import platform
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
+import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
+from campusnav.harness import Target, machine_info, markdown_table, measure_rate, write_json
 
 ENV_ID = "CampusNav-v0"
 TARGET_ID = "vae_mdnrnn"
@@ -82,28 +76,18 @@ def time_imagine(model, batch: int, seconds: float, warmup: float, repeats: int,
     start_state = model.observe(model.initial_state(batch), actions[0], obs, torch.ones(batch, dtype=torch.bool,
                                                                                       device=device))
     generator = torch.Generator(device=device).manual_seed(seed)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    clock = time.perf_counter
-    best = 0.0
-    for window in range(repeats + 1):  # window 0 is the warm-up
-        budget = warmup if window == 0 else seconds
-        state, calls, i = start_state, 0, 0
-        sync()
-        start = clock()
-        while True:
-            state = model.imagine(state, actions[i], generator=generator).state
-            i = (i + 1) % ACTION_BLOCK
-            calls += 1
-            if i == 0:  # restart from the filtered state, so the rollout stays in distribution
-                state = start_state
-            if calls % 4 == 0:
-                sync()
-                elapsed = clock() - start
-                if elapsed >= budget:
-                    break
-        if window > 0:
-            best = max(best, calls * batch / elapsed)
-    return best
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    state, i = start_state, 0
+
+    def step() -> int:
+        nonlocal state, i
+        state = model.imagine(state, actions[i], generator=generator).state
+        i = (i + 1) % ACTION_BLOCK
+        if i == 0:  # restart from the filtered state, so the rollout stays in distribution
+            state = start_state
+        return batch
+
+    return measure_rate(step, seconds, warmup, repeats, sync=sync, check_every=4).best
 
 
 def measure(
@@ -148,77 +132,67 @@ def measure(
 
 def table(rows: list[Row], batch_sizes: Sequence[int]) -> str:
     """The markdown table: model, torch threads, parameters, steps/s per batch size."""
-    lines = [
-        "| model | threads | parameters | " + " | ".join(f"batch {b}" for b in batch_sizes) + " |",
-        "|---|---:|---:|" + "---:|" * len(batch_sizes),
-    ]
-    for row in rows:
-        cells = " | ".join(f"{row.steps_per_s[b]:,.0f}" for b in batch_sizes)
-        lines.append(f"| {row.model} | {row.threads} | {row.params / 1e6:.2f}M | {cells} |")
-    return "\n".join(lines)
+    cells = [[row.model, row.threads, f"{row.params / 1e6:.2f}M", *(f"{row.steps_per_s[b]:,.0f}" for b in batch_sizes)]
+             for row in rows]
+    return markdown_table(["model", "threads", "parameters", *(f"batch {b}" for b in batch_sizes)], cells,
+                          align="lrr" + "r" * len(batch_sizes))
 
 
-def check(rows: list[Row]) -> tuple[str, str]:
-    """(PASS | MISS | SKIP, the line) for the vae_mdnrnn target, at its best thread count."""
+def target(rows: list[Row]) -> Target:
+    """The vae_mdnrnn target, at its best thread count."""
     name = f"{TARGET_ID} imagine at batch {TARGET_BATCH} >= {TARGET_STEPS_PER_S:,} steps/s"
     measured = [r for r in rows if r.model == TARGET_ID and TARGET_BATCH in r.steps_per_s]
     if not measured:
-        return "SKIP", f"SKIP  {name}: not measured"
+        return Target(name, None, TARGET_STEPS_PER_S)
     best = max(measured, key=lambda r: r.steps_per_s[TARGET_BATCH])
     value = best.steps_per_s[TARGET_BATCH]
-    status = "PASS" if value >= TARGET_STEPS_PER_S else "MISS"
-    return status, f"{status}  {name}: {value:,.0f} steps/s ({best.threads} torch thread(s))"
+    return Target(name, value, TARGET_STEPS_PER_S, f"{value:,.0f} steps/s ({best.threads} torch thread(s))")
 
 
-def _positive(convert: Callable[[str], float]) -> Callable[[str], float]:
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not (0 < value < float("inf")):
-            raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
-        return value
+@dataclass(frozen=True)
+class Args:
+    """Imagined steps per second of every zoo model on CampusNav-v0."""
 
-    return parse
+    seconds: float | None = None
+    """seconds per timed window (default: 1, or 0.2 with --quick)"""
+    repeats: int = 3
+    """timed windows per cell; the best counts"""
+    quick: bool = False
+    """a very short run"""
+    batch_sizes: tuple[int, ...] = (1, 64, 1024)
+    """batch sizes to time"""
+    models: tuple[str, ...] = ()
+    """model ids (default: every registered id)"""
+    threads: tuple[int, ...] = ()
+    """torch thread counts to measure (default: 1 and torch's default)"""
+    device: str = "cpu"
+    """torch device"""
+    json: str | None = None
+    """also write the numbers to this JSON file"""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=_positive(float), default=None,
-                        help="seconds per timed window (default: 1, or 0.2 with --quick)")
-    parser.add_argument("--repeats", type=_positive(int), default=3, help="timed windows per cell; the best counts")
-    parser.add_argument("--quick", action="store_true", help="a very short run")
-    parser.add_argument("--batch-sizes", type=_positive(int), nargs="+", default=[1, 64, 1024], metavar="B")
-    parser.add_argument("--models", nargs="+", default=None, metavar="ID", help="default: every registered id")
-    parser.add_argument("--threads", type=_positive(int), nargs="+", default=None, metavar="N",
-                        help="torch thread counts to measure (default: 1 and torch's default)")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the numbers here")
-    args = parser.parse_args(argv)
+    args = tyro.cli(Args, args=argv)
     threads = list(dict.fromkeys(args.threads or [1, torch.get_num_threads()]))
     seconds = args.seconds if args.seconds is not None else (0.2 if args.quick else 1.0)
     repeats = 1 if args.quick else args.repeats
     warmup = min(0.5, max(0.05, 0.25 * seconds))
+    info = machine_info()
     print(f"# imagine() steps/s on {ENV_ID} (dict observations, Discrete(5)): latent features, no decode; "
           f"best of {repeats} x {seconds:g} s windows")
-    print(f"# {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}, device {args.device}, "
-          f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    rows, notes = measure(args.batch_sizes, seconds, warmup, repeats, args.models, threads, args.device)
+    print(f"# {info['platform']}, {info['cpus']} CPUs, torch {torch.__version__}, device {args.device}, "
+          f"load average {info.get('load_average')}")
+    rows, notes = measure(args.batch_sizes, seconds, warmup, repeats, list(args.models) or None, threads, args.device)
     print()
     print(table(rows, args.batch_sizes))
     for note in notes:
         print(f"\n{note}" if note is notes[0] else note)
-    status, line = check(rows)
-    print(f"\n{line}")
+    check = target(rows)
+    print(f"\n{check.line}")
     if args.json is not None:
-        report = {"seconds": seconds, "repeats": repeats, "threads": threads, "load_average": os.getloadavg(),
-                  "rows": [asdict(r) for r in rows], "notes": notes, "check": {"status": status, "line": line}}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        tmp.replace(args.json)
-        print(f"wrote {args.json}")
+        report = {"seconds": seconds, "repeats": repeats, "threads": threads, "machine": info,
+                  "rows": [asdict(r) for r in rows], "notes": notes, "check": check.as_dict()}
+        print(f"wrote {write_json(args.json, report)}")
     return 0
 
 

@@ -50,20 +50,19 @@ Targets (issue 6):
 from __future__ import annotations
 
 import dataclasses
-import json
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import torch
+import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
-from campusnav.arguments import dataclass_parser, from_namespace
+from campusnav.harness import write_json, write_results
 from model_zoo.data import collect, load_episodes, split_episodes
 
 ENV_ID = "CampusNav-v0"
@@ -122,7 +121,7 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    args = from_namespace(Args, dataclass_parser(Args, __doc__).parse_args(argv))
+    args = tyro.cli(Args, args=argv, description=__doc__)
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be at least 1, got {args.seeds}")
     if args.quick:
@@ -348,7 +347,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "quality": runs or None,
               "quality_mean": rows, "targets": checks}
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+        write_json(args.json, report)
+    if not args.quick:
+        write_results("token_model", "\n".join(f"- {line}" for line in checks), report)
     return report
 
 

@@ -4,7 +4,7 @@ Collects one dataset of dict observations (64x64 image + state + causal) on the
 "train" split and a second, smaller one on the "heldout" split (contexts the first
 never shows: gameday in rain or snow), trains every registered model with the same
 steps, batch and sequence length, and prints ``model_zoo.evaluate`` on held-out
-episodes of the train split, then the issue's targets as PASS/MISS lines:
+episodes of the train split, then the targets as PASS/MISS lines:
 
 - ``vae_mdnrnn`` 1-step image PSNR >= 25 dB (16-step PSNR reported);
 - ``mlp`` 1-step state MSE >= 10x lower than "next = current": the same episodes with
@@ -20,17 +20,17 @@ Run: ``python benchmarks/zoo_quality.py`` (about half an hour on a 2-core CPU);
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
+import tyro
 
 import model_zoo
-from campusnav.arguments import dataclass_parser
+from campus_env.schema import STATE_SLICES, Action
+from campusnav.harness import write_json, write_results
 from model_zoo.data import SequenceSampler, collect, iterate, load_episodes, split_episodes
 
 
@@ -48,8 +48,8 @@ class Args:
     """sequences per batch"""
     seq_len: int = 32
     """steps per sequence"""
-    lr: float = 3e-4
-    """Adam learning rate of the models without their own in LEARNING_RATES"""
+    lr: float | None = None
+    """Adam learning rate of every model (default: each model's preset rate for the data)"""
     models: list[str] = field(default_factory=list)
     """model ids to train (default: every registered model)"""
     seed: int = 0
@@ -60,19 +60,13 @@ class Args:
     """a smoke run: tiny data and budgets"""
 
 
-# Models that train better at another learning rate than --lr at this budget, on this data. vae_mdnrnn, seed 0,
-# 2026-11-30: 1-step PSNR 17.16 dB at 3e-4 -> 19.26 dB at 1e-3 (1-step error 0.0224 -> 0.0147, copy 0.0164; 16-step
-# PSNR 13.26 -> 13.65). V alone learns faster: held-out reconstruction 20.1 vs 20.9 dB after 1500 steps of 64 frames.
-LEARNING_RATES = {"mlp": 1e-3, "mlp_ensemble": 1e-3, "vae_mdnrnn": 1e-3}
-
-
-def lr_of(model_id: str, args: Args) -> float:
-    return LEARNING_RATES.get(model_id, args.lr)
+def lr_of(model_id: str, args: Args, preset: str = "campusnav-pixels") -> float:
+    """``--lr`` when given, else the model's tuned rate for this data (its preset; dict observations: pixels)."""
+    return args.lr if args.lr is not None else model_zoo.registry.preset(model_id, preset).lr
 
 
 def parse_args(argv=None) -> Args:
-    parser = dataclass_parser(Args, __doc__)
-    args = Args(**vars(parser.parse_args(argv)))
+    args = tyro.cli(Args, args=argv, description=__doc__)
     if args.quick:
         args.episodes, args.heldout_episodes, args.max_episode_steps, args.steps = 12, 4, 40, 20
         args.batch_size, args.seq_len = 4, 16
@@ -116,20 +110,21 @@ def deterministic_bound(split: str, max_episode_steps: int, seed: int, steps: in
     copy_sq = chance = 0.0
     move_sq: list[float] = []
     for _ in range(steps):
-        action = rng.integers(0, 5, num_envs)
+        action = rng.integers(0, len(Action), num_envs)
         k, pos = core.k, core.pos
         target = pos + core.moves[action]
         open_ = core.pass_map[core.tape_pass_base[k] + target] | (target == core.goal_flat)
         p_crowd = np.clip(core.hotspots[core.tape_hot_base[k] + target], 0, 1)
         p_slip = np.clip(core.slip_map[core.slip_base + target], 0, 1)
         p_fail = 1 - (1 - p_crowd) * (1 - p_slip)
-        attempted = (action != 0) & open_
+        attempted = (action != Action.STAY) & open_
         before = obs.copy()
         obs, _, terminated, truncated, _ = env.step(action)
         alive = ~(terminated | truncated)  # the next observation of an ended episode is a reset
         sq = np.square(obs - before).sum(1)
         copy_sq += float(sq[alive].sum())
-        moved = alive & attempted & (np.abs(obs[:, :2] - before[:, :2]).sum(1) > 0)
+        agent = STATE_SLICES["agent"]
+        moved = alive & attempted & (np.abs(obs[:, agent] - before[:, agent]).sum(1) > 0)
         move_sq.extend(sq[moved].tolist())
         chance += float((p_fail * (1 - p_fail))[alive & attempted].sum())
     env.close()
@@ -160,7 +155,7 @@ def main(argv=None) -> dict:
             torch.manual_seed(args.seed)
             model = model_zoo.make("mlp", state_data.observation_space, state_data.action_space)
             sampler = SequenceSampler(state_train, args.seq_len, args.batch_size, seed=args.seed)
-            model_zoo.fit(model, sampler, steps=args.steps, lr=lr_of("mlp", args), seed=args.seed)
+            model_zoo.fit(model, sampler, steps=args.steps, lr=lr_of("mlp", args, "campusnav-state"), seed=args.seed)
             model.eval()
             state_mode = model_zoo.evaluate(model, state_test, horizons=(1, 16), num_windows=256)
             state_mode.extra["deterministic_bound"] = deterministic_bound("train", args.max_episode_steps, args.seed)
@@ -184,9 +179,9 @@ def main(argv=None) -> dict:
                 }
     keys = ["obs_mse@1", "obs_mse@16", "psnr@1", "psnr@16", "copy_mse@1", "vector_mse@1", "copy_vector_mse@1",
             "reward_mae", "termination_f1", "imagined_steps_per_s", "parameters", "train_seconds"]
-    own_lr = ", ".join(f"{m} {v:g}" for m, v in LEARNING_RATES.items())
+    rates = "presets' rates" if args.lr is None else f"lr {args.lr:g}"
     print(f"\n{args.steps} steps x batch {args.batch_size} x {args.seq_len} steps per model "
-          f"(lr {args.lr:g}; {own_lr}); evaluated on {len(test)} test episodes of the train split\n")
+          f"({rates}); evaluated on {len(test)} test episodes of the train split\n")
     print(model_zoo.format_table(results, keys=keys))
     if state_mode is not None:
         print("\nmlp on the same episodes with obs_mode='state':\n")
@@ -201,7 +196,10 @@ def main(argv=None) -> dict:
     report = {"args": asdict(args), "results": {k: r.as_dict() for k, r in results.items()},
               "disagreement": extra, "targets": checks}
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2, default=float))
+        write_json(args.json, report)
+    if not args.quick:
+        tables = model_zoo.format_table(results, keys=keys)
+        write_results("zoo_quality", f"{tables}\n\n" + "\n".join(f"- {line}" for line in checks), report)
     return report
 
 

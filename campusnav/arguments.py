@@ -1,4 +1,4 @@
-"""Command lines from dataclasses: one ``--flag`` per field, the field's docstring as its help.
+"""Command lines from dataclasses (superseded by tyro; kept while scripts still import it).
 
 The examples and benchmarks keep their arguments in a dataclass with a docstring
 under each field (CleanRL's style); ``dataclass_parser`` turns it into an
@@ -28,6 +28,8 @@ import dataclasses
 import inspect
 import textwrap
 from typing import Any
+
+from campusnav.cli import parse_overrides
 
 __all__ = ["dataclass_parser", "field_docs", "from_namespace", "parse_overrides"]
 
@@ -78,20 +80,6 @@ def dataclass_parser(cls: type, description: str | None = None) -> argparse.Argu
 def from_namespace(cls: type, namespace: argparse.Namespace) -> Any:
     """``cls(**vars(namespace))``, with the lists argparse gives for tuple fields turned back into tuples."""
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(namespace).items()})
-
-
-def parse_overrides(text: str) -> dict[str, Any]:
-    """``"hidden=16,lr=1e-3"`` -> ``{"hidden": 16, "lr": 0.001}`` (values as Python literals, else strings)."""
-    out: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"expected NAME=VALUE pairs separated by commas, got {item!r}")
-        try:
-            out[name.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            out[name.strip()] = value.strip()
-    return out
 
 
 def _tuple_item(default: tuple) -> type:

@@ -4,22 +4,25 @@
 (True, 3, 9.5, 'rainy')
 >>> parse_assignment("weather=rainy")
 ('weather', 'rainy')
+>>> parse_overrides("hidden=16, lr=1e-3, name='a'")
+{'hidden': 16, 'lr': 0.001, 'name': 'a'}
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import ast
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-__all__ = ["COMMANDS", "build_parser", "main", "parse_args", "parse_assignment", "parse_value"]
+import tyro
 
-BENCHMARK_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "env_throughput.py"
+__all__ = ["COMMANDS", "Command", "build_parser", "main", "parse_args", "parse_assignment", "parse_overrides",
+           "parse_value"]
 
 
 def parse_value(text: str) -> bool | int | float | str:
@@ -42,6 +45,20 @@ def parse_assignment(text: str) -> tuple[str, bool | int | float | str]:
     if not sep or not key or not value:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. weather=rainy), got {text!r}")
     return key, parse_value(value)
+
+
+def parse_overrides(text: str) -> dict[str, Any]:
+    """``"hidden=16,lr=1e-3"`` -> ``{"hidden": 16, "lr": 0.001}`` (values as Python literals, else strings)."""
+    out: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"expected NAME=VALUE pairs separated by commas, got {item!r}")
+        try:
+            out[name.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[name.strip()] = value.strip()
+    return out
 
 
 # --- play -----------------------------------------------------------------
@@ -103,32 +120,19 @@ def run_play(args: argparse.Namespace) -> int:
 # --- bench ----------------------------------------------------------------
 
 
-def load_benchmark() -> ModuleType | None:
-    """``benchmarks/env_throughput.py`` of the source checkout, or None when it is not there."""
-    if not BENCHMARK_PATH.is_file():
-        return None
-    name = "campusnav_benchmarks_env_throughput"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, BENCHMARK_PATH)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    benchmark = load_benchmark()
-    if benchmark is not None:
-        benchmark.add_arguments(parser)
-
-
 def check_bench_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if load_benchmark() is None:
-        parser.error(f"bench needs a source checkout: {BENCHMARK_PATH} not found")
+    from campusnav.bench import check_config
+
+    try:
+        check_config(args.options)
+    except ValueError as err:
+        parser.error(str(err))
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    return load_benchmark().run_from_args(args)
+    from campusnav.bench import run_bench
+
+    return run_bench(args.options)
 
 
 # --- collect --------------------------------------------------------------
@@ -160,6 +164,7 @@ def check_collect_arguments(parser: argparse.ArgumentParser, args: argparse.Name
 
 
 def run_collect(args: argparse.Namespace) -> int:
+    import campus_env  # noqa: F401  (registers CampusNav-v0: model_zoo.data imports no env package)
     from model_zoo.data import collect
 
     env_kwargs = {"obs_mode": args.obs_mode} if args.obs_mode else {}
@@ -292,57 +297,78 @@ def run_dream(args: argparse.Namespace) -> int:
 # --- demo -----------------------------------------------------------------
 
 
-def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    from campusnav.demo import add_arguments
-
-    add_arguments(parser)
-
-
 def check_demo_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     from campusnav.demo import check_config, config_from_args
     from model_zoo import list_models
 
-    if args.model not in list_models():
-        parser.error(f"argument --model: unknown model {args.model!r}; choose from {', '.join(list_models())}")
-    if args.obs_mode not in ("dict", "pixels", "state"):
-        parser.error(f"argument --obs-mode: choose from dict, pixels, state; got {args.obs_mode!r}")
+    config = config_from_args(args.options)
+    if config.model not in list_models():
+        parser.error(f"argument --model: unknown model {config.model!r}; choose from {', '.join(list_models())}")
+    if config.obs_mode not in ("dict", "pixels", "state"):
+        parser.error(f"argument --obs-mode: choose from dict, pixels, state; got {config.obs_mode!r}")
     try:
-        check_config(config_from_args(args))
+        check_config(config)
     except ValueError as error:
         parser.error(str(error))
     for name in ("episodes", "max_episode_steps", "train_steps", "batch_size", "seq_len", "generations",
                  "popsize", "episodes_per_member", "eval_episodes", "video_steps"):
-        if getattr(args, name) < 1:
+        if getattr(config, name) < 1:
             parser.error(f"argument --{name.replace('_', '-')}: must be a positive integer")
 
 
 def run_demo(args: argparse.Namespace) -> int:
     from campusnav.demo import config_from_args, run_demo
 
-    run_demo(config_from_args(args))
+    run_demo(config_from_args(args.options))
     return 0
 
 
 # --- the table ------------------------------------------------------------
 
-Adder = Callable[[argparse.ArgumentParser], None]
 Checker = Callable[[argparse.ArgumentParser, argparse.Namespace], None]
 Runner = Callable[[argparse.Namespace], int]
 
-# name -> (help, add arguments, check arguments, run)
-COMMANDS: dict[str, tuple[str, Adder, Checker, Runner]] = {
-    "demo": ("the whole pipeline: collect, train a world model, a controller in the dream, a report",
-             add_demo_arguments, check_demo_arguments, run_demo),
-    "play": ("play CampusNav-v0 with the keyboard in a pygame window",
-             add_play_arguments, check_play_arguments, run_play),
-    "collect": ("collect episodes from an env into a Minari dataset",
-                add_collect_arguments, check_collect_arguments, run_collect),
-    "train": ("train a world model of the zoo on a Minari dataset",
-              add_train_arguments, check_train_arguments, run_train),
-    "dream": ("replay random actions in CampusNav-v0 and in a trained model's dream, side by side",
-              add_dream_arguments, check_dream_arguments, run_dream),
-    "bench": ("measure environment steps per second (benchmarks/env_throughput.py)",
-              add_bench_arguments, check_bench_arguments, run_bench),
+
+def _demo_options() -> type:
+    from campusnav.demo import DemoArgs
+
+    return DemoArgs
+
+
+def _bench_options() -> type:
+    from campusnav.bench import BenchConfig
+
+    return BenchConfig
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its help line, its options, a check of the parsed options, and what runs it.
+
+    ``options`` is either a function adding argparse options, or (``dataclass=True``) a function
+    returning the dataclass whose fields, with their docstrings as help, tyro turns into options.
+    """
+
+    help: str
+    options: Callable[..., Any]
+    check: Checker
+    run: Runner
+    dataclass: bool = False
+
+
+COMMANDS: dict[str, Command] = {
+    "demo": Command("the whole pipeline: collect, train a world model, a controller in the dream, a report",
+                    _demo_options, check_demo_arguments, run_demo, dataclass=True),
+    "play": Command("play CampusNav-v0 with the keyboard in a pygame window",
+                    add_play_arguments, check_play_arguments, run_play),
+    "collect": Command("collect episodes from an env into a Minari dataset",
+                       add_collect_arguments, check_collect_arguments, run_collect),
+    "train": Command("train a world model of the zoo on a Minari dataset",
+                     add_train_arguments, check_train_arguments, run_train),
+    "dream": Command("replay random actions in CampusNav-v0 and in a trained model's dream, side by side",
+                     add_dream_arguments, check_dream_arguments, run_dream),
+    "bench": Command("measure environment steps per second (campusnav.bench)",
+                     _bench_options, check_bench_arguments, run_bench, dataclass=True),
 }
 
 
@@ -358,24 +384,33 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     subparsers = {}
-    for name, (help_text, add_arguments, _, _) in COMMANDS.items():
-        subparsers[name] = commands.add_parser(name, help=help_text, description=help_text)
-        add_arguments(subparsers[name])
+    for name, command in COMMANDS.items():
+        subparsers[name] = commands.add_parser(name, help=command.help, description=command.help)
+        if command.dataclass:  # tyro parses these; argparse keeps the rest of the line for it
+            subparsers[name].add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+        else:
+            command.options(subparsers[name])
     return parser, subparsers
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parses and checks the arguments; exits with status 2 and a usage message when they are bad."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser, subparsers = _build()
-    args = parser.parse_args(argv)
-    COMMANDS[args.command][2](subparsers[args.command], args)
+    command = COMMANDS.get(argv[0]) if argv else None
+    if command is not None and command.dataclass:
+        options = tyro.cli(command.options(), args=argv[1:], prog=f"campusnav {argv[0]}", description=command.help)
+        args = argparse.Namespace(command=argv[0], options=options)
+    else:
+        args = parser.parse_args(argv)
+    COMMANDS[args.command].check(subparsers[args.command], args)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``campusnav`` console script."""
     args = parse_args(argv)
-    return COMMANDS[args.command][3](args)
+    return COMMANDS[args.command].run(args)
 
 
 if __name__ == "__main__":

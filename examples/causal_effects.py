@@ -35,10 +35,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 from campus_env.oracle import ShortestPathPolicy
-from campusnav.arguments import dataclass_parser
+from model_zoo.causal import mean_ci
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,8 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """One --flag per field of Args, its docstring as the help."""
-    parser = dataclass_parser(Args, __doc__)
-    return Args(**vars(parser.parse_args(argv)))
+    """One --flag per field of Args, its docstring as the help (tyro)."""
+    return tyro.cli(Args, args=argv, description=__doc__)
 
 
 @dataclass(frozen=True)
@@ -115,12 +115,6 @@ def route_change(env: gym.Env, policy: ShortestPathPolicy, seed: int, options: d
         env.reset(seed=seed, options=options[arm])
         worse |= policy.route_time(env, routes[other]) >= policy.route_time(env, routes[arm]) + 1.0
     return routes["treated"] != routes["control"], worse
-
-
-def mean_ci(x: np.ndarray) -> tuple[float, float]:
-    """Mean and the half-width of its normal 95% confidence interval."""
-    half = 1.96 * x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
-    return float(x.mean()), float(half)
 
 
 def fmt_do(assignments: dict[str, Any]) -> str:

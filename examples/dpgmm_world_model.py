@@ -42,11 +42,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env import causal
-from campusnav.arguments import dataclass_parser, parse_overrides
+from campusnav.cli import parse_overrides
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from model_zoo.models.dpgmm_vrnn import TASKS
 from model_zoo.nets.stick_breaking import components_in_use, effective_components
@@ -87,9 +88,8 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """One --flag per field of Args, its docstring as the help."""
-    parser = dataclass_parser(Args, __doc__)
-    args = Args(**vars(parser.parse_args(argv)))
+    """One --flag per field of Args, its docstring as the help (tyro)."""
+    args = tyro.cli(Args, args=argv, description=__doc__)
     if args.tiny:
         tiny = "z_dim=4,components=4,codes=16,code_dim=8,latents=2,latent_dim=8,heads=2,context_dim=8,hidden=16,"
         tiny += "slot_dim=8,slot_iters=1,depth=4,vector_hidden=16"

@@ -83,11 +83,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
-from campusnav.arguments import dataclass_parser
 from model_zoo.agents.actor_critic import start_states
 from model_zoo.agents.controllers import ActorCritic, ActorCriticConfig, model_features
 from model_zoo.checkpoint import save_tensors
@@ -152,13 +152,12 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """One --flag per field of Args, its docstring as the help."""
-    parser = dataclass_parser(Args, __doc__)
-    args = Args(**vars(parser.parse_args(argv)))
+    """One --flag per field of Args, its docstring as the help (tyro)."""
+    args = tyro.cli(Args, args=argv, description=__doc__)
     if args.obs_mode not in ("state", "dict"):
-        parser.error(f"argument --obs-mode: {args.obs_mode!r}; choose state or dict")
+        raise SystemExit(f"argument --obs-mode: {args.obs_mode!r}; choose state or dict")
     if args.shape_in not in ("imagination", "replay"):
-        parser.error(f"argument --shape-in: {args.shape_in!r}; choose imagination or replay")
+        raise SystemExit(f"argument --shape-in: {args.shape_in!r}; choose imagination or replay")
     if args.tiny:
         args = dataclasses.replace(args, max_episode_steps=30, num_envs=4, prefill_episodes=4, iterations=2,
                                    model_steps=3, actor_updates=2, batch_size=4, seq_len=8, starts=16, horizon=4,

@@ -58,6 +58,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import tyro
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import set_random_seed
@@ -66,7 +67,6 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
-from campusnav.arguments import dataclass_parser, from_namespace
 from model_zoo.data import SequenceSampler, collect, load_dataset, load_episodes
 from wrappers import DreamVectorEnv, to_sb3
 
@@ -120,13 +120,12 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """One --flag per field of Args, its docstring as the help."""
-    parser = dataclass_parser(Args, __doc__)
-    args = from_namespace(Args, parser.parse_args(argv))
+    """One --flag per field of Args, its docstring as the help (tyro)."""
+    args = tyro.cli(Args, args=argv, description=__doc__)
     if unknown := [a for a in args.algos if a not in ALGOS]:
-        parser.error(f"argument --algos: unknown {unknown}; choose from {', '.join(ALGOS)}")
+        raise SystemExit(f"argument --algos: unknown {unknown}; choose from {', '.join(ALGOS)}")
     if args.model not in model_zoo.list_models():
-        parser.error(f"argument --model: unknown {args.model!r}; choose from {', '.join(model_zoo.list_models())}")
+        raise SystemExit(f"argument --model: unknown {args.model!r}; choose from {', '.join(model_zoo.list_models())}")
     return args
 
 

@@ -11,13 +11,13 @@ Run: ``python examples/snapshot.py --out docs``
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
 import imageio.v3 as iio
 import numpy as np
+import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 
@@ -31,10 +31,7 @@ class Args:
 
 
 def parse_args(argv=None) -> Args:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default=Args.out, help="folder the PNGs are written to")
-    parser.add_argument("--seed", type=int, default=Args.seed, help="seed of the episode shown")
-    return Args(**vars(parser.parse_args(argv)))
+    return tyro.cli(Args, args=argv, description=__doc__)
 
 
 def main(argv=None) -> list[Path]:

@@ -50,11 +50,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
-from campusnav.arguments import dataclass_parser, parse_overrides
+from campusnav.cli import parse_overrides
 from campusnav.results import plain
 from model_zoo.data import collect, load_episodes, split_episodes
 from wrappers import plot_error_vs_horizon, record_side_by_side
@@ -113,11 +114,10 @@ class Args:
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
-    """One --flag per field of Args, its docstring as the help."""
-    parser = dataclass_parser(Args, __doc__)
-    args = Args(**vars(parser.parse_args(argv)))
+    """One --flag per field of Args, its docstring as the help (tyro)."""
+    args = tyro.cli(Args, args=argv, description=__doc__)
     if args.obs_mode not in ("dict", "pixels"):
-        parser.error(f"--obs-mode must be 'dict' or 'pixels' (a token model needs images), got {args.obs_mode!r}")
+        raise SystemExit(f"--obs-mode must be 'dict' or 'pixels' (a token model needs images), got {args.obs_mode!r}")
     if args.tiny:
         args = dataclasses.replace(args, episodes=6, max_episode_steps=24, tokenizer_steps=3, train_steps=3,
                                    batch_size=2, seq_len=6, windows=4, horizon=4, context=2, speed_seconds=0.1,

@@ -162,16 +162,33 @@ def test_collect_and_train_argument_errors(capsys, argv, message):
     assert message in capsys.readouterr().err
 
 
-def test_dataclass_parser_help_prints_field_docs_with_percent_signs():
+def test_dataclass_parser_help_prints_field_docs_with_percent_signs(capsys, monkeypatch):
     import dataclasses
 
-    from campusnav.arguments import dataclass_parser
+    import tyro
+
+    monkeypatch.setenv("COLUMNS", "200")  # one help line per option
 
     @dataclasses.dataclass
     class Args:
         held_out: float = 0.15
         """share of episodes held out (15 % by default)"""
 
-    help_text = dataclass_parser(Args, "a description").format_help()
+    with pytest.raises(SystemExit):
+        tyro.cli(Args, args=["--help"], description="a description")
+    help_text = capsys.readouterr().out
     assert "(15 % by default)" in " ".join(help_text.split())
-    assert dataclass_parser(Args).parse_args(["--held-out", "0.2"]).held_out == 0.2
+    assert tyro.cli(Args, args=["--held-out", "0.2"]).held_out == 0.2
+
+
+def test_bench_runs_from_the_installed_package_alone(tmp_path):
+    """``campusnav bench`` imports nothing from ``benchmarks/``: it runs where that folder is not importable."""
+    import sys
+
+    code = ("import sys; sys.path = [p for p in sys.path if p not in ('', '.')]; "
+            "sys.modules['benchmarks'] = None; "
+            "from campusnav import cli; "
+            "raise SystemExit(cli.main(['bench', '--seconds', '0.01', '--num-envs', '2', '--sync-envs', '0']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "native vector env, N=2, state" in done.stdout and "SyncVectorEnv" not in done.stdout
