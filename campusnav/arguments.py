@@ -29,7 +29,7 @@ import inspect
 import textwrap
 from typing import Any
 
-from campusnav.cli import parse_overrides
+from campusnav.overrides import parse_overrides
 
 __all__ = ["dataclass_parser", "field_docs", "from_namespace", "parse_overrides"]
 

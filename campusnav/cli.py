@@ -4,14 +4,11 @@
 (True, 3, 9.5, 'rainy')
 >>> parse_assignment("weather=rainy")
 ('weather', 'rainy')
->>> parse_overrides("hidden=16, lr=1e-3, name='a'")
-{'hidden': 16, 'lr': 0.001, 'name': 'a'}
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -20,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import tyro
+
+from campusnav.overrides import parse_overrides
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main", "parse_args", "parse_assignment", "parse_overrides",
            "parse_value"]
@@ -45,20 +44,6 @@ def parse_assignment(text: str) -> tuple[str, bool | int | float | str]:
     if not sep or not key or not value:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE (e.g. weather=rainy), got {text!r}")
     return key, parse_value(value)
-
-
-def parse_overrides(text: str) -> dict[str, Any]:
-    """``"hidden=16,lr=1e-3"`` -> ``{"hidden": 16, "lr": 0.001}`` (values as Python literals, else strings)."""
-    out: dict[str, Any] = {}
-    for item in filter(None, (part.strip() for part in (text or "").split(","))):
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise ValueError(f"expected NAME=VALUE pairs separated by commas, got {item!r}")
-        try:
-            out[name.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            out[name.strip()] = value.strip()
-    return out
 
 
 # --- play -----------------------------------------------------------------

@@ -46,7 +46,7 @@ DEMO_MODEL_CONFIG = {"mlp": "outcomes=4,snap_levels=64,rollout_steps=16"}
 
 def model_overrides(config: DemoConfig) -> dict[str, Any]:
     """The config overrides the demo builds its model with."""
-    from campusnav.arguments import parse_overrides
+    from campusnav.overrides import parse_overrides
 
     text = DEMO_MODEL_CONFIG.get(config.model, "") if config.model_config == "auto" else config.model_config
     return parse_overrides(text)

@@ -120,6 +120,7 @@ class EnsembleConfig(MLPConfig):
 PRESETS = {"campusnav-state": Preset(lr=1e-3), "campusnav-pixels": Preset(lr=1e-3)}
 """Tuned settings by data kind (``model_zoo.make(..., preset=name)``; ``fit(..., lr=preset.lr)``)."""
 
+
 class Prediction(NamedTuple):
     """Every member's one-step prediction, (M, N, ...); with K > 1 outcomes (M, N, K, ...) and their odds."""
 

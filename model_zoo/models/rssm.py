@@ -259,6 +259,7 @@ class Decoder(nn.Module):
 PRESETS = {"campusnav-state": Preset(lr=1e-3), "campusnav-pixels": Preset()}
 """Tuned settings by data kind (``model_zoo.make(..., preset=name)``; ``fit(..., lr=preset.lr)``)."""
 
+
 class RSSM(WorldModel):
     """Dreamer's RSSM. State: ``{"deter": (B, hidden), "stoch": (B, stoch * classes)}`` (one-hot per variable)."""
 

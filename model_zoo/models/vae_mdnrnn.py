@@ -178,6 +178,7 @@ class MDNRNN(nn.Module):
 PRESETS = {"campusnav-state": Preset(), "campusnav-pixels": Preset(lr=1e-3)}
 """Tuned settings by data kind (``model_zoo.make(..., preset=name)``; ``fit(..., lr=preset.lr)``)."""
 
+
 class VAEMDNRNN(WorldModel):
     """World Models V + M. State: ``{"h": (B, hidden), "c": (B, hidden), "z": (B, z_dim)}``."""
 
