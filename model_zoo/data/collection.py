@@ -486,9 +486,3 @@ def _single_env_spec(env_id: str, kwargs: Mapping[str, Any], max_episode_steps: 
     if max_episode_steps is not None:
         spec.max_episode_steps = max_episode_steps
     return spec
-
-
-def _default_dataset_id(env_id: str, policy: Policy | None, coverage: str, split: str) -> str:
-    namespace = gym.spec(env_id).name.lower()
-    name = "-".join(["random" if policy is None else "policy", coverage] + ([split] if split != "all" else []))
-    return f"{namespace}/{name}-v0"
