@@ -33,6 +33,10 @@ GENERIC_MODULES = (
     "model_zoo.spaces",
     "model_zoo.data.episodes",
     "model_zoo.data.sampler",
+    "model_zoo.data.collection",
+    "model_zoo.agents.controllers",
+    "model_zoo.agents.actor_critic",
+    "model_zoo.agents.transfer",
 )
 MAX_FILE_LINES = 600
 MAX_FUNCTION_LINES = 80
