@@ -1,23 +1,19 @@
 """A causal V + M: a hierarchical VAE with named latent groups and an MDN-RNN intervenable through causal variables.
 
-The backbone is Ha & Schmidhuber (2018), "World Models" (arXiv:1803.10122): V
-compresses each observation, M (an LSTM with mixture density heads) predicts the
-next latent, the reward and the termination. What is added follows the structural
-causal model view of Pearl (2009), "Causality", and Schölkopf et al. (2021),
-"Toward Causal Representation Learning" (arXiv:2102.11107): the env's causal
-variables are explicit inputs of the model, each with a small learned mechanism over
-its parents in a causal graph (``config.graph``), so that ``imagine(..., do=...)`` is a
-hard intervention on them, propagated to their descendants.
+The backbone is Ha & Schmidhuber (2018), "World Models" (arXiv:1803.10122); what is
+added follows the structural causal model view of Pearl (2009), "Causality", and
+Schölkopf et al. (2021), "Toward Causal Representation Learning" (arXiv:2102.11107):
+the env's causal variables are explicit inputs, each with a small learned mechanism
+over its parents in ``config.graph``, so ``imagine(..., do=...)`` is a hard
+intervention propagated to their descendants.
 
 V is a ladder of conditional Gaussians (Sønderby et al. (2016), "Ladder Variational
 Autoencoders", arXiv:1602.02282): ``z`` is split into named groups (``GROUPS``), each
 with a posterior ``q(z_g | x, z_<g)`` and a prior ``p(z_g | z_<g, causes of g)``; the
-decoder reads every group beside the variables that cause it (``ENV_EFFECTS``), so
-under an intervention the new values reach the decoded observation. M is an LSTM over
-``[z, action, causes]`` with one mixture head per group; termination and reward read
-the causes too, and two inference heads predict the variables from ``[h, z]`` where
-the observation does not show them. The causal codes come from ``Batch.causal``, else
-from the observation, else from those heads.
+decoder reads every group beside its causes (``ENV_EFFECTS``), so an intervention
+reaches the decoded observation. M is an LSTM over ``[z, action, causes]`` with one
+mixture head per group; two inference heads predict the causal variables from
+``[h, z]`` where the observation does not show them.
 
 >>> import numpy as np, torch
 >>> import gymnasium as gym, campus_env

@@ -3,21 +3,17 @@
 A VRNN (Chung et al., 2015, "A Recurrent Latent Variable Model for Sequential Data",
 arXiv:1506.02216) for video with actions, in five parts:
 
-1. Perception (``model_zoo.nets.perceiver``): the frame becomes tokens from a small
-   VQ codebook and a Perceiver (Jaegle et al., 2021, arXiv:2103.03206) reads them
-   into a per-step context vector ``ctx``.
+1. Perception (``model_zoo.nets.perceiver``): VQ tokens of the frame, read by a
+   Perceiver (Jaegle et al., 2021, arXiv:2103.03206) into a context vector ``ctx``.
 2. Representation: a posterior ``q(z_t | frame_t, ctx_t)`` and a truncated
    Dirichlet-process Gaussian mixture prior (``model_zoo.nets.stick_breaking``): Beta
    stick fractions conditioned on the recurrent state weight up to ``components``
-   learnable Gaussians, and pay a KL to the DP's ``Beta(1, dp_alpha)``, so the data
-   decide how many components they use.
+   Gaussians and pay a KL to ``Beta(1, dp_alpha)``, so the data decide how many are used.
 3. Dynamics: an LSTM (orthogonal init) over ``[z_{t-1}, ctx_{t-1}, a_t]``.
-4. Attention schema (``model_zoo.nets.slots``): slot attention initialised from the
-   recurrent state gives attention maps that the decoder reads; a head predicts the
-   maps from the state alone, which is what ``imagine`` uses.
+4. Attention schema (``model_zoo.nets.slots``): slot attention from the recurrent state
+   gives maps the decoder reads; ``imagine`` uses a head that predicts them from the state.
 5. Optimization (``model_zoo.nets.balancing``): the four losses (``TASKS``) are
-   combined on the shared parameters by ``balancer``: ``"rgb"`` (rotation-based
-   gradient balancing), ``"sum"`` or ``"pcgrad"`` (Yu et al., 2020, arXiv:2001.06782).
+   combined on the shared parameters by ``balancer``: ``"rgb"``, ``"sum"`` or ``"pcgrad"``.
 
 State at step t: ``{"h", "c", "z", "ctx", "maps"}``, with ``(h, c)`` the LSTM state
 that has read ``[z_{t-1}, ctx_{t-1}, a_t]`` and the rest those of ``obs[t]``.

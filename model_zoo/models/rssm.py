@@ -10,17 +10,12 @@ two differ.
 
 The state at step t is ``{"deter": h[t], "stoch": z[t]}``: ``h[t] = GRU(h[t-1], in(z[t-1],
 a[t]))``; the prior ``p(z[t] | h[t])`` and the posterior ``q(z[t] | h[t], embed(obs[t]))``
-are ``stoch`` categoricals of ``classes`` classes mixed with ``unimix`` of the uniform;
-``z`` is a one-hot sample with straight-through gradients. From ``[h, z]`` a decoder
-reconstructs the observation (vectors in symlog space), a reward head predicts a
-two-hot distribution over symlog bins and a continuation head "not terminated". The
-loss is V3's: reconstruction, reward, continuation and the balanced KL with free bits
-(``kl_balance``). Sizes are scaled for a CPU (``hidden=128``, ``units=128``, ``depth=16``).
-
-Beyond the papers, for vector observations: the encoder reads vectors standardised by
-running statistics (``normalize_inputs``); elements that never changed within a
-training episode are decoded as their last observed value (``hold_constant_dims``);
-``delta_vector`` tracks the vector part in the state and moves it by a change head.
+are ``stoch`` categoricals of ``classes`` classes mixed with ``unimix`` of the uniform,
+sampled one-hot with straight-through gradients. From ``[h, z]`` come the decoded
+observation (vectors in symlog space), a two-hot reward over symlog bins and a
+continuation; the loss adds V3's balanced KL with free bits (``kl_balance``). Sizes are
+scaled for a CPU. Beyond the papers, for vectors: ``normalize_inputs``,
+``hold_constant_dims`` and ``delta_vector`` (see ``Config``).
 
 >>> import numpy as np, torch
 >>> from gymnasium import spaces

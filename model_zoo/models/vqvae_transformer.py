@@ -6,17 +6,14 @@ Micheli, Alonso and Fleuret (2023), "Transformers are Sample-Efficient World Mod
 the reward and the termination from the tokens and actions of the frames before it.
 
 A frame is a block of tokens: its action, one continuous token per vector part, then
-64 codes per image part (the tokenizer's 8x8 grid). Each embedding adds a learned
-spatial (slot in the frame) and temporal (frame in the window) embedding; frames
-before an episode's start read a padding embedding. The transformer reads the last
-``history`` frames and the next action. Vectors are regressed, not quantized, so a
-vector-only space works unchanged. Image codes are decoded ``"parallel"`` (mask tokens,
-one bidirectional pass) or ``"autoregressive"`` (code by code under a causal mask, with
-a KV cache). Copy logits (``copy_codes``) let a code repeat the code at its slot or a
-neighbouring one in any context frame, since a moved view is mostly an earlier frame
-shifted. ``loss`` trains the tokenizer (reconstruction, codebook, commitment) and the
-transformer (codes, vector, reward, termination) in one call, the transformer on the
-tokenizer's codes as given; ``train_tokenizer=False`` keeps the tokenizer fixed.
+64 codes per image part (the tokenizer's 8x8 grid), each with learned spatial and
+temporal embeddings. The transformer reads the last ``history`` frames and the next
+action. Vectors are regressed, not quantized, so a vector-only space works unchanged.
+Image codes are decoded ``"parallel"`` (mask tokens, one bidirectional pass) or
+``"autoregressive"`` (code by code, with a KV cache). Copy logits (``copy_codes``) let
+a code repeat one at or beside its slot in any context frame, since a moved view is
+mostly an earlier frame shifted. ``loss`` trains tokenizer and transformer in one call,
+the transformer on the tokenizer's codes as given (``train_tokenizer=False``: fixed).
 
 State: ``tokens`` (B, N, P) codes of the last N frames, ``vector`` (B, N, V),
 ``action`` (B, N, A) and ``present`` (B, N) bool (absent parts are left out).

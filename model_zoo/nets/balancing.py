@@ -1,47 +1,24 @@
 """Gradient balancing across tasks: plain summation, PCGrad, and RGB (rotation-based gradient balancing).
 
 A model trained on several losses ("tasks") that share parameters gets one gradient
-per task on the shared parameters. When two of them conflict (negative cosine), their
-sum moves one task backwards. A balancer turns the task gradients ``G`` (K, P) into one
+per task on the shared parameters; when two conflict (negative cosine), their sum
+moves one task backwards. ``balance`` turns the task gradients ``G`` (K, P) into one
 update (P,):
 
 - ``"sum"``: ``sum_i g_i``, the gradient of the summed loss.
 - ``"pcgrad"``: PCGrad, Yu et al. (2020), "Gradient Surgery for Multi-Task Learning"
-  (NeurIPS, arXiv:2001.06782): each task gradient, in turn, is projected onto the
-  normal plane of every other task gradient it conflicts with (others in random order),
-  and the projected gradients are summed.
-- ``"rgb"``: rotation-based gradient balancing, after "RGB: Rotation-Based Gradient
-  Balancing" (OpenReview l0QAezg8HX), which rotates normalised task gradients toward a
-  consensus direction with an angle chosen per task. The paper's exact update is not
-  reproduced here; this is our reading of it, in four steps:
-
-  1. unit task gradients ``u_i = g_i / |g_i|`` and each task's share of the gradient
-     norm, ``p_i = |g_i| / sum_j |g_j|``;
-  2. a consensus direction ``d``: ``sum_i m_i u_i``, with ``m`` the shares smoothed
-     over training steps by momentum ``mu`` (``m <- mu m + (1 - mu) p``, a buffer of K
-     numbers), so at ``mu`` = 0 it is the summed gradient's direction; then moved to
-     the nearest direction that conflicts with no task (the projection onto the cone
-     ``{x: <x, u_j> >= 0 for all j}``). The momentum is on the shares, not on a
-     direction in parameter space: a direction from ten steps back no longer fits the
-     current gradients, and smoothing it cost the ELBO 1.7x on ``benchmarks/dpgmm.py``'s data;
-  3. per task, the smallest angle ``theta_i*`` (found by ``alpha_steps`` bisection
-     steps on the fraction ``alpha`` of the angle between ``u_i`` and ``d``) that
-     rotates ``u_i`` toward ``d``, in the plane of the two, until it conflicts with
-     no other task's gradient; the task is rotated by ``min(lambda theta_i*, angle)``
-     (``lambda`` = 1: just enough to remove the conflict; larger: further toward
-     consensus; a task without conflicts is not rotated). Since ``d`` conflicts with
-     no task, rotating all the way to ``d`` always removes the conflicts;
-  4. the update ``sum_i |g_i| r_i``: rotations keep each task's gradient norm, unlike
-     projections, which shorten conflicting gradients.
-
-  When no two task gradients conflict, nothing is rotated and the update is their sum.
-  Otherwise every rotated task gradient has a non-negative cosine with every task, so
-  the update has one too, for any number of tasks. When a task dominates the norm (an
-  ELBO over pixels beside small auxiliary losses), the consensus is close to it and
-  only the small tasks turn much; that task turns just enough to stop undoing the others.
+  (arXiv:2001.06782): each task gradient is projected onto the normal plane of every
+  other task gradient it conflicts with, and the projections are summed.
+- ``"rgb"``: after "RGB: Rotation-Based Gradient Balancing" (OpenReview l0QAezg8HX),
+  in our reading of it: unit task gradients are rotated, each by the smallest angle
+  that removes its conflicts, toward a consensus direction (the momentum-smoothed
+  norm shares of the tasks, projected onto the cone that conflicts with no task),
+  and summed with their original norms. Rotations keep each task's gradient norm,
+  where projections shorten it; without conflicts the update is the plain sum.
 
 Everything after the task gradients is computed in the K-dimensional span of the
-``u_i``, from their Gram matrix, so it costs little beside the K backward passes.
+unit gradients, from their Gram matrix, so it costs little beside the K backward
+passes. ``surrogate_loss`` hands the balanced update to a single ``backward``.
 
 >>> import torch
 >>> g = torch.tensor([[1.0, 0.0], [-0.5, 1.0]])  # cosine -0.45: a conflict
