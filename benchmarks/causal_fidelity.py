@@ -1,63 +1,41 @@
 """Causal fidelity: do(X) in the real CampusNav-v0 against the same do(X) in the dream.
 
-``causal_vae_mdnrnn`` and ``vae_mdnrnn`` are trained on the same data with the
-same budget: episodes of the training split only (``coverage="grid"``,
-``split="train"``), so the held-out contexts of ``campus_env.causal.HELDOUT_CONTEXTS``
-(gameday in rain, gameday in snow) are never seen together. Then, for each
-intervention (none, gameday, snow, crowd, road closure, spring, and the held-out
-gameday + rain and gameday + snow), the same fixed policy runs the same seeds
+``causal_vae_mdnrnn`` and ``vae_mdnrnn`` train on the same data and budget: the training
+split's causal grid only (``coverage="grid"``, ``split="train"``), so the held-out
+contexts of ``campus_env.causal.HELDOUT_CONTEXTS`` are never seen. For each
+intervention (none, gameday, snow, crowd, road closure, spring, and the held-out gameday
++ rain and gameday + snow) one fixed policy runs the same seeds in the real env (reset
+with ``options={"do": X}``) and in each model's dream from the same filtered real
+starts: the causal model imagines with ``do=X``; the non-causal one sees the
+intervention only through its start observation.
 
-- in the real env, reset with ``options={"do": X}``, and
-- in each model's dream, from the same real start observations filtered through
-  ``observe``: the causal model imagines with ``do=X`` at every step; the
-  non-causal one cannot take ``do`` and sees the intervention only through its
-  start observation (which shows the intervened variables);
+Outcomes per episode: travel time (steps to the goal, ``--horizon`` if not reached),
+blocked moves and return. Per intervention and model the table gives dream minus real
+(difference of means, 95% CI) and the 1-D Wasserstein distance; the *interventional
+error* is that distance over the real outcome's standard deviation, averaged over the
+three outcomes. Each of ``--seeds`` replicates collects, trains and rolls out on its
+own, and the targets judge the mean over replicates (one replicate varies too much).
 
-and compares the distribution of three outcomes per episode: travel time (steps
-until the goal, ``--horizon`` when not reached), blocked moves (steps whose reward
-carries the blocked penalty) and return. Per intervention and model the table
-gives the difference of means, dream minus real, with a 95% confidence
-interval, and the 1-D Wasserstein distance; the *interventional error* is the
-Wasserstein distance divided by the real outcome's standard deviation over all
-interventions, averaged over the three outcomes.
+The policy walks toward the goal along the larger component of the goal offset,
+preferring moves the observation's walkability patch shows open, with ``--epsilon``
+random moves; it reads the flat ``obs_mode="state"`` observation with the causal
+variables shown, so both models read them at ``observe``.
 
-Replicates (``--seeds``, eight by default): each seed collects its own data,
-trains both models from its own initialisation and runs its own rollouts, and
-the tables and targets use the mean over replicates. One replicate is not
-enough: over seeds 0-3 the held-out error of ``vae_mdnrnn`` alone ranged from
-0.38 to 0.84, and the causal/non-causal ratio of one seed from 0.36 to 1.06
-(2026-11-30, 512 rollouts each); with 64 rollouts the sampling noise of W1 adds
-to that.
+Targets (PASS/MISS lines): on the held-out interventions, the causal model's
+interventional error at most half of ``vae_mdnrnn``'s; the causal model's 8-step
+observation MSE on held-out-split episodes within 1.5x of that on unseen training-split
+episodes; structure discovery (``model_zoo.causal.discover_campus``) at structural
+Hamming distance 0. Measured runs: docs/results/causal_fidelity.md.
 
-The policy, the same in reality and in the dream: toward the goal along the
-larger component of the goal offset, preferring neighbours the observation's
-walkability patch shows open, with ``--epsilon`` random moves (seeded per
-episode). It reads the flat ``obs_mode="state"`` observation with
-``observe_causal=True`` (the goal offset, the 5x5 walkability patch, the
-causal variables): the cheapest form on a CPU, and the one where the causal
-variables are shown, so the causal model reads them at ``observe`` exactly (and
-the non-causal one sees them too).
-
-Targets (PASS/MISS lines):
-
-- on the held-out interventions, the causal model's interventional error at most
-  half of ``vae_mdnrnn``'s;
-- the causal model's prediction error (``model_zoo.evaluate``'s 8-step
-  observation MSE) on held-out-split episodes within 1.5x of that on
-  training-split episodes it was not trained on;
-- structure discovery (``model_zoo.causal.discover_campus`` at its default data
-  budget) at structural Hamming distance 0 from ``env.unwrapped.causal_graph``.
-
-Run: ``python benchmarks/causal_fidelity.py`` (about 100 s per replicate on a
-2-core CPU, 14 minutes in all); ``--seeds 0`` for one replicate, ``--quick`` for a
-smoke run of seconds.
+Run: ``python benchmarks/causal_fidelity.py`` (minutes per replicate on a CPU);
+``--seeds 0`` for one replicate, ``--quick`` for a smoke run of seconds.
 """
 
 from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import gymnasium as gym
 import numpy as np
@@ -67,9 +45,10 @@ import tyro
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env import causal
-from campus_env.features import ACTION_FEATURES, ACTION_MOVES, action_features
+from campus_env.features import ACTION_FEATURES, action_features
 from campus_env.rules import BLOCKED_REWARD
-from campus_env.schema import STATE_SLICES
+from campus_env.schema import MOVES, STATE_SLICES, Action
+from campusnav.budgets import GridCollection, Training
 from campusnav.harness import write_json, write_results
 from model_zoo.data import collect
 
@@ -87,24 +66,17 @@ INTERVENTIONS: dict[str, dict] = {
 }
 HELDOUT = tuple(name for name in INTERVENTIONS if "held out" in name)
 OUTCOMES = ("travel_time", "blocked", "return")
+COMPASS = np.array([action for action in Action if action != Action.STAY])  # the four moves the policy takes
+COMPASS_MOVES = np.array([MOVES[action] for action in COMPASS], dtype=np.float32)  # (4, 2) their (row, col) steps
 
 
-@dataclass
-class Args:
+@dataclass(frozen=True)
+class Args(Training, GridCollection):
     episodes_per_cell: int = 2
-    """training episodes per cell of the training split's causal grid (84 cells)"""
     eval_episodes_per_cell: int = 1
     """episodes per cell for the prediction-error evaluation (train and held-out splits)"""
-    max_episode_steps: int = 100
-    """episode length cap while collecting"""
     steps: int = 1200
     """gradient steps per model"""
-    batch_size: int = 16
-    """sequences per batch"""
-    seq_len: int = 32
-    """steps per sequence"""
-    lr: float = 1e-3
-    """Adam learning rate"""
     rollouts: int = 512
     """episodes per intervention, in reality and in each dream"""
     horizon: int = 60
@@ -124,9 +96,8 @@ class Args:
 def parse_args(argv=None) -> Args:
     args = tyro.cli(Args, args=argv, description=__doc__)
     if args.quick:
-        args.episodes_per_cell, args.max_episode_steps, args.steps = 1, 30, 20
-        args.batch_size, args.seq_len, args.rollouts, args.horizon = 4, 16, 8, 15
-        args.discovery_samples, args.seeds = 300, args.seeds[:1]
+        args = replace(args, episodes_per_cell=1, max_episode_steps=30, steps=20, batch_size=4, seq_len=16, rollouts=8,
+                       horizon=15, discovery_samples=300, seeds=args.seeds[:1])
     return args
 
 
@@ -136,11 +107,11 @@ def parse_args(argv=None) -> Args:
 def policy(obs: np.ndarray, rng: np.random.Generator, epsilon: float) -> np.ndarray:
     """Actions (N,) toward the goal for flat state observations (N, 72): see the module docstring."""
     offset = obs[:, STATE_SLICES["goal_offset"]]  # goal minus agent, (row, col), scaled by the map size
-    open_ = action_features(obs)[:, 1:, ACTION_FEATURES.index("walkable")] > 0.5  # (N, 4) the moves' cells
-    scores = offset @ ACTION_MOVES[1:].T + 10.0 * open_  # (N, 4): open first, then progress
-    actions = 1 + scores.argmax(axis=1)
+    open_ = action_features(obs)[:, COMPASS, ACTION_FEATURES.index("walkable")] > 0.5  # (N, 4) the moves' cells
+    scores = offset @ COMPASS_MOVES.T + 10.0 * open_  # (N, 4): open first, then progress
+    actions = COMPASS[scores.argmax(axis=1)]
     explore = rng.random(len(obs)) < epsilon
-    return np.where(explore, rng.integers(1, 5, len(obs)), actions).astype(np.int64)
+    return np.where(explore, rng.choice(COMPASS, len(obs)), actions).astype(np.int64)
 
 
 def collection_policy(epsilon: float, seed: int):

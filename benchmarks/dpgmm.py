@@ -2,7 +2,7 @@
 
 Collects random episodes over the causal grid of CampusNav-v0 (every day x weather x
 gameday x semester cell of the "train" split, imposed with reset-time ``do()``, dict
-observations), holds out 15% of the episodes, and trains with the same steps, batch and
+observations), holds out 15% of them, and trains with the same steps, batch and
 sequence length:
 
 - the baselines (``mlp`` and ``vae_mdnrnn`` by default, their library defaults);
@@ -10,29 +10,21 @@ sequence length:
   (``balancer="sum"``), the same seed and the same batches.
 
 Prints ``model_zoo.evaluate`` on the held-out episodes (with the mixture's columns and
-each model's 1-step error as a ratio to the first baseline's), then the issue's targets
-as PASS/MISS lines:
+each model's 1-step error as a ratio to the first baseline's), then the targets as
+PASS/MISS lines:
 
 - ``dpgmm_vrnn`` is in the table beside the baselines (every column finite);
-- mixture components in use differ between contexts: gameday vs normal days, on the
-  held-out windows (mean prior weights per context; the number of components with at
-  least ``usage_threshold`` of the weight, and the total-variation distance between the
-  two weight vectors, which must reach ``--usage-tv``, or the counts differ);
+- mixture components in use differ between gamedays and normal days on the held-out
+  windows: the total-variation distance between the two mean prior-weight vectors
+  reaches ``--usage-tv``, or the counts of components above ``usage_threshold`` differ;
 - RGB no worse than summation on the summed held-out loss (within ``--tolerance``) and
   better on at least one task's loss.
 
 With ``--seeds K`` the two dpgmm_vrnn runs repeat with training seeds ``seed`` to
-``seed + K - 1`` (weights and batches; the data stay those of ``seed``), a table gives
-each seed's losses and usage, and the targets judge the means over seeds (the mean of
-the per-seed loss ratios and of the per-seed usage distances): one seed can mislead.
-Measured on 2026-11-30 at the defaults (``--seeds 3 --baselines mlp``, 2 torch threads,
-4.5 min per seed): RGB / summation on the summed loss 1.145 / 1.188 / 1.165 with seeds
-0 / 1 / 2 (mean 1.166x: MISS), usage distance 0.069 / 0.002 / 0.008 (mean 0.026: MISS),
-RGB better on vq and attention. The same runs with one thread gave ratios of 0.987 /
-1.311 / 1.325: training is chaotic enough that the thread count changes a run's outcome.
+``seed + K - 1`` (the data stay those of ``seed``) and the targets judge the means over
+seeds: one seed can mislead. Measured runs: docs/results/dpgmm.md.
 
-Run: ``python benchmarks/dpgmm.py`` (tens of minutes on a 2-core CPU); ``--quick`` for a
-smoke run of a minute.
+Run: ``python benchmarks/dpgmm.py`` (tens of minutes on a CPU); ``--quick`` for a smoke run.
 """
 
 from __future__ import annotations
@@ -40,37 +32,33 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
-from campusnav.cli import parse_overrides
+from campus_env import causal
+from campusnav.budgets import BenchmarkRun, GridCollection, Training
 from campusnav.harness import write_json, write_results
+from campusnav.overrides import parse_overrides
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from model_zoo.models.dpgmm_vrnn import TASKS
 from model_zoo.nets.stick_breaking import components_in_use
 
-GAMEDAY = 4  # the gameday column of the causal codes (model_zoo.data.CAUSAL_VARIABLES)
+GAMEDAY = list(causal.VARIABLES).index("gameday")  # the gameday column of the causal codes
 BALANCED = ("dpgmm_vrnn (rgb)", "dpgmm_vrnn (sum)")  # the two dpgmm_vrnn runs: RGB and summation
 
 
-@dataclass
-class Args:
+@dataclass(frozen=True)
+class Args(BenchmarkRun, Training, GridCollection):
     episodes_per_cell: int = 2
-    """episodes per cell of the causal grid (84 cells on the train split)"""
     max_episode_steps: int = 64
-    """episode length cap while collecting"""
     steps: int = 600
     """gradient steps per model"""
     batch_size: int = 8
-    """sequences per batch"""
     seq_len: int = 16
-    """steps per sequence"""
-    lr: float = 1e-3
-    """Adam learning rate (every model)"""
     baselines: list[str] = field(default_factory=lambda: ["mlp", "vae_mdnrnn"])
     """zoo models trained beside dpgmm_vrnn; the first is the ratio's reference"""
     heldout_batches: int = 8
@@ -79,16 +67,10 @@ class Args:
     """total-variation distance between the contexts' mixture weights that counts as "different\""""
     tolerance: float = 0.01
     """RGB's summed loss may exceed summation's by this fraction and still count as "no worse\""""
-    seed: int = 0
-    """seed of collection, sampling and weights"""
     seeds: int = 1
     """dpgmm_vrnn training seeds (seed, seed + 1, ...: weights and batches, same data); the targets judge means"""
     config: str = ""
     """dpgmm_vrnn config overrides for both of its runs, e.g. ``state_dependent_means=True,stick_weight=0.1``"""
-    json: str | None = None
-    """write the tables and targets to this file"""
-    quick: bool = False
-    """a smoke run: tiny data and budgets"""
 
 
 def parse_args(argv=None) -> Args:
@@ -96,8 +78,8 @@ def parse_args(argv=None) -> Args:
     if args.seeds < 1:
         raise SystemExit(f"--seeds must be at least 1, got {args.seeds}")
     if args.quick:
-        args.episodes_per_cell, args.max_episode_steps, args.steps, args.heldout_batches = 1, 16, 10, 2
-        args.batch_size, args.seq_len = 4, 8
+        args = replace(args, episodes_per_cell=1, max_episode_steps=16, steps=10, heldout_batches=2, batch_size=4,
+                       seq_len=8)
     return args
 
 
@@ -218,7 +200,7 @@ def seed_row(seed: int, pair: dict, heldout: list, args: Args) -> tuple[dict, di
 
 
 def targets(results: dict, per_seed: list[dict], losses: dict, args: Args) -> list[str]:
-    """The issue's targets as PASS/MISS lines; with several training seeds, on their means."""
+    """The targets as PASS/MISS lines; with several training seeds, on their means."""
     lines = []
     over = f" [means of {len(per_seed)} seeds]" if len(per_seed) > 1 else ""
 

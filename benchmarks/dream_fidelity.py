@@ -1,4 +1,4 @@
-"""How faithful an MLP's dream of CampusNav-v0 is, closed loop, under each of its dream options (issue 4).
+"""How faithful an MLP's dream of CampusNav-v0 is, closed loop, under each of its dream options.
 
 A controller trained in a dream learns what the dream rewards. In the mean
 prediction's dream a fixed policy that walks to the goal scores far worse than
@@ -19,9 +19,10 @@ options (``outcomes``, ``snap_levels``, ``input_noise``, ``rollout_steps``, see
 The table gives, per row, the mean return, the success rate, blocked moves per
 step and episode length, and the dream's return as a share of the real return
 gain over standing still (1.0: the dream values the walk as reality does). It
-is a benchmark, not a test: it prints, it does not fail.
+is a benchmark, not a test: it prints, it does not fail. Measured runs:
+docs/results/dream_fidelity.md.
 
-    python benchmarks/dream_fidelity.py            # about 10 minutes (rollout_steps=16 is most of it)
+    python benchmarks/dream_fidelity.py            # minutes (rollout_steps=16 is most of it)
     python benchmarks/dream_fidelity.py --quick    # seconds, a smoke run
 """
 
@@ -43,8 +44,9 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.features import goal_biased_policy
 from campus_env.rules import BLOCKED_REWARD, STEP_PENALTY
-from campusnav.cli import parse_overrides
+from campusnav.budgets import BenchmarkRun
 from campusnav.harness import markdown_table, write_json, write_results
+from campusnav.overrides import parse_overrides
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from wrappers import DreamVectorEnv
 
@@ -58,8 +60,8 @@ VARIANTS = {
 }
 
 
-@dataclasses.dataclass
-class Args:
+@dataclasses.dataclass(frozen=True)
+class Args(BenchmarkRun):
     steps: int = 2000
     """gradient steps per model (the demo's budget)"""
     collect_episodes: int = 512
@@ -68,14 +70,8 @@ class Args:
     """probe episodes, in the dream and in reality"""
     max_episode_steps: int = 100
     """episode length cap, in collection, the dream and reality"""
-    seed: int = 0
-    """seed of collection, weights and the probe"""
     threads: int = 1
     """torch threads"""
-    quick: bool = False
-    """a smoke run: 64 episodes, 100 steps"""
-    json: str | None = None
-    """also write the results here"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:

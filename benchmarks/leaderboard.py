@@ -51,9 +51,10 @@ import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
+from campusnav.budgets import Collection, ControllerTraining, SequenceBatches
 from campusnav.harness import default_results_directory, write_results
 from model_zoo.agents.controllers import LinearController, model_features
-from model_zoo.agents.transfer import CMAES, Evaluation, dream_to_reality, evaluate_policy, random_policy
+from model_zoo.agents.transfer import Evaluation, dream_to_reality, evaluate_policy, random_policy
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from wrappers import DreamVectorEnv
 
@@ -63,8 +64,8 @@ PRESET = "campusnav-state"  # CarRacing-v3 has no preset of its own: both stages
 INTERVENTIONS = ({"weather": "snowy"}, {"gameday": True})
 
 
-@dataclass
-class Args:
+@dataclass(frozen=True)
+class Args(ControllerTraining, SequenceBatches, Collection):
     """The world-model leaderboard."""
 
     models: list[str] = field(default_factory=list)
@@ -75,20 +76,8 @@ class Args:
     """CampusNav-v0 episode length, in the data, the dreams and reality"""
     steps: int = 1000
     """gradient steps per model on CampusNav-v0"""
-    batch_size: int = 16
-    """sequences per batch"""
-    seq_len: int = 32
-    """steps per sequence"""
     windows: int = 128
     """held-out windows model_zoo.evaluate scores"""
-    generations: int = 10
-    """CMA-ES generations, in the dream and in reality alike"""
-    popsize: int = 16
-    """CMA-ES population"""
-    episodes_per_member: int = 4
-    """episodes that score one member"""
-    eval_episodes: int = 64
-    """seeded real episodes that score each controller and the random policy"""
     twins: int = 32
     """counterfactual twin pairs per intervention (models with supports_do)"""
     pixels: bool = True
@@ -156,7 +145,7 @@ def transfer(model, args: Args) -> dict[str, float]:
                                  max_episode_steps=args.max_episode_steps),
         real_envs(args), LinearController(model.feature_dim, model.action_space),
         dream_features=None, real_features=model_features(model),
-        cmaes=CMAES(args.generations, args.popsize, args.episodes_per_member, seed=args.seed),
+        cmaes=args.cmaes(args.seed),
         evaluation=evaluation(args))
     return {"dream_cma_s": result.dream.seconds, "dream_ctrl_return": float(result.dream_trained.returns.mean()),
             "reality_cma_s": result.reality.seconds,

@@ -1,48 +1,31 @@
-"""Token world model (``vqvae_transformer``): history, decoding mode and the KV cache, against the issue's targets.
+"""Token world model (``vqvae_transformer``): history, decoding mode and the KV cache.
 
-Two parts, each printed as a markdown table with ratios against a baseline measured in
-the same run, then the targets as PASS/MISS lines (a benchmark, not a test: a miss does
-not fail).
+Two parts, each a markdown table with ratios against a baseline measured in the same
+run, then the targets as PASS/MISS lines (a benchmark, not a test: a miss does not fail).
 
-Speed, on CampusNav-v0's dict observation space at batch 1, one torch thread, the
-library's default config (weights do not change the cost) and, for the KV cache, the
-issue's full-size transformer too (256 wide, 6 layers): imagined frames per second
-of parallel decoding (``imagine`` alone, and ``imagine`` + ``decode`` to pixels, the
-real-time bar), of autoregressive decoding with the KV cache, and of autoregressive
-decoding that recomputes the whole sequence for every code
-(``generate(..., use_cache=False)``, the same logits: every position through every
-block, as a plain GPT forward pass; the cached path also skips the last block's work on
-positions whose outputs are not read, which alone makes it about 1.2x faster). Each is timed in ``--repeats``
-windows of ``--seconds`` and the best window counts (the machine may be shared).
+Speed, on CampusNav-v0's dict observations at batch 1, one torch thread, the library's
+default config and, for the KV cache, a full-size transformer too (256 wide, 6 layers):
+imagined frames per second of parallel decoding (``imagine`` alone, and with ``decode``
+to pixels, the real-time bar), of autoregressive decoding with the KV cache, and of
+autoregressive decoding that recomputes the whole sequence for every code
+(``generate(..., use_cache=False)``: the same logits, as a plain GPT forward pass). The
+best of ``--repeats`` windows of ``--seconds`` counts (the machine may be shared).
 
-Quality, on the same CampusNav-v0 episodes and budget: one VQ-VAE tokenizer trained
-once and copied, frozen, into four variants (history N=1 or N=4, parallel or
-autoregressive decoding), so that all four predict the same tokens; each transformer
-trains ``--steps`` steps from the same seed on the same batches; ``model_zoo.evaluate``
-scores them on held-out episodes (``--context`` real frames, then 1 and 16 imagined
-steps): next-frame token accuracy, PSNR, imagined frames per second at batch 1, beside
-the baseline of keeping the last real frame's codes (``copy_token_acc@k``).
-With ``--seeds K`` the whole quality part (data, tokenizer, four transformers) runs K
-times, with seeds ``seed`` to ``seed + K - 1``; each run prints its table, the targets
-compare the means, and a last table shows each seed's differences.
+Quality, on the same episodes and budget: one VQ-VAE tokenizer trained once and copied,
+frozen, into four variants (history N=1 or N=4, parallel or autoregressive decoding),
+so that all four predict the same tokens; each transformer trains ``--steps`` steps from
+the same seed on the same batches; ``model_zoo.evaluate`` scores them on held-out
+episodes: next-frame token accuracy, PSNR and imagined frames per second, beside the
+baseline of keeping the last real frame's codes (``copy_token_acc@k``). ``--seeds K``
+repeats the quality part with K seeds and the targets compare the means.
 
-Measured on 2026-11-30 at the defaults, seeds 0-4 (one process per one or two seeds),
-means: token_acc@1 N=1 / N=4 0.597 / 0.655 parallel and 0.599 / 0.651 autoregressive,
-against 0.607 for copying the last codes (N=4 ahead of N=1 on every seed, by 0.013 to
-0.089); token_acc@16 0.177 / 0.176 and 0.174 / 0.184, all below copying's 0.237;
-autoregressive minus parallel token_acc@16 (N=4) -0.024 to +0.034 over seeds, and
-psnr@16 lower for autoregressive decoding on every seed and history. Differences of
-0.02 from one seed say little here.
+Targets: N=4 beats N=1 on ``token_acc@1`` per decoding mode; autoregressive beats
+parallel on 16-step PSNR or token accuracy; the KV cache makes autoregressive generation
+>= 4x faster than recomputing; parallel imagination + decoding >= 30 frames per second
+at batch 1. Measured runs: docs/results/token_model.md.
 
-Targets (issue 6):
-
-- N=4 history beats N=1 on next-frame token accuracy (``token_acc@1``), per decoding mode;
-- autoregressive beats parallel on 16-step PSNR or 16-step token accuracy (the fps cost shown);
-- the KV cache makes autoregressive generation >= 4x faster than recomputing per code;
-- parallel imagination >= 30 frames per second at batch 1 (``imagine`` + ``decode``).
-
-    python benchmarks/token_model.py                 # about 15-20 minutes on a loaded 2-core CPU
-    python benchmarks/token_model.py --quick         # a smoke run of a minute or two
+    python benchmarks/token_model.py                 # tens of minutes on a CPU
+    python benchmarks/token_model.py --quick         # a smoke run
     python benchmarks/token_model.py --seeds 3       # the quality part three times, means judged
     python benchmarks/token_model.py --speed-only --json speed.json
 """
@@ -62,6 +45,7 @@ import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
+from campusnav.budgets import BenchmarkRun, Collection, Training
 from campusnav.harness import write_json, write_results
 from model_zoo.data import collect, load_episodes, split_episodes
 
@@ -73,27 +57,19 @@ VARIANTS = {
     "N=1 autoregressive": {"history": 1, "decoding": "autoregressive"},
     "N=4 autoregressive": {"history": 4, "decoding": "autoregressive"},
 }
-FULL_SIZE = {"hidden": 256, "layers": 6, "heads": 8}  # the issue's transformer, before scaling it for a CPU
+FULL_SIZE = {"hidden": 256, "layers": 6, "heads": 8}  # a full-size transformer, before scaling it for a CPU
 KV_SPEEDUP_TARGET = 4.0
 REALTIME_FPS = 30.0
 
 
 @dataclass(frozen=True)
-class Args:
+class Args(BenchmarkRun, Training, Collection):
     episodes: int = 96
-    """random episodes collected (an eighth held out for the evaluation)"""
-    max_episode_steps: int = 100
-    """episode length while collecting"""
     tokenizer_steps: int = 400
     """gradient steps of the shared tokenizer"""
     steps: int = 400
     """gradient steps of each variant's transformer"""
-    batch_size: int = 16
-    """sequences per batch"""
     seq_len: int = 12
-    """steps per sequence"""
-    lr: float = 1e-3
-    """Adam learning rate"""
     temperature: float = 0.5
     """sampling temperature of the imagined codes"""
     top_k: int = 16
@@ -106,18 +82,12 @@ class Args:
     """length of one timing window of the speed part"""
     repeats: int = 3
     """timing windows per row (the best counts)"""
-    seed: int = 0
-    """seed of collection, training and sampling"""
     seeds: int = 1
     """quality runs, with seeds seed, seed + 1, ... (new data, tokenizer and weights each); the targets compare means"""
     speed_only: bool = False
     """skip the quality part"""
     skip_full_size: bool = False
-    """skip the KV-cache rows of the issue's full-size transformer (256 wide, 6 layers; slow to recompute)"""
-    json: str = ""
-    """also write the tables and targets to this file"""
-    quick: bool = False
-    """a smoke run: tiny data, budgets and timing windows"""
+    """skip the KV-cache rows of the full-size transformer (256 wide, 6 layers; slow to recompute)"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -271,7 +241,7 @@ def seed_table(runs: list[dict[str, dict[str, float]]], seed: int) -> str:
 
 
 def targets(rates: dict[str, float], rows: dict[str, dict[str, float]] | None, seeds: int = 1) -> list[str]:
-    """The issue's targets as PASS/MISS lines; ``rows`` are the quality metrics per variant (means over ``seeds``)."""
+    """The targets as PASS/MISS lines; ``rows`` are the quality metrics per variant (means over ``seeds``)."""
     lines = []
     over = f" [means of {seeds} seeds]" if seeds > 1 else ""
 

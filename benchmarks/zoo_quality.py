@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -30,34 +30,24 @@ import tyro
 
 import model_zoo
 from campus_env.schema import STATE_SLICES, Action
+from campusnav.budgets import BenchmarkRun, Collection, SequenceBatches
 from campusnav.harness import write_json, write_results
 from model_zoo.data import SequenceSampler, collect, iterate, load_episodes, split_episodes
 
 
-@dataclass
-class Args:
+@dataclass(frozen=True)
+class Args(BenchmarkRun, SequenceBatches, Collection):
     episodes: int = 160
     """training-split episodes collected (random policy)"""
     heldout_episodes: int = 32
     """episodes collected on the held-out split, for the ensemble's disagreement"""
     max_episode_steps: int = 120
-    """episode length cap while collecting"""
     steps: int = 1500
     """gradient steps per model"""
-    batch_size: int = 16
-    """sequences per batch"""
-    seq_len: int = 32
-    """steps per sequence"""
     lr: float | None = None
     """Adam learning rate of every model (default: each model's preset rate for the data)"""
     models: list[str] = field(default_factory=list)
     """model ids to train (default: every registered model)"""
-    seed: int = 0
-    """seed of collection, sampling and weights"""
-    json: str | None = None
-    """write the table and targets to this file"""
-    quick: bool = False
-    """a smoke run: tiny data and budgets"""
 
 
 def lr_of(model_id: str, args: Args, preset: str = "campusnav-pixels") -> float:
@@ -68,8 +58,7 @@ def lr_of(model_id: str, args: Args, preset: str = "campusnav-pixels") -> float:
 def parse_args(argv=None) -> Args:
     args = tyro.cli(Args, args=argv, description=__doc__)
     if args.quick:
-        args.episodes, args.heldout_episodes, args.max_episode_steps, args.steps = 12, 4, 40, 20
-        args.batch_size, args.seq_len = 4, 16
+        args = replace(args, episodes=12, heldout_episodes=4, max_episode_steps=40, steps=20, batch_size=4, seq_len=16)
     return args
 
 

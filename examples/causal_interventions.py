@@ -2,32 +2,26 @@
 
 What a causal world model buys, on CampusNav-v0 (flat "state" observations), in five parts:
 
-1. Structure discovery (`model_zoo.causal.discover_campus`): the causal graph among the seven
-   variables, recovered from hard interventions alone (do() on one variable at a time, then on
-   all ancestors of each variable at once, independence tests with Holm's correction), and its
-   structural Hamming distance (SHD) to `env.unwrapped.causal_graph`; then the total effect of
-   every variable on travel time and blocked moves of the shortest-path oracle, on twins.
-2. Generalization: `causal_vae_mdnrnn` and `vae_mdnrnn`, trained on the same data and budget, in
-   two settings: contexts of `split="train"` against `split="heldout"` (gameday with rain or snow,
-   never seen), and fall against spring (the construction zone closes a path). Prediction error
-   (`model_zoo.evaluate`) on held-out episodes of the training distribution and on the other
-   one, and the real return of a linear controller trained by CMA-ES in each model's dream
-   (`model_zoo.agents.transfer.train_controller`).
-3. The surprise gameday: a controller trained in reality on normal days (CMA-ES from a walk toward
-   the goal; do(gameday=False)) walks on a Saturday at noon (the clock held there); at step
-   `--surprise-step` a game is switched on (`wrappers.Intervene`): roads close and crowds gather.
-   The same seeds run in reality and in the dream of `causal_vae_mdnrnn` (`wrappers.DreamEnv`,
-   whose `do()` the schedule calls), with and without the surprise. `vae_mdnrnn` cannot be
-   intervened on: its row is the normal day alone.
-4. Counterfactual twins: each seed walked by the oracle under one do(), then its actions replayed
-   under another on the same noise tape (`model_zoo.causal.env_twins`), against the twins the
-   causal model imagines from the same start with the same generator seed (`model_twins`).
+1. Structure discovery (`model_zoo.causal.discover_campus`): the causal graph recovered
+   from hard interventions alone (independence tests, Holm's correction) and its
+   structural Hamming distance to `env.unwrapped.causal_graph`; then the total effect of
+   every variable on the oracle's travel time and blocked moves, on twins.
+2. Generalization: `causal_vae_mdnrnn` and `vae_mdnrnn` on the same data and budget, in
+   two settings (`split="train"` against `split="heldout"` contexts; fall against
+   spring): prediction error (`model_zoo.evaluate`) on both distributions, and the real
+   return of a CMA-ES controller trained in each dream (`model_zoo.agents.transfer`).
+3. The surprise gameday: a controller trained in reality on normal days walks on a
+   Saturday at noon; at `--surprise-step` a game is switched on (`wrappers.Intervene`),
+   in reality and in the dream of `causal_vae_mdnrnn` (`wrappers.DreamEnv`, whose `do()`
+   the schedule calls). `vae_mdnrnn` cannot be intervened on: its row is the normal day.
+4. Counterfactual twins: the oracle's actions replayed under another do() on the same
+   noise tape (`model_zoo.causal.env_twins`) against the twins the causal model imagines
+   (`model_twins`).
 5. Plots and a markdown summary in `--out`.
 
-Numbers at the default budget are from a small model trained for minutes; `--train-steps`,
-`--episodes` and the controller budget buy better ones.
+Structural causal models and interventions: Pearl, "Causality" (2009).
 
-    python examples/causal_interventions.py                    # a few minutes on a laptop CPU
+    python examples/causal_interventions.py                    # minutes on a laptop CPU
     python examples/causal_interventions.py --train-steps 1000 --episodes 256
 """
 
@@ -54,9 +48,10 @@ import tyro  # noqa: E402
 import campus_env  # noqa: E402, F401  (registers CampusNav-v0)
 import model_zoo  # noqa: E402
 from campus_env.schema import MOVES, STATE_SLICES, Action  # noqa: E402
+from campusnav.budgets import Collection, ControllerTraining, ExampleRun, SequenceBatches  # noqa: E402
 from campusnav.results import plain  # noqa: E402
 from model_zoo.agents.controllers import LinearController, model_features  # noqa: E402
-from model_zoo.agents.transfer import CMAES, Evaluation, controller_policy, evaluate_policy, train_controller  # noqa: E402
+from model_zoo.agents.transfer import Evaluation, controller_policy, evaluate_policy, train_controller  # noqa: E402
 from model_zoo.causal import (  # noqa: E402
     compare_twins,
     discover_campus,
@@ -92,7 +87,7 @@ TWIN_COMPARISONS = (
 
 
 @dataclass(frozen=True)
-class Args:
+class Args(ExampleRun, ControllerTraining, SequenceBatches, Collection):
     """Interventions in reality and in imagination on CampusNav-v0."""
 
     discovery_samples: int = 2000
@@ -103,20 +98,10 @@ class Args:
     """episodes collected per generalization setting for training (an eighth held out for evaluation)"""
     eval_episodes: int = 32
     """episodes of the other distribution (held-out contexts, spring) for evaluation"""
-    max_episode_steps: int = 100
-    """episode length while collecting, in the dreams and in reality"""
     train_steps: int = 200
     """gradient steps of each world model"""
-    batch_size: int = 16
-    """sequences per batch"""
-    seq_len: int = 32
-    """steps per sequence"""
     generations: int = 8
-    """CMA-ES generations of each controller"""
     popsize: int = 8
-    """CMA-ES population"""
-    episodes_per_member: int = 4
-    """episodes that score each member of the population"""
     surprise_step: int = 10
     """step at which the surprise gameday is switched on"""
     surprise_episodes: int = 16
@@ -125,12 +110,7 @@ class Args:
     """twin pairs per comparison"""
     twin_steps: int = 40
     """steps per twin"""
-    seed: int = 0
-    """seed of everything"""
     out: str = "runs/causal_interventions"
-    """output folder"""
-    tiny: bool = False
-    """a tiny budget for tests: a few samples, episodes and gradient steps everywhere"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -225,7 +205,7 @@ if __name__ == "__main__":
     shutil.rmtree(out / "data", ignore_errors=True)  # the datasets of an earlier run
     real_env = gym.make(ENV_ID, **state_kwargs)
     gen_rows, gen_metrics, models = [], {}, {}
-    cmaes = CMAES(args.generations, args.popsize, args.episodes_per_member, seed=args.seed)
+    cmaes = args.cmaes(args.seed)
     horizons = (1, min(8, args.seq_len // 2))
     context = min(8, args.seq_len // 2)
     for s, (setting, train_kwargs, other_kwargs) in enumerate(SETTINGS):

@@ -4,7 +4,7 @@ and what gradient balancing (RGB) changes against plain summation.
 `dpgmm_vrnn` is a variational recurrent world model whose prior over the latent `z` is a
 truncated Dirichlet-process Gaussian mixture: stick-breaking weights, conditioned on the
 recurrent state, decide how many of its components are in use (see
-`model_zoo/dpgmm_vrnn.py`). This script:
+`model_zoo/models/dpgmm_vrnn.py`). This script:
 
 1. collects random episodes over the causal grid of CampusNav-v0 (every day x weather x
    gameday x semester cell of the "train" split, imposed with reset-time `do()`), so
@@ -23,8 +23,7 @@ recurrent state, decide how many of its components are in use (see
 
 Writes `metrics.json`, `mixture_usage.png` and `attention_maps.png` to `--out`; the
 dataset goes to `--out/data` (replaced on a rerun). A few minutes per model at the
-defaults on a 2-core CPU (0.5 to 1.5 s per step of 8 x 16 frames, the second model with
-summation a little faster); `--tiny` for a smoke run of seconds.
+defaults on a CPU; `--tiny` for a smoke run of seconds.
 
     python examples/dpgmm_world_model.py
     python examples/dpgmm_world_model.py --train-steps 1000 --config "hidden=512,context_dim=256"
@@ -47,44 +46,33 @@ import tyro
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env import causal
-from campusnav.cli import parse_overrides
+from campusnav.budgets import ExampleRun, GridCollection, Training
+from campusnav.budgets import config_overrides as model_config
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from model_zoo.models.dpgmm_vrnn import TASKS
 from model_zoo.nets.stick_breaking import components_in_use, effective_components
 
 ENV_ID = "CampusNav-v0"
-WEATHER, GAMEDAY = 3, 4  # columns of the causal codes (model_zoo.data.CAUSAL_VARIABLES)
+WEATHER, GAMEDAY = (list(causal.VARIABLES).index(name) for name in ("weather", "gameday"))  # causal code columns
 WEATHERS = causal.VARIABLES["weather"].choices
 
 
 @dataclass(frozen=True)
-class Args:
+class Args(ExampleRun, Training, GridCollection):
     config: str = ""
     """dpgmm_vrnn config overrides, "field=value,field=value" (e.g. "components=10,dp_alpha=0.5")"""
-    episodes_per_cell: int = 1
-    """episodes per cell of the causal grid (84 cells on the train split)"""
     max_episode_steps: int = 48
-    """episode length cap while collecting"""
     train_steps: int = 200
     """gradient steps per model"""
     batch_size: int = 8
-    """sequences per batch"""
     seq_len: int = 16
-    """steps per sequence"""
-    lr: float = 1e-3
-    """Adam learning rate"""
     usage_every: int = 50
     """training steps between two measurements of the mixture usage"""
     heldout_batches: int = 4
     """batches of random held-out windows (every context) for the usage and the task losses"""
     compare: bool = True
     """also train with plain summation of the task losses, and compare"""
-    seed: int = 0
-    """seed of collection, sampling and weights"""
     out: str = "runs/dpgmm_world_model"
-    """output folder"""
-    tiny: bool = False
-    """a tiny budget for tests: 8-step episodes, 4 gradient steps, a tiny model"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -96,14 +84,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
         args = dataclasses.replace(args, max_episode_steps=8, train_steps=4, batch_size=2, seq_len=6, usage_every=2,
                                    heldout_batches=1, config=",".join(filter(None, [tiny, args.config])))
     return args
-
-
-def model_config(text: str) -> dict[str, Any]:
-    """``"field=value,field=value"`` as a dict (values read as Python literals, else strings)."""
-    try:
-        return parse_overrides(text)
-    except ValueError as err:
-        raise SystemExit(f"--config: {err}") from None
 
 
 def usage_row(model, batches, step: int) -> dict[str, Any]:

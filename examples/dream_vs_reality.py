@@ -1,32 +1,28 @@
 """Dream against reality: how far a world model's imagination drifts from CampusNav-v0.
 
 Trains a world model of the zoo (`--model`, any registered id) on freshly collected
-random episodes of CampusNav-v0, then replays real action sequences in reality and,
-open loop, in the model's dream, both from the same real start: the real env steps,
-while the model, after filtering the first real observation through `observe`, only
-ever `imagine`s (it never sees another real frame). The actions are either a random
-walk or the shortest-path oracle's route (`campus_env.oracle.ShortestPathPolicy`,
-acting on the real env; the dream is fed the same actions).
+random episodes, then replays real action sequences in reality and, open loop, in the
+model's dream, both from the same real start: after filtering the first real
+observation through `observe`, the model only ever `imagine`s. The actions are a random
+walk or the shortest-path oracle's route (`campus_env.oracle.ShortestPathPolicy`).
 
 `wrappers.record_side_by_side` films every rollout as [reality | dream] and returns the
 dream's error at each horizon (MSE over the whole observation: images in [0, 1], vector
-parts in their units); the error is averaged over `--rollouts` rollouts and plotted
-against the horizon (mean ± one standard deviation, over the rollouts still running at
-that horizon) by `wrappers.plot_error_vs_horizon`. `model_zoo.evaluate` scores the model
-on held-out episodes for the table of the zoo (1-step and k-step errors against the
-"nothing changes" baseline `copy_mse`, reward error, termination F1).
+parts in their units); `wrappers.plot_error_vs_horizon` plots its mean ± one standard
+deviation over `--rollouts` rollouts. `model_zoo.evaluate` scores the model on held-out
+episodes (1-step and k-step errors against the "nothing changes" baseline `copy_mse`,
+reward error, termination F1).
 
-Defaults: dict observations (64x64 egocentric image + state + causal variables), the
-oracle's actions, and the model made smaller than its library defaults so that the run
-takes a minute or two on a laptop CPU (override any config field with
-`--config "z_dim=16,hidden=64"`). On this budget the dream is blurry; `--train-steps`,
-`--batch-size` and `--seq-len` buy a sharper one.
+Defaults: dict observations, the oracle's actions, and a model smaller than its library
+defaults so that the run is short on a laptop CPU (override any config field with
+`--config "z_dim=16,hidden=64"`); `--train-steps`, `--batch-size` and `--seq-len` buy a
+sharper dream.
 
-Everything is seeded from `--seed`. Writes to `--out`: the dataset (`data/`, replaced on
-a rerun), the model (`model/`), one video per rollout (`videos/`, MP4 when imageio has a
-video backend, else GIF), `error_vs_horizon.png` and `metrics.json`.
+Writes to `--out`: `data/` (replaced on a rerun), `model/`, one video per rollout
+(`videos/`, MP4 with an imageio video backend, else GIF), `error_vs_horizon.png` and
+`metrics.json`.
 
-    python examples/dream_vs_reality.py                          # vae_mdnrnn, a minute or two
+    python examples/dream_vs_reality.py
     python examples/dream_vs_reality.py --model mlp --policy random
     python examples/dream_vs_reality.py --obs-mode state --config "z_dim=16"
 """
@@ -35,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +44,8 @@ import tyro
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
-from campusnav.arguments import parse_overrides
+from campusnav.budgets import Collection, ExampleRun, Training, collect_split, config_overrides
 from campusnav.results import plain
-from model_zoo.data import collect, load_episodes, split_episodes
 from wrappers import plot_error_vs_horizon, record_side_by_side
 from wrappers.recorder import video_backend
 
@@ -63,7 +57,7 @@ LAPTOP_CONFIG: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class Args:
+class Args(ExampleRun, Training, Collection):
     """Dream against reality: a world model's open-loop imagination beside CampusNav-v0."""
 
     model: str = "vae_mdnrnn"
@@ -72,18 +66,10 @@ class Args:
     """model config overrides, "field=value,field=value", on top of the example's small defaults"""
     obs_mode: str = "dict"
     """observations of CampusNav-v0: "dict" (image + state + causal), "pixels" or "state" (one vector)"""
-    episodes: int = 64
-    """random episodes collected (an eighth of them held out for the evaluation table)"""
-    max_episode_steps: int = 100
-    """episode length while collecting"""
     train_steps: int = 500
     """gradient steps of the world model"""
     batch_size: int = 8
-    """sequences per batch"""
     seq_len: int = 16
-    """steps per sequence"""
-    lr: float = 1e-3
-    """Adam learning rate"""
     policy: str = "oracle"
     """actions replayed in both worlds: "oracle" (shortest path to the goal) or "random" (uniform)"""
     rollouts: int = 8
@@ -92,12 +78,7 @@ class Args:
     """steps per rollout (fewer when the real episode ends first)"""
     fps: int = 6
     """frames per second of the videos"""
-    seed: int = 0
-    """seed of collection, training and rollouts"""
     out: str = "runs/dream_vs_reality"
-    """output folder"""
-    tiny: bool = False
-    """a tiny budget for tests: 6 episodes of 24 steps, 3 gradient steps, 2 rollouts of 6 steps"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -115,10 +96,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 def model_config(args: Args) -> dict[str, Any]:
     """The example's small config for ``args.model``, updated by ``--config "field=value,..."``."""
-    try:
-        return {**LAPTOP_CONFIG.get(args.model, {}), **parse_overrides(args.config)}
-    except ValueError as err:
-        raise SystemExit(f"--config: {err}") from None
+    return {**LAPTOP_CONFIG.get(args.model, {}), **config_overrides(args.config)}
 
 
 def fmt_table(header: list[str], rows: list[list[str]]) -> str:
@@ -137,11 +115,8 @@ if __name__ == "__main__":
 
     print(f"== collect: {args.episodes} random episodes of {ENV_ID} (obs_mode={args.obs_mode!r}, "
           f"at most {args.max_episode_steps} steps)")
-    shutil.rmtree(out / "data", ignore_errors=True)  # the dataset of an earlier run
-    dataset = collect(ENV_ID, num_episodes=args.episodes, num_envs=8, env_kwargs=env_kwargs, seed=args.seed,
-                      max_episode_steps=args.max_episode_steps, data_path=out / "data",
-                      dataset_id="campusnav/dream-vs-reality-v0")
-    train, heldout = split_episodes(load_episodes(dataset), 0.125, seed=args.seed)
+    train, heldout = collect_split(ENV_ID, args, 0.125, seed=args.seed, data_path=out / "data",
+                                   dataset_id="campusnav/dream-vs-reality-v0", num_envs=8, env_kwargs=env_kwargs)
     print(f"{len(train)} train / {len(heldout)} held-out episodes, {sum(len(e) for e in train)} train steps")
 
     config = model_config(args)
@@ -150,8 +125,7 @@ if __name__ == "__main__":
     real_env = gym.make(ENV_ID, **env_kwargs)
     model = model_zoo.make(args.model, real_env.observation_space, real_env.action_space, **config)
     t0 = time.perf_counter()
-    model_zoo.fit(model, train, steps=args.train_steps, batch_size=args.batch_size, seq_len=args.seq_len,
-                  lr=args.lr, seed=args.seed)
+    model_zoo.fit(model, train, steps=args.train_steps, seed=args.seed, **args.fit_kwargs())
     train_seconds = time.perf_counter() - t0
     model.eval()
     model.save(out / "model")
@@ -178,7 +152,7 @@ if __name__ == "__main__":
     rollouts = []
     for i in range(args.rollouts):
         seed = args.seed + 10_000 + i  # starts that collection never reset to
-        actions = oracle_actions if args.policy == "oracle" else rng.integers(0, 5, args.horizon)
+        actions = oracle_actions if args.policy == "oracle" else rng.integers(0, real_env.action_space.n, args.horizon)
         rollouts.append(record_side_by_side(real_env, model, actions, out / "videos" / f"rollout_{i}{suffix}",
                                             seed=seed, steps=args.horizon, fps=args.fps))
         print(f"rollout {i} (seed {seed}): {rollouts[-1]['steps']} steps, final error "

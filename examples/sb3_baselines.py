@@ -1,47 +1,32 @@
 """Stable-Baselines3 PPO and DQN on CampusNav-v0, trained in reality and trained in a world model's dream.
 
-For each algorithm (``--algos ppo dqn``) two agents learn with the same
-settings and the same number of timesteps:
+For each algorithm (``--algos ppo dqn``) two agents learn with the same settings and
+the same number of timesteps:
 
 - *reality*: on the native vector env, ``to_sb3(gym.make_vec("CampusNav-v0", num_envs=N, obs_mode="state"))``;
 - *dream*: on ``to_sb3(DreamVectorEnv(model, N, "CampusNav-v0", obs="decoded", ...))``, where ``model``
-  is a zoo world model (``--model``, default ``mlp``) fitted first on random-policy episodes
-  collected into ``--out``/data. Decoded dreams keep the real observation space, so the
-  policy learned in the dream acts in reality unchanged.
+  is a zoo world model (``--model``, default ``mlp``) fitted first on random-policy episodes.
+  Decoded dreams keep the real observation space, so the policy acts in reality unchanged.
 
-Every agent is then evaluated in reality on the same seeded episodes (env ``i``
-of ``gym.make_vec(...).reset(seed=s)`` is the single env seeded ``s + i``), next
-to two reference rows: the uniform random policy and the shortest-path oracle
-(``campus_env.oracle``), which reads the simulator and plans on expected travel
-time: an upper reference, not a learner. The table gives mean ± std return,
-success rate, mean episode length, training wall time and the real env steps
-each row consumed (a dream agent's are the collected episodes that taught its
-world model; its start states are real resets, which take no step).
+Every agent is then evaluated in reality on the same seeded episodes, beside the uniform
+random policy and the shortest-path oracle (``campus_env.oracle``, which reads the
+simulator: an upper reference, not a learner). The table gives mean ± std return,
+success rate, episode length, training time and the real env steps each row consumed
+(a dream agent's are the episodes that taught its world model). The column "return in
+the dream" plays every policy in the dream too: where it is far from the real return,
+the model is wrong where the policy goes, and a dream-trained agent exploits that.
 
-Two choices make the small budget learn something; both are flags:
+Two flags make a small budget learn something:
 
-- Reward shaping (``--shaping``, 0 turns it off): the reward is +1 at the goal,
-  -0.01 a step and -0.05 more for a blocked move, so a young policy soon learns
-  that standing still (-2.0 over 200 steps) beats wandering into walls (about
-  -4), and with this budget PPO never finds its way out of that. The agents
-  train on the potential-based shaping of Ng, Harada & Russell (1999),
-  ``r + gamma * phi(s') - phi(s)`` with ``phi`` minus ``--shaping`` per cell of
-  Manhattan distance to the goal (read off the observation's goal offset, so it
-  works in the dream too); such shaping leaves the optimal policies unchanged.
-  Evaluation always counts the env's own reward.
-- Stochastic evaluation (``--deterministic`` to change it): a memoryless policy
-  that always takes its most likely action gets stuck against the first wall
-  between it and the goal; sampling its actions walks around it. Sampling is
-  seeded, so rows repeat exactly.
+- ``--shaping``: the potential-based shaping of Ng, Harada & Russell (1999),
+  ``r + gamma * phi(s') - phi(s)`` with ``phi`` minus the Manhattan distance to the goal
+  (read off the observation's goal offset, so it works in the dream too). Without it a
+  young policy learns that standing still beats wandering into walls. Evaluation
+  counts the env's own reward.
+- ``--deterministic`` (off): a memoryless policy that always takes its most likely action
+  gets stuck at the first wall; sampling, seeded, walks around it.
 
-The column "return in the dream" plays every policy (the oracle excepted) in
-the dream as well, on as many dreamed episodes: what the world model predicts
-it earns. Where that is far from its real return the model is wrong where the
-policy goes, and an agent trained in the dream learns whatever the model gets
-wrong ("model exploitation"): a dream is only as good as the data behind it,
-here random-policy episodes that seldom reach a goal.
-
-    python examples/sb3_baselines.py                       # PPO and DQN, about 3.5 minutes on a 2-core CPU
+    python examples/sb3_baselines.py                       # PPO and DQN, minutes on a CPU
     python examples/sb3_baselines.py --algos ppo --model mlp_ensemble
     python examples/sb3_baselines.py --tiny                # the test's budget
 """
@@ -67,12 +52,14 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
+from campus_env.schema import STATE_SLICES, Action
+from campusnav.budgets import ExampleRun
 from model_zoo.data import SequenceSampler, collect, load_dataset, load_episodes
 from wrappers import DreamVectorEnv, to_sb3
 
 ENV_ID = "CampusNav-v0"
 ENV_KWARGS = {"obs_mode": "state"}  # flat float32 (72,): agent, goal, goal offset, causal, 5x5 patch
-GOAL_OFFSET = slice(4, 6)  # goal row/col minus agent row/col, divided by (map side - 1)
+GOAL_OFFSET = STATE_SLICES["goal_offset"]  # goal row/col minus agent row/col, divided by (map side - 1)
 ALGOS = {"ppo": PPO, "dqn": DQN}
 # the same settings train in reality and in the dream
 HYPERPARAMS: dict[str, dict[str, Any]] = {
@@ -84,7 +71,7 @@ HYPERPARAMS: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class Args:
+class Args(ExampleRun):
     algos: tuple[str, ...] = ("ppo", "dqn")
     """SB3 algorithms to train, each in reality and in the dream: ppo, dqn"""
     model: str = "mlp"
@@ -111,12 +98,7 @@ class Args:
     """evaluation episodes use seeds eval_seed, eval_seed + 1, ... (apart from training's)"""
     deterministic: bool = False
     """evaluate the agents' most likely actions instead of sampling them"""
-    seed: int = 0
-    """seeds collection, the world model, the agents and action sampling"""
     out: str = "runs/sb3_baselines"
-    """folder for the data, the world model, the agents and results.json"""
-    tiny: bool = False
-    """a tiny budget for tests (seconds): few episodes, steps and timesteps"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -268,7 +250,7 @@ if __name__ == "__main__":
     oracle = ShortestPathPolicy()
     rng = np.random.default_rng(args.seed)
     policies = {
-        "random": lambda envs, obs: rng.integers(0, 5, envs.num_envs),
+        "random": lambda envs, obs: rng.integers(0, len(Action), envs.num_envs),
         "shortest path (oracle)": lambda envs, obs: oracle(envs),  # reads the simulator: reality only
         **{name: (lambda envs, obs, a=agent: a.predict(obs, deterministic=args.deterministic)[0])
            for name, agent in agents.items()},

@@ -1,51 +1,41 @@
 """A token world model on CampusNav-v0: history N=1 against N=4, parallel against autoregressive decoding.
 
-`vqvae_transformer` (after IRIS, Micheli et al. 2023) turns each 64x64 frame into 8x8 codes
-of a VQ-VAE and predicts the next frame's codes, reward and termination with a transformer
-over the last N frames (see `model_zoo/vqvae_transformer.py`). This script trains four
-variants of it on the same CampusNav-v0 episodes and compares them:
+`vqvae_transformer` (after IRIS, Micheli et al. 2023, arXiv:2209.00588) turns each 64x64
+frame into codes of a VQ-VAE and predicts the next frame's codes, reward and termination
+with a transformer over the last N frames (`model_zoo/models/vqvae_transformer.py`).
+This script trains four variants on the same episodes and compares them:
 
-    N=1 parallel     N=4 parallel     N=1 autoregressive     N=4 autoregressive
+1. collect random episodes of CampusNav-v0 (dict observations; `--obs-mode pixels` for
+   the image alone), an eighth held out;
+2. train one VQ-VAE tokenizer and copy it, frozen, into every variant, so that all four
+   predict the same tokens and their token accuracies compare directly;
+3. train each variant's transformer from the same seed on the same batches;
+4. evaluate on held-out episodes (`model_zoo.evaluate`): `--context` real frames, then
+   open-loop imagination: next-frame token accuracy (`token_acc@k`), PSNR and imagined
+   frames per second at batch 1;
+5. replay one shortest-path-oracle rollout in each variant from the same real start:
+   `videos/real_vs_<variant>` shows [reality | dream], `error_vs_horizon.png` the errors.
 
-1. collect: random episodes of CampusNav-v0 (dict observations by default: image + state +
-   causal variables; `--obs-mode pixels` for the image alone), an eighth held out.
-2. tokenizer: one VQ-VAE, trained once (`--tokenizer-steps`); every variant gets a copy of
-   it, frozen (`train_tokenizer=False`), so all four predict the *same* tokens and their
-   token accuracies compare directly.
-3. transformers: each variant trains `--train-steps` steps from the same seed, on the same
-   batches.
-4. evaluate: `model_zoo.evaluate` on the held-out episodes, `--context` real frames filtered
-   and then 1 to 16 steps imagined open loop: next-frame token accuracy (`token_acc@k`, the
-   share of imagined codes equal to the real frame's), PSNR, and imagined frames per second
-   at batch 1 (`imagine` alone; decoding a frame to pixels costs extra).
-5. videos: one real rollout of `--horizon` shortest-path-oracle moves, replayed open loop in
-   each variant from the same real start: `videos/real_vs_<variant>.gif` (or .mp4 with a
-   video backend) shows [reality | dream] (`wrappers.record_side_by_side`), and
-   `error_vs_horizon.png` the dreams' errors along the rollout.
+Sampling is at `--temperature` with top-k: parallel decoding draws each code on its own,
+so at a high temperature its frames mix modes; autoregressive decoding draws them one
+after another (KV-cached), each seeing those before it, at the cost of one transformer
+step per code.
 
-Sampling is at `--temperature` (default 0.5, with top-k 16): parallel decoding draws each
-code on its own, so at a high temperature its frames mix modes; autoregressive decoding
-draws them one after another, each seeing those before it, and reads the reward and the
-state vector after the last, at the cost of 65 incremental transformer steps per frame
-(KV-cached).
-
-    python examples/token_world_model.py                 # ~10 minutes on 2 CPU cores
+    python examples/token_world_model.py                 # minutes on a CPU
     python examples/token_world_model.py --train-steps 1000 --episodes 128
     python examples/token_world_model.py --config "hidden=128,layers=3"
 
-Writes to `--out`: `data/` (the dataset, replaced on a rerun), `models/<variant>/`,
-`videos/`, `error_vs_horizon.png` and `metrics.json`.
+Writes to `--out`: `data/` (replaced on a rerun), `models/<variant>/`, `videos/`,
+`error_vs_horizon.png` and `metrics.json`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -55,9 +45,8 @@ import tyro
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
-from campusnav.cli import parse_overrides
+from campusnav.budgets import Collection, ExampleRun, Training, collect_split, config_overrides
 from campusnav.results import plain
-from model_zoo.data import collect, load_episodes, split_episodes
 from wrappers import plot_error_vs_horizon, record_side_by_side
 from wrappers.recorder import video_backend
 
@@ -72,25 +61,16 @@ VARIANTS = {  # name -> config overrides: the history N and the decoding mode
 
 
 @dataclass(frozen=True)
-class Args:
+class Args(ExampleRun, Training, Collection):
     obs_mode: str = "dict"
     """observations of CampusNav-v0: "dict" (image + state + causal) or "pixels" (the image alone)"""
     config: str = ""
     """config overrides of every variant, "field=value,field=value" (e.g. "hidden=128,layers=3")"""
-    episodes: int = 64
-    """random episodes collected (an eighth of them held out for evaluation)"""
-    max_episode_steps: int = 100
-    """episode length while collecting"""
     tokenizer_steps: int = 300
     """gradient steps of the shared VQ-VAE tokenizer"""
     train_steps: int = 300
     """gradient steps of each variant's transformer"""
-    batch_size: int = 16
-    """sequences per batch"""
     seq_len: int = 12
-    """steps per sequence"""
-    lr: float = 1e-3
-    """Adam learning rate"""
     temperature: float = 0.5
     """sampling temperature of the imagined codes (0: the most likely code)"""
     top_k: int = 16
@@ -105,12 +85,7 @@ class Args:
     """how long each variant's imagination speed is timed"""
     fps: int = 4
     """frames per second of the videos"""
-    seed: int = 0
-    """seed of collection, training, sampling and the rollout"""
     out: str = "runs/token_world_model"
-    """output folder"""
-    tiny: bool = False
-    """a tiny budget for tests: 6 episodes of 24 steps, 3 + 3 gradient steps, a tiny transformer, 4-step horizons"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -125,14 +100,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return args
 
 
-def config_overrides(text: str) -> dict[str, Any]:
-    """``"field=value,field=value"`` as a dict (values read as Python literals, else as strings)."""
-    try:
-        return parse_overrides(text)
-    except ValueError as err:
-        raise SystemExit(f"--config: {err}") from None
-
-
 if __name__ == "__main__":
     args = parse_args()
     out = Path(args.out)
@@ -144,11 +111,9 @@ if __name__ == "__main__":
     base = {**config_overrides(args.config), "temperature": args.temperature, "top_k": args.top_k}
 
     print(f"== 1. collect: {args.episodes} random episodes of {ENV_ID} (obs_mode={args.obs_mode!r})")
-    shutil.rmtree(out / "data", ignore_errors=True)
-    dataset = collect(ENV_ID, num_episodes=args.episodes, num_envs=8, env_kwargs=env_kwargs, seed=args.seed,
-                      max_episode_steps=args.max_episode_steps, data_path=out / "data",
-                      dataset_id="campusnav/token-world-model-v0", progress=False)
-    train, heldout = split_episodes(load_episodes(dataset), 0.125, seed=args.seed)
+    train, heldout = collect_split(ENV_ID, args, 0.125, seed=args.seed, data_path=out / "data",
+                                   dataset_id="campusnav/token-world-model-v0", num_envs=8, env_kwargs=env_kwargs,
+                                   progress=False)
     print(f"{len(train)} train / {len(heldout)} held-out episodes, {sum(len(e) for e in train)} train steps")
 
     print(f"\n== 2. tokenizer: {args.tokenizer_steps} steps of {args.batch_size} x {args.seq_len}")
@@ -156,9 +121,8 @@ if __name__ == "__main__":
     # history 1 and one target per batch: the transformer trained alongside is a by-product; the tokenizer is the point
     tokenizer_model = model_zoo.make(MODEL_ID, *spaces, **{**base, "history": 1, "train_targets": 1})
     t0 = time.perf_counter()
-    rows = model_zoo.fit(tokenizer_model, train, steps=args.tokenizer_steps, batch_size=args.batch_size,
-                         seq_len=args.seq_len, lr=args.lr, seed=args.seed, log_every=max(1, args.tokenizer_steps // 4),
-                         progress=False)
+    rows = model_zoo.fit(tokenizer_model, train, steps=args.tokenizer_steps, seed=args.seed,
+                         log_every=max(1, args.tokenizer_steps // 4), progress=False, **args.fit_kwargs())
     last = rows[-1]
     print(f"in {time.perf_counter() - t0:.0f} s: reconstruction MSE {last['recon_mse_image']:.4f}, "
           f"codes used per batch {last['codes_used_image']:.2f}, perplexity {last['perplexity_image']:.1f}, "
@@ -172,8 +136,8 @@ if __name__ == "__main__":
         model = model_zoo.make(MODEL_ID, *spaces, **{**base, **overrides, "train_tokenizer": False})
         model.tokenizers.load_state_dict(tokenizer_state)
         t0 = time.perf_counter()
-        rows = model_zoo.fit(model, train, steps=args.train_steps, batch_size=args.batch_size, seq_len=args.seq_len,
-                             lr=args.lr, seed=args.seed, log_every=max(1, args.train_steps // 4), progress=False)
+        rows = model_zoo.fit(model, train, steps=args.train_steps, seed=args.seed,
+                             log_every=max(1, args.train_steps // 4), progress=False, **args.fit_kwargs())
         train_seconds[name] = time.perf_counter() - t0
         model.eval()
         model.save(out / "models" / name.replace(" ", "_").replace("=", ""))

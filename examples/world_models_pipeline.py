@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,35 +47,27 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
 from campus_env.schema import STATE_SLICES, Action
+from campusnav.budgets import Collection, ControllerTraining, ExampleRun, Training, collect_split
 from campusnav.results import plain
 from model_zoo.agents.controllers import LinearController, model_features
-from model_zoo.agents.transfer import CMAES, Evaluation, dream_to_reality, evaluate_policy
-from model_zoo.data import collect, load_episodes, split_episodes
+from model_zoo.agents.transfer import Evaluation, dream_to_reality, evaluate_policy
 from wrappers import DreamVectorEnv, LatentObservation
 
 ENV_ID = "CampusNav-v0"
 
 
 @dataclass(frozen=True)
-class Args:
+class Args(ExampleRun, ControllerTraining, Training, Collection):
     """World Models on CampusNav-v0: a controller trained in a dream, scored in reality."""
 
     obs_mode: str = "state"
     """observations of CampusNav-v0 the model sees: "state" (flat vector, fast), "dict" or "pixels" (slow)"""
     episodes: int = 240
-    """episodes collected for the world model"""
     max_episode_steps: int = 200
-    """episode length in reality and in the dream"""
     collect_epsilon: float = 0.5
     """collection: probability of a random action instead of a step toward the goal (1: random rollouts)"""
     train_steps: int = 1500
     """gradient steps of V+M"""
-    batch_size: int = 16
-    """sequences per batch"""
-    seq_len: int = 32
-    """steps per sequence"""
-    lr: float = 1e-3
-    """Adam learning rate"""
     z_dim: int = 32
     """latent size of V"""
     hidden: int = 128
@@ -86,21 +77,11 @@ class Args:
     temperature: float = 1.0
     """sampling temperature of the dream (the paper's tau)"""
     generations: int = 40
-    """CMA-ES generations (the same in the dream and in reality)"""
-    popsize: int = 16
-    """CMA-ES population size"""
     episodes_per_member: int = 8
-    """episodes that score each member of a population"""
     sigma0: float = 0.5
     """CMA-ES initial step size"""
     eval_episodes: int = 200
-    """seeded real episodes that score every row of the final table"""
-    seed: int = 0
-    """seed of collection, training, CMA-ES and evaluation"""
     out: str = "runs/world_models_pipeline"
-    """output folder"""
-    tiny: bool = False
-    """a tiny budget for tests: 8 episodes of 40 steps, 5 gradient steps, 2 generations of 4 x 1"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -139,12 +120,9 @@ if __name__ == "__main__":
 
     print(f"== 1. collect: {args.episodes} episodes of {ENV_ID} (obs_mode={args.obs_mode!r}, "
           f"epsilon={args.collect_epsilon})")
-    shutil.rmtree(out / "data", ignore_errors=True)  # the dataset of an earlier run
-    dataset = collect(ENV_ID, num_episodes=args.episodes, num_envs=16, env_kwargs=env_kwargs,
-                      policy=toward_goal(args.collect_epsilon, args.seed), seed=args.seed,
-                      max_episode_steps=args.max_episode_steps, data_path=out / "data",
-                      dataset_id="campusnav/world-models-v0")
-    train, heldout = split_episodes(load_episodes(dataset), 0.1, seed=args.seed)
+    train, heldout = collect_split(ENV_ID, args, 0.1, seed=args.seed, data_path=out / "data",
+                                   dataset_id="campusnav/world-models-v0", num_envs=16, env_kwargs=env_kwargs,
+                                   policy=toward_goal(args.collect_epsilon, args.seed))
     reached = np.mean([e.terminated[-1] for e in train])
     print(f"{len(train)} train / {len(heldout)} held-out episodes, {sum(len(e) for e in train)} train steps, "
           f"{reached:.0%} reach their goal")
@@ -155,8 +133,7 @@ if __name__ == "__main__":
     model = model_zoo.make("vae_mdnrnn", real.observation_space, real.action_space, z_dim=args.z_dim,
                            hidden=args.hidden, m_target=args.m_target, temperature=args.temperature)
     t0 = time.perf_counter()
-    model_zoo.fit(model, train, steps=args.train_steps, batch_size=args.batch_size, seq_len=args.seq_len,
-                  lr=args.lr, seed=args.seed)
+    model_zoo.fit(model, train, steps=args.train_steps, seed=args.seed, **args.fit_kwargs())
     model_seconds = time.perf_counter() - t0
     model.eval()
     model.save(out / "model")
@@ -183,8 +160,7 @@ if __name__ == "__main__":
     print(f"== 4. C in reality (the baseline): CMA-ES on the real env's features, {budget}")
     result = dream_to_reality(
         dream_envs, real_envs, controller, dream_features=None, real_features=model_features(model),
-        cmaes=CMAES(args.generations, args.popsize, args.episodes_per_member, sigma0=args.sigma0, seed=args.seed,
-                    progress=True),
+        cmaes=args.cmaes(args.seed, sigma0=args.sigma0, progress=True),
         evaluation=evaluation,
         rollout_seeds=lambda: itertools.count(args.seed + 10_000),  # generation g resets with seed + 10_000 + g
         save_dir=out)

@@ -14,6 +14,9 @@ import numpy as np
 import pytest
 import torch
 
+from campus_env.schema import STATE_SLICES
+
+GOAL_ROW_OFFSET = STATE_SLICES["goal_offset"].start  # the goal's row minus the agent's, over map side - 1
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "dreamer.py"
 
 
@@ -73,7 +76,7 @@ def test_shaping_is_potential_based_and_zero_at_the_goal():
     # a 3-step walk: 3 cells from the goal, then 2, then 2 (blocked), then at the goal (terminal)
     cells = np.array([3, 2, 2, 0], dtype=np.float32)
     obs = np.zeros((4, 72), dtype=np.float32)
-    obs[:, 4] = cells / 31  # the goal's row offset, divided by map side - 1
+    obs[:, GOAL_ROW_OFFSET] = cells / 31  # the goal's row offset, divided by map side - 1
     raw = np.array([-0.01, -0.06, 0.99], dtype=np.float32)
     episode = episode_cls(obs=obs, action=np.array([1, 1, 1]), reward=raw, terminated=np.array([False, False, True]),
                           truncated=np.zeros(3, dtype=bool))
@@ -100,7 +103,7 @@ def test_shaped_dream_adds_the_shaping_of_the_decoded_goal_offsets_to_imagined_r
 
         def decode(self, state):
             obs = torch.zeros(len(state["cells"]), 72)
-            obs[:, 4] = state["cells"] / 31
+            obs[:, GOAL_ROW_OFFSET] = state["cells"] / 31
             return obs
 
         def imagine(self, state, action, generator=None):
@@ -129,7 +132,7 @@ def test_shaped_dream_decodes_each_imagined_state_once_along_a_rollout():
         def decode(self, state):
             decoded.append(state["cells"].clone())
             obs = torch.zeros(len(state["cells"]), 72)
-            obs[:, 4] = state["cells"] / 31
+            obs[:, GOAL_ROW_OFFSET] = state["cells"] / 31
             return obs
 
         def imagine(self, state, action, generator=None):
