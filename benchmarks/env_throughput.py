@@ -16,7 +16,8 @@ from campusnav.bench import BenchConfig, check_config, run_bench
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config = tyro.cli(BenchConfig, args=argv, description=__doc__.split("\n\n")[0])
+    config = tyro.cli(BenchConfig, args=argv, description=__doc__.split("\n\n")[0],
+                      default=BenchConfig(results=True))  # a real run updates docs/results
     try:
         check_config(config)
     except ValueError as error:

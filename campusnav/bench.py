@@ -29,7 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from campusnav.harness import Target, machine_info, markdown_table, measure_rate, ratio, write_json
+from campusnav.harness import Target, machine_info, markdown_table, measure_rate, ratio, write_json, write_results
 
 __all__ = ["BenchConfig", "Row", "check_config", "measure", "run_bench", "table", "targets"]
 
@@ -56,6 +56,8 @@ class BenchConfig:
     """size of the SyncVectorEnv (0 leaves it out)"""
     json: str | None = None
     """also write the numbers to this JSON file"""
+    results: bool = False
+    """also write the docs' result files, env_throughput.{md,json} (not with --quick)"""
 
 
 def check_config(config: BenchConfig) -> None:
@@ -226,8 +228,12 @@ def run_bench(config: BenchConfig = BenchConfig()) -> int:
     results = targets(rows)
     for target in results:
         print(target.line)
+    report = {"seconds": seconds, "warmup": warmup, "machine": info, "rows": [asdict(row) for row in rows],
+              "checks": [target.as_dict() for target in results], "note": note}
     if config.json is not None:
-        report = {"seconds": seconds, "warmup": warmup, "machine": info, "rows": [asdict(row) for row in rows],
-                  "checks": [target.as_dict() for target in results], "note": note}
         print(f"\nwrote {write_json(Path(config.json), report)}")
+    if config.results and not config.quick:
+        lines = [table(rows), ""] + [f"- {target.line}" for target in results] + ([f"- {note}"] if note else [])
+        path = write_results("env_throughput", "\n".join(lines), report)
+        print(f"wrote {path}")
     return 0

@@ -24,10 +24,13 @@ PASS  rate >= 5: 7 steps/s
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
+import shlex
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -161,11 +164,23 @@ def write_json(path: str | Path, data: Any) -> Path:
     return path
 
 
-def write_results(name: str, markdown: str, data: Mapping[str, Any], directory: str | Path | None = None) -> Path:
-    """Writes ``<directory>/<name>.md`` and ``<name>.json``; returns the markdown file's path."""
+def write_results(name: str, markdown: str, data: Mapping[str, Any], directory: str | Path | None = None,
+                  command: str | None = None) -> Path:
+    """Writes ``<directory>/<name>.md`` and ``<name>.json``, each saying what ran, when and where.
+
+    The JSON holds ``benchmark``, ``command`` (default: this process's command
+    line), ``date`` and ``machine`` beside ``data``; the markdown opens with a line
+    naming the same. Returns the markdown file's path.
+    """
     directory = Path(directory) if directory is not None else default_results_directory()
-    write_json(directory / f"{name}.json", dict(data))
-    return _write_text(directory / f"{name}.md", markdown.rstrip("\n") + "\n")
+    command = command or "python " + shlex.join(sys.argv)
+    date = datetime.date.today().isoformat()
+    machine = machine_info()
+    write_json(directory / f"{name}.json", {"benchmark": name, "command": command, "date": date, "machine": machine,
+                                           **dict(data)})
+    where = f"{machine['platform']}, {machine['cpus']} CPUs, Python {machine['python']}"
+    header = f"*Measured {date} with `{command}` on {where}.*\n\n"
+    return _write_text(directory / f"{name}.md", header + markdown.rstrip("\n") + "\n")
 
 
 def _write_text(path: Path, text: str) -> Path:
