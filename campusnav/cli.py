@@ -172,7 +172,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=2000, help="gradient steps (default: 2000)")
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per batch (default: 16)")
     parser.add_argument("--seq-len", type=int, default=32, help="steps per sequence (default: 32)")
-    parser.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate (default: 3e-4)")
+    parser.add_argument("--preset", default=None, metavar="NAME",
+                        help="the model's tuned settings for a kind of data (config and learning rate), "
+                             "e.g. campusnav-state or campusnav-pixels")
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the preset's, or 3e-4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampler and the weights")
     parser.add_argument("--run-dir", default=None, help="metrics and checkpoints (default: runs/MODEL)")
     parser.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
@@ -183,10 +186,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check_train_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    from model_zoo import list_models
+    from model_zoo import list_models, list_presets
 
     if args.model not in list_models():
         parser.error(f"argument model: unknown model {args.model!r}; choose from {', '.join(list_models())}")
+    if args.preset is not None and args.preset not in list_presets(args.model):
+        parser.error(f"argument --preset: {args.model} has no preset {args.preset!r}; "
+                     f"choose from {', '.join(list_presets(args.model))}")
     if not 0.0 <= args.holdout < 1.0:
         parser.error(f"argument --holdout: must be in [0, 1), got {args.holdout}")
     args.overrides = dict(args.set)
@@ -201,10 +207,12 @@ def run_train(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset_id, data_path=args.data_path)
     episodes = load_episodes(dataset)
     train, heldout = split_episodes(episodes, args.holdout, seed=args.seed) if args.holdout else (episodes, [])
-    model = model_zoo.make(args.model, dataset.observation_space, dataset.action_space, **args.overrides)
+    model = model_zoo.make(args.model, dataset.observation_space, dataset.action_space, preset=args.preset,
+                           **args.overrides)
+    lr = args.lr if args.lr is not None else model_zoo.preset(args.model, args.preset).lr if args.preset else 3e-4
     run_dir = Path(args.run_dir or Path("runs") / args.model)
     sampler = SequenceSampler(train, args.seq_len, args.batch_size, seed=args.seed)
-    model_zoo.fit(model, sampler, steps=args.steps, lr=args.lr, seed=args.seed, run_dir=run_dir,
+    model_zoo.fit(model, sampler, steps=args.steps, lr=lr, seed=args.seed, run_dir=run_dir,
                   checkpoint_every=args.checkpoint_every, resume=not args.no_resume)
     print(f"checkpoint: {run_dir / 'checkpoint'}   metrics: {run_dir / 'metrics.csv'}")
     if heldout:

@@ -145,6 +145,28 @@ def test_collect_then_train_writes_a_dataset_a_checkpoint_and_the_table(tmp_path
     assert "does not take interventions" in capsys.readouterr().err
 
 
+def test_train_takes_the_presets_config_and_learning_rate(tmp_path, capsys, monkeypatch):
+    import model_zoo
+    from model_zoo.registry import Preset
+
+    tuned = {"campusnav-state": Preset(config={"hidden": 12}, lr=2e-3), "campusnav-pixels": Preset()}
+    monkeypatch.setattr(model_zoo.registry.spec("mlp").load_class(), "presets", tuned)
+    fitted = {}
+    monkeypatch.setattr(model_zoo, "fit", lambda model, sampler, **kw: fitted.update(model=model, **kw))
+    data = str(tmp_path / "data")
+    assert cli.main(["collect", "--episodes", "2", "--num-envs", "2", "--obs-mode", "state", "--max-episode-steps",
+                     "10", "--dataset-id", "campusnav/preset-v0", "--data-path", data]) == 0
+    train = ["train", "mlp", "--dataset-id", "campusnav/preset-v0", "--data-path", data, "--holdout", "0",
+             "--run-dir", str(tmp_path / "run"), "--seq-len", "4", "--batch-size", "2"]
+    assert cli.main([*train, "--preset", "campusnav-state"]) == 0
+    assert fitted["lr"] == 2e-3 and fitted["model"].config.hidden == 12
+    assert cli.main([*train, "--preset", "campusnav-state", "--lr", "1e-4", "--set", "hidden=8"]) == 0
+    assert fitted["lr"] == 1e-4 and fitted["model"].config.hidden == 8
+    assert cli.main(train) == 0
+    assert fitted["lr"] == 3e-4 and fitted["model"].config.hidden == model_zoo.make(
+        "mlp", fitted["model"].observation_space, fitted["model"].action_space).config.hidden
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -153,6 +175,7 @@ def test_collect_then_train_writes_a_dataset_a_checkpoint_and_the_table(tmp_path
         (["train", "nope"], "unknown model 'nope'"),
         (["train", "mlp", "--holdout", "1.5"], "must be in [0, 1)"),
         (["train", "mlp", "--set", "hidden"], "expected KEY=VALUE"),
+        (["train", "mlp", "--preset", "nope"], "mlp has no preset 'nope'"),
         (["dream", "/nonexistent/model"], "no model in '/nonexistent/model'"),
         (["dream", "/nonexistent/model", "--steps", "0"], "argument --steps: must be a positive integer"),
     ],
