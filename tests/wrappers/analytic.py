@@ -129,6 +129,13 @@ class CorridorModel(WorldModel):
 
 
 class CausalCorridorModel(CorridorModel):
-    """The corridor model that takes ``do={"speed": k}``."""
+    """The corridor model that takes ``do={"speed": k}``, k an integer in 1..LENGTH (checked, as a zoo model does)."""
 
     supports_do = True
+
+    def check_do(self, do: Mapping[str, Any] | None) -> None:
+        for name, value in (do or {}).items():
+            if name != "speed":
+                raise ValueError(f"do(): unknown causal variable {name!r}; valid names: speed")
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= LENGTH:
+                raise ValueError(f"do(speed={value!r}): speed must be an integer in 1..{LENGTH}")

@@ -8,7 +8,8 @@ differs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, TypedDict
 
 import gymnasium as gym
@@ -73,6 +74,8 @@ class DreamEnvBase:
         render_mode: str | None = None,
     ) -> None:
         """Checks the arguments and builds the dreamer and the start source; ``num_envs`` None for ``DreamEnv``."""
+        if env_kwargs is not None and not isinstance(env_kwargs, Mapping):
+            raise TypeError(f"env_kwargs must be a dict of gym.make keyword arguments, got {type(env_kwargs).__name__}")
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.max_episode_steps = _check_max_steps(max_episode_steps)
@@ -101,6 +104,9 @@ class DreamEnvBase:
 
     def undo(self, *names: str) -> None:
         """Drops the named interventions (all of them when none is named)."""
+        for name in names:
+            if not isinstance(name, str):
+                raise TypeError(f"undo() takes variable names as strings, got {name!r} ({type(name).__name__})")
         unknown = [n for n in names if n not in self._do]
         if unknown:
             raise ValueError(f"undo(): {unknown} not intervened on; interventions in force: {sorted(self._do)}")
@@ -108,6 +114,8 @@ class DreamEnvBase:
 
     def _check_reset_options(self, options: Mapping[str, Any] | None, allowed: tuple[str, ...]) -> dict[str, Any]:
         """The reset options as a dict, refusing any not in ``allowed``."""
+        if options is not None and not isinstance(options, Mapping):
+            raise TypeError(f"reset options must be a dict (or None), got {options!r} ({type(options).__name__})")
         options = dict(options or {})
         unknown = set(options) - set(allowed)
         if unknown:
@@ -115,6 +123,25 @@ class DreamEnvBase:
                 f"unknown reset option(s) {sorted(unknown)}; valid options: {', '.join(map(repr, allowed))}"
             )
         return options
+
+    @contextmanager
+    def _all_or_nothing(self) -> Iterator[None]:
+        """Puts back the generator and the interventions when the block raises, so a refused reset changes nothing.
+
+        A reset may fail after seeding, e.g. when the real env refuses an
+        intervention the model accepted; the episode in progress goes on as before.
+        """
+        rng = self._np_random
+        saved = (rng, getattr(self, "_np_random_seed", None), None if rng is None else rng.bit_generator.state,
+                 dict(self._do))
+        try:
+            yield
+        except BaseException:
+            rng, seed, state, self._do = saved
+            if rng is not None:
+                rng.bit_generator.state = state
+            self._np_random, self._np_random_seed = rng, seed
+            raise
 
     def _episode_interventions(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """The interventions of an episode: ``options["do"]`` (checked), else those given to the constructor."""

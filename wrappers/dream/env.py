@@ -104,12 +104,13 @@ class DreamEnv(DreamEnvBase, gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         do = self._episode_interventions(self._check_reset_options(options, ("do",)))
-        super().reset(seed=seed)
-        self._do = do
-        start = self._starts.draw(1, self.np_random, do)
-        self._generator = self._dreamer.generator(self.np_random)
-        self._state = self._dreamer.start(start)
-        self._obs, guarded, _ = self._dreamer.observe_state(self._state, 1)
+        with self._all_or_nothing():  # a refused reset (a bad seed, a real env refusing `do`) changes nothing
+            super().reset(seed=seed)
+            start = self._starts.draw(1, self.np_random, do)
+            generator = self._dreamer.generator(self.np_random)
+            state = self._dreamer.start(start)
+            obs, guarded, _ = self._dreamer.observe_state(state, 1)
+        self._do, self._generator, self._state, self._obs = do, generator, state, obs
         self._steps, self._guarded_total, self._done = 0, int(guarded[0]), False
         return copy_row(self._obs, 0), self._info(int(guarded[0]), False)
 

@@ -101,7 +101,10 @@ class ObservationGuard:
 
 
 def _check_discrete_actions(space: spaces.Discrete, action: Any, lead: tuple[int, ...]) -> np.ndarray:
+    start = int(space.start)
     if not lead and isinstance(action, (int, np.integer)) and not isinstance(action, (bool, np.bool_)):
+        if not start <= action < start + int(space.n):  # before the cast: a huge Python int overflows int64
+            raise ValueError(f"action must be in {start}..{start + int(space.n) - 1} ({space}), got {action!r}")
         arr = np.asarray(action, dtype=np.int64)
     else:
         arr = np.asarray(action)
@@ -111,7 +114,6 @@ def _check_discrete_actions(space: spaces.Discrete, action: Any, lead: tuple[int
             raise ValueError(f"action must have shape {lead} for {space}, got shape {arr.shape}: {action!r}")
         if np.issubdtype(arr.dtype, np.floating) and not (np.isfinite(arr).all() and np.all(arr == np.rint(arr))):
             raise ValueError(f"action must be an integer of {space}, got {action!r}")
-    start = int(space.start)
     if np.any(arr < start) or np.any(arr >= start + int(space.n)):
         raise ValueError(f"action must be in {start}..{start + int(space.n) - 1} ({space}), got {action!r}")
     return arr.astype(np.int64).reshape(lead or (1,))

@@ -12,6 +12,7 @@ pick and replace their rows without changing any tensor in place.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -71,6 +72,14 @@ def nonfinite_state_rows(state: State, n: int) -> Tensor:
     return bad if bad is not None else torch.zeros(n, dtype=torch.bool)
 
 
+def _device(device: Any) -> torch.device:
+    """``device`` as a ``torch.device``, or a ``ValueError`` naming it."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"device must be a torch device or its name (e.g. 'cpu'), got {device!r}: {err}") from None
+
+
 @dataclasses.dataclass
 class DreamStep:
     """One batched dream step, as numpy for the env (B = the batch)."""
@@ -98,7 +107,7 @@ class Dreamer:
             raise TypeError(f"model must be a model_zoo WorldModel, got {type(model).__name__}")
         if obs not in OBS_MODES:
             raise ValueError(f"obs must be one of {', '.join(map(repr, OBS_MODES))}, got {obs!r}")
-        if device is not None and torch.device(device) != model.device:
+        if device is not None and _device(device) != model.device:
             model.to(device)
         self.model = model
         self._running = False
@@ -121,6 +130,10 @@ class Dreamer:
     def _config_with(self, temperature: float | None) -> Any:
         if temperature is None:
             return None
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)) or not (
+            math.isfinite(temperature) and temperature >= 0
+        ):
+            raise ValueError(f"temperature must be a finite number >= 0 or None, got {temperature!r}")
         config = self.model.config
         if "temperature" not in {f.name for f in dataclasses.fields(config)}:
             raise ValueError(

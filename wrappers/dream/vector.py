@@ -22,6 +22,14 @@ __all__ = ["DEFAULT_POOL_SIZE", "DreamVectorEnv"]
 DEFAULT_POOL_SIZE = 256  # real start observations a DreamVectorEnv keeps for its autoresets
 
 
+def _is_seed(seed: Any) -> bool:
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        return False
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return True
+
+
 class DreamVectorEnv(DreamEnvBase, VectorEnv):
     """``num_envs`` dreams stepped as one batch: one ``model.imagine`` call per step, on the model's device.
 
@@ -86,7 +94,9 @@ class DreamVectorEnv(DreamEnvBase, VectorEnv):
     ):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if pool_size is not None and (not isinstance(pool_size, (int, np.integer)) or pool_size < 1):
+        if pool_size is not None and (
+            isinstance(pool_size, bool) or not isinstance(pool_size, (int, np.integer)) or pool_size < 1
+        ):
             raise ValueError(f"pool_size must be a positive integer or None, got {pool_size!r}")
         self.num_envs = int(num_envs)
         self._set_up(model, env, self.num_envs, **options)
@@ -115,13 +125,14 @@ class DreamVectorEnv(DreamEnvBase, VectorEnv):
         if mask is not None:
             return self._reset_masked(mask, seed, options)
         do = self._episode_interventions(options)
-        self._seed(seed)
         dreamer, n = self._dreamer, self.num_envs
-        self._do = do
-        self._pool = dreamer.start(self._starts.draw(self.pool_size, self.np_random, do))
-        self._generator = dreamer.generator(self.np_random)
-        self._state = state_rows(self._pool, torch.arange(n, device=dreamer.device))
-        obs, guarded, _ = dreamer.observe_state(self._state, n)
+        with self._all_or_nothing():  # a refused reset (a bad seed, a real env refusing `do`) changes nothing
+            self._seed(seed)
+            pool = dreamer.start(self._starts.draw(self.pool_size, self.np_random, do))
+            generator = dreamer.generator(self.np_random)
+            state = state_rows(pool, torch.arange(n, device=dreamer.device))
+            obs, guarded, _ = dreamer.observe_state(state, n)
+        self._do, self._pool, self._generator, self._state = do, pool, generator, state
         self._steps[:] = 0
         self._guarded_total[:] = guarded
         self._needs_reset[:] = False
@@ -161,9 +172,11 @@ class DreamVectorEnv(DreamEnvBase, VectorEnv):
     def _seed(self, seed: int | Sequence[int] | None) -> None:
         if seed is None:
             _ = self.np_random  # creates an unseeded generator the first time
-        elif isinstance(seed, (int, np.integer)):
+        elif _is_seed(seed):
             self._np_random, self._np_random_seed = seeding.np_random(int(seed))
         else:
+            if not isinstance(seed, Sequence) or isinstance(seed, str) or not all(_is_seed(s) for s in seed):
+                raise TypeError(f"seed must be a non-negative integer, a sequence of them or None, got {seed!r}")
             seeds = [int(s) for s in seed]
             self._np_random = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seeds)))
             self._np_random_seed = seeds[0] if seeds else None
@@ -188,9 +201,11 @@ class DreamVectorEnv(DreamEnvBase, VectorEnv):
                 "a dream vector env applies one set of interventions to all its envs: pass 'do' to a full reset(), "
                 "or use do() / undo()"
             )
-        if seed is not None:
-            self._seed(seed)
-        self._state = self._place_starts(self._state, mask)
+        with self._all_or_nothing():
+            if seed is not None:
+                self._seed(seed)
+            state = self._place_starts(self._state, mask)
+        self._state = state
         obs, guarded, _ = self._dreamer.observe_state(self._state, n)
         self._steps[mask] = 0
         self._guarded_total[mask] = guarded[mask]
