@@ -259,7 +259,7 @@ def validate_do(assignments: Mapping[str, Any]) -> dict[str, float]:
 
 
 def check_split(split: str) -> str:
-    if split not in SPLITS:
+    if not isinstance(split, str) or split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
     return split
 

@@ -10,6 +10,7 @@ changes them or the episode runs past the tape.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -51,6 +52,16 @@ DYNAMIC_CAUSAL = slice(CAUSAL_SLICES["hour"].start, CAUSAL_DIM)  # clock, road c
 _STATE_SLICES = {observe_causal: state_slices(observe_causal) for observe_causal in (False, True)}
 
 
+def _as_causal_array(name: str, codes: np.ndarray) -> np.ndarray:
+    """Internal codes of one variable as ``CampusCore.causal_arrays`` gives its values."""
+    kind = causal.VARIABLES[name].kind
+    if kind == "bool":
+        return codes > 0
+    if kind == "categorical":
+        return codes.astype(np.int64)
+    return codes / 60.0 if name == "hour" else codes.copy()
+
+
 class CampusCore:
     """Batched state and rules of ``num_envs`` campuses sharing one layout."""
 
@@ -63,9 +74,11 @@ class CampusCore:
     ):
         if not isinstance(num_envs, (int, np.integer)) or isinstance(num_envs, bool) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if layout is not None and not isinstance(layout, (str, os.PathLike, lay.Layout)):
+            raise TypeError(f"layout must be None, a path to a layout file or a Layout, got {layout!r:.80}")
         self.layout = layout if isinstance(layout, lay.Layout) else lay.load_layout(layout)
         self.split = causal.check_split(split)
-        if semester is not None and semester not in causal.SEMESTERS:
+        if semester is not None and (not isinstance(semester, str) or semester not in causal.SEMESTERS):
             raise ValueError(f"semester must be None, 'fall' or 'spring', got {semester!r}")
         self.semester_pin = None if semester is None else causal.SEMESTERS.index(semester)
         self.rules = build_rules(self.layout)
@@ -230,6 +243,17 @@ class CampusCore:
                 if self.do_mask[v, i]
             }
         return dict(self._interventions[i])
+
+    def intervention_arrays(self) -> dict[str, np.ndarray]:
+        """The interventions in force, batched: for each variable some env intervenes on, its values
+        (as ``causal_arrays`` gives them) and a ``"_" + name`` mask of the envs that intervene."""
+        out: dict[str, np.ndarray] = {}
+        active = self.do_mask.any(axis=1)
+        for v in np.flatnonzero(active).tolist():
+            name = VAR_NAMES[v]
+            out[name] = _as_causal_array(name, self.do_value[v])
+            out["_" + name] = self.do_mask[v].copy()
+        return out
 
     def _accepted_attempts(self, key: np.ndarray) -> np.ndarray:
         """The first context draw of each episode that its split allows.

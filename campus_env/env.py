@@ -27,8 +27,9 @@ IMAGE_SHAPE = (VIEW_CELLS * CELL_PX, VIEW_CELLS * CELL_PX, 3)
 
 def observation_space(obs_mode: str, observe_causal: bool) -> spaces.Space:
     """The observation space of one env for ``obs_mode`` and ``observe_causal``."""
-    if obs_mode not in OBS_MODES:
+    if not isinstance(obs_mode, str) or obs_mode not in OBS_MODES:
         raise ValueError(f"obs_mode must be one of {', '.join(map(repr, OBS_MODES))}, got {obs_mode!r}")
+    check_flag("observe_causal", observe_causal)
     image = spaces.Box(0, 255, IMAGE_SHAPE, dtype=np.uint8)
     low = np.zeros(STATE_DIM, dtype=np.float32)
     low[STATE_SLICES["goal_offset"]] = -1  # goal minus agent; the positions lie in [0, 1]
@@ -76,17 +77,40 @@ def build_obs(core: CampusCore, renderer: EgoRenderer | None, obs_mode: str, obs
     return out
 
 
+def check_flag(name: str, value: Any) -> bool:
+    """``value`` as a bool; a ``TypeError`` naming ``name`` unless it is True or False (numpy's too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_seed(seed: Any) -> int | None:
+    """A reset seed: None or a non-negative integer (numpy's too), returned as an ``int``."""
+    if seed is None:
+        return None
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be None or a non-negative integer, got {seed!r} of type {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 def parse_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     """Validates reset options; returns {"do": codes, "goal": index, "start": index}."""
-    options = dict(options or {})
+    if options is None:
+        options = {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"reset options must be a dict or None, got {type(options).__name__}: {options!r:.80}")
+    options = dict(options)
     unknown = set(options) - {"do", "goal", "start"}
     if unknown:
-        raise ValueError(f"unknown reset option(s) {sorted(unknown)}; valid options: 'do', 'goal', 'start'")
-    out: dict[str, Any] = {"do": causal.validate_do(options.get("do") or {})}
+        raise ValueError(f"unknown reset option(s) {sorted(unknown, key=repr)}; valid options: 'do', 'goal', 'start'")
+    do = options.get("do")
+    out: dict[str, Any] = {"do": causal.validate_do({} if do is None else do)}
     for which in ("goal", "start"):
         name = options.get(which)
         if name is not None:
-            if name not in lay.BUILDING_NAMES:
+            if not isinstance(name, str) or name not in lay.BUILDING_NAMES:
                 raise ValueError(f"options[{which!r}] must be one of {', '.join(lay.BUILDING_NAMES)}, got {name!r}")
             out[which] = lay.BUILDING_NAMES.index(name)
     if out.get("goal") is not None and out.get("goal") == out.get("start"):
@@ -178,6 +202,13 @@ class CampusNavEnv(gym.Env):
 
     ## Episode End
     Terminated on reaching the goal entrance; truncated after 200 steps (``max_episode_steps``).
+    After ``terminated``, ``step()`` raises ``RuntimeError`` until ``reset()``: the
+    goal's reward is paid once. A refused ``reset()`` (bad seed or options: a
+    ``TypeError`` or ``ValueError``) changes nothing, its generator included, but
+    ends the episode in the same way: ``gym.make``'s ``TimeLimit`` zeroes its step
+    counter before the env sees the call, so the old episode could no longer be
+    truncated on time. The next valid ``reset()`` goes on as if the refused one
+    never happened.
 
     ## Arguments
     - ``obs_mode``: ``"dict"`` (default), ``"pixels"`` or ``"state"``.
@@ -221,7 +252,8 @@ class CampusNavEnv(gym.Env):
         layout: str | None = None,
         render_mode: str | None = None,
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+        if render_mode is not None and (not isinstance(render_mode, str)
+                                        or render_mode not in self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None, 'human' or 'rgb_array', got {render_mode!r}")
         self.observation_space = observation_space(obs_mode, observe_causal)
         self.action_space = spaces.Discrete(len(Action))
@@ -232,6 +264,7 @@ class CampusNavEnv(gym.Env):
         self.renderer = EgoRenderer(self.core) if obs_mode != "state" else None
         self._window = None
         self._has_reset = False
+        self._stopped: str | None = None  # why step() is refused until the next successful reset()
 
     @property
     def causal_graph(self) -> dict[str, tuple[str, ...]]:
@@ -239,12 +272,18 @@ class CampusNavEnv(gym.Env):
         return dict(causal.CAUSAL_GRAPH)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        parsed = parse_options(options)  # before seeding: a refused reset changes nothing
+        try:  # before seeding: a refused reset changes nothing but stops the episode (see "Episode End")
+            seed, parsed = check_seed(seed), parse_options(options)
+        except (TypeError, ValueError):
+            if self._has_reset:
+                self._stopped = "the last reset() was refused; call reset() with valid arguments before step()"
+            raise
         super().reset(seed=seed)
         key = noise.draw_key(self.np_random)
         self.core.reset(np.zeros(1, dtype=np.int64), np.array([key]), parsed["do"],
                         parsed.get("goal"), parsed.get("start"))
         self._has_reset = True
+        self._stopped = None
         if self.render_mode == "human":
             self.render()
         return self._obs(), self._info()
@@ -252,8 +291,12 @@ class CampusNavEnv(gym.Env):
     def step(self, action):
         if not self._has_reset:
             raise RuntimeError("call reset() before step()")
+        if self._stopped is not None:
+            raise RuntimeError(self._stopped)
         act = check_action(action)
         reward, terminated = self.core.step(act)
+        if terminated[0]:
+            self._stopped = "the episode has ended (terminated); call reset() before step()"
         if self.render_mode == "human":
             self.render()
         return self._obs(), float(reward[0]), bool(terminated[0]), False, self._info()
@@ -332,6 +375,9 @@ class CampusNavEnv(gym.Env):
 def _check_names(names: Iterable[str]) -> list[str]:
     names = list(names) or list(causal.VARIABLES)
     for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"undo() takes variable names as strings, e.g. undo('crowd', 'weather'); "
+                            f"got {name!r} ({type(name).__name__})")
         if name not in causal.VARIABLES:
             raise ValueError(f"undo(): unknown causal variable {name!r}; valid names: {', '.join(causal.VARIABLES)}")
     return names

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,7 +13,15 @@ from gymnasium.vector.utils import batch_space
 
 from campus_env import causal, noise
 from campus_env.core import CampusCore
-from campus_env.env import _check_names, build_obs, check_action, observation_space, parse_options, status_lines
+from campus_env.env import (
+    _check_names,
+    build_obs,
+    check_action,
+    check_seed,
+    observation_space,
+    parse_options,
+    status_lines,
+)
 from campus_env.render import EgoRenderer, campus_frame
 from campus_env.schema import Action
 
@@ -60,10 +68,17 @@ class CampusNavVectorEnv(VectorEnv):
         render_mode: str | None = None,
         max_episode_steps: int | None = 200,
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+        if render_mode is not None and (not isinstance(render_mode, str)
+                                        or render_mode not in self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or 'rgb_array' for the vector env, got {render_mode!r}")
-        if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
-            raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
+        if max_episode_steps is not None:
+            bad = f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}"
+            if isinstance(max_episode_steps, (bool, np.bool_)) or not isinstance(max_episode_steps, (int, np.integer)):
+                raise TypeError(bad)
+            if max_episode_steps < 1:
+                raise ValueError(bad)
+            max_episode_steps = int(max_episode_steps)
+        observation_space(obs_mode, observe_causal)  # checks both before anything is built
         self.core = CampusCore(num_envs, layout=layout, split=split, semester=semester)
         self.num_envs = self.core.n
         self.obs_mode = obs_mode
@@ -94,19 +109,14 @@ class CampusNavVectorEnv(VectorEnv):
         With a mask, the other envs keep their episodes; the masked ones start anew with
         ``options["do"]`` (and ``"goal"``/``"start"``) if given, else with those in force.
         """
+        if options is not None and not isinstance(options, Mapping):
+            raise TypeError(f"reset options must be a dict or None, got {type(options).__name__}: {options!r:.80}")
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
         parsed = parse_options(options)
+        seeds = self._seeds(seed)
         if mask is not None:
-            return self._reset_masked(mask, seed, parsed, "do" in options)
-        if seed is None:
-            seeds = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"reset(seed=...) needs one seed per env ({self.num_envs}), got {len(seeds)}")
+            return self._reset_masked(mask, seeds, parsed, "do" in options)
         if seed is not None or not self._rngs:
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
             self._np_random_seed = seeds[0]
@@ -118,7 +128,20 @@ class CampusNavVectorEnv(VectorEnv):
         self._has_reset = True
         return self._obs(), self._info()
 
-    def _reset_masked(self, mask: Any, seed: int | Sequence[int] | None, parsed: dict[str, Any], new_do: bool):
+    def _seeds(self, seed: int | Sequence[int] | None) -> list[int | None]:
+        """One seed per env: ``seed + i``, or the sequence's, checked; all None for ``seed=None``."""
+        if seed is None:
+            return [None] * self.num_envs
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+            return [check_seed(seed) + i for i in range(self.num_envs)]
+        if isinstance(seed, (str, bytes, Mapping)) or not isinstance(seed, (Sequence, np.ndarray)):
+            raise TypeError(f"reset(seed=...) takes None, an integer or one seed per env, got {seed!r}")
+        seeds = [check_seed(s) for s in seed]
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"reset(seed=...) needs one seed per env ({self.num_envs}), got {len(seeds)}")
+        return seeds
+
+    def _reset_masked(self, mask: Any, seeds: list[int | None], parsed: dict[str, Any], new_do: bool):
         if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or mask.shape != (self.num_envs,):
             raise ValueError(
                 f"options['reset_mask'] must be a bool numpy array of shape ({self.num_envs},), got {mask!r}"
@@ -128,13 +151,9 @@ class CampusNavVectorEnv(VectorEnv):
         if not self._has_reset:
             raise RuntimeError("call reset() without a reset_mask first")
         ids = np.flatnonzero(mask)
-        if seed is not None:
-            seeds = [int(seed) + i for i in range(self.num_envs)] if isinstance(seed, (int, np.integer)) else list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"reset(seed=...) needs one seed per env ({self.num_envs}), got {len(seeds)}")
-            for i in ids:
-                if seeds[i] is not None:
-                    self._rngs[i] = seeding.np_random(seeds[i])[0]
+        for i in ids:
+            if seeds[i] is not None:
+                self._rngs[i] = seeding.np_random(seeds[i])[0]
         keys = np.array([noise.draw_key(self._rngs[i]) for i in ids], dtype=np.uint64)
         task = (parsed.get("goal"), parsed.get("start")) if {"goal", "start"} & parsed.keys() else self._task
         self.core.reset(ids, keys, parsed["do"] if new_do else self._do, *task)
@@ -179,18 +198,42 @@ class CampusNavVectorEnv(VectorEnv):
         self._require_reset("render")
         return tuple(campus_frame(self.core, i, status_lines(self.core, i)) for i in range(self.num_envs))
 
-    def _ids(self, env_ids) -> np.ndarray:
+    def _ids(self, env_ids: Any) -> np.ndarray:
+        """The env indices ``env_ids`` names: None (all), an int, a sequence of ints or a bool mask of length N."""
         if env_ids is None:
             return self._all
-        ids = np.asarray(env_ids, dtype=np.int64).reshape(-1)
-        if np.any(ids < 0) or np.any(ids >= self.num_envs):
-            raise ValueError(f"env_ids must be in 0..{self.num_envs - 1}, got {list(env_ids)}")
-        return ids
+        bad = f"env_ids must be integers or a boolean mask of length {self.num_envs}, got {env_ids!r:.80}"
+        if isinstance(env_ids, (str, bytes, bool, np.bool_, Mapping)):
+            raise TypeError(bad)
+        try:
+            arr = np.atleast_1d(np.asarray(env_ids))
+        except (TypeError, ValueError) as err:  # a ragged sequence
+            raise TypeError(bad) from err
+        if arr.ndim != 1:
+            raise ValueError(f"env_ids must be one id or a flat sequence of ids, got shape {arr.shape}")
+        if arr.dtype == np.bool_:
+            if len(arr) != self.num_envs:
+                raise ValueError(f"a boolean env_ids mask must have length {self.num_envs}, got {len(arr)}")
+            return np.flatnonzero(arr)
+        if arr.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(bad)
+        if np.any(arr < 0) or np.any(arr >= self.num_envs):
+            raise ValueError(f"env_ids must be in 0..{self.num_envs - 1}, got {env_ids!r:.80}")
+        return arr.astype(np.int64)
 
     def _obs(self):
         return build_obs(self.core, self.renderer, self.obs_mode, self.observe_causal)
 
     def _info(self) -> dict[str, Any]:
+        """The single env's info keys, batched as Gymnasium does: an (N,) array and an ``_key`` mask each.
+
+        ``goal`` and ``start`` are building indices (``layout.BUILDING_NAMES``); ``causal`` and
+        ``interventions`` hold one array per variable, in codes (indices for the categorical ones);
+        ``interventions[name]`` is present when some env intervenes on it, ``interventions["_" + name]``
+        says which.
+        """
         core = self.core
         ones = self._ones
         return {
@@ -204,6 +247,16 @@ class CampusNavVectorEnv(VectorEnv):
             "_slipped_moves": ones,
             "goal": core.goal.copy(),
             "_goal": ones,
+            "crowd_blocks": core.crowd_blocks.copy(),
+            "_crowd_blocks": ones,
+            "blocked": core.last_blocked.copy(),
+            "_blocked": ones,
+            "start": core.start.copy(),
+            "_start": ones,
+            "is_success": core.pos == core.goal_flat,
+            "_is_success": ones,
+            "interventions": core.intervention_arrays(),
+            "_interventions": ones,
         }
 
     def _require_reset(self, what: str) -> None:

@@ -49,6 +49,15 @@ def assert_fails_cleanly(env, call, error, message):
     assert_identical(env.reset(), twin.reset())
 
 
+def assert_reset_fails_cleanly(env, call, error, message):
+    """A refused reset changes nothing but ends the episode (docs/environment.md, "Episode end")."""
+    twin = refused_cleanly(env, call, error, message)
+    with pytest.raises(RuntimeError, match=r"the last reset\(\) was refused"):
+        env.step(0)
+    # the next reset, unseeded, and what follows are those of an untouched copy
+    assert_same_trajectory(run(env, CONTINUE), run(twin, CONTINUE))
+
+
 # --- actions -------------------------------------------------------------------
 
 
@@ -118,10 +127,9 @@ def test_bad_do_mid_episode(env, do, message):
 
 @pytest.mark.parametrize(("do", "message"), BAD_DO)
 def test_bad_do_at_reset(env, do, message):
-    # checked on the raw env: gymnasium's TimeLimit wrapper zeroes its own step counter before
-    # the reset reaches the env, which no env can prevent
     raw = env.unwrapped
-    assert_fails_cleanly(raw, lambda: raw.reset(options={"do": do}), ValueError, message)
+    assert_reset_fails_cleanly(raw, lambda: raw.reset(options={"do": do}), ValueError, message)
+    assert_reset_fails_cleanly(env, lambda: env.reset(options={"do": do}), ValueError, message)
 
 
 @pytest.mark.parametrize(
@@ -136,7 +144,7 @@ def test_bad_do_at_reset(env, do, message):
 def test_refused_seeded_reset_keeps_the_generator(env, options, message):
     """A refused reset(seed=...) must not reseed the env: what follows, unseeded resets included, is unchanged."""
     raw = env.unwrapped
-    assert_fails_cleanly(raw, lambda: raw.reset(seed=99, options=options), ValueError, message)
+    assert_reset_fails_cleanly(raw, lambda: raw.reset(seed=99, options=options), ValueError, message)
 
 
 def test_do_must_be_a_mapping():
@@ -162,7 +170,7 @@ def test_do_must_be_a_mapping():
 )
 def test_bad_reset_options(env, options, error, message):
     raw = env.unwrapped
-    assert_fails_cleanly(raw, lambda: raw.reset(options=options), error, message)
+    assert_reset_fails_cleanly(raw, lambda: raw.reset(options=options), error, message)
 
 
 def test_bad_undo(env):
