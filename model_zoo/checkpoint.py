@@ -10,9 +10,13 @@ A checkpoint directory holds two files:
 No pickle is involved anywhere. Each file is written to a temporary file in the same
 directory and moved into place with ``os.replace``, so a kill never leaves a
 half-written file; both files carry the same random save id, so a pair from two
-different saves (a kill between the two replaces) is detected on load. Anything wrong
-with a checkpoint (missing, empty, truncated, foreign, an unknown model id, tensors
-that do not fit the model) raises :class:`CheckpointError` saying what is wrong.
+different saves (a kill between the two replaces) is detected on load, and
+``config.json`` records the SHA-256 of the weights (``weights_sha256``), so a damaged
+byte is too. ``load`` checks the entries' types and ``class`` against the registry,
+bounds the config's size before allocating (``registry.make``), and takes only tensors
+of the model's own shapes and dtypes, with finite values. Anything wrong raises
+:class:`CheckpointError` saying what; a checkpoint without the hash (saved before it
+existed) loads with a warning. See ``docs/safety.md``.
 
 A model's ``Config`` may name, in a class attribute ``SAVED_BEFORE`` (field -> value),
 the value ``load`` gives a field that ``config.json`` lacks.
@@ -29,12 +33,14 @@ config.json is missing (not a model_zoo checkpoint directory?)
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
 import struct
 import tempfile
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +62,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "CheckpointError",
     "atomic_write",
+    "check_weights",
     "config_to_json",
     "load_state_dict_checked",
     "deserialize_space",
@@ -65,12 +72,14 @@ __all__ = [
     "save",
     "save_tensors",
     "serialize_space",
+    "sha256_of",
 ]
 
 FORMAT = "model_zoo.checkpoint"
 VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+_RUN_DIRS = ("checkpoint", "checkpoint.old")  # where model_zoo.fit keeps a run's checkpoint (the old one mid-swap)
 
 
 class CheckpointError(ValueError):
@@ -289,11 +298,20 @@ def save(model: WorldModel, directory: str | Path) -> Path:
         "action_space": serialize_space(model.action_space),
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }
-    text = json.dumps(config, indent=2) + "\n"
     metadata = {"format": "pt", "model_zoo": FORMAT, "model_id": model_id, "save_id": save_id}
-    save_tensors(directory / WEIGHTS_FILE, model.state_dict(), metadata)
-    atomic_write(directory / CONFIG_FILE, text)
+    weights = save_tensors(directory / WEIGHTS_FILE, model.state_dict(), metadata)
+    config["weights_sha256"] = sha256_of(weights)
+    atomic_write(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return directory
+
+
+def sha256_of(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits (read in chunks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
@@ -321,21 +339,49 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     missing = [k for k in ("model_id", "config", "observation_space", "action_space") if k not in config]
     if missing:
         raise CheckpointError(f"{path}: missing entries {missing}")
+    for key, kind, what in _ENTRY_TYPES:
+        if key in config and not isinstance(config[key], kind):
+            raise CheckpointError(f"{path}: {key} must be {what}, got {type(config[key]).__name__} {config[key]!r}")
+    sha = config.get("weights_sha256")
+    if sha is not None and not (isinstance(sha, str) and len(sha) == 64 and set(sha) <= set("0123456789abcdef")):
+        raise CheckpointError(f"{path}: weights_sha256 must be 64 lowercase hex digits, got {sha!r}")
     return config
+
+
+_ENTRY_TYPES = (
+    ("model_id", str, "a string"),
+    ("save_id", str, "a string"),
+    ("config", dict, "a JSON object"),
+    ("observation_space", dict, "a JSON object"),
+    ("action_space", dict, "a JSON object"),
+)
 
 
 def load(directory: str | Path, map_location: str | torch.device = "cpu") -> WorldModel:
     """Rebuilds the model saved in ``directory`` with ``model_zoo.make`` and loads its weights strictly.
 
     ``directory`` may also be a training run folder (``model_zoo.fit``'s ``run_dir``):
-    its ``checkpoint/`` is loaded then.
+    its ``checkpoint/`` is loaded then (or ``checkpoint.old/``, left by a run killed while
+    swapping the two).
     """
+    directory = Path(directory)
+    if not (directory / CONFIG_FILE).exists():
+        directory = next((directory / d for d in _RUN_DIRS if (directory / d / CONFIG_FILE).is_file()), directory)
+    config = read_config(directory)
+    model = _rebuild(directory, config)
+    tensors, metadata = load_tensors(directory / WEIGHTS_FILE)
+    check_weights(directory, config, metadata)
+    upgrade = getattr(model, "upgrade_tensors", None)  # a model's hook for tensors an older version saved
+    if upgrade is not None:
+        tensors = upgrade(dict(tensors))
+    load_state_dict_checked(model, tensors, where=str(directory / WEIGHTS_FILE))
+    return model.to(map_location)
+
+
+def _rebuild(directory: Path, config: dict[str, Any]) -> WorldModel:
+    """The model ``config.json`` describes, with fresh weights; its size is checked before anything is allocated."""
     from model_zoo import registry
 
-    directory = Path(directory)
-    if not (directory / CONFIG_FILE).exists() and (directory / "checkpoint" / CONFIG_FILE).is_file():
-        directory = directory / "checkpoint"
-    config = read_config(directory)
     model_id = config["model_id"]
     try:
         spec = registry.spec(model_id)
@@ -344,34 +390,58 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Wor
         raise CheckpointError(
             f"{directory}: checkpoint is for model id {model_id!r}, which is not registered (registered: {known})"
         ) from None
+    cls = spec.load_class()
+    builds = f"{cls.__module__}:{cls.__qualname__}"
+    if "class" in config and config["class"] != builds:
+        raise CheckpointError(
+            f"{directory / CONFIG_FILE}: class {config['class']!r} does not match model id {model_id!r}, "
+            f"which builds {builds}"
+        )
     try:
         observation_space = deserialize_space(config["observation_space"])
         action_space = deserialize_space(config["action_space"])
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{directory / CONFIG_FILE}: unreadable space description: {error!r}") from None
-    if not isinstance(config["config"], dict):
-        raise CheckpointError(f"{directory / CONFIG_FILE}: 'config' must be a JSON object")
-    saved_before = getattr(spec.load_class().Config, "SAVED_BEFORE", {})
-    values = {**saved_before, **config["config"]}  # fields the checkpoint predates take their old values
+    values = {**getattr(cls.Config, "SAVED_BEFORE", {}), **config["config"]}  # fields the checkpoint predates
     try:
-        model = registry.make(model_id, observation_space, action_space, **_tuples(values))
-    except (TypeError, ValueError) as error:
+        return registry.make(model_id, observation_space, action_space, **_tuples(values))
+    except (TypeError, ValueError, RuntimeError, MemoryError, OverflowError) as error:
         raise CheckpointError(f"{directory}: cannot rebuild model {model_id!r} from {CONFIG_FILE}: {error}") from None
 
-    tensors, metadata = load_tensors(directory / WEIGHTS_FILE)
+
+def check_weights(directory: str | Path, config: Mapping[str, Any], metadata: Mapping[str, str]) -> None:
+    """Checks that ``directory``'s weights file is the one its ``config.json`` was saved with.
+
+    The save ids must agree, and the file's SHA-256 must be the recorded ``weights_sha256``;
+    a checkpoint saved before the hash existed loads with a ``UserWarning``.
+    """
+    directory = Path(directory)
     if metadata.get("save_id", config.get("save_id")) != config.get("save_id"):
         raise CheckpointError(
             f"{directory}: {CONFIG_FILE} and {WEIGHTS_FILE} come from different saves (an interrupted save?)"
         )
-    upgrade = getattr(model, "upgrade_tensors", None)  # a model's hook for tensors an older version saved
-    if upgrade is not None:
-        tensors = upgrade(dict(tensors))
-    load_state_dict_checked(model, tensors, where=str(directory / WEIGHTS_FILE))
-    return model.to(map_location)
+    expected = config.get("weights_sha256")
+    if expected is None:
+        warnings.warn(
+            f"{directory / CONFIG_FILE} records no weights_sha256 (saved by an older model_zoo), so "
+            f"{WEIGHTS_FILE} cannot be checked for damage; save the model again to add one",
+            UserWarning,
+            stacklevel=3,
+        )
+        return
+    actual = sha256_of(directory / WEIGHTS_FILE)
+    if actual != expected:
+        raise CheckpointError(
+            f"{directory / WEIGHTS_FILE}: content does not match the SHA-256 that {CONFIG_FILE} records "
+            f"({actual[:12]}... instead of {expected[:12]}...): the file was changed or damaged after saving"
+        )
 
 
 def load_state_dict_checked(model: nn.Module, tensors: Mapping[str, Tensor], where: str = "checkpoint") -> None:
-    """``model.load_state_dict(tensors, strict=True)`` with a :class:`CheckpointError` naming each misfit."""
+    """``model.load_state_dict(tensors, strict=True)`` with a :class:`CheckpointError` naming each misfit.
+
+    Each tensor must have the model's own shape and dtype, and floating-point ones finite values.
+    """
     expected = model.state_dict()
     problems = []
     missing = [k for k in expected if k not in tensors]
@@ -381,11 +451,19 @@ def load_state_dict_checked(model: nn.Module, tensors: Mapping[str, Tensor], whe
     if unexpected:
         problems.append(f"unexpected tensors {_names(unexpected)}")
     for name, tensor in tensors.items():
-        if name in expected and tuple(tensor.shape) != tuple(expected[name].shape):
+        if name not in expected:
+            continue
+        if tuple(tensor.shape) != tuple(expected[name].shape):
             problems.append(
                 f"tensor {name!r} has shape {tuple(tensor.shape)} in the checkpoint "
                 f"but {tuple(expected[name].shape)} in the model"
             )
+        if tensor.dtype != expected[name].dtype:
+            problems.append(f"tensor {name!r} has dtype {tensor.dtype} in the checkpoint but {expected[name].dtype}")
+        elif tensor.is_floating_point() or tensor.is_complex():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                problems.append(f"tensor {name!r} holds {bad} non-finite value(s) (NaN or infinity)")
     if problems:
         model_id = getattr(model, "model_id", "") or type(model).__name__
         raise CheckpointError(f"{where} does not fit model {model_id!r}: " + "; ".join(problems))

@@ -9,6 +9,11 @@ True
 (32, 'mlp')
 >>> preset("mlp", "campusnav-state").lr
 0.001
+
+``make`` first builds the model on torch's ``meta`` device, which allocates nothing,
+and refuses a config whose tensors would hold more than ``MAX_PARAMETERS`` numbers,
+naming the field that makes it so large: an absurd value (from a command line or a
+checkpoint's ``config.json``) is a ``ValueError``, never a failed allocation.
 """
 
 from __future__ import annotations
@@ -20,9 +25,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
+import torch
 
-__all__ = ["PRESET_NAMES", "ModelSpec", "Preset", "list_models", "list_presets", "make", "preset", "register", "spec"]
+__all__ = [
+    "MAX_PARAMETERS",
+    "PRESET_NAMES",
+    "ModelSpec",
+    "Preset",
+    "count_parameters",
+    "list_models",
+    "list_presets",
+    "make",
+    "preset",
+    "register",
+    "spec",
+]
 
+
+MAX_PARAMETERS = 1_000_000_000
+"""The most numbers (parameters and buffers) a model ``make`` builds may hold: a generous bound, far above the zoo's."""
 
 PRESET_NAMES = ("campusnav-state", "campusnav-pixels")
 """The presets every model has: CampusNav-v0's flat state vectors, and its dict observations with the image."""
@@ -68,6 +89,8 @@ def list_models() -> list[str]:
 
 def spec(id: str) -> ModelSpec:
     """The spec of ``id``; a clear error naming the valid ids otherwise."""
+    if not isinstance(id, str):
+        raise TypeError(f"a model id is a string, got {type(id).__name__} {id!r}")
     if id not in _REGISTRY:
         raise ValueError(f"unknown model id {id!r}; registered: {', '.join(_REGISTRY) or 'none'}")
     return _REGISTRY[id]
@@ -88,14 +111,65 @@ def preset(id: str, name: str) -> Preset:
 
 def make(id: str, observation_space: gym.Space, action_space: gym.Space, *, preset: str | None = None,
          **overrides: Any):
-    """Builds model ``id`` for the given spaces: registered defaults, then ``preset``'s config, then ``overrides``."""
-    model_spec = spec(id)
-    cls = model_spec.load_class()
-    tuned = dict(_preset(id, preset).config) if preset is not None else {}
-    config = build_config(cls.Config, {**model_spec.kwargs, **tuned, **overrides}, id)
+    """Builds model ``id`` for the given spaces: registered defaults, then ``preset``'s config, then ``overrides``.
+
+    Raises ``ValueError`` naming the field when the config would build more than ``MAX_PARAMETERS`` numbers.
+    """
+    cls, config = _config(id, preset, overrides)
+    _check_size(id, cls, config, observation_space, action_space)
     model = cls(observation_space, action_space, config)
     model.model_id = id
     return model
+
+
+def count_parameters(id: str, observation_space: gym.Space, action_space: gym.Space, *, preset: str | None = None,
+                     **overrides: Any) -> int:
+    """The numbers (parameters and buffers) model ``id`` would hold, counted on the ``meta`` device (no allocation)."""
+    cls, config = _config(id, preset, overrides)
+    return _meta_count(id, cls, config, observation_space, action_space)
+
+
+def _config(id: str, preset: str | None, overrides: dict[str, Any]) -> tuple[type, Any]:
+    model_spec = spec(id)
+    cls = model_spec.load_class()
+    tuned = dict(_preset(id, preset).config) if preset is not None else {}
+    return cls, build_config(cls.Config, {**model_spec.kwargs, **tuned, **overrides}, id)
+
+
+def _meta_count(id: str, cls: type, config: Any, observation_space: gym.Space, action_space: gym.Space) -> int:
+    try:
+        with torch.device("meta"):
+            model = cls(observation_space, action_space, config)
+    except RuntimeError as error:  # the meta device allocates nothing, so this is a config no model can have
+        raise ValueError(f"{id}: cannot build a model with config {config}: {error}") from None
+    return sum(tensor.numel() for tensor in model.state_dict().values())
+
+
+def _check_size(id: str, cls: type, config: Any, observation_space: gym.Space, action_space: gym.Space) -> None:
+    """Raises ``ValueError`` naming the culprit field(s) if ``config`` builds more than ``MAX_PARAMETERS`` numbers."""
+    count = _meta_count(id, cls, config, observation_space, action_space)
+    if count <= MAX_PARAMETERS:
+        return
+    try:
+        default = cls.Config()
+    except (TypeError, ValueError):  # a config without defaults for every field: nothing to compare with
+        default = None
+    culprits = []
+    for name in [f.name for f in dataclasses.fields(config)] if default is not None else []:
+        value, reference = getattr(config, name), getattr(default, name)
+        if value == reference:
+            continue
+        smaller = dataclasses.replace(config, **{name: reference})
+        try:
+            culprits.append((_meta_count(id, cls, smaller, observation_space, action_space), name, value))
+        except (TypeError, ValueError):
+            continue
+    culprits.sort()
+    named = f"config field {culprits[0][1]}={culprits[0][2]!r}" if culprits else "this config"
+    raise ValueError(
+        f"{id}: {named} builds a model of {count:,} parameters and buffers, more than the limit of "
+        f"{MAX_PARAMETERS:,} (model_zoo.registry.MAX_PARAMETERS); config {config}"
+    )
 
 
 def build_config(config_cls: type, values: dict[str, Any], id: str = "model"):

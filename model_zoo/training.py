@@ -52,6 +52,7 @@ from model_zoo.base import Batch
 from model_zoo.checkpoint import (
     CheckpointError,
     atomic_write,
+    check_weights,
     config_to_json,
     load_state_dict_checked,
     load_tensors,
@@ -192,6 +193,8 @@ class _TrainingRun:
             self.run_path.mkdir(parents=True, exist_ok=True)
             for stale in self.run_path.glob(_TMP_PREFIX + "*"):  # a checkpoint write that was killed
                 shutil.rmtree(stale, ignore_errors=True)
+            if (self.run_path / CHECKPOINT_DIR / _TRAINER_FILE).is_file():  # a kill after the swap: old is stale
+                shutil.rmtree(self.run_path / _OLD_DIR, ignore_errors=True)
             if resume:
                 restored = _find_checkpoint(self.run_path)
         if restored is not None:
@@ -436,7 +439,8 @@ def _restore(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
             f"not of this {model_id!r} model (config {config_to_json(model)}); "
             "use another run_dir or resume=False to start over"
         )
-    weights, _ = load_tensors(directory / "model.safetensors")
+    weights, metadata = load_tensors(directory / "model.safetensors")
+    check_weights(directory, config, metadata)  # the save id and SHA-256 that config.json records
     load_state_dict_checked(model, weights, where=str(directory))
     try:
         trainer = json.loads((directory / _TRAINER_FILE).read_text())

@@ -1,8 +1,8 @@
 """Datasets of experience: collect episodes into Minari, read them back, cut them into windows.
 
 - ``collection``: ``collect`` runs a vector env and writes a Minari dataset;
-- ``episodes``: ``load_episodes`` reads one into ``Episode`` records, ``split_episodes``
-  holds some out;
+- ``episodes``: ``load_episodes`` reads one into ``Episode`` records (checking the
+  checksums ``collect`` recorded), ``split_episodes`` holds some out;
 - ``sampler``: ``SequenceSampler`` draws ``(B, T)`` windows as ``model_zoo.base.Batch``,
   ``all_windows`` and ``iterate`` give every window once, in order.
 
@@ -20,11 +20,13 @@ contexts, splits) is read from its ``metadata``.
 """
 
 from model_zoo.data.collection import COVERAGES, Policy, collect, grid_cells
-from model_zoo.data.episodes import Episode, load_dataset, load_episodes, split_episodes
+from model_zoo.data.episodes import CHECKSUMS_FILE, DatasetError, Episode, load_dataset, load_episodes, split_episodes
 from model_zoo.data.sampler import SequenceSampler, all_windows, iterate
 
 __all__ = [
+    "CHECKSUMS_FILE",
     "COVERAGES",
+    "DatasetError",
     "Episode",
     "Policy",
     "SequenceSampler",

@@ -22,6 +22,12 @@ Each episode also keeps ``options/do`` (the interventions imposed at reset) and
 ``env_index``, ``env_seed``, ``env_episode`` (``reset(seed=env_seed)`` followed by
 ``env_episode`` plain resets replays its start); the dataset keeps ``coverage``,
 ``split``, ``collection_seed``, ``episodes_per_cell`` and ``causal_variables``.
+
+A dataset is written into a hidden staging folder (``.collect-*``, which Minari skips)
+with its ``checksums.json``, then renamed into place. The writer holds an exclusive
+``flock`` on the staging folder's ``.lock`` file; the kernel drops it when the process
+dies, however it dies, so each collect removes the staging folders whose lock it can
+take (their writer is dead) and never one a live process holds.
 """
 
 from __future__ import annotations
@@ -31,8 +37,10 @@ import importlib
 import os
 import shutil
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -48,12 +56,19 @@ from minari.namespace import create_namespace, list_local_namespaces
 from minari.storage.datasets_root_dir import get_dataset_path
 from tqdm.auto import tqdm
 
-from model_zoo.data.episodes import CAUSAL_INFO_KEY, check_positive_int, datasets_root
+from model_zoo.data.episodes import CAUSAL_INFO_KEY, check_positive_int, datasets_root, write_checksums
 
-__all__ = ["COVERAGES", "Policy", "collect", "grid_cells"]
+try:
+    import fcntl
+except ImportError:  # not on POSIX: no staging folder can be told dead, so none is removed
+    fcntl = None
+
+__all__ = ["COVERAGES", "Policy", "collect", "grid_cells", "remove_stale_staging"]
 
 COVERAGES = ("natural", "grid")
 _VECTOR_ONLY_KWARGS = ("vectorization_mode", "vector_kwargs", "wrappers")  # gym.make_vec's, not the env's
+_STAGING_PREFIX = ".collect-"
+_UNLOCKED_GRACE_S = 3600.0  # a staging folder without a lock file (an older version's) is stale after this
 
 Policy = Callable[[Any], Any]
 CausalCodes = Callable[[Any], "np.ndarray | None"]
@@ -113,6 +128,8 @@ def collect(
     kwargs = _make_vec_kwargs(env_id, traits, coverage, split, env_kwargs, max_episode_steps)
     dataset_id = dataset_id or _default_dataset_id(env_id, policy, coverage, split)
     _check_dataset_id_is_free(dataset_id, data_path)
+    with datasets_root(data_path):
+        remove_stale_staging(get_dataset_path())
     records, spaces = _record(env_id, kwargs, traits, cells, per_job, num_envs, policy, seed, progress)
 
     metadata: dict[str, Any] = {"coverage": coverage, "split": split, "collection_seed": int(seed)}
@@ -324,8 +341,7 @@ def _write(
         )
         for k, r in enumerate(records)
     ]
-    staging = Path(tempfile.mkdtemp(prefix=".collect-", dir=root))
-    try:
+    with _staging(root) as staging:
         with datasets_root(staging), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module=r"minari\.")  # its nags about metadata
             dataset = minari.create_dataset_from_buffers(
@@ -336,16 +352,74 @@ def _write(
                 [{"env_index": r.env_index, "env_seed": r.env_seed, "env_episode": r.env_episode} for r in records],
                 range(len(records)),
             )
+        write_checksums(staging / dataset_id)
         target = root / dataset_id
         target.parent.mkdir(parents=True, exist_ok=True)
         os.rename(staging / dataset_id, target)  # fails rather than merge into a dataset written meanwhile
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     with datasets_root(root):
         namespace = parse_dataset_id(dataset_id)[0]
         if namespace is not None and namespace not in list_local_namespaces():
             create_namespace(namespace)
         return minari.load_dataset(dataset_id)
+
+
+@contextmanager
+def _staging(root: Path) -> Iterator[Path]:
+    """A fresh hidden folder in ``root`` whose ``.lock`` file this process holds locked; removed afterwards."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd, lock = tempfile.mkstemp(prefix=_STAGING_PREFIX, suffix=".lock", dir=root)  # the lock before the folder
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        staging = Path(lock[: -len(".lock")])
+        staging.mkdir()
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    finally:
+        Path(lock).unlink(missing_ok=True)
+        os.close(fd)
+
+
+def remove_stale_staging(root: str | os.PathLike) -> list[Path]:
+    """Removes the staging folders in ``root`` that a killed collect left; returns them.
+
+    A folder goes only when its ``.lock`` file can be locked (its writer is dead: the
+    kernel releases a dead process's locks), or, for a folder without a lock file (from
+    a version that wrote none), when it was last changed over an hour ago.
+    """
+    root = Path(root)
+    removed: list[Path] = []
+    if fcntl is None or not root.is_dir():
+        return removed
+    for lock in root.glob(f"{_STAGING_PREFIX}*.lock"):
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError:  # removed meanwhile by its writer or another collect
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: a live collect is writing there
+            os.close(fd)
+            continue
+        try:
+            folder = lock.with_suffix("")
+            shutil.rmtree(folder, ignore_errors=True)
+            lock.unlink(missing_ok=True)
+            removed.append(folder)
+        finally:
+            os.close(fd)
+    for folder in root.glob(f"{_STAGING_PREFIX}*"):
+        if folder.is_dir() and not Path(f"{folder}.lock").exists():
+            try:
+                age = time.time() - folder.stat().st_mtime
+            except OSError:
+                continue
+            if age > _UNLOCKED_GRACE_S:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+    return removed
 
 
 class _EpisodeRun:

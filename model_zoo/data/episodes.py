@@ -6,10 +6,18 @@ codes ``infos/causal`` (T+1, C) when the env reports them, the reset-time
 interventions ``options/do`` and where the episode came from (``env_index``,
 ``env_seed``, ``env_episode``). ``load_episodes`` gives them back as numpy
 arrays; ``split_episodes`` draws a held-out part at random.
+
+``collect`` also writes ``checksums.json`` beside the dataset's ``data/`` folder: the
+SHA-256 of every file in it, recorded before the dataset is moved into place.
+``load_dataset`` and ``load_episodes`` check them and raise :class:`DatasetError`
+naming a changed, damaged or missing file; a dataset without ``checksums.json``
+(written by Minari itself, or elsewhere) is read unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -23,6 +31,8 @@ import numpy as np
 
 __all__ = [
     "CAUSAL_INFO_KEY",
+    "CHECKSUMS_FILE",
+    "DatasetError",
     "Episode",
     "as_episodes",
     "check_episode",
@@ -31,9 +41,17 @@ __all__ = [
     "load_dataset",
     "load_episodes",
     "split_episodes",
+    "verify_checksums",
+    "write_checksums",
 ]
 
 CAUSAL_INFO_KEY = "causal"  # the info key (and Minari ``infos`` group) of the causal codes
+CHECKSUMS_FILE = "checksums.json"  # beside a dataset's data/ folder
+_CHECKSUMS_FORMAT = "model_zoo.dataset-checksums"
+
+
+class DatasetError(ValueError):
+    """A dataset whose files are not the ones written: changed, damaged or missing since ``collect``."""
 
 
 @dataclass
@@ -87,9 +105,14 @@ def check_positive_int(name: str, value: Any) -> None:
 
 
 def load_dataset(dataset_id: str, *, data_path: str | os.PathLike | None = None) -> minari.MinariDataset:
-    """``minari.load_dataset(dataset_id)`` looked up in ``data_path`` (default: Minari's folder)."""
+    """``minari.load_dataset(dataset_id)`` looked up in ``data_path`` (default: Minari's folder).
+
+    Raises :class:`DatasetError` if a file differs from the checksum ``collect`` recorded.
+    """
     with datasets_root(data_path):
-        return minari.load_dataset(os.fspath(dataset_id))
+        dataset = minari.load_dataset(os.fspath(dataset_id))
+    verify_checksums(_folder(dataset))
+    return dataset
 
 
 def load_episodes(
@@ -97,11 +120,14 @@ def load_episodes(
 ) -> list[Episode]:
     """Every episode of a Minari dataset (or a dataset id) as an in-memory ``Episode``.
 
-    ``data_path`` is the datasets folder an id is looked up in (default: Minari's).
+    ``data_path`` is the datasets folder an id is looked up in (default: Minari's). The
+    dataset's files are checked against its checksums first (:class:`DatasetError`).
     """
     if isinstance(dataset, (str, os.PathLike)):
         dataset = load_dataset(dataset, data_path=data_path)
-    if not isinstance(dataset, minari.MinariDataset):
+    elif isinstance(dataset, minari.MinariDataset):
+        verify_checksums(_folder(dataset))
+    else:
         raise TypeError(f"expected a minari.MinariDataset or a dataset id, got {type(dataset).__name__}")
     keys = list(dataset.observation_space.spaces) if isinstance(dataset.observation_space, gym.spaces.Dict) else None
     metadata = list(dataset.storage.get_episode_metadata(dataset.episode_indices))
@@ -123,6 +149,59 @@ def load_episodes(
         check_episode(episode)
         episodes.append(episode)
     return episodes
+
+
+# --- checksums -------------------------------------------------------------------------
+
+
+def _folder(dataset: minari.MinariDataset) -> Path:
+    """The dataset's own folder (the one that holds ``data/``)."""
+    return Path(dataset.spec.data_path).parent
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_checksums(folder: str | os.PathLike) -> Path:
+    """Records the SHA-256 of every file under ``folder/data`` in ``folder/checksums.json``; returns its path."""
+    folder = Path(folder)
+    files = sorted(p for p in (folder / "data").rglob("*") if p.is_file())
+    sums = {p.relative_to(folder).as_posix(): _sha256(p) for p in files}
+    path = folder / CHECKSUMS_FILE
+    path.write_text(json.dumps({"format": _CHECKSUMS_FORMAT, "version": 1, "files": sums}, indent=2) + "\n")
+    return path
+
+
+def verify_checksums(folder: str | os.PathLike) -> None:
+    """Raises :class:`DatasetError` unless every file ``folder/checksums.json`` lists has its recorded SHA-256.
+
+    A folder without ``checksums.json`` passes: there is nothing to check against.
+    """
+    folder = Path(folder)
+    path = folder / CHECKSUMS_FILE
+    if not path.exists():
+        return
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        files = record["files"] if record.get("format") == _CHECKSUMS_FORMAT else None
+        if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+            raise ValueError("no 'files' table of name -> SHA-256")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise DatasetError(f"{path}: unreadable checksums ({error})") from None
+    for name, expected in files.items():
+        file = folder / name
+        if ".." in Path(name).parts or not file.is_file():
+            raise DatasetError(f"{file}: file is missing (the dataset is incomplete or was changed)")
+        if _sha256(file) != expected:
+            raise DatasetError(
+                f"{file}: content does not match the SHA-256 recorded in {CHECKSUMS_FILE} when the dataset "
+                "was written: the file was changed or damaged since"
+            )
 
 
 def _plain(value: Any) -> Any:

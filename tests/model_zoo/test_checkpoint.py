@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import model_zoo
@@ -438,6 +442,7 @@ def test_missing_and_unexpected_tensors(saved):
     del tensors["heads.bias"]
     tensors["extra.weight"] = torch.zeros(2)
     save_tensors(saved / WEIGHTS_FILE, tensors, metadata)
+    _edit_config(saved, weights_sha256=hashlib.sha256((saved / WEIGHTS_FILE).read_bytes()).hexdigest())
     expected = r"missing tensors \['heads.bias'\].*unexpected tensors \['extra.weight'\]"
     with pytest.raises(CheckpointError, match=expected):
         load(saved)
@@ -447,3 +452,135 @@ def test_saving_a_model_without_an_id(tmp_path):
     model = TinyModel(OBS_SPACE, ACTION_SPACE, TinyConfig())
     with pytest.raises(CheckpointError, match="no model_id"):
         save(model, tmp_path)
+
+
+# --- content hash, dtypes, finiteness, ids and bounded configs ------------------------------
+
+
+def test_config_records_the_sha256_of_the_weights(saved):
+    config = json.loads((saved / CONFIG_FILE).read_text())
+    assert config["weights_sha256"] == hashlib.sha256((saved / WEIGHTS_FILE).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("where", [-1, -40])  # inside the tensor data: the file still parses
+def test_a_flipped_byte_in_the_weights_is_refused(saved, where):
+    path = saved / WEIGHTS_FILE
+    data = bytearray(path.read_bytes())
+    data[where] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: content does not match the SHA-256"):
+        load(saved)
+
+
+def test_a_checkpoint_without_a_hash_loads_with_a_warning(tiny, saved):
+    config = json.loads((saved / CONFIG_FILE).read_text())
+    del config["weights_sha256"]
+    (saved / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.warns(UserWarning, match="no weights_sha256"):
+        loaded = load(saved)
+    assert torch.equal(loaded.enc.weight, tiny.enc.weight)
+
+
+@pytest.mark.parametrize("value", [123, "not-hex", "ab" * 31])
+def test_a_malformed_hash_is_refused(saved, value):
+    _edit_config(saved, weights_sha256=value)
+    with pytest.raises(CheckpointError, match="weights_sha256"):
+        load(saved)
+
+
+def _rewrite_weights(directory: Path, change) -> None:
+    """Rewrites the weights with ``change(name, tensor)`` and records their new hash, as a careful forger would."""
+    tensors, metadata = load_tensors(directory / WEIGHTS_FILE)
+    save_tensors(directory / WEIGHTS_FILE, {k: change(k, v) for k, v in tensors.items()}, metadata)
+    _edit_config(directory, weights_sha256=hashlib.sha256((directory / WEIGHTS_FILE).read_bytes()).hexdigest())
+
+
+def test_tensors_of_another_dtype_are_refused(saved):
+    _rewrite_weights(saved, lambda name, t: t.round().to(torch.int64) if name == "enc.weight" else t)
+    with pytest.raises(CheckpointError, match=r"'enc.weight' has dtype torch.int64 in the checkpoint but torch.f"):
+        load(saved)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("everywhere", [True, False])
+def test_non_finite_tensors_are_refused(saved, bad, everywhere):
+    def poison(name, t):
+        if name != "trans.bias":
+            return t
+        t = t.clone()
+        t.view(-1)[slice(None) if everywhere else 0] = bad
+        return t
+
+    _rewrite_weights(saved, poison)
+    with pytest.raises(CheckpointError, match=r"'trans.bias' holds \d+ non-finite value"):
+        load(saved)
+
+
+@pytest.mark.parametrize("model_id", [[TINY], 3, None, True])
+def test_a_model_id_that_is_no_string_is_refused(saved, model_id):
+    _edit_config(saved, model_id=model_id)
+    with pytest.raises(CheckpointError, match="model_id must be a string"):
+        load(saved)
+
+
+@pytest.mark.parametrize("cls", ["os:system", "model_zoo.models.mlp:MLPWorldModel", 7])
+def test_a_class_that_is_not_the_model_ids_class_is_refused(saved, cls):
+    _edit_config(saved, **{"class": cls})
+    with pytest.raises(CheckpointError, match=f"class {cls!r}.* builds {__name__}:TinyModel"):
+        load(saved)
+
+
+@pytest.mark.parametrize(("field", "value"), [("hidden", 2_000_000), ("pool", [30_000, 30_000])])
+def test_an_absurd_config_value_is_refused_before_anything_is_allocated(saved, monkeypatch, field, value):
+    _edit_config(saved, config={field: value})
+    real_linear = nn.Linear.__init__
+
+    def linear(self, n_in, n_out, *args, **kwargs):
+        if torch.empty(0).device.type != "meta":
+            assert n_in * n_out < 10**9, "a real allocation of an absurd size was attempted"
+        real_linear(self, n_in, n_out, *args, **kwargs)
+
+    monkeypatch.setattr(nn.Linear, "__init__", linear)
+    with pytest.raises(CheckpointError, match=f"{field}=.*parameters.*limit"):
+        load(saved)
+
+
+def test_make_bounds_the_size_of_a_model_and_names_the_field(tiny_id):
+    with pytest.raises(ValueError, match=r"hidden=2000000 .*more than the limit of 1,000,000,000"):
+        model_zoo.make(tiny_id, OBS_SPACE, ACTION_SPACE, hidden=2_000_000)
+    with pytest.raises(ValueError, match="hidden=-3"):
+        model_zoo.make(tiny_id, OBS_SPACE, ACTION_SPACE, hidden=-3)
+    assert registry.count_parameters(tiny_id, OBS_SPACE, ACTION_SPACE, hidden=6) == sum(
+        t.numel() for t in model_zoo.make(tiny_id, OBS_SPACE, ACTION_SPACE, hidden=6).state_dict().values()
+    )
+
+
+def test_load_reads_the_previous_checkpoint_of_a_run_killed_between_renames(tiny, tmp_path):
+    tiny.save(tmp_path / "checkpoint.old")  # fit renames checkpoint/ to checkpoint.old/, then the new one in
+    assert torch.equal(load(tmp_path).enc.weight, tiny.enc.weight)
+
+
+def test_a_model_id_must_be_a_string_for_make_too():
+    with pytest.raises(TypeError, match="a model id is a string"):
+        model_zoo.make(["mlp"], OBS_SPACE, ACTION_SPACE)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(file=st.sampled_from([WEIGHTS_FILE, CONFIG_FILE]), where=st.floats(0.0, 1.0, exclude_max=True),
+       mask=st.integers(1, 255))
+def test_any_flipped_byte_is_refused_with_a_checkpoint_error(saved, file, where, mask):
+    """A flip in the weights is always refused; one in config.json is refused or gives a model that loads."""
+    original = (saved / file).read_bytes()
+    data = bytearray(original)
+    data[int(where * len(data))] ^= mask
+    (saved / file).write_bytes(bytes(data))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load(saved)
+    except CheckpointError:
+        pass
+    else:
+        assert file == CONFIG_FILE, "a damaged weights file loaded"
+    finally:
+        (saved / file).write_bytes(original)

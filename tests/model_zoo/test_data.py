@@ -14,12 +14,15 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 from campus_env import causal
 from model_zoo.base import Batch
 from model_zoo.data import (
+    CHECKSUMS_FILE,
+    DatasetError,
     Episode,
     SequenceSampler,
     all_windows,
     collect,
     grid_cells,
     iterate,
+    load_dataset,
     load_episodes,
     split_episodes,
 )
@@ -494,3 +497,66 @@ def test_windows_reject_bad_arguments(campus_episodes):
                     np.zeros(2, bool))
     with pytest.raises(ValueError, match="needs T\\+1 observations"):
         SequenceSampler([short], seq_len=2, batch_size=2)
+
+
+# --- checksums and staging litter ------------------------------------------------------------
+
+
+def _tiny_collect(root, dataset_id="campusnav/tiny-v0"):
+    return collect(ENV_ID, num_episodes=2, num_envs=2, max_episode_steps=3, env_kwargs={"obs_mode": "state"},
+                   progress=False, data_path=root, dataset_id=dataset_id)
+
+
+@pytest.mark.parametrize("name", ["main_data.hdf5", "metadata.json"])
+def test_a_damaged_dataset_file_is_refused(tmp_path, name):
+    _tiny_collect(tmp_path)
+    path = tmp_path / "campusnav" / "tiny-v0" / "data" / name
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    for load in (load_dataset, load_episodes):
+        with pytest.raises(DatasetError, match=f"data/{name}: content does not match the SHA-256"):
+            load("campusnav/tiny-v0", data_path=tmp_path)
+
+
+def test_a_dataset_without_checksums_loads_and_a_missing_file_is_refused(tmp_path):
+    _tiny_collect(tmp_path)
+    folder = tmp_path / "campusnav" / "tiny-v0"
+    sums = json.loads((folder / CHECKSUMS_FILE).read_text())
+    assert set(sums["files"]) == {"data/main_data.hdf5", "data/metadata.json"}
+    sums["files"]["data/extra.bin"] = "0" * 64
+    (folder / CHECKSUMS_FILE).write_text(json.dumps(sums))
+    with pytest.raises(DatasetError, match="data/extra.bin: file is missing"):
+        load_episodes("campusnav/tiny-v0", data_path=tmp_path)
+    (folder / CHECKSUMS_FILE).unlink()  # a dataset written by Minari itself: nothing to check against
+    assert len(load_episodes("campusnav/tiny-v0", data_path=tmp_path)) == 2
+
+
+def test_collect_removes_the_staging_litter_of_dead_collects_only(tmp_path):
+    import fcntl
+    import os
+    import time
+
+    def staging(name, lock):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "big.hdf5").write_bytes(b"x" * 100)
+        if lock:
+            (tmp_path / f"{name}.lock").touch()
+        return tmp_path / name
+
+    dead = staging(".collect-dead", lock=True)  # its lock file is unlocked: the writer was killed
+    live = staging(".collect-live", lock=True)
+    held = open(tmp_path / ".collect-live.lock", "rb")
+    fcntl.flock(held, fcntl.LOCK_EX)  # a collect still writing
+    old = staging(".collect-old", lock=False)  # from a version without lock files, written long ago
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    fresh = staging(".collect-fresh", lock=False)  # no lock file, but recent: may be a writer's first instant
+    try:
+        _tiny_collect(tmp_path)
+        assert not dead.exists() and not (tmp_path / ".collect-dead.lock").exists()
+        assert not old.exists()
+        assert (live / "big.hdf5").exists() and (fresh / "big.hdf5").exists()
+    finally:
+        held.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".collect-fresh", ".collect-live", ".collect-live.lock",
+                                                          "campusnav"]
