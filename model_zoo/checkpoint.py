@@ -440,9 +440,11 @@ def check_weights(directory: str | Path, config: Mapping[str, Any], metadata: Ma
 def load_state_dict_checked(model: nn.Module, tensors: Mapping[str, Tensor], where: str = "checkpoint") -> None:
     """``model.load_state_dict(tensors, strict=True)`` with a :class:`CheckpointError` naming each misfit.
 
-    Each tensor must have the model's own shape and dtype, and floating-point ones finite values.
+    Each tensor must have the model's own shape and dtype; floating-point parameters must be
+    finite, and no buffer may hold NaN (a buffer may hold infinity on purpose, e.g. as padding).
     """
     expected = model.state_dict()
+    parameters = {name for name, _ in model.named_parameters()}
     problems = []
     missing = [k for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
@@ -461,9 +463,12 @@ def load_state_dict_checked(model: nn.Module, tensors: Mapping[str, Tensor], whe
         if tensor.dtype != expected[name].dtype:
             problems.append(f"tensor {name!r} has dtype {tensor.dtype} in the checkpoint but {expected[name].dtype}")
         elif tensor.is_floating_point() or tensor.is_complex():
-            bad = int((~torch.isfinite(tensor)).sum())
+            if name in parameters:
+                bad, what = int((~torch.isfinite(tensor)).sum()), "non-finite value(s) (NaN or infinity)"
+            else:
+                bad, what = int(torch.isnan(tensor).sum()), "NaN value(s)"
             if bad:
-                problems.append(f"tensor {name!r} holds {bad} non-finite value(s) (NaN or infinity)")
+                problems.append(f"tensor {name!r} holds {bad} {what}")
     if problems:
         model_id = getattr(model, "model_id", "") or type(model).__name__
         raise CheckpointError(f"{where} does not fit model {model_id!r}: " + "; ".join(problems))

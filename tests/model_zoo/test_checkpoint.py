@@ -584,3 +584,23 @@ def test_any_flipped_byte_is_refused_with_a_checkpoint_error(saved, file, where,
         assert file == CONFIG_FILE, "a damaged weights file loaded"
     finally:
         (saved / file).write_bytes(original)
+
+
+def test_a_buffer_may_hold_infinity_but_not_nan(tmp_path):
+    """mlp's snap levels pad with +inf on purpose (campusnav demo saves such a model); NaN is damage."""
+    box = spaces.Box(-1, 1, (3,), np.float32)
+    model = model_zoo.make("mlp", box, spaces.Discrete(2), hidden=8, snap_levels=4)
+    assert torch.isinf(model.levels).any()
+    model.save(tmp_path / "m")
+    assert torch.equal(model_zoo.load(tmp_path / "m").levels, model.levels)
+    from safetensors.torch import load_file, save_file
+
+    weights_path = tmp_path / "m" / "model.safetensors"
+    tensors = load_file(weights_path)
+    tensors["levels"][0, 0] = float("nan")
+    save_file(tensors, weights_path)
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["weights_sha256"] = hashlib.sha256(weights_path.read_bytes()).hexdigest()
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"'levels' holds 1 NaN value"):
+        model_zoo.load(tmp_path / "m")
