@@ -27,8 +27,10 @@ observation MSE on held-out-split episodes within 1.5x of that on unseen trainin
 episodes; structure discovery (``model_zoo.causal.discover_campus``) at structural
 Hamming distance 0. Measured runs: docs/results/causal_fidelity.md.
 
-Run: ``python benchmarks/causal_fidelity.py`` (minutes per replicate on a CPU);
-``--seeds 0`` for one replicate, ``--quick`` for a smoke run of seconds.
+    python benchmarks/causal_fidelity.py                  # minutes per replicate on a CPU
+    python benchmarks/causal_fidelity.py --seeds 0        # one replicate
+    python benchmarks/causal_fidelity.py --seeds 100 101  # two replicates of other seeds
+    python benchmarks/causal_fidelity.py --quick          # a smoke run of seconds (the first seed only)
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ With ``--seeds K`` the two dpgmm_vrnn runs repeat with training seeds ``seed`` t
 ``seed + K - 1`` (the data stay those of ``seed``) and the targets judge the means over
 seeds: one seed can mislead. Measured runs: docs/results/dpgmm.md.
 
-Run: ``python benchmarks/dpgmm.py`` (tens of minutes on a CPU); ``--quick`` for a smoke run.
+    python benchmarks/dpgmm.py                    # tens of minutes on a CPU
+    python benchmarks/dpgmm.py --quick            # a smoke run
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ episodes of the train split, then the targets as PASS/MISS lines:
 - ``mlp_ensemble`` disagreement higher on held-out contexts than on the training split;
 - ``vae_mdnrnn`` imagined steps per second at batch 1024 >= 50k (latent features, no decoding).
 
-Run: ``python benchmarks/zoo_quality.py`` (about half an hour on a 2-core CPU);
-``--quick`` for a smoke run of a minute.
+    python benchmarks/zoo_quality.py              # about half an hour on a 2-core CPU
+    python benchmarks/zoo_quality.py --quick      # a smoke run of a minute
 """
 
 from __future__ import annotations

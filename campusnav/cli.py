@@ -199,7 +199,7 @@ def check_train_arguments(parser: argparse.ArgumentParser, args: argparse.Namesp
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    import torch
 
     import model_zoo
     from model_zoo.data import SequenceSampler, load_dataset, load_episodes, split_episodes
@@ -207,6 +207,7 @@ def run_train(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset_id, data_path=args.data_path)
     episodes = load_episodes(dataset)
     train, heldout = split_episodes(episodes, args.holdout, seed=args.seed) if args.holdout else (episodes, [])
+    torch.manual_seed(args.seed)  # the initial weights: the same in every process for one seed
     model = model_zoo.make(args.model, dataset.observation_space, dataset.action_space, preset=args.preset,
                            **args.overrides)
     lr = args.lr if args.lr is not None else model_zoo.preset(args.model, args.preset).lr if args.preset else 3e-4

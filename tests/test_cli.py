@@ -215,3 +215,37 @@ def test_bench_runs_from_the_installed_package_alone(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "native vector env, N=2, state" in done.stdout and "SyncVectorEnv" not in done.stdout
+
+
+# --- reproducibility ----------------------------------------------------------
+
+
+def _campusnav(*argv: str, cwd) -> subprocess.CompletedProcess:
+    import os
+    import sys
+
+    env = {**os.environ, "PYTHONHASHSEED": "random"}  # separate processes, as two users would run them
+    code = "import sys; from campusnav.cli import main; sys.exit(main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=180,
+                          cwd=cwd, env=env, check=True)
+
+
+def test_train_with_a_seed_gives_the_same_weights_in_two_processes(tmp_path):
+    """``campusnav train --seed 0`` twice: bit-identical weights (the model is built after torch is seeded)."""
+    data = str(tmp_path / "data")
+    _campusnav("collect", "--episodes", "2", "--num-envs", "2", "--obs-mode", "state", "--max-episode-steps", "10",
+               "--dataset-id", "campusnav/seed-v0", "--data-path", data, cwd=tmp_path)
+    weights = []
+    for run in ("a", "b"):
+        _campusnav("train", "mlp", "--dataset-id", "campusnav/seed-v0", "--data-path", data, "--steps", "2",
+                   "--batch-size", "2", "--seq-len", "4", "--holdout", "0", "--set", "hidden=8", "--seed", "0",
+                   "--run-dir", str(tmp_path / run), cwd=tmp_path)
+        weights.append(_tensor_bytes(tmp_path / run / "checkpoint"))
+    assert weights[0] == weights[1]
+
+
+def _tensor_bytes(folder) -> dict[str, bytes]:
+    """Every saved tensor's dtype, shape and raw bytes (the file's metadata carries a per-save id)."""
+    from safetensors.numpy import load_file
+
+    return {name: (str(t.dtype), t.shape, t.tobytes()) for name, t in load_file(folder / "model.safetensors").items()}

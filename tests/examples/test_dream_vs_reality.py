@@ -60,3 +60,15 @@ def test_arguments_come_from_the_dataclass():
     assert namespace["parse_args"]([]) == namespace["Args"]()
     with pytest.raises(SystemExit):
         namespace["parse_args"](["--model", "no_such_model"])
+
+
+def test_the_same_seed_gives_the_same_weights_in_two_processes(tmp_path):
+    """``--seed 0`` twice, in two processes: the saved world model is bit-identical."""
+    from safetensors.numpy import load_file
+
+    weights = []
+    for run_name in ("a", "b"):
+        run(tmp_path / run_name, "--model", "mlp", "--obs-mode", "state", "--policy", "random", "--seed", "0")
+        tensors = load_file(tmp_path / run_name / "out" / "model" / "model.safetensors")
+        weights.append({name: (str(t.dtype), t.shape, t.tobytes()) for name, t in tensors.items()})
+    assert weights[0] == weights[1]
