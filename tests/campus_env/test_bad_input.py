@@ -198,15 +198,6 @@ def test_bad_constructor_arguments():
 N = 3
 
 
-@pytest.fixture
-def envs():
-    envs = gym.make_vec(ENV_ID, num_envs=N, obs_mode="state")
-    envs.reset(seed=10)
-    for act in np.random.default_rng(0).integers(0, 5, size=(8, N)):
-        envs.step(act)
-    return envs
-
-
 def assert_vector_fails_cleanly(envs, call, error, message):
     twin = refused_cleanly(envs, call, error, message)
     for act in np.random.default_rng(1).integers(0, 5, size=(5, N)):

@@ -98,15 +98,6 @@ def test_a_refused_reset_does_not_lift_the_refusal():
 N = 3
 
 
-@pytest.fixture
-def envs():
-    envs = gym.make_vec(ENV_ID, num_envs=N, obs_mode="state")
-    envs.reset(seed=10)
-    for act in np.random.default_rng(0).integers(0, 5, size=(4, N)):
-        envs.step(act)
-    return envs
-
-
 def intervened(envs):
     return [envs.unwrapped.core.interventions(i) for i in range(N)]
 
