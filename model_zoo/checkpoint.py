@@ -79,7 +79,6 @@ FORMAT = "model_zoo.checkpoint"
 VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-_RUN_DIRS = ("checkpoint", "checkpoint.old")  # where model_zoo.fit keeps a run's checkpoint (the old one mid-swap)
 
 
 class CheckpointError(ValueError):
@@ -364,9 +363,12 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Wor
     its ``checkpoint/`` is loaded then (or ``checkpoint.old/``, left by a run killed while
     swapping the two).
     """
+    from model_zoo.training import CHECKPOINT_DIR, OLD_CHECKPOINT_DIR
+
     directory = Path(directory)
     if not (directory / CONFIG_FILE).exists():
-        directory = next((directory / d for d in _RUN_DIRS if (directory / d / CONFIG_FILE).is_file()), directory)
+        run_dirs = (CHECKPOINT_DIR, OLD_CHECKPOINT_DIR)
+        directory = next((directory / d for d in run_dirs if (directory / d / CONFIG_FILE).is_file()), directory)
     config = read_config(directory)
     model = _rebuild(directory, config)
     tensors, metadata = load_tensors(directory / WEIGHTS_FILE)

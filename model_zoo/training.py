@@ -50,6 +50,7 @@ from torch import Tensor, nn
 
 from model_zoo.base import Batch
 from model_zoo.checkpoint import (
+    WEIGHTS_FILE,
     CheckpointError,
     atomic_write,
     check_weights,
@@ -61,11 +62,11 @@ from model_zoo.checkpoint import (
     save_tensors,
 )
 
-__all__ = ["CHECKPOINT_DIR", "METRICS_FILE", "fit", "make_sampler"]
+__all__ = ["CHECKPOINT_DIR", "METRICS_FILE", "OLD_CHECKPOINT_DIR", "fit", "make_sampler"]
 
 CHECKPOINT_DIR = "checkpoint"
 METRICS_FILE = "metrics.csv"
-_OLD_DIR = "checkpoint.old"
+OLD_CHECKPOINT_DIR = "checkpoint.old"  # the previous checkpoint while a new one is swapped in
 _TMP_PREFIX = ".checkpoint-"
 _TRAINER_FILE = "trainer.json"
 _OPTIMIZER_FILE = "optimizer.safetensors"
@@ -194,7 +195,7 @@ class _TrainingRun:
             for stale in self.run_path.glob(_TMP_PREFIX + "*"):  # a checkpoint write that was killed
                 shutil.rmtree(stale, ignore_errors=True)
             if (self.run_path / CHECKPOINT_DIR / _TRAINER_FILE).is_file():  # a kill after the swap: old is stale
-                shutil.rmtree(self.run_path / _OLD_DIR, ignore_errors=True)
+                shutil.rmtree(self.run_path / OLD_CHECKPOINT_DIR, ignore_errors=True)
             if resume:
                 restored = _find_checkpoint(self.run_path)
         if restored is not None:
@@ -406,7 +407,7 @@ def _write_checkpoint(run_path: Path, model: nn.Module, optimizer: torch.optim.O
             "metrics": {"sums": accumulator.sums, "counts": accumulator.counts},
         }
         atomic_write(tmp / _TRAINER_FILE, json.dumps(trainer))
-        final, old = run_path / CHECKPOINT_DIR, run_path / _OLD_DIR
+        final, old = run_path / CHECKPOINT_DIR, run_path / OLD_CHECKPOINT_DIR
         if old.exists():
             shutil.rmtree(old)
         if final.exists():
@@ -420,7 +421,7 @@ def _write_checkpoint(run_path: Path, model: nn.Module, optimizer: torch.optim.O
 
 
 def _find_checkpoint(run_path: Path) -> Path | None:
-    for name in (CHECKPOINT_DIR, _OLD_DIR):
+    for name in (CHECKPOINT_DIR, OLD_CHECKPOINT_DIR):
         if (run_path / name / _TRAINER_FILE).is_file():
             return run_path / name
     if (run_path / CHECKPOINT_DIR).exists():
@@ -439,7 +440,7 @@ def _restore(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
             f"not of this {model_id!r} model (config {config_to_json(model)}); "
             "use another run_dir or resume=False to start over"
         )
-    weights, metadata = load_tensors(directory / "model.safetensors")
+    weights, metadata = load_tensors(directory / WEIGHTS_FILE)
     check_weights(directory, config, metadata)  # the save id and SHA-256 that config.json records
     load_state_dict_checked(model, weights, where=str(directory))
     try:

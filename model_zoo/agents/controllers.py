@@ -37,6 +37,7 @@ __all__ = [
     "ActorCritic",
     "ActorCriticConfig",
     "LinearController",
+    "flat_features",
     "load_params",
     "model_features",
     "rollout_returns",
@@ -285,7 +286,7 @@ def rollout_returns(
                 f"the vector env has {env.num_envs} envs; a population of {len(controllers_params)} x {episodes} "
                 f"episodes needs {num_envs}"
             )
-        features_fn = features_fn or _flat_features
+        features_fn = features_fn or flat_features
         obs, _ = env.reset(seed=seed)
         is_first = np.ones(num_envs, dtype=bool)
         features = features_fn(obs, None, is_first)
@@ -311,7 +312,8 @@ def rollout_returns(
             env.close()
 
 
-def _flat_features(obs: Any, action: Any, is_first: np.ndarray) -> np.ndarray:
+def flat_features(obs: Any, action: Any, is_first: np.ndarray) -> np.ndarray:
+    """The default ``FeaturesFn``: each array observation flattened to float32 (N, F); Dict ones need a model."""
     if isinstance(obs, dict):
         raise TypeError("Dict observations need a features_fn (e.g. model_features(model))")
     obs = np.asarray(obs, dtype=np.float32)

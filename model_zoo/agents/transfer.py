@@ -41,6 +41,7 @@ from model_zoo.agents.controllers import (
     ActionScoreController,
     FeaturesFn,
     LinearController,
+    flat_features,
     rollout_returns,
     train_cmaes,
 )
@@ -182,11 +183,10 @@ def controller_policy(controller: Controller, params: np.ndarray, features: Feat
     controller.set_params(params)
     if hasattr(controller, "reseed"):
         controller.reseed(seed)
+    features_fn = features or flat_features
 
     def policy(obs: Any, action: Any, env: gym.vector.VectorEnv) -> Any:
-        if features is None:
-            return controller(np.asarray(obs, np.float32).reshape(env.num_envs, -1))
-        return controller(features(obs, action, np.full(env.num_envs, action is None)))
+        return controller(features_fn(obs, action, np.full(env.num_envs, action is None)))
 
     return policy
 
@@ -225,7 +225,7 @@ def dream_to_reality(
     reality's continue; a callable gives each world a fresh schedule (default:
     ``cmaes.seed + 1000``, ``+ 1001``, ... in each). With ``save_dir`` the
     parameters go to ``controller_dream.npz`` and ``controller_reality.npz``
-    there. The random policy acts in the real env's action space.
+    there. The random policy acts in the controller's action space.
     """
     if rollout_seeds is None:
         rollout_seeds = lambda: itertools.count(cmaes.seed + 1_000)  # noqa: E731

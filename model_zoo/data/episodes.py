@@ -16,7 +16,6 @@ naming a changed, damaged or missing file; a dataset without ``checksums.json``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -28,6 +27,8 @@ from typing import Any
 import gymnasium as gym
 import minari
 import numpy as np
+
+from model_zoo.checkpoint import sha256_of
 
 __all__ = [
     "CAUSAL_INFO_KEY",
@@ -159,19 +160,11 @@ def _folder(dataset: minari.MinariDataset) -> Path:
     return Path(dataset.spec.data_path).parent
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def write_checksums(folder: str | os.PathLike) -> Path:
     """Records the SHA-256 of every file under ``folder/data`` in ``folder/checksums.json``; returns its path."""
     folder = Path(folder)
     files = sorted(p for p in (folder / "data").rglob("*") if p.is_file())
-    sums = {p.relative_to(folder).as_posix(): _sha256(p) for p in files}
+    sums = {p.relative_to(folder).as_posix(): sha256_of(p) for p in files}
     path = folder / CHECKSUMS_FILE
     path.write_text(json.dumps({"format": _CHECKSUMS_FORMAT, "version": 1, "files": sums}, indent=2) + "\n")
     return path
@@ -197,7 +190,7 @@ def verify_checksums(folder: str | os.PathLike) -> None:
         file = folder / name
         if ".." in Path(name).parts or not file.is_file():
             raise DatasetError(f"{file}: file is missing (the dataset is incomplete or was changed)")
-        if _sha256(file) != expected:
+        if sha256_of(file) != expected:
             raise DatasetError(
                 f"{file}: content does not match the SHA-256 recorded in {CHECKSUMS_FILE} when the dataset "
                 "was written: the file was changed or damaged since"
