@@ -149,6 +149,7 @@ class Fuzzer:
         self.envs, self.rng, self.label = envs, rng, label
         self.rates = (do_rate, undo_rate, reset_rate)
         self.n = envs.num_envs
+        self.num_actions = int(envs.single_action_space.n)
         self.cap = getattr(envs.unwrapped, "max_episode_steps", None)
         self.faults: list[Fault] = []
         self.counts: Counter[str] = Counter()
@@ -178,7 +179,7 @@ class Fuzzer:
                 self._undo()
             if rng.random() < reset_rate:
                 self._random_reset()
-            actions = rng.integers(0, 5, size=self.n)
+            actions = rng.integers(0, self.num_actions, size=self.n)
             self.calls["step"] += 1
             out = self.envs.step(actions)
         except Exception as err:  # noqa: BLE001  (any exception from a valid call is a fault)

@@ -78,14 +78,14 @@ class CampusNavVectorEnv(VectorEnv):
             if max_episode_steps < 1:
                 raise ValueError(bad)
             max_episode_steps = int(max_episode_steps)
-        observation_space(obs_mode, observe_causal)  # checks both before anything is built
+        # first: it checks obs_mode and observe_causal before anything is built
+        self.single_observation_space = observation_space(obs_mode, observe_causal)
         self.core = CampusCore(num_envs, layout=layout, split=split, semester=semester)
         self.num_envs = self.core.n
         self.obs_mode = obs_mode
         self.observe_causal = bool(observe_causal)
         self.render_mode = render_mode
         self.max_episode_steps = max_episode_steps
-        self.single_observation_space = observation_space(obs_mode, observe_causal)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.single_action_space = spaces.Discrete(len(Action))
         self.action_space = batch_space(self.single_action_space, self.num_envs)

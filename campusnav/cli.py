@@ -18,10 +18,7 @@ from typing import Any
 
 import tyro
 
-from campusnav.overrides import parse_overrides
-
-__all__ = ["COMMANDS", "Command", "build_parser", "main", "parse_args", "parse_assignment", "parse_overrides",
-           "parse_value"]
+__all__ = ["COMMANDS", "Command", "build_parser", "main", "parse_args", "parse_assignment", "parse_value"]
 
 
 def parse_value(text: str) -> bool | int | float | str:

@@ -25,6 +25,7 @@ import torch
 from gymnasium import spaces
 
 from model_zoo.base import State, WorldModel
+from wrappers.dream.guard import first_step_actions
 
 __all__ = ["LatentObservation"]
 
@@ -32,9 +33,11 @@ __all__ = ["LatentObservation"]
 class LatentObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Replaces a real env's observations by the model's features of its filtered state.
 
-    On ``reset`` the state is ``model.observe(model.initial_state(1), zero action,
-    obs, is_first=True)``; on ``step(action)`` it is ``model.observe(state, action,
-    obs, is_first=False)`` (``action`` led to ``obs``, the zoo's time convention).
+    On ``reset`` the state is ``model.observe(model.initial_state(1), first action,
+    obs, is_first=True)``, with the placeholder first action a dream env starts
+    from (``wrappers.dream.guard.first_step_actions``); on ``step(action)`` it is
+    ``model.observe(state, action, obs, is_first=False)`` (``action`` led to
+    ``obs``, the zoo's time convention).
     The observation is ``model.features(state)[0]`` as a float32 vector, in
     ``Box(-inf, inf, (model.feature_dim,))``. The raw observation stays in
     ``info["real_obs"]`` and the state in ``self.model_state``.
@@ -64,7 +67,8 @@ class LatentObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         first = torch.ones(1, dtype=torch.bool, device=self.device)
-        self.model_state = self._observe(self.model.initial_state(1), self._zero_action(), obs, first)
+        action = torch.as_tensor(first_step_actions(self.env.action_space, 1), device=self.device)  # as a dream's
+        self.model_state = self._observe(self.model.initial_state(1), action, obs, first)
         return self._features(), {**info, "real_obs": obs}
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -88,10 +92,3 @@ class LatentObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         with torch.no_grad():
             features = self.model.features(self.model_state)[0]
         return features.detach().to("cpu", torch.float32).numpy()
-
-    def _zero_action(self) -> torch.Tensor:
-        """The action of the first step of an episode: meaningless, so the space's zero (or start)."""
-        space = self.env.action_space
-        if isinstance(space, spaces.Discrete):
-            return torch.full((1,), int(space.start), dtype=torch.int64, device=self.device)
-        return torch.zeros((1, *space.shape), dtype=torch.float32, device=self.device)
