@@ -5,13 +5,15 @@ arXiv:1506.02216) for video with actions, in five parts:
 
 1. Perception (``model_zoo.nets.perceiver``): VQ tokens of the frame, read by a
    Perceiver (Jaegle et al., 2021, arXiv:2103.03206) into a context vector ``ctx``.
-2. Representation: a posterior ``q(z_t | frame_t, ctx_t)`` and a truncated
+2. Representation: a posterior ``q(z_t | frame_t, ctx_t, maps_t)`` and a truncated
    Dirichlet-process Gaussian mixture prior (``model_zoo.nets.stick_breaking``): Beta
    stick fractions conditioned on the recurrent state weight up to ``components``
    Gaussians and pay a KL to ``Beta(1, dp_alpha)``, so the data decide how many are used.
 3. Dynamics: an LSTM (orthogonal init) over ``[z_{t-1}, ctx_{t-1}, a_t]``.
-4. Attention schema (``model_zoo.nets.slots``): slot attention from the recurrent state
-   gives maps the decoder reads; ``imagine`` uses a head that predicts them from the state.
+4. Attention schema (``model_zoo.nets.slots``): slot attention, its slots initialised from
+   the recurrent state, gives the frame's maps, which the posterior reads; a head predicts
+   the maps from the state alone, and the decoder reads those, in training as in ``imagine``,
+   so what the frame tells the reconstruction passes the KL (through z) and the ELBO is a bound.
 5. Optimization (``model_zoo.nets.balancing``): the four losses (``TASKS``) are
    combined on the shared parameters by ``balancer``: ``"rgb"``, ``"sum"`` or ``"pcgrad"``.
 
@@ -270,6 +272,7 @@ class DPGMMVRNN(WorldModel):
         self.perceiver = PerceiverEncoder(n, cfg.code_dim, cfg.latents, cfg.latent_dim, cfg.heads, cfg.context_dim)
         frame_dim = n * cfg.code_dim + cfg.context_dim
         self.posterior = nn.Sequential(nn.LayerNorm(frame_dim), mlp(frame_dim, 2 * cfg.z_dim, cfg.vector_hidden, 1))
+        self.map_posterior = nn.Linear(cfg.slots * n, 2 * cfg.z_dim)  # the frame's slot maps, into the posterior
         self.dynamics = nn.LSTMCell(cfg.z_dim + cfg.context_dim + spec.action_dim, cfg.hidden)
         _orthogonal_lstm(self.dynamics)
         self.prior = MixturePrior(cfg.hidden, cfg)
@@ -293,7 +296,10 @@ class DPGMMVRNN(WorldModel):
         RGB's balancer state was a consensus direction over the shared parameters; it is
         now the smoothed share of each task (``model_zoo.nets.balancing``). An old direction
         cannot be converted, so the shares start afresh, as on a first training step.
+        The posterior did not read the slot maps: ``map_posterior`` loads as zeros, the old posterior.
         """
+        for name, param in self.map_posterior.named_parameters():
+            tensors.setdefault(f"map_posterior.{name}", torch.zeros_like(param))
         key = "balancer.momentum"
         expected = self.balancer.momentum
         if key in tensors and tensors[key].shape != expected.shape and tensors[key].numel() > len(TASKS):
@@ -313,9 +319,10 @@ class DPGMMVRNN(WorldModel):
         ctx = self.perceiver(flat).reshape(tuple(lead) + (-1,))  # (..., C)
         return tokens, ctx, quantized.loss, quantized.codes
 
-    def encode(self, tokens: Tensor, ctx: Tensor) -> tuple[Tensor, Tensor]:
-        """Posterior mean and log-std (..., Z) of z from the frame's tokens (..., N, D) and the context (..., C)."""
-        out = self.posterior(torch.cat([tokens.flatten(-2), ctx], dim=-1))
+    def encode(self, tokens: Tensor, ctx: Tensor, maps: Tensor) -> tuple[Tensor, Tensor]:
+        """Posterior mean and log-std (..., Z) of z from the frame's tokens (..., N, D), the context (..., C) and
+        its slot maps (..., S, N): all the frame tells the decoder goes through z, and so pays the KL."""
+        out = self.posterior(torch.cat([tokens.flatten(-2), ctx], dim=-1)) + self.map_posterior(maps.flatten(-2))
         mean, logstd = out.chunk(2, dim=-1)
         return mean, logstd.clamp(self.config.min_logstd, self.config.max_logstd)
 
@@ -331,6 +338,30 @@ class DPGMMVRNN(WorldModel):
     def predicted_maps_logits(self, h: Tensor) -> Tensor:
         """The attention schema's logits (..., S, N) of the maps, from the recurrent state alone."""
         return self.attention_head(h).reshape(tuple(h.shape[:-1]) + (self.config.slots, self.num_tokens))
+
+    def schema_maps(self, h: Tensor) -> Tensor:
+        """The maps (..., S, N) the decoder reads, in training, ``observe`` and ``imagine`` alike: predicted from h."""
+        return torch.softmax(self.predicted_maps_logits(h), dim=-2)
+
+    def _filter(self, tokens: Tensor, ctx: Tensor, action: Tensor, first: Tensor) -> tuple[Tensor, ...]:
+        """A window read step by step as ``observe`` does: h_t from [z_{t-1}, ctx_{t-1}, a_t] (zeros at a start),
+        the frame's slot maps with slots from h_t, then z_t ~ q(z_t | frame_t, ctx_t, maps_t) (Chung et al.'s
+        posterior reads h too). Returns z, its mean and log-std (B, T, Z), H (B, T, H), the maps (B, T, S, N)."""
+        B, T = first.shape
+        h = c = ctx.new_zeros(B, self.config.hidden)
+        out: tuple[list[Tensor], ...] = ([], [], [], [], [])
+        for t in range(T):
+            if t > 0:
+                h, c = self.dynamics(torch.cat([out[0][-1], ctx[:, t - 1], action[:, t]], dim=-1), (h, c))  # (B, H)
+                reset = first[:, t, None]
+                h, c = h.masked_fill(reset, 0.0), c.masked_fill(reset, 0.0)
+            maps = self.slot_maps(tokens[:, t], h)  # (B, S, N)
+            mean, logstd = self.encode(tokens[:, t], ctx[:, t], maps)  # (B, Z)
+            z = mean + torch.exp(logstd) * torch.randn_like(mean)
+            for values, x in zip(out, (z, mean, logstd, h, maps), strict=True):
+                values.append(x)
+        z, mean, logstd, H, maps = (torch.stack(values, dim=1) for values in out)
+        return z, mean, logstd, H, maps
 
     def _heads(self, h: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         out = self.heads(torch.cat([h, z], dim=-1))
@@ -350,25 +381,17 @@ class DPGMMVRNN(WorldModel):
         first[:, 0] = True
         obs = spec.to_torch(batch.obs, self.device)
         tokens, ctx, vq_loss, codes = self.perceive(obs)  # (B, T, N, D), (B, T, C)
-        mean, logstd = self.encode(tokens, ctx)  # (B, T, Z)
-        z = mean + torch.exp(logstd) * torch.randn_like(mean)  # (B, T, Z)
         action = self._action(batch.action, first)  # (B, T, A)
-        h = c = z.new_zeros(B, cfg.hidden)
-        hs = [h]
-        for t in range(1, T):
-            h, c = self.dynamics(torch.cat([z[:, t - 1], ctx[:, t - 1], action[:, t]], dim=-1), (h, c))  # (B, H)
-            reset = first[:, t, None]
-            h, c = h.masked_fill(reset, 0.0), c.masked_fill(reset, 0.0)
-            hs.append(h)
-        H = torch.stack(hs, dim=1)  # (B, T, H)
+        z, mean, logstd, H, maps = self._filter(tokens, ctx, action, first)  # (B, T, Z), (B, T, H), (B, T, S, N)
 
         # elbo: reconstruction, the Monte Carlo KL to the DP mixture, the sticks' KL to Beta(1, alpha)
         log_w, a, b = self.prior.log_weights(H, sample=True)  # (B, T, K)
         means, logstds = self.prior.components(H)  # (B, T, K, Z), (K, Z)
         kl = mixture_kl(mean, logstd, log_w, means, logstds, z=z.unsqueeze(0))  # (B, T)
         sticks = stick_kl(a, b, cfg.dp_alpha) if a is not None else kl.new_zeros(B, T)  # (B, T)
-        maps = self.slot_maps(tokens, H)  # (B, T, S, N)
-        images, vector = self.decoder(torch.cat([z, H], dim=-1), maps)
+        # the decoder reads the maps predicted from H, as in imagine: the frame reaches it through z alone
+        logits = self.predicted_maps_logits(H)  # (B, T, S, N)
+        images, vector = self.decoder(torch.cat([z, H], dim=-1), torch.softmax(logits, dim=-2))
         recon, metrics = reconstruction_error(spec, images, vector, obs, cfg.vector_weight)  # (B, T)
         elbo = recon.mean() + cfg.kl_weight * kl.mean().clamp(min=cfg.free_nats * cfg.z_dim) \
             + cfg.stick_weight * sticks.mean()
@@ -387,7 +410,7 @@ class DPGMMVRNN(WorldModel):
 
         # attention: KL(slot maps || the maps predicted from h_t), per position, averaged
         target = maps.detach()
-        log_pred = F.log_softmax(self.predicted_maps_logits(H), dim=-2)  # (B, T, S, N)
+        log_pred = F.log_softmax(logits, dim=-2)  # (B, T, S, N)
         attn_kl = (target * (torch.log(target.clamp_min(1e-8)) - log_pred)).sum(-2).mean(-1)  # (B, T)
         attention = (attn_kl * valid).sum() / n
 
@@ -430,7 +453,8 @@ class DPGMMVRNN(WorldModel):
     def observe(self, state: State, action: Tensor, obs: Obs, is_first: Tensor) -> State:
         """Advances the LSTM with [z, ctx, action] (zeros where ``is_first``), then reads the frame.
 
-        z is the posterior mean; ctx the Perceiver's context; maps the slot attention's.
+        z is the posterior mean (it reads the frame's slot maps); ctx the Perceiver's context; maps those the
+        decoder reads, predicted from h as in ``imagine`` (``slot_maps`` gives the frame's own).
         """
         B = state["z"].shape[0]
         first = self._is_first(is_first, (B,))
@@ -438,9 +462,8 @@ class DPGMMVRNN(WorldModel):
         h, c = self.dynamics(x, (state["h"], state["c"]))  # (B, H)
         h, c = h.masked_fill(first[:, None], 0.0), c.masked_fill(first[:, None], 0.0)
         tokens, ctx, _, _ = self.perceive(self.spec.to_torch(obs, self.device))  # (B, N, D), (B, C)
-        z, _ = self.encode(tokens, ctx)
-        maps = self.slot_maps(tokens, h)  # (B, S, N)
-        return {"h": h, "c": c, "z": z, "ctx": ctx, "maps": maps.flatten(1)}
+        z, _ = self.encode(tokens, ctx, self.slot_maps(tokens, h))
+        return {"h": h, "c": c, "z": z, "ctx": ctx, "maps": self.schema_maps(h).flatten(1)}
 
     def imagine(self, state: State, action: Tensor, do: Mapping[str, Any] | None = None,
                 generator: torch.Generator | None = None) -> Imagined:
@@ -453,7 +476,7 @@ class DPGMMVRNN(WorldModel):
         h, c = self.dynamics(x, (state["h"], state["c"]))  # (B, H)
         z = self.prior.sample(h, self.config.temperature, generator)  # (B, Z)
         reward, term_logit, ctx = self._heads(h, z)
-        maps = torch.softmax(self.predicted_maps_logits(h), dim=-2).flatten(1)  # (B, S*N)
+        maps = self.schema_maps(h).flatten(1)  # (B, S*N)
         return Imagined({"h": h, "c": c, "z": z, "ctx": ctx, "maps": maps}, reward, term_logit > 0)
 
     @torch.no_grad()
