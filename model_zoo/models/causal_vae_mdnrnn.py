@@ -1,4 +1,4 @@
-"""A causal V + M: a hierarchical VAE with named latent groups and an MDN-RNN intervenable through causal variables.
+"""A causal V + M: a VAE with separate latent groups and an MDN-RNN intervenable through causal variables.
 
 The backbone is Ha & Schmidhuber (2018), "World Models" (arXiv:1803.10122); what is
 added follows the structural causal model view of Pearl (2009), "Causality", and
@@ -7,13 +7,13 @@ the env's causal variables are explicit inputs, each with a small learned mechan
 over its parents in ``config.graph``, so ``imagine(..., do=...)`` is a hard
 intervention propagated to their descendants.
 
-V is a ladder of conditional Gaussians (Sønderby et al. (2016), "Ladder Variational
-Autoencoders", arXiv:1602.02282): ``z`` is split into named groups (``GROUPS``), each
-with a posterior ``q(z_g | x, z_<g)`` and a prior ``p(z_g | z_<g, causes of g)``; the
-decoder reads every group beside its causes (``ENV_EFFECTS``), so an intervention
-reaches the decoded observation. M is an LSTM over ``[z, action, causes]`` with one
-mixture head per group; two inference heads predict the causal variables from
-``[h, z]`` where the observation does not show them.
+V splits ``z`` into named groups (``GROUPS``), each with a posterior ``q(z_g | x)`` and
+a prior ``p(z_g | causes of g)`` (``ENV_EFFECTS``); the decoder reads every group beside
+its causes, so an intervention reaches the decoded observation. M gives each dynamic group
+its own LSTM over ``[z_g, action, causes of g]`` and mixture head: an intervention moves
+exactly the groups it causes. The static group (``STATIC_GROUPS``, the layout) is carried
+over unchanged by imagination and taught to stay fixed within an episode. Reward,
+termination and two inference heads (the causal variables from ``[h, z]``) read every group.
 
 >>> import numpy as np, torch
 >>> import gymnasium as gym, campus_env
@@ -43,7 +43,7 @@ from gymnasium import spaces
 from torch import Tensor, nn
 
 from campus_env import causal
-from campus_env.schema import CAUSAL_DIM, CAUSAL_SLICES, state_slices
+from campus_env.schema import CAUSAL_DIM, state_slices
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
 from model_zoo.models.config_checks import check_non_negative
 from model_zoo.nets import (
@@ -70,6 +70,8 @@ from model_zoo.nets.causal_codes import (
     code_values,
     feature_width,
     graph_config,
+    obs_causal_codes,
+    obs_causal_vector,
     output_width,
     topological_order,
 )
@@ -77,6 +79,7 @@ from model_zoo.nets.causal_codes import (
 __all__ = [
     "ENV_EFFECTS",
     "GROUPS",
+    "STATIC_GROUPS",
     "CausalVAEMDNRNN",
     "Config",
     "graph_config",
@@ -85,6 +88,8 @@ __all__ = [
 ]
 
 GROUPS: tuple[str, ...] = ("layout", "local", "social", "temporal")
+STATIC_GROUPS: tuple[str, ...] = ("layout",)  # held fixed by imagination: the campus map does not change in a dream
+DYNAMIC_GROUPS: tuple[str, ...] = tuple(g for g in GROUPS if g not in STATIC_GROUPS)
 ENV_EFFECTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("layout", ("day", "hour", "semester", "gameday", "road_closure")),
     ("local", ("semester", "weather", "road_closure")),
@@ -102,7 +107,7 @@ class Config:
     local_dim: int = 8  # latent size of the local-surroundings group
     social_dim: int = 4  # latent size of the social/crowd group
     temporal_dim: int = 4  # latent size of the temporal group
-    hidden: int = 128  # LSTM units of M
+    hidden: int = 128  # LSTM units of M, split among the dynamic groups' own LSTMs
     mixtures: int = 5  # Gaussians per group head
     temperature: float = 1.0  # sampling temperature of imagine (0: most likely values)
     depth: int = 32  # channels of the first conv layer of V
@@ -112,6 +117,7 @@ class Config:
     effects: Any = "env"  # "env" (ENV_EFFECTS) or ((group, (variables, ...)), ...)
     causal_obs: str = "auto"  # "auto": read the causal variables from CampusNav observations; "none": infer them
     kl_weight: float = 1.0
+    static_weight: float = 1.0  # weight of the squared change of a static group's posterior mean within an episode
     free_nats: float = 0.5  # KL per frame clamped below at free_nats * z_dim
     vector_weight: float = 100.0  # a vector element counts as much as this many pixels in V's reconstruction
     reward_weight: float = 1.0
@@ -134,7 +140,10 @@ class Config:
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ValueError(f"Config.reward_mixtures must be an integer >= 0, got {k!r}")
         check_non_negative(self, ("temperature", "kl_weight", "free_nats", "vector_weight", "reward_weight",
-                                  "terminal_weight", "causal_weight"))
+                                  "terminal_weight", "causal_weight", "static_weight"))
+        if self.hidden < len(DYNAMIC_GROUPS):
+            raise ValueError(f"Config.hidden must be at least {len(DYNAMIC_GROUPS)} (one unit per dynamic group), "
+                             f"got {self.hidden}")
         if self.causal_obs not in ("auto", "none"):
             raise ValueError(f"Config.causal_obs must be 'auto' or 'none', got {self.causal_obs!r}")
         if not self.min_logstd < self.max_logstd:
@@ -151,28 +160,14 @@ class Config:
     def z_dim(self) -> int:
         return sum(self.group_dims.values())
 
-
-# --- causal codes: network features, the env's observation encoding -----------------------------
-
-
-def obs_causal_codes(x: Tensor) -> Tensor:
-    """CampusNav's causal observation (..., 16) as codes (..., 7) in ``Batch.causal`` order."""
-    at = {name: part.start for name, part in CAUSAL_SLICES.items()}  # where each scalar variable sits
-    day = x[..., CAUSAL_SLICES["day"]].argmax(-1).float()
-    weather = x[..., CAUSAL_SLICES["weather"]].argmax(-1).float()
-    hour = HOUR_LOW + x[..., at["hour"]] * (HOUR_HIGH - HOUR_LOW)
-    return torch.stack([day, hour, x[..., at["semester"]].round(), weather, x[..., at["gameday"]].round(),
-                        x[..., at["road_closure"]].round(), x[..., at["crowd"]]], dim=-1)
+    @property
+    def hidden_dims(self) -> dict[str, int]:
+        """Each dynamic group's share of ``hidden``: its own LSTM's units."""
+        n = len(DYNAMIC_GROUPS)
+        return {g: self.hidden // n + (i < self.hidden % n) for i, g in enumerate(DYNAMIC_GROUPS)}
 
 
-def obs_causal_vector(codes: Tensor) -> Tensor:
-    """Codes (..., 7) as CampusNav's causal observation (..., 16): the inverse of ``obs_causal_codes``."""
-    c = {name: codes[..., i] for i, name in enumerate(NAMES)}
-    day = F.one_hot(c["day"].round().long().clamp(0, 6), 7).float()
-    weather = F.one_hot(c["weather"].round().long().clamp(0, 3), 4).float()
-    clock = ((c["hour"] - HOUR_LOW) / (HOUR_HIGH - HOUR_LOW)).clamp(0, 1)
-    rest = torch.stack([clock, c["road_closure"], c["crowd"].clamp(0, 1)], dim=-1)
-    return torch.cat([day, c["semester"][..., None], weather, c["gameday"][..., None], rest], dim=-1)
+# --- where CampusNav observations show the causal variables ------------------------------------
 
 
 def _causal_slot(observation_space: gym.Space, vector_keys: tuple[str, ...], vector_dims: Mapping[str, int]):
@@ -195,7 +190,8 @@ def _causal_slot(observation_space: gym.Space, vector_keys: tuple[str, ...], vec
 class CausalVAEMDNRNN(WorldModel):
     """Hierarchical grouped V + causal M.
 
-    State: ``{"h", "c": (B, hidden) LSTM, "z": (B, z_dim) the groups in GROUPS order,
+    State: ``{"h", "c": (B, hidden) the dynamic groups' LSTMs side by side (``Config.hidden_dims``),
+    "z": (B, z_dim) the groups in GROUPS order,
     "causal": (B, 7) the codes in force, "natural": (B, 7) the codes without interventions
     (what they go back to when an intervention ends), "residual": (B, 7) abducted noise
     of interval variables}``.
@@ -220,23 +216,21 @@ class CausalVAEMDNRNN(WorldModel):
         cause_width = sum(feature_width(n) for n in self.causes)
         z_dim, k = cfg.z_dim, cfg.mixtures
 
-        # V: one encoder, a posterior and a conditional prior per group (top-down), one decoder
+        # V: one encoder, a posterior and a prior per group, the prior reading only the group's causes
         self.encoder = ObsEncoder(spec, cfg.depth, cfg.vector_hidden)
         self.norm = nn.LayerNorm(self.encoder.out_dim)
-        self.posteriors = nn.ModuleDict()
-        self.priors = nn.ModuleDict()
-        above = 0
-        for g in GROUPS:
-            d = self.group_dims[g]
-            self.posteriors[g] = nn.Linear(self.encoder.out_dim + above, 2 * d)
-            self.priors[g] = mlp(above + width[g] + 1, 2 * d, cfg.mech_hidden, 1)
-            above += d
+        dims, self.hidden_dims = self.group_dims, cfg.hidden_dims
+        self.posteriors = nn.ModuleDict({g: nn.Linear(self.encoder.out_dim, 2 * dims[g]) for g in GROUPS})
+        self.priors = nn.ModuleDict({g: mlp(width[g] + 1, 2 * dims[g], cfg.mech_hidden, 1) for g in GROUPS})
         self.decoder = ObsDecoder(spec, z_dim + sum(width.values()), cfg.depth, cfg.vector_hidden)
 
-        # M: the LSTM, one mixture head per group, reward and termination, the static and dynamic heads
-        self.cell = nn.LSTMCell(z_dim + spec.action_dim + cause_width, cfg.hidden)
+        # M: an LSTM and a mixture head per dynamic group over [its z, action, its causes]; reward, termination,
+        # the static and dynamic heads read every group's LSTM
+        self.cells = nn.ModuleDict({
+            g: nn.LSTMCell(dims[g] + spec.action_dim + width[g], self.hidden_dims[g]) for g in DYNAMIC_GROUPS
+        })
         self.group_heads = nn.ModuleDict(
-            {g: nn.Linear(cfg.hidden + width[g], k * (1 + 2 * self.group_dims[g])) for g in GROUPS}
+            {g: nn.Linear(self.hidden_dims[g] + width[g], k * (1 + 2 * dims[g])) for g in DYNAMIC_GROUPS}
         )
         # linear in [h, causes]: effects of the causes add up, so unseen combinations of them extrapolate;
         # the termination first, then the reward given it: p(r, end | h, causes) = p(end | ...) p(r | ..., end)
@@ -265,6 +259,30 @@ class CausalVAEMDNRNN(WorldModel):
     def _groups(self, z: Tensor) -> dict[str, Tensor]:
         return dict(zip(GROUPS, z.split(list(self.group_dims.values()), dim=-1), strict=True))
 
+    def _step(self, z: Tensor, action: Tensor, codes: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+        """M's recurrence: each dynamic group's LSTM reads its own z (B, D_g), the action (B, A) and its own causes
+        in ``codes`` (B, 7), nothing of the other groups; h and c (B, hidden) are the groups' states side by side."""
+        split = list(self.hidden_dims.values())
+        zs, hs, cs = self._groups(z), h.split(split, -1), c.split(split, -1)
+        out = [self.cells[g](torch.cat([zs[g], action, causal_features(codes, self.effects[g])], -1), (hg, cg))
+               for g, hg, cg in zip(DYNAMIC_GROUPS, hs, cs, strict=True)]
+        return torch.cat([o[0] for o in out], -1), torch.cat([o[1] for o in out], -1)  # (B, hidden) each
+
+    def _group_mdn(self, g: str, h: Tensor, codes: Tensor):
+        """The mixture over the dynamic group ``g``'s next z from its own LSTM's part of h and its causes."""
+        hg = h.split(list(self.hidden_dims.values()), -1)[DYNAMIC_GROUPS.index(g)]
+        out = self.group_heads[g](torch.cat([hg, causal_features(codes, self.effects[g])], -1))
+        return split_mixture(out, self.config.mixtures, self.group_dims[g])
+
+    def upgrade_tensors(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Refuses a checkpoint saved while the latent groups shared one LSTM (before issue 29): no mapping exists."""
+        if "cell.weight_ih" in tensors:
+            from model_zoo.checkpoint import CheckpointError
+
+            raise CheckpointError("causal_vae_mdnrnn checkpoint saved before the latent groups got their own "
+                                  "LSTMs and priors (one shared LSTM, a ladder of priors): retrain it")
+        return tensors
+
     def _decoder_input(self, z: Tensor, codes: Tensor) -> Tensor:
         parts = []
         for g, zg in self._groups(z).items():
@@ -290,8 +308,8 @@ class CausalVAEMDNRNN(WorldModel):
         """V's posterior of observations with any leading dims: z (sampled or the means), means and log-variances."""
         feats = self.norm(self.encoder(obs))  # (..., F)
         zs, means, logvars = [], [], []
-        for g in GROUPS:
-            mean, logvar = self.posteriors[g](torch.cat([feats, *zs], dim=-1)).chunk(2, dim=-1)  # (..., D_g)
+        for g in GROUPS:  # each group's posterior reads the observation only, not the other groups
+            mean, logvar = self.posteriors[g](feats).chunk(2, dim=-1)  # (..., D_g)
             z = mean + torch.exp(0.5 * logvar) * torch.randn_like(mean) if sample else mean
             zs.append(z)
             means.append(mean)
@@ -387,24 +405,26 @@ class CausalVAEMDNRNN(WorldModel):
 
     # --- losses ---------------------------------------------------------------------------------
 
-    def _vae_loss(self, obs: Obs, codes: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    def _vae_loss(self, obs: Obs, codes: Tensor, first: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """Reconstruction, the groups' KLs to their causal priors, and the static groups' change within episodes
+        (imagination holds them fixed, so V is taught to put there what an episode does not change)."""
         cfg = self.config
         z, means, logvars = self.encode(obs, sample=True)  # (B, T, Z) each
         images, vector = self.decoder(self._decoder_input(z, codes))
         recon, metrics = reconstruction_error(self.spec, images, vector, obs, cfg.vector_weight)  # (B, T)
-        kl = z.new_zeros(z.shape[:-1])  # (B, T): sum over groups of KL(q(z_g | x, z_<g) || p(z_g | z_<g, causes))
-        above: list[Tensor] = []
+        kl = z.new_zeros(z.shape[:-1])  # (B, T): sum over groups of KL(q(z_g | x) || p(z_g | causes of g))
         qm, qv = self._groups(means), self._groups(logvars)
-        zg = self._groups(z)
         for g in GROUPS:
-            prior_in = torch.cat([*above, causal_features(codes, self.effects[g]), z.new_ones(z.shape[:-1] + (1,))], -1)
+            prior_in = torch.cat([causal_features(codes, self.effects[g]), z.new_ones(z.shape[:-1] + (1,))], -1)
             pm, pv = self.priors[g](prior_in).chunk(2, dim=-1)
             pv = pv.clamp(-8.0, 8.0)
             kl = kl + 0.5 * (pv - qv[g] + (qv[g].exp() + (qm[g] - pm).square()) / pv.exp() - 1.0).sum(-1)
-            above.append(zg[g])
         kl_loss = kl.clamp(min=cfg.free_nats * cfg.z_dim).mean()
-        metrics.update(recon=recon.mean(), kl=kl.mean())
-        return recon.mean() + cfg.kl_weight * kl_loss, means, metrics
+        static = torch.cat([qm[g] for g in STATIC_GROUPS], -1)  # (B, T, S)
+        drift = (static[:, 1:] - static[:, :-1]).square().sum(-1).masked_fill(first[:, 1:], 0.0)  # (B, T-1)
+        drift = drift.sum() / (~first[:, 1:]).sum().clamp(min=1)
+        metrics.update(recon=recon.mean(), kl=kl.mean(), static_drift=drift)
+        return recon.mean() + cfg.kl_weight * kl_loss + cfg.static_weight * drift, means, metrics
 
     def _causal_loss(self, codes: Tensor) -> Tensor:
         """The mechanisms' mean loss on true codes (B, T, 7)."""
@@ -429,13 +449,12 @@ class CausalVAEMDNRNN(WorldModel):
             with torch.no_grad():
                 _, z_mean, _ = self.encode(batch.obs)
                 codes = self._filter_codes(z_mean, actions, first)
-        vae_loss, means, metrics = self._vae_loss(batch.obs, codes)
+        vae_loss, means, metrics = self._vae_loss(batch.obs, codes, first)
         z = means.detach()  # (B, T, Z)
-        x = torch.cat([z[:, :-1], actions[:, 1:], causal_features(codes[:, :-1], self.causes)], dim=-1)
         h = c = z.new_zeros(B, cfg.hidden)
         hs = [h]
         for t in range(T - 1):
-            h, c = self.cell(x[:, t], (h, c))  # (B, H)
+            h, c = self._step(z[:, t], actions[:, t + 1], codes[:, t], h, c)  # (B, H)
             reset = first[:, t + 1, None]
             h, c = h.masked_fill(reset, 0.0), c.masked_fill(reset, 0.0)
             hs.append(h)
@@ -443,11 +462,12 @@ class CausalVAEMDNRNN(WorldModel):
         valid = ~first[:, 1:]  # (B, T-1)
         n = valid.sum().clamp(min=1)
         nll = z.new_zeros(B, T - 1)
-        for g, zg in self._groups(z[:, 1:]).items():
-            head_in = torch.cat([hs[:, 1:], causal_features(codes[:, 1:], self.effects[g])], dim=-1)
-            mdn = split_mixture(self.group_heads[g](head_in), cfg.mixtures, self.group_dims[g])
-            nll = nll - mixture_log_prob(mdn, zg, cfg.min_logstd, cfg.max_logstd)
-        nll = (nll / cfg.z_dim).masked_fill(~valid, 0.0).sum() / n
+        zs = self._groups(z[:, 1:])
+        for g in DYNAMIC_GROUPS:
+            mdn = self._group_mdn(g, hs[:, 1:], codes[:, 1:])
+            nll = nll - mixture_log_prob(mdn, zs[g], cfg.min_logstd, cfg.max_logstd)
+        dynamic_dim = sum(self.group_dims[g] for g in DYNAMIC_GROUPS)
+        nll = (nll / dynamic_dim).masked_fill(~valid, 0.0).sum() / n
         head_in = torch.cat([hs[:, 1:], causal_features(codes[:, 1:], self.causes)], dim=-1)
         reward = torch.as_tensor(batch.reward, device=z.device).float()[:, 1:]
         terminated = torch.as_tensor(batch.terminated, device=z.device).float()[:, 1:]
@@ -503,7 +523,7 @@ class CausalVAEMDNRNN(WorldModel):
         codes = self.infer_codes(h, z[:, 0])
         out = [codes]
         for t in range(1, T):
-            h, c = self.cell(torch.cat([z[:, t - 1], actions[:, t], causal_features(codes, self.causes)], -1), (h, c))
+            h, c = self._step(z[:, t - 1], actions[:, t], codes, h, c)
             h, c = h.masked_fill(first[:, t, None], 0.0), c.masked_fill(first[:, t, None], 0.0)
             codes = self.infer_codes(h, z[:, t])
             out.append(codes)
@@ -525,8 +545,7 @@ class CausalVAEMDNRNN(WorldModel):
         z is V's posterior mean; the causal codes are read from ``obs`` when it shows them, else inferred."""
         B = state["z"].shape[0]
         first = self._is_first(is_first, (B,))
-        x = torch.cat([state["z"], self._action(action, first), causal_features(state["causal"], self.causes)], -1)
-        h, c = self.cell(x, (state["h"], state["c"]))  # (B, H)
+        h, c = self._step(state["z"], self._action(action, first), state["causal"], state["h"], state["c"])  # (B, H)
         h, c = h.masked_fill(first[:, None], 0.0), c.masked_fill(first[:, None], 0.0)
         obs = self.spec.to_torch(obs, self.device)
         z = self.encode(obs)[0]  # (B, Z)
@@ -549,20 +568,18 @@ class CausalVAEMDNRNN(WorldModel):
         # one uniform per variable, drawn whatever ``do`` is: twins under other interventions share the noise after
         u = torch.rand(natural.shape, generator=generator, device=natural.device)  # (B, 7)
         codes = self.intervene(natural, state["causal"], residual, do_codes, u)  # (B, 7) in force at t
-        x = torch.cat([state["z"], self._action(action), causal_features(codes, self.causes)], dim=-1)
-        h, c = self.cell(x, (state["h"], state["c"]))  # (B, H)
+        h, c = self._step(state["z"], self._action(action), codes, state["h"], state["c"])  # (B, H)
         nxt = self.advance(codes, residual, do_codes)  # (B, 7) at t+1
-        zs = []
-        for g in GROUPS:
-            head_in = torch.cat([h, causal_features(nxt, self.effects[g])], dim=-1)
-            mdn = split_mixture(self.group_heads[g](head_in), cfg.mixtures, self.group_dims[g])
-            zs.append(sample_mixture(mdn, cfg.temperature, generator, cfg.min_logstd, cfg.max_logstd))
+        zs = self._groups(state["z"])  # static groups carry over unchanged; each dynamic one from its own head
+        for g in DYNAMIC_GROUPS:
+            zs[g] = sample_mixture(self._group_mdn(g, h, nxt), cfg.temperature, generator, cfg.min_logstd,
+                                   cfg.max_logstd)
         head_in = torch.cat([h, causal_features(nxt, self.causes)], dim=-1)
         end_logit = self.end_head(head_in)[:, 0]  # (B,)
         u_end = torch.rand(end_logit.shape, generator=generator, device=end_logit.device)  # (B,)
         tau = cfg.temperature
         ended = end_logit > 0 if tau == 0 else u_end < torch.sigmoid(end_logit / tau)
-        z_next = torch.cat(zs, dim=-1)  # (B, Z)
+        z_next = torch.cat([zs[g] for g in GROUPS], dim=-1)  # (B, Z)
         reward = self._draw_reward(self._reward_out(torch.cat([head_in, z_next], dim=-1), ended), generator)
         next_state = {"h": h, "c": c, "z": z_next, "causal": nxt,
                       "natural": self.advance(natural, residual, {}), "residual": residual}

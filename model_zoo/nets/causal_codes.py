@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from campus_env import causal
+from campus_env.schema import CAUSAL_SLICES
 
 __all__ = [
     "HOUR_HIGH",
@@ -32,6 +33,8 @@ __all__ = [
     "code_values",
     "feature_width",
     "graph_config",
+    "obs_causal_codes",
+    "obs_causal_vector",
     "output_width",
     "topological_order",
 ]
@@ -209,3 +212,23 @@ class VariableHead(nn.Module):
             return logits.argmax(-1).float()
         cdf = torch.softmax(logits / tau, dim=-1).cumsum(-1)
         return (cdf < u[:, None]).sum(-1).clamp_(max=logits.shape[-1] - 1).float()
+
+
+def obs_causal_codes(x: Tensor) -> Tensor:
+    """CampusNav's causal observation (..., 16) as codes (..., 7) in ``Batch.causal`` order."""
+    at = {name: part.start for name, part in CAUSAL_SLICES.items()}  # where each scalar variable sits
+    day = x[..., CAUSAL_SLICES["day"]].argmax(-1).float()
+    weather = x[..., CAUSAL_SLICES["weather"]].argmax(-1).float()
+    hour = HOUR_LOW + x[..., at["hour"]] * (HOUR_HIGH - HOUR_LOW)
+    return torch.stack([day, hour, x[..., at["semester"]].round(), weather, x[..., at["gameday"]].round(),
+                        x[..., at["road_closure"]].round(), x[..., at["crowd"]]], dim=-1)
+
+
+def obs_causal_vector(codes: Tensor) -> Tensor:
+    """Codes (..., 7) as CampusNav's causal observation (..., 16): the inverse of ``obs_causal_codes``."""
+    c = {name: codes[..., i] for i, name in enumerate(NAMES)}
+    day = F.one_hot(c["day"].round().long().clamp(0, 6), 7).float()
+    weather = F.one_hot(c["weather"].round().long().clamp(0, 3), 4).float()
+    clock = ((c["hour"] - HOUR_LOW) / (HOUR_HIGH - HOUR_LOW)).clamp(0, 1)
+    rest = torch.stack([clock, c["road_closure"], c["crowd"].clamp(0, 1)], dim=-1)
+    return torch.cat([day, c["semester"][..., None], weather, c["gameday"][..., None], rest], dim=-1)
