@@ -150,7 +150,8 @@ def test_any_constructor_kwargs(kwargs):
     except (*TYPED, campus_env.LayoutError) as err:
         assert str(err)
         return
-    assert env.observe_causal is kwargs.get("observe_causal", True)  # accepted only as True or False
+    # accepted only as a bool (numpy's too), kept as Python's
+    assert env.observe_causal is bool(kwargs.get("observe_causal", True))
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
 
@@ -220,7 +221,7 @@ def test_any_vector_constructor_kwargs(kwargs):
     assert envs.num_envs == kwargs.get("num_envs", 1)
     steps = kwargs.get("max_episode_steps", 200)
     assert steps is None or (type(steps) in (int, np.int64) and envs.max_episode_steps == steps > 0)
-    assert envs.observe_causal is kwargs.get("observe_causal", True)
+    assert envs.observe_causal is bool(kwargs.get("observe_causal", True))
     obs, _ = envs.reset(seed=0)
     assert envs.observation_space.contains(obs)
     assert math.isfinite(float(obs.sum()))
