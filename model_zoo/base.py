@@ -64,12 +64,31 @@ class Batch:
         return Batch(**{f.name: _map(getattr(self, f.name), lambda x: x[:, t]) for f in dataclasses.fields(self)})
 
 
-class Imagined(NamedTuple):
-    """What ``imagine`` returns: the next state, the reward (B,) and termination (B,) bool."""
-
+class _ImaginedFields(NamedTuple):
     state: State
     reward: Tensor
     terminated: Tensor
+
+
+class Imagined(_ImaginedFields):
+    """What ``imagine`` returns: the next state, the reward (B,) and termination (B,) bool; it unpacks as those three.
+
+    ``terminated`` is a decision (a draw or a threshold; the dream envs end episodes by it).
+    The attribute ``continuation`` (B,) float is the model's probability that the episode
+    goes on, for learners that weight by it (DreamerV3, arXiv:2301.04104, discounts imagined
+    returns by it); a model that only decides leaves it out, and it is ``1 - terminated``.
+    """
+
+    continuation: Tensor
+
+    def __new__(cls, state: State, reward: Tensor, terminated: Tensor, continuation: Tensor | None = None):
+        self = super().__new__(cls, state, reward, terminated)
+        self.continuation = 1.0 - torch.as_tensor(terminated).float() if continuation is None else continuation
+        return self
+
+    def _replace(self, **changes: Any) -> Imagined:
+        continuation = changes.pop("continuation", self.continuation)
+        return Imagined(**{**self._asdict(), **changes}, continuation=continuation)
 
 
 class WorldModel(nn.Module):
@@ -122,7 +141,8 @@ class WorldModel(nn.Module):
     ) -> Imagined:
         raise NotImplementedError(
             f"{type(self).__name__}.imagine(state: State, action: Tensor, do: dict | None, "
-            "generator: torch.Generator | None) -> Imagined(state, reward (B,), terminated (B,) bool)"
+            "generator: torch.Generator | None) -> Imagined(state, reward (B,), terminated (B,) bool, "
+            "continuation (B,) float, optional)"
         )
 
     def decode(self, state: State) -> Obs:

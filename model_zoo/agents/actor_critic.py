@@ -5,9 +5,11 @@ arXiv:2301.04104), section "Actor Critic Learning"; the same scheme as DreamerV2
 (arXiv:2010.02193) with V3's return normalisation. From start states filtered out
 of real data, the actor imagines ``horizon`` steps with ``model.imagine``; the
 critic scores every imagined state; the targets are lambda-returns (``lambda_returns``)
-bootstrapped with a slow (EMA) copy of the critic, and continuation is
-``1 - terminated`` of each imagined step, so nothing is counted past an imagined
-episode end. The actor follows REINFORCE with advantages
+bootstrapped with a slow (EMA) copy of the critic. Continuation is the model's
+continuation probability (``Imagined.continuation``, as V3 weights by it; ``1 - terminated``
+for a model that only decides), so an imagined ending counts as likely as the model
+thinks it. Each state's loss weight is V3's ``gamma^t`` times the product of the
+continuations before it (``loss_weights``). The actor follows REINFORCE with advantages
 ``(R - v) / max(1, S)``, where ``S`` is an EMA of the 5th-to-95th percentile range
 of the returns (``ReturnNormalizer``), plus an entropy bonus; the critic regresses
 the returns.
@@ -44,7 +46,7 @@ from torch import Tensor, nn
 
 from model_zoo.nets import mlp
 
-__all__ = ["ActorCritic", "ActorCriticConfig", "ReturnNormalizer", "lambda_returns", "start_states"]
+__all__ = ["ActorCritic", "ActorCriticConfig", "ReturnNormalizer", "lambda_returns", "loss_weights", "start_states"]
 
 State = dict[str, Tensor]
 
@@ -54,7 +56,7 @@ class ActorCriticConfig:
     """Hyperparameters of the imagination actor-critic (V3's where not said otherwise)."""
 
     horizon: int = 15  # imagined steps per update
-    gamma: float = 0.99  # discount (V3: 0.985)
+    gamma: float = 0.99  # discount (V3: 1 - 1/333)
     lam: float = 0.95  # lambda of the returns
     hidden: int = 256  # width of the actor's and the critic's MLPs (V3 S: 512)
     layers: int = 2  # hidden layers of each
@@ -109,6 +111,19 @@ def lambda_returns(reward: Tensor, cont: Tensor, value: Tensor, gamma: float, la
     return torch.stack(out[::-1])  # (H, N)
 
 
+def loss_weights(cont: Tensor, gamma: float) -> Tensor:
+    """Weights (H, N) of the imagined states 0..H-1 in the actor's and critic's losses, from ``cont`` (H, N).
+
+    DreamerV3's ``cumprod(gamma * cont) / gamma``: state t counts ``gamma^t`` times the
+    probability that the trajectory has not ended before it, as the returns discount it.
+
+    >>> loss_weights(torch.tensor([[1.0], [0.5], [1.0]]), 0.5).flatten().tolist()
+    [1.0, 0.5, 0.125]
+    """
+    scaled = torch.cat([torch.ones_like(cont[:1]), gamma * cont[:-1]])  # (H, N)
+    return torch.cumprod(scaled, dim=0)
+
+
 class ReturnNormalizer(nn.Module):
     """``scale = max(1, S)``, S an EMA of the ``high`` minus ``low`` percentile of the returns (V3: 95th - 5th).
 
@@ -146,15 +161,19 @@ def start_states(model: Any, batch: Any) -> State:
     """Every step of a real ``Batch`` (B, T) filtered through ``model.observe``: a state of B * T' rows.
 
     Steps whose observation ends an episode are left out (nothing follows them), so
-    T' counts the others; imagination starts from each of them.
+    T' counts the others; imagination starts from each of them. The window's first step
+    is filtered as an episode start (no previous action), as the models' ``loss`` does:
+    the zero state never meets a real previous action in training.
     """
     B, T = batch.shape
     state = model.initial_state(B)
+    is_first = torch.as_tensor(batch.is_first).bool().clone()
+    is_first[:, 0] = True
     obs = batch.obs
     kept: list[State] = []
     for t in range(T):
         obs_t = {k: v[:, t] for k, v in obs.items()} if isinstance(obs, dict) else obs[:, t]
-        state = model.observe(state, batch.action[:, t], obs_t, batch.is_first[:, t])
+        state = model.observe(state, batch.action[:, t], obs_t, is_first[:, t])
         alive = ~torch.as_tensor(batch.terminated[:, t], device=state[next(iter(state))].device).bool()
         kept.append({k: v[alive] for k, v in state.items()})
     return {k: torch.cat([s[k] for s in kept]) for k in kept[0]}
@@ -236,7 +255,7 @@ class ActorCritic(nn.Module):
     @torch.no_grad()
     def imagine(self, model: Any, start: State, generator: torch.Generator | None = None) -> dict[str, Tensor]:
         """Rolls the actor out ``horizon`` steps in ``model`` from ``start`` (N rows): features, raw actions,
-        rewards and continuations, (H+1, N, F), (H, N, ...), (H, N), (H, N)."""
+        rewards and continuation probabilities, (H+1, N, F), (H, N, ...), (H, N), (H, N)."""
         state, feats, raws, rewards, conts = start, [model.features(start)], [], [], []
         for _ in range(self.config.horizon):
             raw = self._sample(self.dist(feats[-1]), generator)
@@ -245,7 +264,7 @@ class ActorCritic(nn.Module):
             feats.append(model.features(state))
             raws.append(raw)
             rewards.append(out.reward.float())
-            conts.append(1.0 - out.terminated.float())
+            conts.append(out.continuation.float())
         return {"features": torch.stack(feats), "actions": torch.stack(raws), "reward": torch.stack(rewards),
                 "cont": torch.stack(conts)}
 
@@ -257,13 +276,12 @@ class ActorCritic(nn.Module):
         with torch.no_grad():
             slow = self.slow_critic(feats)[..., 0]  # (H+1, N)
             returns = lambda_returns(traj["reward"], traj["cont"], slow, cfg.gamma, cfg.lam)  # (H, N)
-            # weight of state t: the trajectory has not ended before it
-            alive = torch.cumprod(torch.cat([torch.ones_like(traj["cont"][:1]), traj["cont"][:-1]]), dim=0)
+            weight = loss_weights(traj["cont"], cfg.gamma)  # (H, N) weight of state t
             self.normalizer.update(returns)
             scale = self.normalizer.scale
 
         value = self.critic(feats[:-1])[..., 0]  # (H, N)
-        critic_loss = (alive * (value - returns).square()).mean()
+        critic_loss = (weight * (value - returns).square()).mean()
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
@@ -275,7 +293,7 @@ class ActorCritic(nn.Module):
         if not self.discrete:
             log_prob, entropy = log_prob.sum(-1), entropy.sum(-1)
         advantage = ((returns - value.detach()) / scale).flatten()  # (H * N)
-        actor_loss = -(alive.flatten() * (log_prob * advantage + cfg.entropy * entropy)).mean()
+        actor_loss = -(weight.flatten() * (log_prob * advantage + cfg.entropy * entropy)).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)

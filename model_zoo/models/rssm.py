@@ -400,6 +400,7 @@ class RSSM(WorldModel):
         valid = (~first).float()  # a reward is predicted where the step has a predecessor
         if self.deltas:
             prev = torch.cat([observed[:, :1], observed[:, :-1]], dim=1)  # (B, T, V) the step before
+            prev = torch.where(first[..., None], observed, prev)  # an episode's first step has none: itself
             change = observed - prev
             if self.training:
                 self.delta_stats.update(change[~first])
@@ -450,8 +451,9 @@ class RSSM(WorldModel):
         """Advances h with (z, action) and samples z from the prior (one uniform draw per variable).
 
         The prior is sampled at ``config.temperature`` (0: each variable's most likely
-        class, no draw). Reward is the head's expectation; terminated is the
-        continuation probability below 1/2. ``last_obs`` is carried over unchanged, or, with
+        class, no draw). Reward is the head's expectation; continuation is the head's
+        probability (DreamerV3 weights imagined returns by it), and terminated is that
+        probability below 1/2 (a threshold, for the dream envs). ``last_obs`` is carried over unchanged, or, with
         ``delta_vector``, moved by the change head (its held elements unchanged).
         """
         self.check_do(do)
@@ -473,8 +475,8 @@ class RSSM(WorldModel):
                 new["last_obs"] = torch.where(self.held, last, moved) if self.holds else moved
                 feat = torch.cat([feat, self._last_in(new["last_obs"]), before], dim=-1)  # what the heads read
         reward = self.predict_reward(feat)
-        terminated = self.cont_head(feat)[..., 0] < 0.0
-        return Imagined(new, reward, terminated)
+        cont_logit = self.cont_head(feat)[..., 0]  # (B,)
+        return Imagined(new, reward, cont_logit < 0.0, torch.sigmoid(cont_logit))
 
     @torch.no_grad()
     def decode(self, state: State) -> Obs:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
 
 import model_zoo
-from model_zoo.agents.actor_critic import ActorCritic, ActorCriticConfig, ReturnNormalizer, lambda_returns, start_states
+from model_zoo.agents.actor_critic import (
+    ActorCritic,
+    ActorCriticConfig,
+    ReturnNormalizer,
+    lambda_returns,
+    loss_weights,
+    start_states,
+)
 from model_zoo.agents.controllers import ActorCritic as Reexported
-from model_zoo.base import Batch
+from model_zoo.base import Batch, Imagined
 from tests.wrappers.analytic import ACTION_SPACE, OBSERVATION_SPACE, CorridorConfig, CorridorModel
 
 
@@ -106,3 +115,75 @@ def test_bad_config_and_spaces_are_clear_errors():
         ActorCritic(3, spaces.Box(-np.inf, np.inf, (2,), np.float32))
     with pytest.raises(TypeError, match="Discrete or float Box"):
         ActorCritic(3, spaces.MultiBinary(2))
+
+
+class _ConstantModel:
+    """A world model of one state that earns ``reward`` per step and ends with probability ``end`` per step."""
+
+    def __init__(self, reward: float, end: float):
+        self.reward, self.end = reward, end
+
+    def features(self, state):
+        return torch.zeros(state["x"].shape[0], 2)
+
+    def imagine(self, state, action, do=None, generator=None):
+        n = state["x"].shape[0]
+        return Imagined(state, torch.full((n,), self.reward), torch.zeros(n, dtype=torch.bool),
+                        torch.full((n,), 1.0 - self.end))
+
+
+def _zero_critics(ac: ActorCritic) -> None:
+    with torch.no_grad():
+        for net in (ac.critic, ac.slow_critic):
+            net[-1].weight.zero_()
+            net[-1].bias.zero_()
+
+
+def test_an_rssm_whose_termination_probability_is_0_3_discounts_the_returns_by_0_7_per_step():
+    obs_space, action_space = spaces.Box(-1.0, 1.0, (3,), np.float32), spaces.Discrete(2)
+    torch.manual_seed(0)
+    model = model_zoo.make("rssm", obs_space, action_space, stoch=2, classes=2, hidden=8, units=8,
+                           vector_hidden=8, reward_loss="mse")
+    with torch.no_grad():  # reward 1 (symlog 1 = log 2) and continuation 0.7 from every state
+        for head, bias in ((model.reward_head, math.log(2.0)), (model.cont_head, math.log(0.7 / 0.3))):
+            head[-1].weight.zero_()
+            head[-1].bias.fill_(bias)
+    out = model.imagine(model.initial_state(2), torch.tensor([0, 1]))
+    assert not out.terminated.any() and torch.allclose(out.continuation, torch.full((2,), 0.7))
+    ac = ActorCritic(model.feature_dim, action_space, ActorCriticConfig(horizon=4, hidden=8, gamma=1.0, lam=1.0))
+    _zero_critics(ac)
+    metrics = ac.update(model, model.initial_state(3), torch.Generator().manual_seed(0))
+    assert metrics["imagined_return"] == pytest.approx(sum(0.7**t for t in range(4)), rel=1e-4)
+
+
+def test_the_loss_weights_carry_dreamers_gamma_to_the_t():
+    # constant reward 1, no ending, zero critics: returns R0 = 1 + gamma, R1 = 1 (H = 2, lambda = 1)
+    ac = ActorCritic(2, spaces.Discrete(2), ActorCriticConfig(horizon=2, hidden=8, gamma=0.5, lam=1.0))
+    _zero_critics(ac)
+    metrics = ac.update(_ConstantModel(1.0, 0.0), {"x": torch.zeros(4)}, torch.Generator().manual_seed(0))
+    # weights 1 and gamma: (1 * 1.5^2 + 0.5 * 1^2) / 2; without gamma^t it would be (1.5^2 + 1) / 2
+    assert metrics["critic_loss"] == pytest.approx((1.5**2 + 0.5) / 2)
+    assert loss_weights(torch.full((3, 1), 0.5), 0.9).flatten().tolist() == pytest.approx([1.0, 0.45, 0.2025])
+
+
+def test_start_states_begin_each_window_as_training_does_with_no_previous_action():
+    obs_space, action_space = spaces.Box(-1.0, 1.0, (3,), np.float32), spaces.Discrete(3)
+    torch.manual_seed(0)
+    model = model_zoo.make("rssm", obs_space, action_space, stoch=2, classes=2, hidden=8, units=8, vector_hidden=8)
+    obs = torch.rand(2, 3, 3)
+    mid_episode = Batch(obs=obs, action=torch.tensor([[2, 1, 0], [1, 2, 2]]), reward=torch.zeros(2, 3),
+                        terminated=torch.zeros(2, 3, dtype=torch.bool), is_first=torch.zeros(2, 3, dtype=torch.bool))
+    first = torch.zeros(2, 3, dtype=torch.bool)
+    first[:, 0] = True
+    started = Batch(obs=obs, action=mid_episode.action, reward=mid_episode.reward,
+                    terminated=mid_episode.terminated, is_first=first)
+    a, b = start_states(model, mid_episode), start_states(model, started)
+    assert all(torch.allclose(a[k], b[k]) for k in b)  # the window's first action is dropped, as in model.loss
+
+
+def test_a_model_that_only_decides_continues_with_one_minus_terminated():
+    out = Imagined({}, torch.zeros(2), torch.tensor([True, False]))
+    assert out.continuation.tolist() == [0.0, 1.0]
+    assert out._replace(reward=torch.ones(2)).continuation.tolist() == [0.0, 1.0]
+    state, reward, terminated = out  # the interface's three values: continuation is an attribute
+    assert len(out) == 3 and terminated.tolist() == [True, False]

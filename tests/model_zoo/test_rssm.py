@@ -527,3 +527,21 @@ def test_without_delta_vector_the_features_and_heads_are_dreamers():
     model = make()
     assert not model.config.delta_vector and not hasattr(model, "delta_head")
     assert model.feature_dim == TINY["hidden"] + TINY["stoch"] * TINY["classes"]
+
+
+def test_with_delta_vector_an_episodes_first_step_does_not_read_the_previous_episodes_observation():
+    obs_space = spaces.Box(-5.0, 5.0, (2,), np.float32)
+    torch.manual_seed(0)
+    model = RSSM(obs_space, spaces.Discrete(2), Config(stoch=2, classes=2, hidden=8, units=8, vector_hidden=8,
+                                                        delta_vector=True))
+    seen = []
+    model.cont_head.register_forward_hook(lambda module, args, out: seen.append(args[0].detach()))
+    first = torch.tensor([[True, False, True, False]])  # a second episode starts at step 2
+    obs = torch.tensor([[[0.0, 0.0], [1.0, 1.0], [-3.0, 3.0], [-2.0, 3.0]]])
+    batch = Batch(obs=obs, action=torch.zeros(1, 4, dtype=torch.int64), reward=torch.zeros(1, 4),
+                  terminated=torch.tensor([[False, True, False, False]]), is_first=first)
+    model.loss(batch)
+    v = obs_space.shape[0]
+    now, before = seen[-1][0, :, -2 * v : -v], seen[-1][0, :, -v:]  # (T, V) each: the estimate after and before
+    assert torch.allclose(before[2], now[2])  # not step 1's observation, from the episode before
+    assert torch.allclose(before[3], now[2])
