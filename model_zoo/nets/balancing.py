@@ -40,6 +40,7 @@ __all__ = ["BALANCERS", "GradientBalancer", "balance", "pcgrad", "rgb", "surroga
 
 BALANCERS = ("sum", "pcgrad", "rgb")
 _TINY = 1e-12
+_ROUNDOFF = 10.0  # a consensus shorter than this many sqrt(eps) of its coordinates is round-off, not a direction
 
 
 def pcgrad(grads: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -117,7 +118,9 @@ def rgb(
         return grads.sum(0), new_shares
     coords = cone_projection(gram, smoothed.double())  # the consensus d, in coordinates of the u_i
     length = float((coords @ gram @ coords).clamp_min(0.0).sqrt())
-    if length < 1e-8:  # the tasks leave no direction that conflicts with none (e.g. exactly opposite)
+    # the tasks leave no direction that conflicts with none (e.g. exactly opposite, or three at 120 degrees): the
+    # cone is then a point and ``length`` is the round-off of the unit gradients' dtype, scaled by the coordinates
+    if length <= _ROUNDOFF * math.sqrt(torch.finfo(u.dtype).eps) * float(coords.abs().sum()):
         return torch.zeros_like(grads[0]), new_shares
     d = (coords.to(u.dtype) @ u) / length  # (P,)
     du = (gram @ coords / length).clamp(-1.0, 1.0)  # (K',) cosine of each task with the consensus, >= 0
