@@ -275,7 +275,7 @@ class CausalVAEMDNRNN(WorldModel):
         return split_mixture(out, self.config.mixtures, self.group_dims[g])
 
     def upgrade_tensors(self, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Refuses a checkpoint saved while the latent groups shared one LSTM (before issue 29): no mapping exists."""
+        """Refuses a checkpoint saved while the latent groups shared one LSTM: no mapping to the new layout exists."""
         if "cell.weight_ih" in tensors:
             from model_zoo.checkpoint import CheckpointError
 
