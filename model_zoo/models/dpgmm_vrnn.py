@@ -343,6 +343,11 @@ class DPGMMVRNN(WorldModel):
         """The maps (..., S, N) the decoder reads, in training, ``observe`` and ``imagine`` alike: predicted from h."""
         return torch.softmax(self.predicted_maps_logits(h), dim=-2)
 
+    def _advance(self, x: Tensor, h: Tensor, c: Tensor, first: Tensor) -> tuple[Tensor, Tensor]:
+        """One LSTM step on x = [z, ctx, action] (B, ...); h and c restart at zero where ``first`` (B,)."""
+        h, c = self.dynamics(x, (h, c))  # (B, H)
+        return h.masked_fill(first[:, None], 0.0), c.masked_fill(first[:, None], 0.0)
+
     def _filter(self, tokens: Tensor, ctx: Tensor, action: Tensor, first: Tensor) -> tuple[Tensor, ...]:
         """A window read step by step as ``observe`` does: h_t from [z_{t-1}, ctx_{t-1}, a_t] (zeros at a start),
         the frame's slot maps with slots from h_t, then z_t ~ q(z_t | frame_t, ctx_t, maps_t) (Chung et al.'s
@@ -352,9 +357,7 @@ class DPGMMVRNN(WorldModel):
         out: tuple[list[Tensor], ...] = ([], [], [], [], [])
         for t in range(T):
             if t > 0:
-                h, c = self.dynamics(torch.cat([out[0][-1], ctx[:, t - 1], action[:, t]], dim=-1), (h, c))  # (B, H)
-                reset = first[:, t, None]
-                h, c = h.masked_fill(reset, 0.0), c.masked_fill(reset, 0.0)
+                h, c = self._advance(torch.cat([out[0][-1], ctx[:, t - 1], action[:, t]], dim=-1), h, c, first[:, t])
             maps = self.slot_maps(tokens[:, t], h)  # (B, S, N)
             mean, logstd = self.encode(tokens[:, t], ctx[:, t], maps)  # (B, Z)
             z = mean + torch.exp(logstd) * torch.randn_like(mean)
@@ -459,8 +462,7 @@ class DPGMMVRNN(WorldModel):
         B = state["z"].shape[0]
         first = self._is_first(is_first, (B,))
         x = torch.cat([state["z"], state["ctx"], self._action(action, first)], dim=-1)
-        h, c = self.dynamics(x, (state["h"], state["c"]))  # (B, H)
-        h, c = h.masked_fill(first[:, None], 0.0), c.masked_fill(first[:, None], 0.0)
+        h, c = self._advance(x, state["h"], state["c"], first)  # (B, H)
         tokens, ctx, _, _ = self.perceive(self.spec.to_torch(obs, self.device))  # (B, N, D), (B, C)
         z, _ = self.encode(tokens, ctx, self.slot_maps(tokens, h))
         return {"h": h, "c": c, "z": z, "ctx": ctx, "maps": self.schema_maps(h).flatten(1)}
