@@ -259,14 +259,17 @@ class CausalVAEMDNRNN(WorldModel):
     def _groups(self, z: Tensor) -> dict[str, Tensor]:
         return dict(zip(GROUPS, z.split(list(self.group_dims.values()), dim=-1), strict=True))
 
-    def _step(self, z: Tensor, action: Tensor, codes: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    def _step(self, z: Tensor, action: Tensor, codes: Tensor, h: Tensor, c: Tensor,
+              first: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """M's recurrence: each dynamic group's LSTM reads its own z (B, D_g), the action (B, A) and its own causes
-        in ``codes`` (B, 7), nothing of the other groups; h and c (B, hidden) are the groups' states side by side."""
+        in ``codes`` (B, 7), nothing of the other groups; h and c (B, hidden) are the groups' states side by side,
+        restarted at zero where ``first`` (B,)."""
         split = list(self.hidden_dims.values())
         zs, hs, cs = self._groups(z), h.split(split, -1), c.split(split, -1)
         out = [self.cells[g](torch.cat([zs[g], action, causal_features(codes, self.effects[g])], -1), (hg, cg))
                for g, hg, cg in zip(DYNAMIC_GROUPS, hs, cs, strict=True)]
-        return torch.cat([o[0] for o in out], -1), torch.cat([o[1] for o in out], -1)  # (B, hidden) each
+        h, c = torch.cat([o[0] for o in out], -1), torch.cat([o[1] for o in out], -1)  # (B, hidden) each
+        return (h, c) if first is None else (h.masked_fill(first[:, None], 0.0), c.masked_fill(first[:, None], 0.0))
 
     def _group_mdn(self, g: str, h: Tensor, codes: Tensor):
         """The mixture over the dynamic group ``g``'s next z from its own LSTM's part of h and its causes."""
@@ -454,9 +457,7 @@ class CausalVAEMDNRNN(WorldModel):
         h = c = z.new_zeros(B, cfg.hidden)
         hs = [h]
         for t in range(T - 1):
-            h, c = self._step(z[:, t], actions[:, t + 1], codes[:, t], h, c)  # (B, H)
-            reset = first[:, t + 1, None]
-            h, c = h.masked_fill(reset, 0.0), c.masked_fill(reset, 0.0)
+            h, c = self._step(z[:, t], actions[:, t + 1], codes[:, t], h, c, first[:, t + 1])  # (B, H)
             hs.append(h)
         hs = torch.stack(hs, dim=1)  # (B, T, H): h[t] has read up to (z[t-1], a[t])
         valid = ~first[:, 1:]  # (B, T-1)
@@ -523,8 +524,7 @@ class CausalVAEMDNRNN(WorldModel):
         codes = self.infer_codes(h, z[:, 0])
         out = [codes]
         for t in range(1, T):
-            h, c = self._step(z[:, t - 1], actions[:, t], codes, h, c)
-            h, c = h.masked_fill(first[:, t, None], 0.0), c.masked_fill(first[:, t, None], 0.0)
+            h, c = self._step(z[:, t - 1], actions[:, t], codes, h, c, first[:, t])
             codes = self.infer_codes(h, z[:, t])
             out.append(codes)
         return torch.stack(out, dim=1)
@@ -545,8 +545,7 @@ class CausalVAEMDNRNN(WorldModel):
         z is V's posterior mean; the causal codes are read from ``obs`` when it shows them, else inferred."""
         B = state["z"].shape[0]
         first = self._is_first(is_first, (B,))
-        h, c = self._step(state["z"], self._action(action, first), state["causal"], state["h"], state["c"])  # (B, H)
-        h, c = h.masked_fill(first[:, None], 0.0), c.masked_fill(first[:, None], 0.0)
+        h, c = self._step(state["z"], self._action(action, first), state["causal"], state["h"], state["c"], first)
         obs = self.spec.to_torch(obs, self.device)
         z = self.encode(obs)[0]  # (B, Z)
         codes = self.observed_codes(obs)
