@@ -10,6 +10,7 @@ changes them or the episode runs past the tape.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,6 +51,12 @@ OBS_MODES = ("dict", "pixels", "state")
 STATIC_CAUSAL = slice(0, CAUSAL_SLICES["gameday"].stop)  # day, semester, weather, gameday
 DYNAMIC_CAUSAL = slice(CAUSAL_SLICES["hour"].start, CAUSAL_DIM)  # clock, road closure, crowd (``tape_dyn``)
 _STATE_SLICES = {observe_causal: state_slices(observe_causal) for observe_causal in (False, True)}
+# the (n, ...) arrays of each env's episode (``_allocate_episode_state``), which a fork copies row by row
+EPISODE_ARRAYS = (
+    "key", "noise_key", "attempt", "t", "pos", "goal", "start", "goal_code", "goal_flat", "goal_rc",
+    "start_minute", "u_crowd", "day", "semester", "weather", "gameday", "blocked_moves", "slipped_moves",
+    "crowd_blocks", "last_blocked", "causal_static", "slip_row", "slip_base",
+)
 
 
 def _as_causal_array(name: str, codes: np.ndarray) -> np.ndarray:
@@ -116,6 +123,7 @@ class CampusCore:
     def _allocate_episode_state(self, n: int) -> None:
         """The (n,) arrays of each env's episode: its key, clock, task, context, interventions and counters."""
         self.key = np.zeros(n, dtype=np.uint64)
+        self.noise_key = np.zeros(n, dtype=np.uint64)  # the per-step noise's key: the episode key until a fork
         self.attempt = np.zeros(n, dtype=np.int64)
         self.t = np.zeros(n, dtype=np.int64)
         self.pos = np.zeros(n, dtype=np.int64)
@@ -178,6 +186,7 @@ class CampusCore:
         """
         ids = np.asarray(ids, dtype=np.int64)
         self.key[ids] = keys
+        self.noise_key[ids] = keys
         self.do_mask[:, ids] = False
         for name, code in (do or {}).items():
             self.do_mask[_V[name], ids] = True
@@ -352,7 +361,7 @@ class CampusCore:
         slot = causal.hour_slot(minute)
         access = access_state(day, sem, slot, closure)
         pattern = pattern_index(day, slot, gd)
-        key = self.key[ids][col]
+        key = self.noise_key[ids][col]
         shape = (self.n, TAPE_LEN)
         # a move is blocked by the crowd when u < CROWD_BLOCK_SCALE * min(1, crowd * hotspot),
         # i.e. when u < CROWD_BLOCK_SCALE and hotspot > u / (CROWD_BLOCK_SCALE * crowd)
@@ -368,6 +377,26 @@ class CampusCore:
         clock = (minute - causal.FIRST_MINUTE) / (causal.LAST_MINUTE - causal.FIRST_MINUTE)
         self.tape_dyn.reshape(shape + (3,))[ids] = np.stack([clock, closure, crowd], axis=-1)
         self._room = int(TAPE_LEN - 2 - (self.k - self.row_off).max())
+
+    def fork(self, ids: np.ndarray, noise_keys: np.ndarray) -> CampusCore:
+        """A new core whose env j is env ``ids[j]`` as it is now, with per-step noise keyed by ``noise_keys[j]``.
+
+        The context, clock, task, interventions and counters are copied; from the
+        current step on, crowd blocks and slips draw from the new key (the tape is
+        re-laid), so a fork keyed with its env's own ``noise_key`` replays it.
+        """
+        ids = np.asarray(ids, dtype=np.int64)
+        twin = copy.copy(self)  # shares the layout, rules and cell tables, which never change
+        twin.n = n = len(ids)
+        twin.row_off = np.arange(n, dtype=np.int64) * TAPE_LEN
+        for name in EPISODE_ARRAYS:
+            setattr(twin, name, getattr(self, name)[ids])  # fancy indexing copies
+        twin.noise_key = np.asarray(noise_keys, dtype=np.uint64).reshape(n).copy()
+        twin.do_mask, twin.do_value = self.do_mask[:, ids], self.do_value[:, ids]
+        twin._interventions = [None] * n
+        twin._allocate_tape(n)
+        twin._lay_tape(np.arange(n))
+        return twin
 
     # --- stepping ------------------------------------------------------------
 

@@ -7,6 +7,7 @@ actions and reset options, ``info``, rendering and the ``do()``/``undo()`` API.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -92,6 +93,15 @@ def check_seed(seed: Any) -> int | None:
         raise TypeError(f"seed must be None or a non-negative integer, got {seed!r} of type {type(seed).__name__}")
     if seed < 0:
         raise ValueError(f"seed must be None or a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def check_noise_seed(seed: Any) -> int:
+    """A fork's noise seed: an integer in [0, 2**64), numpy's too, returned as an ``int``."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"noise_seed must be an integer in [0, 2**64), got {seed!r} of type {type(seed).__name__}")
+    if not 0 <= int(seed) < 2**64:
+        raise ValueError(f"noise_seed must be an integer in [0, 2**64), got {seed!r}")
     return int(seed)
 
 
@@ -300,6 +310,30 @@ class CampusNavEnv(gym.Env):
         if self.render_mode == "human":
             self.render()
         return self._obs(), float(reward[0]), bool(terminated[0]), False, self._info()
+
+    @property
+    def noise_seed(self) -> int:
+        """The seed of the episode's per-step noise (crowd blocks, slips): ``fork(env.noise_seed)`` replays it."""
+        self._require_reset("noise_seed")
+        return int(self.core.noise_key[0])
+
+    def fork(self, noise_seed: int) -> CampusNavEnv:
+        """A copy of this env as it is now whose per-step noise from here on comes from ``noise_seed``.
+
+        The context, clock, task, position, interventions and counters are kept; only
+        the exogenous noise of the rest of the episode (which moves the crowd blocks and
+        which slip) changes. The same seed gives the same fork, and the episode's own
+        ``noise_seed`` replays it exactly. Later resets draw from a copy of this env's
+        generator. The fork is unwrapped (no time limit) and shares nothing mutable.
+        """
+        key = check_noise_seed(noise_seed)
+        self._require_reset("fork")
+        twin = copy.copy(self)
+        twin.core = self.core.fork(np.zeros(1, dtype=np.int64), np.array([key], dtype=np.uint64))
+        twin.renderer = EgoRenderer(twin.core) if self.renderer is not None else None
+        twin._np_random = copy.deepcopy(self._np_random)
+        twin._window = None
+        return twin
 
     def do(self, **assignments: Any) -> None:
         """Hard intervention from now on, e.g. ``env.unwrapped.do(gameday=True)``.

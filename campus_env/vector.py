@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from campus_env.env import (
     _check_names,
     build_obs,
     check_action,
+    check_noise_seed,
     check_seed,
     observation_space,
     parse_options,
@@ -191,6 +193,44 @@ class CampusNavVectorEnv(VectorEnv):
         names = _check_names(names)
         self._require_reset("undo")
         self.core.release(self._ids(env_ids), names)
+
+    @property
+    def noise_seeds(self) -> np.ndarray:
+        """(N,) uint64: each env's per-step noise seed; ``fork(range(N), envs.noise_seeds)`` replays them."""
+        self._require_reset("noise_seeds")
+        return self.core.noise_key.copy()
+
+    def fork(self, env_ids: int | Sequence[int], noise_seeds: Sequence[int]) -> CampusNavVectorEnv:
+        """A new vector env whose env j is env ``env_ids[j]`` as it is now, its per-step noise from ``noise_seeds[j]``.
+
+        One id forks one state into ``len(noise_seeds)`` envs. As ``CampusNavEnv.fork``:
+        context, clock, task, interventions and counters are kept, the rest of each
+        episode's noise comes from its seed, later autoresets draw from a copy of the
+        source env's generator, and nothing mutable is shared with this env.
+        """
+        self._require_reset("fork")
+        if isinstance(noise_seeds, (str, bytes, Mapping)) or not isinstance(noise_seeds, (Sequence, np.ndarray)):
+            raise TypeError(f"noise_seeds must be a sequence of integers, got {noise_seeds!r:.80}")
+        keys = np.array([check_noise_seed(s) for s in noise_seeds], dtype=np.uint64)
+        if isinstance(env_ids, (int, np.integer)) and not isinstance(env_ids, (bool, np.bool_)):
+            env_ids = [env_ids] * len(keys)
+        ids = self._ids(env_ids)
+        if len(ids) != len(keys) or len(ids) == 0:
+            raise ValueError(f"fork() needs one noise seed per forked env and at least one, got {len(ids)} env ids "
+                             f"and {len(keys)} seeds")
+        twin = copy.copy(self)
+        twin.core = self.core.fork(ids, keys)
+        twin.num_envs = twin.core.n
+        twin.observation_space = batch_space(self.single_observation_space, twin.num_envs)
+        twin.action_space = batch_space(self.single_action_space, twin.num_envs)
+        twin.renderer = EgoRenderer(twin.core) if self.renderer is not None else None
+        twin._rngs = [copy.deepcopy(self._rngs[i]) for i in ids]
+        twin._do = dict(self._do)
+        twin._needs_reset = self._needs_reset[ids]
+        twin._all = np.arange(twin.num_envs)
+        twin._ones = np.ones(twin.num_envs, dtype=bool)
+        twin._ones.flags.writeable = False
+        return twin
 
     def render(self):
         if self.render_mode is None:
