@@ -251,6 +251,7 @@ class CampusNavEnv(gym.Env):
         "coverage_cells": "campus_env.causal:grid_cells",  # split -> the reset-time do() of every context
         "splits": causal.SPLITS,  # the values of the split= argument
         "vector_matches_single": True,  # env i of the native vector env's reset(seed=s) is this env's seed s+i
+        "semantic_state": "campus_env.semantics:semantic_state",  # obs -> (agent cell, semantic state)
     }
 
     def __init__(

@@ -57,6 +57,7 @@ class CampusNavVectorEnv(VectorEnv):
         "autoreset_mode": AutoresetMode.NEXT_STEP,
         "supports_reset_mask": True,
         "validate_do": "campus_env.causal:validate_do",  # what wrappers.Intervene checks a schedule with
+        "semantic_state": "campus_env.semantics:semantic_state",  # obs -> (agent cell, semantic state)
     }
 
     def __init__(

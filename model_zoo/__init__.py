@@ -12,6 +12,7 @@
 from model_zoo.base import Batch, Imagined, State, WorldModel
 from model_zoo.checkpoint import CheckpointError
 from model_zoo.evaluation import EvalResult, evaluate, format_table
+from model_zoo.fidelity import FidelityResult, evaluate_fidelity
 from model_zoo.registry import list_models, list_presets, make, preset, register
 from model_zoo.training import fit
 
@@ -19,10 +20,12 @@ __all__ = [
     "Batch",
     "CheckpointError",
     "EvalResult",
+    "FidelityResult",
     "Imagined",
     "State",
     "WorldModel",
     "evaluate",
+    "evaluate_fidelity",
     "fit",
     "format_table",
     "list_models",

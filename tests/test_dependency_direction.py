@@ -30,6 +30,7 @@ GENERIC_MODULES = (
     "model_zoo.checkpoint",
     "model_zoo.training",
     "model_zoo.evaluation",
+    "model_zoo.fidelity",
     "model_zoo.spaces",
     "model_zoo.data.episodes",
     "model_zoo.data.sampler",
