@@ -47,13 +47,14 @@ import tyro
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.utils import set_random_seed
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import VecEnv
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
 from campus_env.schema import STATE_SLICES, Action
 from campusnav.budgets import ExampleRun
+from campusnav.ppo import PotentialShaping
 from model_zoo.data import SequenceSampler, collect, load_dataset, load_episodes
 from wrappers import DreamVectorEnv, to_sb3
 
@@ -115,38 +116,6 @@ def tiny(args: Args) -> Args:
     """The test's budget: every stage runs, none learns much."""
     return dataclasses.replace(args, num_envs=4, ppo_timesteps=1_024, dqn_timesteps=600, collect_episodes=8,
                                model_steps=10, model_batch_size=4, model_seq_len=8, eval_episodes=8)
-
-
-class PotentialShaping(VecEnvWrapper):
-    """Adds ``gamma * phi(s') - phi(s)`` to the reward, ``phi(s) = -per_cell * Manhattan cells to the goal``.
-
-    ``phi`` of a terminal state is 0 (Ng et al. 1999); at a time limit the
-    episode's last observation (``terminal_observation``) is its ``s'``.
-    """
-
-    def __init__(self, venv: VecEnv, per_cell: float, gamma: float, map_side: int = 32):
-        super().__init__(venv)
-        self.scale = per_cell * (map_side - 1)  # the offset is divided by (map side - 1)
-        self.gamma = gamma
-        self.last = np.zeros(venv.num_envs)
-
-    def phi(self, obs: np.ndarray) -> np.ndarray:
-        return -self.scale * np.abs(obs[..., GOAL_OFFSET]).sum(-1)
-
-    def reset(self) -> np.ndarray:
-        obs = self.venv.reset()
-        self.last = self.phi(obs)
-        return obs
-
-    def step_wait(self):
-        obs, reward, dones, infos = self.venv.step_wait()
-        after = self.phi(obs)
-        for i in np.flatnonzero(dones):  # obs[i] already starts the next episode
-            truncated = infos[i].get("TimeLimit.truncated", False)
-            after[i] = self.phi(infos[i]["terminal_observation"]) if truncated else 0.0
-        shaped = reward + self.gamma * after - self.last
-        self.last = self.phi(obs)
-        return obs, shaped.astype(np.float32), dones, infos
 
 
 def learn(algo: str, venv: VecEnv, timesteps: int, args: Args) -> tuple[BaseAlgorithm, float]:

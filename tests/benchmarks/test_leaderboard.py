@@ -1,9 +1,9 @@
-"""benchmarks/leaderboard.py: a tiny run over two models writes the table (markdown + CSV), the plot and results."""
+"""benchmarks/leaderboard.py (v2): a tiny run over two models and two seeds, its results, and resuming it."""
 
 from __future__ import annotations
 
-import csv
 import json
+import math
 import os
 import runpy
 import subprocess
@@ -12,41 +12,83 @@ from pathlib import Path
 
 import pytest
 
+from campusnav.leaderboard.summary import bootstrap_interval, cell_row, rank_intervals
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "leaderboard.py"
 
 
-def test_a_quick_run_over_two_models_writes_the_leaderboard(tmp_path):
-    pytest.importorskip("Box2D", reason="the pixel part runs CarRacing-v3 (gymnasium[box2d])")
-    out = tmp_path / "lb"
-    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--models", "mlp", "rssm", "--out", str(out)],
-                            capture_output=True, text=True, timeout=600, env=dict(os.environ), cwd=tmp_path)
+def run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    args = [sys.executable, str(SCRIPT), "--quick", "--models", "mlp", "causal_vae_mdnrnn", "--seeds", "2",
+            "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"), *extra]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600, env=dict(os.environ), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
+    return result
 
-    with open(out / "leaderboard.csv", newline="") as f:
-        rows = {r["model"]: r for r in csv.DictReader(f)}
-    assert set(rows) == {"mlp", "rssm"}
+
+def test_a_quick_run_writes_the_board_and_a_rerun_resumes_instead_of_redoing(tmp_path):
+    pytest.importorskip("Box2D", reason="the pixel part runs CarRacing-v3 (gymnasium[box2d])")
+    run(tmp_path, "--workers", "2")
+    results = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    rows = {r["model"]: r for r in results["rows"]}
+    assert set(rows) == {"mlp", "causal_vae_mdnrnn"} and all(r["seeds"] == 2 for r in rows.values())
     for row in rows.values():
-        for column in ("obs_mse@1", "obs_mse@16", "dream_ctrl_return", "reality_ctrl_return", "car_psnr@1"):
-            assert float(row[column]) == float(row[column]), f"{column} is NaN"  # measured, not left empty
-        assert row["do_error"] == ""  # neither model takes interventions
-    mse = [float(r["obs_mse@16"]) for r in rows.values()]
-    assert mse == sorted(mse), "rows are ranked by the 16-step observation error"
-
-    markdown = (out / "leaderboard.md").read_text()
-    assert "| model | obs_mse@1 | obs_mse@16 |" in markdown and "| rssm |" in markdown and "| mlp |" in markdown
-    assert "rssm's 16-step observation error on CampusNav-v0 ranks" in markdown
+        for column in ("obs_mse@1", "precision@1", "tv@16", "cmaes_success", "ppo_success", "car_psnr@1", "train_s"):
+            low, high = row[f"{column}_ci"]
+            assert low <= row[column] <= high, column  # a mean inside its interval, measured (NaN fails this)
+    assert math.isfinite(rows["causal_vae_mdnrnn"]["do_error"]) and rows["mlp"]["do_error"] is None  # NaN: no do()
+    assert set(results["ranks"]["precision@16"]) == set(rows)
+    assert {"random_return", "cmaes_success", "ppo_return"} <= set(results["reality"])
+    markdown = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "### Prediction and fidelity" in markdown and "| causal_vae_mdnrnn |" in markdown
     assert any(line.startswith(("PASS", "MISS")) for line in markdown.splitlines())
-    assert (out / "leaderboard.png").stat().st_size > 1000
-    results = json.loads((out / "leaderboard.json").read_text())  # written by campusnav.harness.write_results
-    assert results["args"]["models"] == ["mlp", "rssm"] and results["wall_seconds"] > 0
-    assert {"train/mlp", "transfer/rssm", "pixels/rssm"} <= set(results["seconds"])
+    assert (tmp_path / "out" / "leaderboard.png").stat().st_size > 1000
+
+    # a killed run resumes: only the stage that was lost is measured again
+    ledger = tmp_path / "work" / "quick" / "cells" / "mlp" / "seed1" / "stages.json"
+    stages = json.loads(ledger.read_text())
+    weights = ledger.parent / "model" / "model.safetensors"
+    written = weights.stat().st_mtime_ns
+    del stages["ppo"]
+    ledger.write_text(json.dumps(stages))
+    again = run(tmp_path, "--workers", "1")
+    assert weights.stat().st_mtime_ns == written  # the trained weights were loaded, not trained again
+    resumed = json.loads(ledger.read_text())
+    assert set(resumed) == set(stages) | {"ppo"} and resumed["fidelity"] == stages["fidelity"]
+    assert "(resumed)" in again.stdout
 
 
-def test_unknown_models_are_refused_with_the_registered_ids(capsys):
+def test_the_options_are_checked(capsys):
     namespace = runpy.run_path(str(SCRIPT), run_name="leaderboard")
     with pytest.raises(SystemExit):
         namespace["parse_args"](["--models", "nope"])
-    err = capsys.readouterr().err
-    assert "unknown ['nope']" in err and "rssm" in err
+    assert "unknown ['nope']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        namespace["parse_args"](["--seeds", "0"])
     args = namespace["parse_args"](["--quick", "--models", "rssm", "mlp"])
     assert args.models == ["rssm", "mlp"] and args.steps < namespace["Args"]().steps
+    assert args.work.endswith("quick")  # a smoke run never mixes with the real board's work
+
+
+def test_bootstrap_intervals_hold_the_mean_and_widen_with_spread():
+    mean, low, high = bootstrap_interval([1.0, 2.0, 3.0, math.nan])
+    assert mean == 2.0 and 1.0 <= low < mean < high <= 3.0
+    assert bootstrap_interval([5.0, 5.0]) == (5.0, 5.0, 5.0)
+    assert math.isnan(bootstrap_interval([math.nan])[0])
+    narrow, wide = bootstrap_interval([1.0, 1.1, 0.9]), bootstrap_interval([0.0, 2.0, 1.0])
+    assert wide[2] - wide[1] > narrow[2] - narrow[1]
+
+
+def test_ranks_follow_the_better_direction_and_share_ties():
+    ranks = rank_intervals({"a": [0.9, 0.8], "b": [0.1, 0.2], "c": [0.5, 0.5], "d": [0.5, 0.5]}, "higher")
+    assert ranks["a"] == (1.0, 1.0, 1.0) and ranks["b"] == (4.0, 4.0, 4.0) and ranks["c"][0] == 2.5
+    assert rank_intervals({"a": [0.9], "b": [0.1]}, "lower")["b"][0] == 1.0
+
+
+def test_a_cell_row_reads_transfer_against_its_seeds_reality():
+    cell = {"errors": {"obs_mse@1": 0.1, "obs_mse@16": 0.2}, "fidelity": {"precision@1": 0.9, "position_tv@16": 0.3},
+            "cmaes": {"return": -1.0, "success": 0.4}}
+    reality = {"random": {"return": -2.0}, "cmaes": {"return": 0.0, "success": 0.6}}
+    row = cell_row(cell, reality, long=16)
+    assert row["cmaes_transfer"] == 0.5 and row["cmaes_success"] == 0.4
+    assert row["precision@1"] == 0.9 and row["tv@16"] == 0.3 and math.isnan(row["recall@16"])
+    assert "ppo_transfer" not in row  # PPO was not measured

@@ -1,0 +1,68 @@
+"""The leaderboard's declared budgets: data, training, evaluation and transfer, and the ``--quick`` smoke run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["QUICK", "Budget", "horizons"]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much of everything one (model, seed) gets; the same for every model."""
+
+    episodes: int = 400
+    """CampusNav-v0 state-vector episodes from the training contexts (10 % held out)"""
+    heldout_context_episodes: int = 48
+    """episodes from the held-out contexts (split="heldout"), for the generalisation error"""
+    max_episode_steps: int = 100
+    """episode length in the data, the dreams and reality"""
+    collect_bias: float = 0.5
+    """probability of a walkable step towards the goal in collection, else a random action"""
+    steps: int = 2000
+    """gradient steps per model on state vectors"""
+    batch_size: int = 16
+    """sequences per batch"""
+    seq_len: int = 32
+    """steps per sequence"""
+    curve_every: int = 100
+    """steps between points of the held-out loss curve"""
+    windows: int = 128
+    """held-out windows model_zoo.evaluate scores"""
+    fidelity_starts: int = 16
+    """held-out start states of evaluate_fidelity"""
+    forks: int = 64
+    """forks of reality and imagined rollouts per start"""
+    twins: int = 32
+    """counterfactual twin pairs per intervention (models that take do())"""
+    generations: int = 20
+    """CMA-ES generations, in the dream and in reality alike"""
+    popsize: int = 12
+    """CMA-ES population"""
+    episodes_per_member: int = 32
+    """episodes that score one CMA-ES member"""
+    ppo_timesteps: int = 100_000
+    """env steps of SB3 PPO, in the dream and in reality alike"""
+    ppo_envs: int = 16
+    """envs PPO steps together"""
+    eval_episodes: int = 100
+    """seeded real episodes that score every policy"""
+    pixel_episodes: int = 24
+    """CarRacing-v3 random-action episodes"""
+    pixel_max_steps: int = 100
+    """CarRacing-v3 episode length"""
+    pixel_steps: int = 150
+    """gradient steps per model on CarRacing-v3 pixels"""
+
+
+QUICK = Budget(episodes=12, heldout_context_episodes=4, max_episode_steps=40, steps=6, batch_size=4, seq_len=20,
+               curve_every=3, windows=8, fidelity_starts=2, forks=4, twins=4, generations=2, popsize=4,
+               episodes_per_member=1, ppo_timesteps=256, ppo_envs=4, eval_episodes=4, pixel_episodes=3,
+               pixel_max_steps=30, pixel_steps=2)
+"""Every stage runs, none learns: the tests' budget."""
+
+
+def horizons(budget: Budget) -> tuple[int, int]:
+    """The short and the long horizon of the errors: 1 and 16 (fewer when windows are short)."""
+    return 1, max(1, min(16, budget.seq_len - 8))
+

@@ -1,0 +1,155 @@
+"""One cell of the leaderboard: one model, one seed, every stage, each recorded as it ends.
+
+The stages, in order: ``train`` (the shared budget, a held-out loss curve, the
+weights saved beside the ledger), ``errors`` (``model_zoo.evaluate`` on held-out
+episodes and on held-out contexts), ``fidelity`` (``model_zoo.evaluate_fidelity``
+against forks of reality), ``do_error`` (models that take ``do()``), ``cmaes`` and
+``ppo`` (controllers trained in the model's dream, scored in reality) and ``car``
+(the same model class on CarRacing-v3 pixels). A run that dies resumes at the
+stage it was in, with the saved weights.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import model_zoo
+from campusnav.leaderboard.budget import Budget, horizons
+from campusnav.leaderboard.data import CAMPUS, STATE_KWARGS, SharedData, campus_data, car_data
+from campusnav.leaderboard.ledger import Ledger
+from campusnav.leaderboard.transfer import EVAL_SEED, cmaes_controller, dream_envs, ppo_agent
+from model_zoo.data import SequenceSampler
+
+__all__ = ["PRESET", "cell_folder", "run_cell", "train_with_curve"]
+
+PRESET = "campusnav-state"  # CarRacing-v3 has no preset of its own: both stages train with this one
+INTERVENTIONS = ({"weather": "snowy"}, {"gameday": True})
+FIDELITY_HORIZONS = (1, 4, 16)
+CURVE_BATCHES = 4  # fixed held-out batches each point of the loss curve averages
+
+
+def cell_folder(out: Path, model_id: str, seed: int) -> Path:
+    return Path(out) / "cells" / model_id / f"seed{seed}"
+
+
+def run_cell(model_id: str, seed: int, budget: Budget, out: Path, *, pixels: bool = True) -> dict[str, Any]:
+    """Every stage of (``model_id``, ``seed``) that is not recorded yet; returns the whole record."""
+    torch.set_num_threads(1)
+    folder = cell_folder(out, model_id, seed)
+    ledger = Ledger(folder / "stages.json")
+    data = campus_data(budget, out)
+    model = _trained(ledger, folder / "model", model_id, seed, data, budget, budget.steps)
+    short, long = horizons(budget)
+    ledger.run("errors", lambda: _errors(model, data, (short, long), budget, seed))
+    ledger.run("fidelity", lambda: model_zoo.evaluate_fidelity(
+        model, CAMPUS, env_kwargs={**STATE_KWARGS, "split": "train"}, starts=budget.fidelity_starts,
+        forks=budget.forks, horizons=FIDELITY_HORIZONS, seed=EVAL_SEED + 1000 * seed + 500).as_dict())
+    ledger.run("do_error", lambda: _do_error(model, budget, seed) if model.supports_do else None)
+    ledger.run("cmaes", lambda: cmaes_controller(dream_envs(model, budget), budget, seed))
+    ledger.run("ppo", lambda: ppo_agent(dream_envs(model, budget), budget, seed))
+    if pixels:
+        ledger.run("car", lambda: _car(model_id, seed, budget, out, (short, long)))
+    return ledger.stages
+
+
+def _trained(ledger: Ledger, path: Path, model_id: str, seed: int, data: SharedData, budget: Budget,
+             steps: int) -> model_zoo.WorldModel:
+    """The cell's model: loaded when its training is recorded, else trained now (weights first, then the record)."""
+    if "train" in ledger and path.exists():
+        return model_zoo.load(path).eval()
+    model, record = train_with_curve(model_id, seed, data, budget, steps)
+    model.save(path)
+    ledger.run("train", lambda: record)
+    return model
+
+
+def train_with_curve(model_id: str, seed: int, data: SharedData, budget: Budget,
+                     steps: int) -> tuple[model_zoo.WorldModel, dict[str, Any]]:
+    """A fresh model fitted with the shared budget, its held-out loss every ``curve_every`` steps, and the seconds."""
+    torch.manual_seed(seed)
+    model = model_zoo.make(model_id, data.observation_space, data.action_space, preset=PRESET)
+    sampler = SequenceSampler(data.train, budget.seq_len, budget.batch_size, seed=seed)
+    held_out = SequenceSampler(data.test, budget.seq_len, budget.batch_size, seed=seed + 1)
+    batches = [held_out.sample() for _ in range(CURVE_BATCHES)]
+    curve: list[tuple[int, float]] = [(0, _held_out_loss(model, batches))]
+    curve_seconds = 0.0
+
+    def point(step: int, metrics: dict[str, float]) -> None:
+        nonlocal curve_seconds
+        if step % budget.curve_every == 0 or step == steps:
+            started = time.perf_counter()
+            curve.append((step, _held_out_loss(model, batches)))
+            curve_seconds += time.perf_counter() - started
+
+    started = time.perf_counter()
+    model_zoo.fit(model, sampler, steps=steps, lr=model_zoo.preset(model_id, PRESET).lr, seed=seed,
+                  progress=False, callback=point)
+    seconds = time.perf_counter() - started - curve_seconds
+    model.eval()
+    return model, {"train_s": seconds, "steps": steps, "curve": curve, "late_share": late_share(curve)}
+
+
+def _held_out_loss(model: model_zoo.WorldModel, batches: list) -> float:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return float(np.mean([float(model.loss(batch)[0]) for batch in batches]))
+    finally:
+        model.train(was_training)
+
+
+def late_share(curve: list[tuple[int, float]]) -> float:
+    """The share of the held-out loss's whole decrease that came in the last fifth of training (small: flat)."""
+    steps = np.array([s for s, _ in curve], dtype=np.float64)
+    losses = np.array([v for _, v in curve], dtype=np.float64)
+    if len(curve) < 3 or not np.isfinite(losses).all():
+        return float("nan")
+    at = float(np.interp(0.8 * steps[-1], steps, losses))
+    total = losses[0] - losses[-1]
+    return float((at - losses[-1]) / total) if total > 0 else float("nan")
+
+
+def _errors(model: model_zoo.WorldModel, data: SharedData, ks: tuple[int, int], budget: Budget,
+            seed: int) -> dict[str, Any]:
+    keep = ("obs_mse", "copy_mse", "reward_mae", "termination_f1", "imagined_steps_per_s", "parameters")
+    result = model_zoo.evaluate(model, data.test, horizons=ks, context=8, num_windows=budget.windows,
+                                seed=seed).as_dict()
+    row = {k: v for k, v in result.items() if k.split("@")[0] in keep}
+    heldout = model_zoo.evaluate(model, data.heldout_contexts, horizons=ks, context=8, num_windows=budget.windows,
+                                 speed_batch=0, seed=seed).as_dict()
+    row.update({f"heldout_{k}": heldout[k] for k in (f"obs_mse@{ks[0]}", f"obs_mse@{ks[1]}")})
+    return row
+
+
+def _do_error(model: model_zoo.WorldModel, budget: Budget, seed: int) -> float:
+    """Mean |model - env| effect of the interventions on travel time (steps), on counterfactual twins."""
+    from model_zoo.causal import compare_twins, env_twins, model_twins
+
+    errors = []
+    for do in INTERVENTIONS:
+        real = env_twins({}, do, episodes=budget.twins, steps=budget.max_episode_steps, policy="random", seed=seed)
+        dreamt = model_twins(model, real.start_obs, real.actions, {}, do, seed=seed)
+        errors.append(abs(compare_twins(real, dreamt)["travel_time"]["error"]))
+    return float(np.mean(errors))
+
+
+def _car(model_id: str, seed: int, budget: Budget, out: Path, ks: tuple[int, int]) -> dict[str, float]:
+    """The same model class fitted on CarRacing-v3 pixels: PSNR of its predictions on held-out episodes."""
+    data = car_data(budget, out)
+    torch.manual_seed(seed)
+    model = model_zoo.make(model_id, data.observation_space, data.action_space, preset=PRESET)
+    sampler = SequenceSampler(data.train, budget.seq_len, budget.batch_size, seed=seed)
+    started = time.perf_counter()
+    model_zoo.fit(model, sampler, steps=budget.pixel_steps, lr=model_zoo.preset(model_id, PRESET).lr, seed=seed,
+                  progress=False)
+    seconds = time.perf_counter() - started
+    model.eval()
+    result = model_zoo.evaluate(model, data.test, horizons=ks, context=8, num_windows=budget.windows, speed_batch=0,
+                                seed=seed).as_dict()
+    return {**{f"car_psnr@{k}": result[f"psnr@{k}"] for k in ks}, "car_train_s": seconds}

@@ -1,0 +1,79 @@
+"""The leaderboard's shared datasets, collected once into ``<out>/data`` and read back by every cell.
+
+- CampusNav-v0 state vectors from the training contexts (``split="train"``), walked by
+  the goal-biased policy that ``campusnav demo`` collects with, so that goals are
+  reached often enough to learn the reward; 10 % of the episodes are held out.
+- CampusNav-v0 state vectors from the held-out contexts (``split="heldout"``): the
+  error there is the generalisation to days, weathers and games never trained on.
+- CarRacing-v3 pixels from random actions, the foreign env.
+
+A dataset id names its budget, so a run with other settings collects its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import gymnasium as gym
+
+import campus_env  # noqa: F401  (registers CampusNav-v0)
+from campus_env.features import goal_biased_policy
+from campusnav.leaderboard.budget import Budget
+from model_zoo.data import Episode, collect, load_dataset, load_episodes, split_episodes
+
+__all__ = ["CAMPUS", "CAR", "STATE_KWARGS", "SharedData", "campus_data", "car_data"]
+
+CAMPUS = "CampusNav-v0"
+CAR = "CarRacing-v3"
+STATE_KWARGS = {"obs_mode": "state"}
+DATA_SEED = 0  # one dataset for every model and seed: seeds vary the models, not the data
+
+
+@dataclass
+class SharedData:
+    """Training and held-out episodes of one env, and its spaces."""
+
+    train: list[Episode]
+    test: list[Episode]
+    observation_space: gym.Space
+    action_space: gym.Space
+    heldout_contexts: list[Episode] | None = None
+
+    @property
+    def steps(self) -> int:
+        return int(sum(len(e.action) for e in self.train))
+
+
+def _dataset(dataset_id: str, root: Path, **collect_kwargs):
+    try:
+        return load_dataset(dataset_id, data_path=root)
+    except FileNotFoundError:
+        return collect(dataset_id=dataset_id, data_path=root, progress=False, **collect_kwargs)
+
+
+def campus_data(budget: Budget, out: Path) -> SharedData:
+    """CampusNav-v0 state vectors: training contexts (train / held-out episodes) and held-out contexts."""
+    root = Path(out) / "data"
+    bias = round(100 * budget.collect_bias)
+    name = f"e{budget.episodes}-t{budget.max_episode_steps}-b{bias}"
+    policy = goal_biased_policy(budget.collect_bias, seed=DATA_SEED) if budget.collect_bias else None
+    common = dict(num_envs=16, env_kwargs=STATE_KWARGS, max_episode_steps=budget.max_episode_steps, seed=DATA_SEED)
+    train_set = _dataset(f"leaderboard/campus-train-{name}-v0", root, env_id=CAMPUS,
+                         num_episodes=budget.episodes, split="train", policy=policy, **common)
+    policy = goal_biased_policy(budget.collect_bias, seed=DATA_SEED + 1) if budget.collect_bias else None
+    common["seed"] = DATA_SEED + 100_000  # other episodes than the training contexts' seeds
+    heldout = _dataset(f"leaderboard/campus-heldout-e{budget.heldout_context_episodes}-t{budget.max_episode_steps}"
+                       f"-b{bias}-v0", root, env_id=CAMPUS, num_episodes=budget.heldout_context_episodes,
+                       split="heldout", policy=policy, **common)
+    train, test = split_episodes(load_episodes(train_set), 0.1, seed=DATA_SEED)
+    return SharedData(train, test, train_set.observation_space, train_set.action_space, load_episodes(heldout))
+
+
+def car_data(budget: Budget, out: Path) -> SharedData:
+    """CarRacing-v3 pixels from random actions (15 % of the episodes held out)."""
+    dataset = _dataset(f"leaderboard/carracing-e{budget.pixel_episodes}-t{budget.pixel_max_steps}-v0",
+                       Path(out) / "data", env_id=CAR, num_episodes=budget.pixel_episodes, num_envs=4,
+                       seed=DATA_SEED, max_episode_steps=budget.pixel_max_steps)
+    train, test = split_episodes(load_episodes(dataset), 0.15, seed=DATA_SEED)
+    return SharedData(train, test, dataset.observation_space, dataset.action_space)
