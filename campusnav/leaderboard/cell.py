@@ -68,11 +68,12 @@ def _trained(ledger: Ledger, path: Path, model_id: str, seed: int, data: SharedD
     return model
 
 
-def train_with_curve(model_id: str, seed: int, data: SharedData, budget: Budget,
-                     steps: int) -> tuple[model_zoo.WorldModel, dict[str, Any]]:
-    """A fresh model fitted with the shared budget, its held-out loss every ``curve_every`` steps, and the seconds."""
+def train_with_curve(model_id: str, seed: int, data: SharedData, budget: Budget, steps: int,
+                     **overrides: Any) -> tuple[model_zoo.WorldModel, dict[str, Any]]:
+    """A fresh model (its preset, then ``overrides``) fitted with the shared budget, its held-out loss every
+    ``curve_every`` steps, and the seconds."""
     torch.manual_seed(seed)
-    model = model_zoo.make(model_id, data.observation_space, data.action_space, preset=PRESET)
+    model = model_zoo.make(model_id, data.observation_space, data.action_space, preset=PRESET, **overrides)
     sampler = SequenceSampler(data.train, budget.seq_len, budget.batch_size, seed=seed)
     held_out = SequenceSampler(data.test, budget.seq_len, budget.batch_size, seed=seed + 1)
     batches = [held_out.sample() for _ in range(CURVE_BATCHES)]

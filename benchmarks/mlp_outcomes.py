@@ -1,0 +1,118 @@
+"""The deterministic mlp against the mlp that samples whole outcomes, scored against forks of reality.
+
+A deterministic model predicts the mean of a stochastic step, which no real step
+is; ``outcomes=K`` predicts K whole next steps and their odds and draws one. On the
+leaderboard's shared data and budget (``campusnav.leaderboard``), for each seed:
+
+- fidelity (``model_zoo.evaluate_fidelity``): precision and the position's
+  total-variation distance at 1, 4 and 16 steps, for both;
+- the deterministic mlp's 1-step improvement over copying (``copy_mse@1 / obs_mse@1``)
+  as a share of what a perfect deterministic predictor reaches on the same kind of
+  data (``campusnav.leaderboard.bounds.deterministic_bound``, with the data's policy).
+
+Targets (PASS/MISS, judged on means over seeds): the deterministic mlp reaches at least
+0.9 of the bound; the sampling mlp is above it on precision@16 and below it on TV@16.
+
+    python benchmarks/mlp_outcomes.py            # about ten minutes on a 2-core CPU
+    python benchmarks/mlp_outcomes.py --quick    # a smoke run
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import tyro
+
+import model_zoo
+from campus_env.features import goal_biased_policy
+from campusnav.harness import default_results_directory, write_results
+from campusnav.leaderboard import QUICK, Budget
+from campusnav.leaderboard.bounds import deterministic_bound
+from campusnav.leaderboard.cell import train_with_curve
+from campusnav.leaderboard.data import CAMPUS, DATA_SEED, STATE_KWARGS, campus_data
+from campusnav.leaderboard.summary import bootstrap_interval
+from campusnav.leaderboard.transfer import EVAL_SEED
+
+VARIANTS = {"deterministic": {"outcomes": 1}, "outcomes=4": {"outcomes": 4}}
+HORIZONS = (1, 4, 16)
+
+
+@dataclass(frozen=True)
+class Args(Budget):
+    """mlp: deterministic vs sampled outcomes."""
+
+    seeds: int = 3
+    """seeds 0 .. seeds-1 of each variant"""
+    work: str = "runs/leaderboard"
+    """where the leaderboard's shared data is (collected here when missing)"""
+    out: str = ""
+    """results folder (default: the docs' results folder; runs/mlp-outcomes-quick under --quick)"""
+    quick: bool = False
+    """a smoke run: tiny data and budgets"""
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    args = tyro.cli(Args, args=argv, description=__doc__)
+    if args.quick:
+        args = dataclasses.replace(args, **asdict(QUICK), out=args.out or "runs/mlp-outcomes-quick",
+                                   work=str(Path(args.work) / "quick"))
+    return args
+
+
+def measure(args: Args, budget: Budget, seed: int, overrides: dict[str, Any], data) -> dict[str, float]:
+    model, record = train_with_curve("mlp", seed, data, budget, budget.steps, **overrides)
+    errors = model_zoo.evaluate(model, data.test, horizons=(1,), context=8, num_windows=budget.windows,
+                                seed=seed).as_dict()
+    fidelity = model_zoo.evaluate_fidelity(model, CAMPUS, env_kwargs={**STATE_KWARGS, "split": "train"},
+                                           starts=budget.fidelity_starts, forks=budget.forks, horizons=HORIZONS,
+                                           seed=EVAL_SEED + 1000 * seed + 500).as_dict()
+    return {"copy_over_model@1": errors["copy_mse@1"] / errors["obs_mse@1"], "late_share": record["late_share"],
+            **{k: v for k, v in fidelity.items() if k.split("@")[0] in ("precision", "recall", "position_tv")}}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    budget = Budget(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Budget)})
+    out = Path(args.out) if args.out else default_results_directory()
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    data = campus_data(budget, Path(args.work))
+    policy = goal_biased_policy(budget.collect_bias, seed=DATA_SEED) if budget.collect_bias else None
+    bound = deterministic_bound("train", budget.max_episode_steps, DATA_SEED, policy=policy,
+                                steps=50 if args.quick else 1500)
+    runs = {name: [measure(args, budget, seed, overrides, data) for seed in range(args.seeds)]
+            for name, overrides in VARIANTS.items()}
+    means = {name: {k: bootstrap_interval([r[k] for r in rows]) for k in rows[0]} for name, rows in runs.items()}
+    keys = [f"{m}@{k}" for m in ("precision", "recall", "position_tv") for k in HORIZONS] + ["copy_over_model@1"]
+    cell = lambda v: f"{v[0]:.3g} [{v[1]:.3g}, {v[2]:.3g}]"  # noqa: E731
+    table = ["| mlp | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    table += [f"| {name} | " + " | ".join(cell(m[k]) for k in keys) + " |" for name, m in means.items()]
+    det, sampled = means["deterministic"], means["outcomes=4"]
+    share = det["copy_over_model@1"][0] / bound
+    lines = [
+        ("PASS" if share >= 0.9 else "MISS") + f"  the deterministic mlp's 1-step gain over copying is "
+        f"{det['copy_over_model@1'][0]:.2f}x, {share:.2f} of the deterministic bound {bound:.2f}x (target: 0.9)",
+        ("PASS" if sampled["precision@16"][0] > det["precision@16"][0] else "MISS") + f"  precision@16: outcomes=4 "
+        f"{sampled['precision@16'][0]:.3f}, deterministic {det['precision@16'][0]:.3f} (target: outcomes=4 higher)",
+        ("PASS" if sampled["position_tv@16"][0] < det["position_tv@16"][0] else "MISS") + f"  position TV@16: "
+        f"outcomes=4 {sampled['position_tv@16'][0]:.3f}, deterministic {det['position_tv@16'][0]:.3f} "
+        "(target: outcomes=4 lower)",
+    ]
+    wall = time.perf_counter() - started
+    markdown = "\n".join([f"# mlp: deterministic vs sampled outcomes ({time.strftime('%Y-%m-%d')})", "",
+                          f"Seeds 0..{args.seeds - 1}, mean [95 % bootstrap interval]; the leaderboard's data and "
+                          f"budget ({budget.steps} steps); {wall / 60:.1f} min.", "", *table, "", *lines, ""])
+    print(markdown)
+    report = {"args": asdict(args), "runs": runs, "bound": bound, "targets": lines, "wall_seconds": wall}
+    write_results("mlp_outcomes", markdown, report, directory=out)
+    return report
+
+
+if __name__ == "__main__":
+    main()
