@@ -15,7 +15,11 @@ numbers):
   has (does the model dream everything that can happen?);
 - ``position_tv@k``: the total-variation distance between the imagined and the
   real distributions of the position;
-- ``real_support@k``: how many distinct semantic states the real forks reach.
+- ``real_support@k``: how many distinct semantic states the real forks reach;
+- with a readout that also says how sure it is (a learned probe of pixels returns
+  ``(position, state, confidence)``): ``valid_frame_rate@k``, the share of imagined
+  observations read with confidence at least ``VALID_CONFIDENCE``, beside
+  ``real_valid_rate@k``, the same for the real forks.
 
 Precision and recall of samples follow Sajjadi et al., "Assessing Generative
 Models via Precision and Recall" (NeurIPS 2018), here on exact matches of a
@@ -37,9 +41,10 @@ from gymnasium import spaces
 
 from model_zoo.base import State, WorldModel
 
-__all__ = ["FidelityResult", "compare_samples", "evaluate_fidelity"]
+__all__ = ["VALID_CONFIDENCE", "FidelityResult", "compare_samples", "evaluate_fidelity"]
 
-Readout = Callable[[Any], tuple[np.ndarray, np.ndarray]]
+Readout = Callable[[Any], tuple[np.ndarray, ...]]  # obs -> (position, state) or (position, state, confidence)
+VALID_CONFIDENCE = 0.9
 
 
 @dataclass
@@ -54,11 +59,13 @@ class FidelityResult:
     real_support: dict[int, float]
     starts: int  # start states scored (those whose episode outlived the warm-up)
     forks: int
+    valid_frame_rate: dict[int, float] | None = None  # readouts with a confidence only
+    real_valid_rate: dict[int, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"model": self.model_id, "starts": self.starts, "forks": self.forks}
-        for name in ("precision", "recall", "position_tv", "real_support"):
-            out.update({f"{name}@{k}": v for k, v in getattr(self, name).items()})
+        for name in ("precision", "recall", "position_tv", "real_support", "valid_frame_rate", "real_valid_rate"):
+            out.update({f"{name}@{k}": v for k, v in (getattr(self, name) or {}).items()})
         return out
 
 
@@ -218,23 +225,30 @@ def _imagined_samples(model: WorldModel, state: State, rows: np.ndarray, actions
     return samples
 
 
-def _freeze(last: tuple[np.ndarray, np.ndarray] | None, now: tuple[np.ndarray, np.ndarray],
-            done: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _freeze(last: tuple[np.ndarray, ...] | None, now: tuple[np.ndarray, ...],
+            done: np.ndarray) -> tuple[np.ndarray, ...]:
     """``now``'s readouts, but ``last``'s in the rows whose episode had already ended."""
-    position, state = (np.asarray(x) for x in now)
+    now = tuple(np.asarray(x) for x in now)
+    if len(now) not in (2, 3):
+        raise ValueError(f"a semantic readout returns (position, state) or (position, state, confidence), "
+                         f"got {len(now)} arrays")
     if last is None or not done.any():
-        return position, state
-    return np.where(done[:, None], last[0], position), np.where(done[:, None], last[1], state)
+        return now
+    return tuple(np.where(done.reshape((-1,) + (1,) * (x.ndim - 1)), old, x) for old, x in zip(last, now, strict=True))
 
 
 def _result(model: WorldModel, horizons: tuple[int, ...], real: dict, dreamt: dict, starts: int,
             forks: int) -> FidelityResult:
     columns: dict[str, dict[int, float]] = {"precision": {}, "recall": {}, "position_tv": {}, "real_support": {}}
     for k in horizons:
-        per_start = [compare_samples(tuple(x[i * forks:(i + 1) * forks] for x in real[k]),
-                                     tuple(x[i * forks:(i + 1) * forks] for x in dreamt[k])) for i in range(starts)]
+        per_start = [compare_samples(tuple(x[i * forks:(i + 1) * forks] for x in real[k][:2]),
+                                     tuple(x[i * forks:(i + 1) * forks] for x in dreamt[k][:2])) for i in range(starts)]
         for name in columns:
             columns[name][k] = float(np.mean([s[name] for s in per_start]))
+    confident = {}
+    if len(dreamt[horizons[0]]) == 3:
+        for name, samples in (("valid_frame_rate", dreamt), ("real_valid_rate", real)):
+            confident[name] = {k: float(np.mean(samples[k][2] >= VALID_CONFIDENCE)) for k in horizons}
     return FidelityResult(model_id=model.model_id or type(model).__name__, horizons=horizons, starts=starts,
-                          forks=forks, **columns)
+                          forks=forks, **columns, **confident)
 

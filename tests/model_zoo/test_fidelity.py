@@ -95,8 +95,8 @@ class WalkModel(WorldModel):
 
 def walk_fidelity(sample: bool, **kwargs):
     model = WalkModel(CoinWalk(1).single_observation_space, spaces.Discrete(2), WalkConfig(sample=sample))
-    return evaluate_fidelity(model, CoinWalk, semantic=walk_readout, starts=6, forks=64, horizons=(1, 2, 16),
-                             warmup=3, **kwargs)
+    kwargs.setdefault("semantic", walk_readout)
+    return evaluate_fidelity(model, CoinWalk, starts=6, forks=64, horizons=(1, 2, 16), warmup=3, **kwargs)
 
 
 def test_the_model_of_the_mean_step_scores_worse_than_a_sampler_in_the_right_proportions():
@@ -182,3 +182,19 @@ def test_campusnav_fidelity_of_a_small_model_runs_from_the_env_id():
     for name in ("precision", "recall", "position_tv"):
         assert all(0.0 <= v <= 1.0 for v in getattr(result, name).values())
     assert result.real_support[1] >= 1
+
+
+def parity_readout(obs):
+    """The walk's readout with a confidence: sure of even positions, unsure of odd ones."""
+    position, state = walk_readout(obs)
+    return position, state, np.where(position[:, 0] % 2 == 0, 1.0, 0.5)
+
+
+def test_a_readout_with_confidence_gives_the_valid_frame_rates():
+    sampler, mean = (walk_fidelity(sample=s, semantic=parity_readout) for s in (True, False))
+    # one step flips every real position's parity; the sampler's too, the mean model's never
+    assert sampler.valid_frame_rate[1] == sampler.real_valid_rate[1]
+    assert mean.valid_frame_rate[1] + mean.real_valid_rate[1] == 1.0
+    assert 0.0 < mean.valid_frame_rate[1] < 1.0  # the starts have both parities
+    assert {"valid_frame_rate@16", "real_valid_rate@16"} <= set(mean.as_dict())
+    assert walk_fidelity(sample=True).valid_frame_rate is None  # no confidence, no rate
