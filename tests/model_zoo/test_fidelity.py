@@ -198,3 +198,16 @@ def test_a_readout_with_confidence_gives_the_valid_frame_rates():
     assert 0.0 < mean.valid_frame_rate[1] < 1.0  # the starts have both parities
     assert {"valid_frame_rate@16", "real_valid_rate@16"} <= set(mean.as_dict())
     assert walk_fidelity(sample=True).valid_frame_rate is None  # no confidence, no rate
+
+
+def test_pixel_dreams_are_read_through_a_probe():
+    from model_zoo.probe import train_probe
+
+    probe = train_probe(frames=120, heldout_frames=60, steps=2, batch_size=16, num_envs=2, stride=2, seed=0).probe
+    env = gym.make("CampusNav-v0", obs_mode="pixels")
+    torch.manual_seed(0)
+    model = model_zoo.make("vae_mdnrnn", env.observation_space, env.action_space)
+    result = evaluate_fidelity(model, "CampusNav-v0", env_kwargs={"obs_mode": "pixels"}, starts=2, forks=3,
+                               horizons=(1, 2), semantic=probe.readout)
+    assert set(result.valid_frame_rate) == {1, 2} and all(0 <= v <= 1 for v in result.real_valid_rate.values())
+    assert all(0.0 <= v <= 1.0 for v in result.position_tv.values())
