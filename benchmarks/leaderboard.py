@@ -13,7 +13,9 @@ are flags), for seeds 0 .. ``--seeds``-1 (see ``campusnav.leaderboard``):
 5. transfer with controllers that navigate: the action-scoring CMA-ES controller
    and SB3 PPO, each trained in the model's dream and, with the same budget, in
    reality, all scored on the same real episodes;
-6. CarRacing-v3 pixels: the same model class's PSNR at 1 and 16 steps.
+6. pixels: the same model class on CampusNav-v0 frames, its dreams read by a semantic probe
+   (``model_zoo.probe``) against forks of reality (precision, TV, valid-frame rate beside
+   the rate of its own reconstructions), and on CarRacing-v3 frames (PSNR at 1 and 16 steps).
 
 Each column is a mean over seeds with a 95 % bootstrap interval, and ranks come
 with their spread. Work (data, weights, each stage's result) is kept in ``--work``
@@ -49,7 +51,7 @@ from campusnav.harness import default_results_directory, write_results
 from campusnav.leaderboard import QUICK, Budget
 from campusnav.leaderboard.budget import horizons
 from campusnav.leaderboard.cell import cell_folder, run_cell
-from campusnav.leaderboard.data import campus_data, car_data
+from campusnav.leaderboard.data import campus_data, campus_pixel_data, car_data, probe
 from campusnav.leaderboard.ledger import Ledger
 from campusnav.leaderboard.reality import reality_folder, run_reality
 from campusnav.leaderboard.report import plot, tables, targets
@@ -69,7 +71,7 @@ class Args(Budget):
     workers: int = 2
     """cells run at once, each in its own process with one torch thread"""
     pixels: bool = True
-    """also train and evaluate every model on CarRacing-v3 pixels"""
+    """also train and evaluate every model on CampusNav-v0 and CarRacing-v3 pixels"""
     work: str = "runs/leaderboard"
     """data, weights and each stage's result, kept as the run goes (a rerun resumes from them)"""
     out: str = ""
@@ -164,6 +166,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     campus_data(budget, Path(args.work))  # shared data first, before the workers read it
     if args.pixels:
         car_data(budget, Path(args.work))
+        campus_pixel_data(budget, Path(args.work))
+        probe(budget, Path(args.work))
     run_all(args, budget)
     wall = time.perf_counter() - started
     rows, curves, baseline = collect_rows(args, budget)

@@ -35,29 +35,36 @@ class Budget:
     """forks of reality and imagined rollouts per start"""
     twins: int = 32
     """counterfactual twin pairs per intervention (models that take do())"""
-    generations: int = 20
+    generations: int = 40
     """CMA-ES generations, in the dream and in reality alike"""
-    popsize: int = 12
+    popsize: int = 16
     """CMA-ES population"""
     episodes_per_member: int = 32
     """episodes that score one CMA-ES member"""
-    ppo_timesteps: int = 100_000
+    ppo_timesteps: int = 500_000
     """env steps of SB3 PPO, in the dream and in reality alike"""
     ppo_envs: int = 16
     """envs PPO steps together"""
     eval_episodes: int = 100
     """seeded real episodes that score every policy"""
+    campus_pixel_episodes: int = 48
+    """CampusNav-v0 pixel episodes from the training contexts (random actions; 10 % held out)"""
+    probe_frames: int = 72_000
+    """real frames the semantic probe of pixels trains on"""
+    probe_steps: int = 3000
+    """gradient steps of the probe"""
     pixel_episodes: int = 24
     """CarRacing-v3 random-action episodes"""
     pixel_max_steps: int = 100
     """CarRacing-v3 episode length"""
     pixel_steps: int = 150
-    """gradient steps per model on CarRacing-v3 pixels"""
+    """gradient steps per model on pixels (CampusNav-v0's and CarRacing-v3's)"""
 
 
 QUICK = Budget(episodes=12, heldout_context_episodes=4, max_episode_steps=40, steps=6, batch_size=4, seq_len=20,
                curve_every=3, windows=8, fidelity_starts=2, forks=4, twins=4, generations=2, popsize=4,
-               episodes_per_member=1, ppo_timesteps=256, ppo_envs=4, eval_episodes=4, pixel_episodes=3,
+               episodes_per_member=1, ppo_timesteps=256, ppo_envs=4, eval_episodes=4, campus_pixel_episodes=4,
+               probe_frames=120, probe_steps=2, pixel_episodes=3,
                pixel_max_steps=30, pixel_steps=2)
 """Every stage runs, none learns: the tests' budget."""
 

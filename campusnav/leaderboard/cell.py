@@ -4,8 +4,9 @@ The stages, in order: ``train`` (the shared budget, a held-out loss curve, the
 weights saved beside the ledger), ``errors`` (``model_zoo.evaluate`` on held-out
 episodes and on held-out contexts), ``fidelity`` (``model_zoo.evaluate_fidelity``
 against forks of reality), ``do_error`` (models that take ``do()``), ``cmaes`` and
-``ppo`` (controllers trained in the model's dream, scored in reality) and ``car``
-(the same model class on CarRacing-v3 pixels). A run that dies resumes at the
+``ppo`` (controllers trained in the model's dream, scored in reality),
+``campus_pixels`` (the same model class on CampusNav-v0 frames, its dreams read by the
+semantic probe) and ``car`` (on CarRacing-v3 pixels). A run that dies resumes at the
 stage it was in, with the saved weights.
 """
 
@@ -20,7 +21,16 @@ import torch
 
 import model_zoo
 from campusnav.leaderboard.budget import Budget, horizons
-from campusnav.leaderboard.data import CAMPUS, STATE_KWARGS, SharedData, campus_data, car_data
+from campusnav.leaderboard.data import (
+    CAMPUS,
+    PIXEL_KWARGS,
+    STATE_KWARGS,
+    SharedData,
+    campus_data,
+    campus_pixel_data,
+    car_data,
+    probe,
+)
 from campusnav.leaderboard.ledger import Ledger
 from campusnav.leaderboard.transfer import EVAL_SEED, cmaes_controller, dream_envs, ppo_agent
 from model_zoo.data import SequenceSampler
@@ -28,6 +38,7 @@ from model_zoo.data import SequenceSampler
 __all__ = ["PRESET", "cell_folder", "run_cell", "train_with_curve"]
 
 PRESET = "campusnav-state"  # CarRacing-v3 has no preset of its own: both stages train with this one
+PIXEL_PRESET = "campusnav-pixels"
 INTERVENTIONS = ({"weather": "snowy"}, {"gameday": True})
 FIDELITY_HORIZONS = (1, 4, 16)
 CURVE_BATCHES = 4  # fixed held-out batches each point of the loss curve averages
@@ -53,6 +64,7 @@ def run_cell(model_id: str, seed: int, budget: Budget, out: Path, *, pixels: boo
     ledger.run("cmaes", lambda: cmaes_controller(dream_envs(model, budget), budget, seed))
     ledger.run("ppo", lambda: ppo_agent(dream_envs(model, budget), budget, seed))
     if pixels:
+        ledger.run("campus_pixels", lambda: _campus_pixels(model_id, seed, budget, out))
         ledger.run("car", lambda: _car(model_id, seed, budget, out, (short, long)))
     return ledger.stages
 
@@ -138,6 +150,42 @@ def _do_error(model: model_zoo.WorldModel, budget: Budget, seed: int) -> float:
         dreamt = model_twins(model, real.start_obs, real.actions, {}, do, seed=seed)
         errors.append(abs(compare_twins(real, dreamt)["travel_time"]["error"]))
     return float(np.mean(errors))
+
+
+def _campus_pixels(model_id: str, seed: int, budget: Budget, out: Path) -> dict[str, float]:
+    """The model class fitted on CampusNav-v0 frames; its pixel dreams read by the probe against forks of reality."""
+    data, reader = campus_pixel_data(budget, out), probe(budget, out)
+    torch.manual_seed(seed)
+    model = model_zoo.make(model_id, data.observation_space, data.action_space, preset=PIXEL_PRESET)
+    sampler = SequenceSampler(data.train, budget.seq_len, budget.batch_size, seed=seed)
+    started = time.perf_counter()
+    model_zoo.fit(model, sampler, steps=budget.pixel_steps, lr=model_zoo.preset(model_id, PIXEL_PRESET).lr,
+                  seed=seed, progress=False)
+    seconds = time.perf_counter() - started
+    model.eval()
+    fidelity = model_zoo.evaluate_fidelity(
+        model, CAMPUS, env_kwargs={**PIXEL_KWARGS, "split": "train"}, starts=budget.fidelity_starts,
+        forks=budget.forks, horizons=FIDELITY_HORIZONS, seed=EVAL_SEED + 1000 * seed + 500,
+        semantic=reader.readout).as_dict()
+    row = {f"px_{name}@{k}": fidelity[f"{source}@{k}"] for k in (1, 16) for name, source in (
+        ("precision", "precision"), ("recall", "recall"), ("tv", "position_tv"), ("valid", "valid_frame_rate"),
+        ("real_valid", "real_valid_rate"))}
+    return {**row, "px_recon_valid": _reconstruction_valid_rate(model, reader, data, seed), "px_train_s": seconds}
+
+
+def _reconstruction_valid_rate(model: model_zoo.WorldModel, reader: Any, data: SharedData, seed: int) -> float:
+    """The ceiling of the valid-frame rate: the share of the model's reconstructions of held-out real frames
+    (filtered through ``observe``, nothing imagined) that the probe reads confidently."""
+    from model_zoo.fidelity import VALID_CONFIDENCE
+
+    batch = SequenceSampler(data.test, 8, 32, seed=seed).sample()
+    obs = batch.obs
+    state, valid = model.initial_state(batch.shape[0]), []
+    with torch.no_grad():
+        for t in range(batch.shape[1]):
+            state = model.observe(state, batch.action[:, t], obs[:, t], batch.is_first[:, t])
+            valid.append(reader.readout(model.decode(state))[2] >= VALID_CONFIDENCE)
+    return float(np.mean(valid))
 
 
 def _car(model_id: str, seed: int, budget: Budget, out: Path, ks: tuple[int, int]) -> dict[str, float]:

@@ -5,6 +5,8 @@
   reached often enough to learn the reward; 10 % of the episodes are held out.
 - CampusNav-v0 state vectors from the held-out contexts (``split="heldout"``): the
   error there is the generalisation to days, weathers and games never trained on.
+- CampusNav-v0 pixels from the training contexts (random actions), and the semantic probe
+  (``model_zoo.probe``) that reads the agent's cell and the weather from frames.
 - CarRacing-v3 pixels from random actions, the foreign env.
 
 A dataset id names its budget, so a run with other settings collects its own.
@@ -12,6 +14,7 @@ A dataset id names its budget, so a run with other settings collects its own.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +24,15 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 from campus_env.features import goal_biased_policy
 from campusnav.leaderboard.budget import Budget
 from model_zoo.data import Episode, collect, load_dataset, load_episodes, split_episodes
+from model_zoo.probe import SemanticProbe, train_probe
 
-__all__ = ["CAMPUS", "CAR", "STATE_KWARGS", "SharedData", "campus_data", "car_data"]
+__all__ = ["CAMPUS", "CAR", "PIXEL_KWARGS", "STATE_KWARGS", "SharedData", "campus_data", "campus_pixel_data",
+           "car_data", "probe"]
 
 CAMPUS = "CampusNav-v0"
 CAR = "CarRacing-v3"
 STATE_KWARGS = {"obs_mode": "state"}
+PIXEL_KWARGS = {"obs_mode": "pixels"}
 DATA_SEED = 0  # one dataset for every model and seed: seeds vary the models, not the data
 
 
@@ -77,3 +83,25 @@ def car_data(budget: Budget, out: Path) -> SharedData:
                        seed=DATA_SEED, max_episode_steps=budget.pixel_max_steps)
     train, test = split_episodes(load_episodes(dataset), 0.15, seed=DATA_SEED)
     return SharedData(train, test, dataset.observation_space, dataset.action_space)
+
+
+def campus_pixel_data(budget: Budget, out: Path) -> SharedData:
+    """CampusNav-v0 egocentric frames from the training contexts (10 % of the episodes held out)."""
+    dataset = _dataset(f"leaderboard/campus-pixels-e{budget.campus_pixel_episodes}-t{budget.max_episode_steps}-v0",
+                       Path(out) / "data", env_id=CAMPUS, num_episodes=budget.campus_pixel_episodes, num_envs=16,
+                       split="train", env_kwargs=PIXEL_KWARGS, seed=DATA_SEED + 200_000,
+                       max_episode_steps=budget.max_episode_steps)
+    train, test = split_episodes(load_episodes(dataset), 0.1, seed=DATA_SEED)
+    return SharedData(train, test, dataset.observation_space, dataset.action_space)
+
+
+def probe(budget: Budget, out: Path) -> SemanticProbe:
+    """The semantic probe of CampusNav-v0 frames (trained on the training contexts once, then loaded)."""
+    folder = Path(out) / "probe"
+    if (folder / "config.json").exists():
+        return SemanticProbe.load(folder)
+    result = train_probe(CAMPUS, env_kwargs={"split": "train"}, frames=budget.probe_frames,
+                         heldout_frames=max(budget.probe_frames // 4, 16), steps=budget.probe_steps, seed=DATA_SEED)
+    result.probe.save(folder)
+    (folder / "accuracy.json").write_text(json.dumps(result.as_dict(), indent=1, default=float) + "\n")
+    return result.probe

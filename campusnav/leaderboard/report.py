@@ -40,7 +40,8 @@ def tables(summary: Mapping[str, Any], reality: Mapping[str, Any]) -> list[str]:
     """Markdown lines: the prediction and control tables, the reality baselines and the ranks."""
     rows = sorted(summary["rows"], key=lambda r: -np.nan_to_num(r.get("precision@16", math.nan), nan=-1.0))
     lines: list[str] = []
-    for table, title in (("prediction", "Prediction and fidelity"), ("control", "Control, cost and pixels")):
+    for table, title in (("prediction", "Prediction and fidelity (state vectors)"), ("control", "Control and cost"),
+                         ("pixels", "Pixels: CampusNav-v0 read by the probe, and CarRacing-v3")):
         keys = [c.name for c in COLUMNS if c.table == table]
         lines += [f"### {title}", "", "| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         lines += [f"| {r['model']} | " + " | ".join(_cell(r, k) for k in keys) + " |" for r in rows]

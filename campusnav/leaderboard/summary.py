@@ -30,7 +30,7 @@ REPS = 2000
 class Column:
     name: str
     better: str  # "lower", "higher" or "" (a cost or a reference)
-    table: str  # "prediction" or "control"
+    table: str  # "prediction", "control" or "pixels"
 
 
 COLUMNS = (
@@ -43,7 +43,11 @@ COLUMNS = (
     Column("ppo_success", "higher", "control"), Column("ppo_transfer", "higher", "control"),
     Column("imagined_steps_per_s", "higher", "control"), Column("parameters", "", "control"),
     Column("train_s", "", "control"), Column("late_share", "", "control"),
-    Column("car_psnr@1", "higher", "control"), Column("car_psnr@16", "higher", "control"),
+    Column("px_precision@1", "higher", "pixels"), Column("px_precision@16", "higher", "pixels"),
+    Column("px_recall@16", "higher", "pixels"), Column("px_tv@16", "lower", "pixels"),
+    Column("px_valid@1", "higher", "pixels"), Column("px_valid@16", "higher", "pixels"),
+    Column("px_recon_valid", "higher", "pixels"), Column("px_train_s", "", "pixels"),
+    Column("car_psnr@1", "higher", "pixels"), Column("car_psnr@16", "higher", "pixels"),
 )
 RANKED = ("precision@16", "tv@16", "cmaes_transfer")
 
@@ -61,6 +65,7 @@ def cell_row(cell: Mapping[str, Any], reality: Mapping[str, Any], long: int) -> 
         **{f"{name}@{k}": fidelity.get(f"{source}@{k}") for k in (1, 16)
            for name, source in (("precision", "precision"), ("recall", "recall"), ("tv", "position_tv"))},
         **{k: v for k, v in cell.get("car", {}).items() if k.startswith("car_")},
+        **cell.get("campus_pixels", {}),
     }
     if "car" in cell:
         row["car_psnr@16"] = cell["car"].get(f"car_psnr@{long}")

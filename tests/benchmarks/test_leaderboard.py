@@ -32,7 +32,8 @@ def test_a_quick_run_writes_the_board_and_a_rerun_resumes_instead_of_redoing(tmp
     rows = {r["model"]: r for r in results["rows"]}
     assert set(rows) == {"mlp", "causal_vae_mdnrnn"} and all(r["seeds"] == 2 for r in rows.values())
     for row in rows.values():
-        for column in ("obs_mse@1", "precision@1", "tv@16", "cmaes_success", "ppo_success", "car_psnr@1", "train_s"):
+        for column in ("obs_mse@1", "precision@1", "tv@16", "cmaes_success", "ppo_success", "car_psnr@1", "train_s",
+                       "px_tv@16", "px_valid@1", "px_recon_valid"):
             low, high = row[f"{column}_ci"]
             assert low <= row[column] <= high, column  # a mean inside its interval, measured (NaN fails this)
     assert math.isfinite(rows["causal_vae_mdnrnn"]["do_error"]) and rows["mlp"]["do_error"] is None  # NaN: no do()
