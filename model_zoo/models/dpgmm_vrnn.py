@@ -15,7 +15,7 @@ arXiv:1506.02216) for video with actions, in five parts:
    the maps from the state alone, and the decoder reads those, in training as in ``imagine``,
    so what the frame tells the reconstruction passes the KL (through z) and the ELBO is a bound.
 5. Optimization (``model_zoo.nets.balancing``): the four losses (``TASKS``) are
-   combined on the shared parameters by ``balancer``: ``"rgb"``, ``"sum"`` or ``"pcgrad"``.
+   combined on the shared parameters by ``balancer``: ``"rgb"``, ``"sum"``, ``"pcgrad"`` or ``"config"`` (torchjd).
 
 State at step t: ``{"h", "c", "z", "ctx", "maps"}``, with ``(h, c)`` the LSTM state
 that has read ``[z_{t-1}, ctx_{t-1}, a_t]`` and the rest those of ``obs[t]``.
@@ -88,7 +88,7 @@ class Config:
     slot_iters: int = 3
     depth: int = 16  # channels of the first conv layer of the tokenizer (and the last of the decoder)
     vector_hidden: int = 128  # width of the MLPs (posterior, heads, vector decoder)
-    balancer: str = "rgb"  # how the task gradients combine: "rgb", "sum" or "pcgrad"
+    balancer: str = "rgb"  # how the task gradients combine: "rgb", "sum", "pcgrad" or "config" (needs torchjd)
     rgb_mu: float = 0.9  # momentum of the task shares that weight RGB's consensus
     rgb_lambda: float = 1.0  # RGB's rotation gain (1: just enough to remove conflicts)
     rgb_alpha_steps: int = 3  # RGB's bisection steps on the rotation fraction

@@ -1,13 +1,15 @@
-"""RGB when no conflict-free direction exists: the update is zero (or conflicts with no task), not round-off."""
+"""RGB when no conflict-free direction exists: the update is zero (or conflicts with no task), not round-off;
+torchjd's ConFIG as the "config" balancer."""
 
 from __future__ import annotations
 
 import math
+import sys
 
 import pytest
 import torch
 
-from model_zoo.nets.balancing import rgb
+from model_zoo.nets.balancing import GradientBalancer, balance, rgb
 
 
 def _plane(p: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,3 +51,48 @@ def test_rgb_still_finds_a_narrow_conflict_free_direction():
     grads = torch.stack([e1, math.cos(angle) * e1 + math.sin(angle) * e2])
     update, _ = rgb(grads)
     assert float(update.norm()) > 0.1 and _worst_cosine(grads, update) >= -1e-5
+
+
+def _cosines(grads: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+    return (grads @ update) / (grads.norm(dim=1) * update.norm())
+
+
+@pytest.mark.parametrize("shape", [(4, 3000), (2, 2), (3, 2)])
+def test_config_is_torchjds_config_update_of_shape_p(shape):
+    aggregation = pytest.importorskip("torchjd.aggregation")
+    grads = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+    grads[1] -= 1.5 * grads[0]  # a conflict
+    update = balance(grads, "config")
+    assert update.shape == (shape[1],) and update.dtype == grads.dtype
+    expected = aggregation.ConFIG()(grads.double()).float()  # on the full matrix, in float64
+    assert torch.allclose(update, expected, rtol=1e-4, atol=1e-5 * float(expected.norm()))
+
+
+def test_config_of_two_agreeing_gradients_conflicts_with_neither():
+    pytest.importorskip("torchjd")
+    grads = torch.tensor([[1.0, 0.0, 0.0], [0.5, 1.0, 0.0]])
+    update = balance(grads, "config")
+    assert update.shape == (3,) and bool((grads @ update >= 0).all())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_config_of_conflicting_gradients_has_the_same_positive_cosine_with_each(seed):
+    """ConFIG's guarantee: with linearly independent task gradients, the same cosine > 0 with every one."""
+    pytest.importorskip("torchjd")
+    generator = torch.Generator().manual_seed(seed)
+    grads = torch.randn(4, 500, generator=generator) * (0.1 + 3 * torch.rand(4, 1, generator=generator))
+    grads[1] = -0.9 * grads[0] + 0.3 * grads[1]  # cosine near -1 with the first
+    grads[3] = -grads[2] + 0.5 * grads[3]
+    assert float(torch.corrcoef(grads)[0, 1]) < -0.5
+    update = GradientBalancer("config", 4)(grads)
+    cos = _cosines(grads, update)
+    assert bool((cos > 0).all()) and float(cos.max() - cos.min()) < 1e-4
+
+
+def test_config_without_torchjd_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchjd", None)
+    monkeypatch.setitem(sys.modules, "torchjd.aggregation", None)
+    with pytest.raises(ImportError, match="pip install torchjd"):
+        GradientBalancer("config", 4)
+    with pytest.raises(ImportError, match="pip install torchjd"):
+        balance(torch.eye(2), "config")
