@@ -27,7 +27,7 @@ from model_zoo.data import Episode, collect, load_dataset, load_episodes, split_
 from model_zoo.probe import SemanticProbe, train_probe
 
 __all__ = ["CAMPUS", "CAR", "PIXEL_KWARGS", "STATE_KWARGS", "SharedData", "campus_data", "campus_pixel_data",
-           "car_data", "probe"]
+           "car_data", "probe", "probe_at"]
 
 CAMPUS = "CampusNav-v0"
 CAR = "CarRacing-v3"
@@ -96,8 +96,13 @@ def campus_pixel_data(budget: Budget, out: Path) -> SharedData:
 
 
 def probe(budget: Budget, out: Path) -> SemanticProbe:
-    """The semantic probe of CampusNav-v0 frames (trained on the training contexts once, then loaded)."""
-    folder = Path(out) / "probe"
+    """The semantic probe of CampusNav-v0 frames in ``<out>/probe`` (trained on the training contexts once)."""
+    return probe_at(Path(out) / "probe", budget)
+
+
+def probe_at(folder: Path, budget: Budget) -> SemanticProbe:
+    """The probe saved in ``folder``, or one trained with the budget's frames and steps and saved there."""
+    folder = Path(folder)
     if (folder / "config.json").exists():
         return SemanticProbe.load(folder)
     result = train_probe(CAMPUS, env_kwargs={"split": "train"}, frames=budget.probe_frames,

@@ -20,6 +20,12 @@ def test_quick_run_over_two_seeds_judges_the_means(capsys):
         assert row["token_acc@1"] == pytest.approx((runs[0][name]["token_acc@1"] + runs[1][name]["token_acc@1"]) / 2)
     copies = {row["copy_token_acc@1"] for row in runs[0].values()}  # one tokenizer: one baseline per seed
     assert len(copies) == 1 and 0.0 < copies.pop() <= 1.0
+    for row in mean.values():  # dreams read by the probe against forks of reality
+        assert 0.0 <= row["valid@16"] <= 1.0 and 0.0 <= row["cell_tv@16"] <= 1.0
+    ar, par = mean["N=4 autoregressive"], mean["N=4 parallel"]
+    coherent = next(t for t in report["targets"] if "more coherent" in t and "(N=4)" in t)
+    assert coherent.startswith("PASS" if ar["valid@16"] > par["valid@16"] and ar["cell_tv@16"] < par["cell_tv@16"]
+                               else "MISS")
     one, four = mean["N=1 parallel"]["token_acc@1"], mean["N=4 parallel"]["token_acc@1"]
     line = next(t for t in report["targets"] if "token accuracy (parallel)" in t)
     assert line.startswith("PASS" if four > one else "MISS") and "[means of 2 seeds]" in line
