@@ -64,7 +64,7 @@ def run_cell(model_id: str, seed: int, budget: Budget, out: Path, *, pixels: boo
     ledger.run("cmaes", lambda: cmaes_controller(dream_envs(model, budget), budget, seed))
     ledger.run("ppo", lambda: ppo_agent(dream_envs(model, budget), budget, seed))
     if pixels:
-        ledger.run("campus_pixels", lambda: _campus_pixels(model_id, seed, budget, out))
+        ledger.run("campus_pixels", lambda: _campus_pixels(model_id, seed, budget, out, folder / "pixel_model"))
         ledger.run("car", lambda: _car(model_id, seed, budget, out, (short, long)))
     return ledger.stages
 
@@ -152,8 +152,9 @@ def _do_error(model: model_zoo.WorldModel, budget: Budget, seed: int) -> float:
     return float(np.mean(errors))
 
 
-def _campus_pixels(model_id: str, seed: int, budget: Budget, out: Path) -> dict[str, float]:
-    """The model class fitted on CampusNav-v0 frames; its pixel dreams read by the probe against forks of reality."""
+def _campus_pixels(model_id: str, seed: int, budget: Budget, out: Path, path: Path) -> dict[str, float]:
+    """The model class fitted on CampusNav-v0 frames (saved to ``path``); its pixel dreams read by the probe
+    against forks of reality."""
     data, reader = campus_pixel_data(budget, out), probe(budget, out)
     torch.manual_seed(seed)
     model = model_zoo.make(model_id, data.observation_space, data.action_space, preset=PIXEL_PRESET)
@@ -162,7 +163,7 @@ def _campus_pixels(model_id: str, seed: int, budget: Budget, out: Path) -> dict[
     model_zoo.fit(model, sampler, steps=budget.pixel_steps, lr=model_zoo.preset(model_id, PIXEL_PRESET).lr,
                   seed=seed, progress=False)
     seconds = time.perf_counter() - started
-    model.eval()
+    model.eval().save(path)
     fidelity = model_zoo.evaluate_fidelity(
         model, CAMPUS, env_kwargs={**PIXEL_KWARGS, "split": "train"}, starts=budget.fidelity_starts,
         forks=budget.forks, horizons=FIDELITY_HORIZONS, seed=EVAL_SEED + 1000 * seed + 500,
