@@ -78,6 +78,8 @@ class Args(Budget):
     """results folder (default: the docs' results folder; runs/leaderboard-quick under --quick)"""
     quick: bool = False
     """a smoke run: tiny data and budgets, in --work/quick"""
+    report_only: bool = False
+    """measure nothing: write the board from the stages --work holds (a run still going, or one that died)"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -142,15 +144,15 @@ def collect_rows(args: Args, budget: Budget) -> tuple[dict, dict, dict]:
     rows: dict[str, list[dict[str, float]]] = {}
     curves: dict[str, list] = {}
     for _, model, seed in jobs(args):
-        if model is None:
+        cell = {} if model is None else Ledger(cell_folder(work, model, seed) / "stages.json").stages
+        if "train" not in cell:  # not trained yet (--report-only on an unfinished run)
             continue
-        cell = Ledger(cell_folder(work, model, seed) / "stages.json").stages
         rows.setdefault(model, []).append(cell_row(cell, reality[seed], long))
         curves.setdefault(model, []).append(cell["train"]["curve"])
-    baseline: dict[str, Any] = {"seeds": args.seeds}
+    baseline: dict[str, Any] = {"seeds": sum("ppo" in r for r in reality)}
     for name in ("random", "cmaes", "ppo"):
         for key in ("return", "success"):
-            mean, low, high = bootstrap_interval([r[name][key] for r in reality])
+            mean, low, high = bootstrap_interval([r[name][key] for r in reality if name in r])
             baseline[f"{name}_{key}"], baseline[f"{name}_{key}_ci"] = mean, [low, high]
     return rows, curves, baseline
 
@@ -163,17 +165,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     resumed = (Path(args.work) / "cells").exists()
-    campus_data(budget, Path(args.work))  # shared data first, before the workers read it
-    if args.pixels:
-        car_data(budget, Path(args.work))
-        campus_pixel_data(budget, Path(args.work))
-        probe(budget, Path(args.work))
-    run_all(args, budget)
+    if not args.report_only:
+        campus_data(budget, Path(args.work))  # shared data first, before the workers read it
+        if args.pixels:
+            car_data(budget, Path(args.work))
+            campus_pixel_data(budget, Path(args.work))
+            probe(budget, Path(args.work))
+        run_all(args, budget)
     wall = time.perf_counter() - started
     rows, curves, baseline = collect_rows(args, budget)
     summary = summarize(rows)
-    default_run = not args.quick and not args.models and args.seeds == 3 and budget == Budget() and not resumed
+    default_run = (not args.quick and not args.models and args.seeds == 3 and budget == Budget() and not resumed
+                   and not args.report_only)
     lines = targets(summary, baseline, wall, default_run)
+    last = "car" if args.pixels else "ppo"
+    missing = [f"{model} seed {seed}" for _, model, seed in jobs(args)
+               if model and last not in Ledger(cell_folder(Path(args.work), model, seed) / "stages.json").stages]
+    if missing:
+        lines.append(f"(unfinished: {', '.join(missing)})")
     machine = (f"{platform.processor() or platform.machine()}, {args.workers} worker(s) of one torch thread, "
                f"{os.cpu_count()} CPUs, {platform.platform()}")
     settings = ", ".join(f"{k}={v}" for k, v in asdict(budget).items())

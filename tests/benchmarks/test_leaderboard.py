@@ -57,6 +57,13 @@ def test_a_quick_run_writes_the_board_and_a_rerun_resumes_instead_of_redoing(tmp
     assert set(resumed) == set(stages) | {"ppo"} and resumed["fidelity"] == stages["fidelity"]
     assert "(resumed)" in again.stdout
 
+    # a board of what is there, measuring nothing: a cell that never trained is left out and named
+    ledger.unlink()
+    run(tmp_path, "--report-only")
+    partial = {r["model"]: r for r in json.loads((tmp_path / "out" / "leaderboard.json").read_text())["rows"]}
+    assert partial["mlp"]["seeds"] == 1 and partial["causal_vae_mdnrnn"]["seeds"] == 2
+    assert "(unfinished: mlp seed 1)" in (tmp_path / "out" / "leaderboard.md").read_text()
+
 
 def test_the_options_are_checked(capsys):
     namespace = runpy.run_path(str(SCRIPT), run_name="leaderboard")
