@@ -102,11 +102,12 @@ def budget_of(args: Args) -> Budget:
 
 
 def jobs(args: Args) -> Iterator[tuple[str, str | None, int]]:
-    """("reality", None, seed) for each seed, then ("cell", model, seed), the costly models first."""
+    """("reality", None, seed) for each seed, then ("cell", model, seed) seed by seed, the costly models first:
+    a board reported before the run ends (``--report-only``) then holds every model at its first seeds."""
     ids = args.models or model_zoo.list_models()
     order = sorted(ids, key=lambda m: COST_ORDER.index(m) if m in COST_ORDER else len(COST_ORDER))
     yield from (("reality", None, seed) for seed in range(args.seeds))
-    yield from (("cell", model, seed) for model in order for seed in range(args.seeds))
+    yield from (("cell", model, seed) for seed in range(args.seeds) for model in order)
 
 
 def run_job(job: tuple[str, str | None, int], budget: Budget, work: str, pixels: bool) -> dict[str, Any]:
