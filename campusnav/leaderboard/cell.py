@@ -35,7 +35,7 @@ from campusnav.leaderboard.ledger import Ledger
 from campusnav.leaderboard.transfer import EVAL_SEED, cmaes_controller, dream_envs, ppo_agent
 from model_zoo.data import SequenceSampler
 
-__all__ = ["PRESET", "cell_folder", "run_cell", "train_with_curve"]
+__all__ = ["PRESET", "cell_folder", "late_share", "run_cell", "train_with_curve"]
 
 PRESET = "campusnav-state"  # CarRacing-v3 has no preset of its own: both stages train with this one
 PIXEL_PRESET = "campusnav-pixels"
@@ -118,14 +118,16 @@ def _held_out_loss(model: model_zoo.WorldModel, batches: list) -> float:
 
 
 def late_share(curve: list[tuple[int, float]]) -> float:
-    """The share of the held-out loss's whole decrease that came in the last fifth of training (small: flat)."""
+    """How much the held-out loss still fell at the end: the share of its decrease after the first fifth of
+    training that came in the last fifth (0: flat, or rising; the first fifth, where every loss plummets, is
+    left out so that it cannot make any curve look flat)."""
     steps = np.array([s for s, _ in curve], dtype=np.float64)
     losses = np.array([v for _, v in curve], dtype=np.float64)
     if len(curve) < 3 or not np.isfinite(losses).all():
         return float("nan")
-    at = float(np.interp(0.8 * steps[-1], steps, losses))
-    total = losses[0] - losses[-1]
-    return float((at - losses[-1]) / total) if total > 0 else float("nan")
+    early, late = np.interp([0.2 * steps[-1], 0.8 * steps[-1]], steps, losses)
+    total = early - losses[-1]
+    return float(max(late - losses[-1], 0.0) / total) if total > 0 else 0.0
 
 
 def _errors(model: model_zoo.WorldModel, data: SharedData, ks: tuple[int, int], budget: Budget,

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from campusnav.leaderboard.cell import late_share
 from campusnav.leaderboard.transfer import transfer_ratio
 from model_zoo.causal.statistics import ranks as average_ranks
 
@@ -61,7 +62,8 @@ def cell_row(cell: Mapping[str, Any], reality: Mapping[str, Any], long: int) -> 
         "heldout_obs_mse@16": errors.get(f"heldout_obs_mse@{long}"), "copy_mse@16": errors.get(f"copy_mse@{long}"),
         "reward_mae": errors.get("reward_mae"), "termination_f1": errors.get("termination_f1"),
         "imagined_steps_per_s": errors.get("imagined_steps_per_s"), "parameters": errors.get("parameters"),
-        "train_s": train.get("train_s"), "late_share": train.get("late_share"), "do_error": cell.get("do_error"),
+        "train_s": train.get("train_s"), "late_share": late_share(train["curve"]) if "curve" in train else None,
+        "do_error": cell.get("do_error"),
         **{f"{name}@{k}": fidelity.get(f"{source}@{k}") for k in (1, 16)
            for name, source in (("precision", "precision"), ("recall", "recall"), ("tv", "position_tv"))},
         **{k: v for k, v in cell.get("car", {}).items() if k.startswith("car_")},

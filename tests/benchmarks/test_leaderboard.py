@@ -100,3 +100,14 @@ def test_a_cell_row_reads_transfer_against_its_seeds_reality():
     assert row["cmaes_transfer"] == 0.5 and row["cmaes_success"] == 0.4
     assert row["precision@1"] == 0.9 and row["tv@16"] == 0.3 and math.isnan(row["recall@16"])
     assert "ppo_transfer" not in row  # PPO was not measured
+
+
+def test_late_share_tells_a_flat_curve_from_one_still_falling():
+    from campusnav.leaderboard.cell import late_share
+
+    still_falling = [(s, 100.0 - s) for s in range(0, 101, 10)]
+    flat = [(0, 1000.0), (10, 10.0), (20, 5.0)] + [(s, 5.0 - 0.001 * s) for s in range(30, 101, 10)]
+    assert late_share(still_falling) == pytest.approx(0.25)  # a straight line: a quarter of what follows step 20
+    assert late_share(flat) < 0.3 and late_share(flat) > 0.0
+    assert late_share([(0, 1.0), (50, 0.5), (100, 0.9)]) == 0.0  # rising at the end: more steps would not help
+    assert math.isnan(late_share([(0, 1.0), (10, 0.5)]))
