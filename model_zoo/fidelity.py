@@ -29,7 +29,6 @@ a sample whose episode terminated keeps its last observation.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +39,7 @@ import torch
 from gymnasium import spaces
 
 from model_zoo.base import State, WorldModel
+from model_zoo.metadata import resolve_function
 
 __all__ = ["VALID_CONFIDENCE", "FidelityResult", "compare_samples", "evaluate_fidelity"]
 
@@ -150,10 +150,7 @@ def _readout(name: str | Readout | None, env: Any) -> Readout:
     if name is None:
         raise ValueError(f"{type(env).__name__} declares no semantic readout (metadata['semantic_state']); "
                          "pass semantic=")
-    if callable(name):
-        return name
-    module, _, attribute = name.partition(":")
-    return getattr(importlib.import_module(module), attribute)
+    return resolve_function(name)
 
 
 def _actions(space: gym.Space, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:

@@ -34,7 +34,6 @@ returns (position, state, confidence). ``save``/``load`` write ``config.json`` a
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import json
 import math
@@ -49,7 +48,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
-from gymnasium.envs.registration import load_env_creator
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -65,6 +63,7 @@ from model_zoo.checkpoint import (
     sha256_of,
 )
 from model_zoo.fidelity import VALID_CONFIDENCE, Readout
+from model_zoo.metadata import entry_point_metadata, resolve_function
 
 __all__ = [
     "VALID_CONFIDENCE",
@@ -419,10 +418,7 @@ def _entry_point_metadata(env_id: str) -> dict[str, Any]:
     """The ``metadata`` of ``env_id``'s entry point, read without building an env."""
     if not isinstance(env_id, str):
         raise TypeError(f"env_id must be a registered Gymnasium id, got {env_id!r}")
-    creator = gym.spec(env_id).entry_point
-    if isinstance(creator, str):
-        creator = load_env_creator(creator)
-    return dict(getattr(creator, "metadata", None) or {})
+    return entry_point_metadata(env_id)
 
 
 def _readout_columns(name: str | Readout | None, env_id: str, fields: tuple[str, ...],
@@ -431,12 +427,8 @@ def _readout_columns(name: str | Readout | None, env_id: str, fields: tuple[str,
     if name is None:
         raise ValueError(f"{env_id} declares no semantic readout (metadata['semantic_state']); the probe learns "
                          "its labels from one")
-    if callable(name):
-        readout, module = name, inspect.getmodule(name)
-    else:
-        module_name, _, attribute = name.partition(":")
-        module = importlib.import_module(module_name)
-        readout = getattr(module, attribute)
+    readout = resolve_function(name)
+    module = inspect.getmodule(readout)
     if field_names is None:
         field_names = getattr(module, "SEMANTIC_FIELDS", None)
         if field_names is None:
@@ -454,10 +446,7 @@ def _contexts(metadata: Mapping[str, Any], kwargs: Mapping[str, Any]) -> list[di
     cells = metadata.get("coverage_cells")
     if cells is None:
         return [None]
-    if not callable(cells):
-        module, _, attribute = cells.partition(":")
-        cells = getattr(importlib.import_module(module), attribute)
-    return list(cells(kwargs.get("split", "all"))) or [None]
+    return list(resolve_function(cells)(kwargs.get("split", "all"))) or [None]
 
 
 def _image_part(obs: Any, image_key: str) -> np.ndarray:

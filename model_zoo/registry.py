@@ -19,13 +19,14 @@ checkpoint's ``config.json``) is a ``ValueError``, never a failed allocation.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
 import torch
+
+from model_zoo.metadata import resolve_function
 
 __all__ = [
     "MAX_PARAMETERS",
@@ -66,8 +67,7 @@ class ModelSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
     def load_class(self) -> type:
-        module, _, name = self.entry_point.partition(":")
-        return getattr(importlib.import_module(module), name)
+        return resolve_function(self.entry_point)
 
 
 _REGISTRY: dict[str, ModelSpec] = {}

@@ -31,6 +31,7 @@ GENERIC_MODULES = (
     "model_zoo.training",
     "model_zoo.evaluation",
     "model_zoo.fidelity",
+    "model_zoo.metadata",
     "model_zoo.probe",
     "model_zoo.spaces",
     "model_zoo.data.episodes",

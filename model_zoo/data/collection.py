@@ -33,7 +33,6 @@ take (their writer is dead) and never one a live process holds.
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 import shutil
 import tempfile
@@ -48,7 +47,7 @@ import gymnasium as gym
 import minari
 import numpy as np
 import torch
-from gymnasium.envs.registration import EnvSpec, VectorizeMode, load_env_creator
+from gymnasium.envs.registration import EnvSpec, VectorizeMode
 from gymnasium.vector import AutoresetMode
 from minari.data_collector.episode_buffer import EpisodeBuffer
 from minari.dataset.minari_dataset import parse_dataset_id
@@ -57,6 +56,7 @@ from minari.storage.datasets_root_dir import get_dataset_path
 from tqdm.auto import tqdm
 
 from model_zoo.data.episodes import CAUSAL_INFO_KEY, check_positive_int, datasets_root, write_checksums
+from model_zoo.metadata import entry_point_metadata, resolve_function
 
 try:
     import fcntl
@@ -204,26 +204,15 @@ class _EnvTraits(NamedTuple):
 
 def _env_traits(env_id: str) -> _EnvTraits:
     """Reads the metadata of ``env_id``'s entry point without building an env."""
-    creator = gym.spec(env_id).entry_point
-    if isinstance(creator, str):
-        creator = load_env_creator(creator)
-    metadata = getattr(creator, "metadata", None) or {}
+    metadata = entry_point_metadata(env_id)
     variables, splits = metadata.get("causal_variables"), metadata.get("splits")
     return _EnvTraits(
         causal_variables=None if variables is None else tuple(variables),
-        causal_codes=_function(metadata.get("causal_codes")),
-        coverage_cells=_function(metadata.get("coverage_cells")),
+        causal_codes=resolve_function(metadata.get("causal_codes")),
+        coverage_cells=resolve_function(metadata.get("coverage_cells")),
         splits=None if splits is None else tuple(splits),
         vector_matches_single=bool(metadata.get("vector_matches_single", False)),
     )
-
-
-def _function(name: str | Callable | None) -> Callable | None:
-    """A function given as ``"module:name"`` (or already a callable), or None."""
-    if name is None or callable(name):
-        return name
-    module, _, attribute = name.partition(":")
-    return getattr(importlib.import_module(module), attribute)
 
 
 def _no_codes(info: Any) -> None:
