@@ -49,7 +49,7 @@ import tyro
 import model_zoo
 from campusnav.harness import default_results_directory, write_results
 from campusnav.leaderboard import QUICK, Budget
-from campusnav.leaderboard.budget import horizons
+from campusnav.leaderboard.budget import budget_of, horizons
 from campusnav.leaderboard.cell import cell_folder, run_cell
 from campusnav.leaderboard.data import campus_data, campus_pixel_data, car_data, probe
 from campusnav.leaderboard.ledger import Ledger
@@ -97,10 +97,6 @@ def parse_args(argv: list[str] | None = None) -> Args:
     return args
 
 
-def budget_of(args: Args) -> Budget:
-    return Budget(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Budget)})
-
-
 def jobs(args: Args) -> Iterator[tuple[str, str | None, int]]:
     """("reality", None, seed) for each seed, then ("cell", model, seed) seed by seed, the costly models first:
     a board reported before the run ends (``--report-only``) then holds every model at its first seeds."""
@@ -121,20 +117,22 @@ def run_all(args: Args, budget: Budget) -> None:
     """Every job not finished yet, ``--workers`` at a time; each prints a line when it ends."""
     todo = list(jobs(args))
     started = time.perf_counter()
+
+    def done(count: int, job: tuple[str, str | None, int]) -> None:
+        print(f"[{count}/{len(todo)}] {job[0]} {job[1] or ''} seed {job[2]}: {time.perf_counter() - started:.0f} s",
+              flush=True)
+
     if args.workers == 1:
-        finished = ((job, run_job(job, budget, args.work, args.pixels)) for job in todo)
-        for done, (job, _) in enumerate(finished, 1):
-            print(f"[{done}/{len(todo)}] {job[0]} {job[1] or ''} seed {job[2]}: {time.perf_counter() - started:.0f} s",
-                  flush=True)
+        for count, job in enumerate(todo, 1):
+            run_job(job, budget, args.work, args.pixels)
+            done(count, job)
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=context) as pool:
         futures = {pool.submit(run_job, job, budget, args.work, args.pixels): job for job in todo}
-        for done, future in enumerate(as_completed(futures), 1):
-            job = futures[future]
+        for count, future in enumerate(as_completed(futures), 1):
             future.result()  # a failed job stops the board; what finished is kept in --work
-            print(f"[{done}/{len(todo)}] {job[0]} {job[1] or ''} seed {job[2]}: {time.perf_counter() - started:.0f} s",
-                  flush=True)
+            done(count, futures[future])
 
 
 def collect_rows(args: Args, budget: Budget) -> tuple[dict, dict, dict]:

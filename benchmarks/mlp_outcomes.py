@@ -33,7 +33,8 @@ from campus_env.features import goal_biased_policy
 from campusnav.harness import default_results_directory, write_results
 from campusnav.leaderboard import QUICK, Budget
 from campusnav.leaderboard.bounds import deterministic_bound
-from campusnav.leaderboard.cell import train_with_curve
+from campusnav.leaderboard.budget import budget_of
+from campusnav.leaderboard.cell import late_share, train_with_curve
 from campusnav.leaderboard.data import CAMPUS, DATA_SEED, STATE_KWARGS, campus_data
 from campusnav.leaderboard.summary import bootstrap_interval
 from campusnav.leaderboard.transfer import EVAL_SEED
@@ -71,14 +72,14 @@ def measure(args: Args, budget: Budget, seed: int, overrides: dict[str, Any], da
     fidelity = model_zoo.evaluate_fidelity(model, CAMPUS, env_kwargs={**STATE_KWARGS, "split": "train"},
                                            starts=budget.fidelity_starts, forks=budget.forks, horizons=HORIZONS,
                                            seed=EVAL_SEED + 1000 * seed + 500).as_dict()
-    return {"copy_over_model@1": errors["copy_mse@1"] / errors["obs_mse@1"], "late_share": record["late_share"],
+    return {"copy_over_model@1": errors["copy_mse@1"] / errors["obs_mse@1"], "late_share": late_share(record["curve"]),
             **{k: v for k, v in fidelity.items() if k.split("@")[0] in ("precision", "recall", "position_tv")}}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     torch.set_num_threads(1)
-    budget = Budget(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Budget)})
+    budget = budget_of(args)
     out = Path(args.out) if args.out else default_results_directory()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-__all__ = ["QUICK", "Budget", "horizons"]
+__all__ = ["QUICK", "Budget", "budget_of", "horizons"]
 
 
 @dataclass(frozen=True)
@@ -73,3 +74,8 @@ def horizons(budget: Budget) -> tuple[int, int]:
     """The short and the long horizon of the errors: 1 and 16 (fewer when windows are short)."""
     return 1, max(1, min(16, budget.seq_len - 8))
 
+
+
+def budget_of(args: Budget) -> Budget:
+    """The plain ``Budget`` of a script's ``Args`` that extends it."""
+    return Budget(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Budget)})

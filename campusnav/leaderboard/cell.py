@@ -83,10 +83,8 @@ def _trained(ledger: Ledger, path: Path, model_id: str, seed: int, data: SharedD
 def train_with_curve(model_id: str, seed: int, data: SharedData, budget: Budget, steps: int,
                      **overrides: Any) -> tuple[model_zoo.WorldModel, dict[str, Any]]:
     """A fresh model (its preset, then ``overrides``) fitted with the shared budget, its held-out loss every
-    ``curve_every`` steps, and the seconds."""
-    torch.manual_seed(seed)
-    model = model_zoo.make(model_id, data.observation_space, data.action_space, preset=PRESET, **overrides)
-    sampler = SequenceSampler(data.train, budget.seq_len, budget.batch_size, seed=seed)
+    ``curve_every`` steps (``late_share`` reads the curve), and the seconds of training alone."""
+    model = _fresh(model_id, seed, data, PRESET, **overrides)
     held_out = SequenceSampler(data.test, budget.seq_len, budget.batch_size, seed=seed + 1)
     batches = [held_out.sample() for _ in range(CURVE_BATCHES)]
     curve: list[tuple[int, float]] = [(0, _held_out_loss(model, batches))]
@@ -99,12 +97,27 @@ def train_with_curve(model_id: str, seed: int, data: SharedData, budget: Budget,
             curve.append((step, _held_out_loss(model, batches)))
             curve_seconds += time.perf_counter() - started
 
+    seconds = _fit(model, model_id, seed, data, budget, steps, PRESET, callback=point) - curve_seconds
+    return model, {"train_s": seconds, "steps": steps, "curve": curve}
+
+
+def _fresh(model_id: str, seed: int, data: SharedData, preset: str, **overrides: Any) -> model_zoo.WorldModel:
+    """A new model for ``data``'s spaces with ``preset`` (then ``overrides``), its weights drawn from ``seed``."""
+    torch.manual_seed(seed)
+    return model_zoo.make(model_id, data.observation_space, data.action_space, preset=preset, **overrides)
+
+
+def _fit(model: model_zoo.WorldModel, model_id: str, seed: int, data: SharedData, budget: Budget, steps: int,
+         preset: str, callback: Any = None) -> float:
+    """Fits ``model`` on ``data``'s training episodes with the budget's batches and the preset's learning rate;
+    leaves it in eval mode and returns the wall seconds."""
+    sampler = SequenceSampler(data.train, budget.seq_len, budget.batch_size, seed=seed)
     started = time.perf_counter()
-    model_zoo.fit(model, sampler, steps=steps, lr=model_zoo.preset(model_id, PRESET).lr, seed=seed,
-                  progress=False, callback=point)
-    seconds = time.perf_counter() - started - curve_seconds
+    model_zoo.fit(model, sampler, steps=steps, lr=model_zoo.preset(model_id, preset).lr, seed=seed, progress=False,
+                  callback=callback)
+    seconds = time.perf_counter() - started
     model.eval()
-    return model, {"train_s": seconds, "steps": steps, "curve": curve, "late_share": late_share(curve)}
+    return seconds
 
 
 def _held_out_loss(model: model_zoo.WorldModel, batches: list) -> float:
@@ -158,14 +171,9 @@ def _campus_pixels(model_id: str, seed: int, budget: Budget, out: Path, path: Pa
     """The model class fitted on CampusNav-v0 frames (saved to ``path``); its pixel dreams read by the probe
     against forks of reality."""
     data, reader = campus_pixel_data(budget, out), probe(budget, out)
-    torch.manual_seed(seed)
-    model = model_zoo.make(model_id, data.observation_space, data.action_space, preset=PIXEL_PRESET)
-    sampler = SequenceSampler(data.train, budget.seq_len, budget.batch_size, seed=seed)
-    started = time.perf_counter()
-    model_zoo.fit(model, sampler, steps=budget.pixel_steps, lr=model_zoo.preset(model_id, PIXEL_PRESET).lr,
-                  seed=seed, progress=False)
-    seconds = time.perf_counter() - started
-    model.eval().save(path)
+    model = _fresh(model_id, seed, data, PIXEL_PRESET)
+    seconds = _fit(model, model_id, seed, data, budget, budget.pixel_steps, PIXEL_PRESET)
+    model.save(path)
     fidelity = model_zoo.evaluate_fidelity(
         model, CAMPUS, env_kwargs={**PIXEL_KWARGS, "split": "train"}, starts=budget.fidelity_starts,
         forks=budget.forks, horizons=FIDELITY_HORIZONS, seed=EVAL_SEED + 1000 * seed + 500,
@@ -194,14 +202,8 @@ def _reconstruction_valid_rate(model: model_zoo.WorldModel, reader: Any, data: S
 def _car(model_id: str, seed: int, budget: Budget, out: Path, ks: tuple[int, int]) -> dict[str, float]:
     """The same model class fitted on CarRacing-v3 pixels: PSNR of its predictions on held-out episodes."""
     data = car_data(budget, out)
-    torch.manual_seed(seed)
-    model = model_zoo.make(model_id, data.observation_space, data.action_space, preset=PRESET)
-    sampler = SequenceSampler(data.train, budget.seq_len, budget.batch_size, seed=seed)
-    started = time.perf_counter()
-    model_zoo.fit(model, sampler, steps=budget.pixel_steps, lr=model_zoo.preset(model_id, PRESET).lr, seed=seed,
-                  progress=False)
-    seconds = time.perf_counter() - started
-    model.eval()
+    model = _fresh(model_id, seed, data, PRESET)
+    seconds = _fit(model, model_id, seed, data, budget, budget.pixel_steps, PRESET)
     result = model_zoo.evaluate(model, data.test, horizons=ks, context=8, num_windows=budget.windows, speed_batch=0,
                                 seed=seed).as_dict()
     return {**{f"car_psnr@{k}": result[f"psnr@{k}"] for k in ks}, "car_train_s": seconds}

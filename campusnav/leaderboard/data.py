@@ -46,10 +46,6 @@ class SharedData:
     action_space: gym.Space
     heldout_contexts: list[Episode] | None = None
 
-    @property
-    def steps(self) -> int:
-        return int(sum(len(e.action) for e in self.train))
-
 
 def _dataset(dataset_id: str, root: Path, **collect_kwargs):
     try:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from campusnav.leaderboard.cell import late_share
-from campusnav.leaderboard.transfer import transfer_ratio
+from model_zoo.agents.transfer import transfer_ratio
 from model_zoo.causal.statistics import ranks as average_ranks
 
 __all__ = ["COLUMNS", "RANKED", "Column", "bootstrap_interval", "cell_row", "rank_intervals", "summarize"]

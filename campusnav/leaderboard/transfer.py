@@ -35,7 +35,7 @@ from model_zoo.agents.transfer import (
 )
 from wrappers import DreamVectorEnv, to_sb3
 
-__all__ = ["cmaes_controller", "dream_envs", "ppo_agent", "random_baseline", "real_envs", "transfer_ratio"]
+__all__ = ["cmaes_controller", "dream_envs", "ppo_agent", "random_baseline", "real_envs"]
 
 EVAL_SEED = 10_000  # evaluation episodes reset with EVAL_SEED + 1000 * seed + i: apart from training's
 
@@ -56,11 +56,6 @@ def evaluation(budget: Budget, seed: int) -> Evaluation:
 
 def summary(outcomes: Outcomes) -> dict[str, float]:
     return {"return": float(outcomes.returns.mean()), "success": float(outcomes.success.mean())}
-
-
-def transfer_ratio(dream: float, reality: float, random: float) -> float:
-    """The dream-trained policy's gain over random divided by the reality-trained one's; NaN without a gain."""
-    return (dream - random) / (reality - random) if reality > random else float("nan")
 
 
 def _features(obs: Any, action: Any, is_first: np.ndarray) -> np.ndarray:
