@@ -5,12 +5,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from campusnav.budgets import Collection, ControllerTraining, SequenceBatches
+
 __all__ = ["QUICK", "Budget", "budget_of", "horizons"]
 
 
 @dataclass(frozen=True)
-class Budget:
-    """How much of everything one (model, seed) gets; the same for every model."""
+class Budget(ControllerTraining, SequenceBatches, Collection):
+    """How much of everything one (model, seed) gets; the same for every model.
+
+    The shared groups of ``campusnav.budgets`` (data, batches, CMA-ES) with the
+    leaderboard's own defaults, and the stages only the leaderboard has.
+    """
 
     episodes: int = 400
     """CampusNav-v0 state-vector episodes from the training contexts (10 % held out)"""
@@ -22,10 +28,6 @@ class Budget:
     """probability of a walkable step towards the goal in collection, else a random action"""
     steps: int = 2000
     """gradient steps per model on state vectors"""
-    batch_size: int = 16
-    """sequences per batch"""
-    seq_len: int = 32
-    """steps per sequence"""
     curve_every: int = 100
     """steps between points of the held-out loss curve"""
     windows: int = 128
@@ -38,8 +40,6 @@ class Budget:
     """counterfactual twin pairs per intervention (models that take do())"""
     generations: int = 40
     """CMA-ES generations, in the dream and in reality alike"""
-    popsize: int = 16
-    """CMA-ES population"""
     episodes_per_member: int = 32
     """episodes that score one CMA-ES member"""
     ppo_timesteps: int = 500_000

@@ -24,7 +24,6 @@ from campusnav.leaderboard.data import CAMPUS, STATE_KWARGS
 from campusnav.ppo import ppo_policy, train_ppo
 from model_zoo.agents.controllers import ActionScoreController
 from model_zoo.agents.transfer import (
-    CMAES,
     EnvFactory,
     Evaluation,
     Outcomes,
@@ -65,8 +64,7 @@ def _features(obs: Any, action: Any, is_first: np.ndarray) -> np.ndarray:
 def cmaes_controller(envs: EnvFactory, budget: Budget, seed: int) -> dict[str, Any]:
     """The action-scoring controller trained by CMA-ES in ``envs``, scored in reality."""
     controller = ActionScoreController(len(ACTION_FEATURES), spaces.Discrete(len(Action)), sampled=True, seed=seed)
-    cmaes = CMAES(budget.generations, budget.popsize, budget.episodes_per_member, seed=seed)
-    trained = train_controller(envs, controller, _features, cmaes, itertools.count(1_000 + 100_000 * seed))
+    trained = train_controller(envs, controller, _features, budget.cmaes(seed), itertools.count(1_000 + 100_000 * seed))
     outcomes = evaluate_policy(real_envs(budget), controller_policy(controller, trained.params, _features, seed),
                                evaluation(budget, seed))
     return {**summary(outcomes), "train_s": trained.seconds, "params": trained.params.tolist()}
