@@ -30,7 +30,7 @@ import tyro
 
 import model_zoo
 from campus_env.features import goal_biased_policy
-from campusnav.harness import default_results_directory, write_results
+from campusnav.harness import default_results_directory, markdown_table, write_results
 from campusnav.leaderboard import QUICK, Budget
 from campusnav.leaderboard.bounds import deterministic_bound
 from campusnav.leaderboard.budget import budget_of
@@ -92,8 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     means = {name: {k: bootstrap_interval([r[k] for r in rows]) for k in rows[0]} for name, rows in runs.items()}
     keys = [f"{m}@{k}" for m in ("precision", "recall", "position_tv") for k in HORIZONS] + ["copy_over_model@1"]
     cell = lambda v: f"{v[0]:.3g} [{v[1]:.3g}, {v[2]:.3g}]"  # noqa: E731
-    table = ["| mlp | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    table += [f"| {name} | " + " | ".join(cell(m[k]) for k in keys) + " |" for name, m in means.items()]
+    table = markdown_table(["mlp", *keys], [[name, *(cell(m[k]) for k in keys)] for name, m in means.items()])
     det, sampled = means["deterministic"], means["outcomes=4"]
     share = det["copy_over_model@1"][0] / bound
     lines = [
@@ -108,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     wall = time.perf_counter() - started
     markdown = "\n".join([f"# mlp: deterministic vs sampled outcomes ({time.strftime('%Y-%m-%d')})", "",
                           f"Seeds 0..{args.seeds - 1}, mean [95 % bootstrap interval]; the leaderboard's data and "
-                          f"budget ({budget.steps} steps); {wall / 60:.1f} min.", "", *table, "", *lines, ""])
+                          f"budget ({budget.steps} steps); {wall / 60:.1f} min.", "", table, "", *lines, ""])
     print(markdown)
     report = {"args": asdict(args), "runs": runs, "bound": bound, "targets": lines, "wall_seconds": wall}
     write_results("mlp_outcomes", markdown, report, directory=out)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from campusnav.harness import markdown_table
 from campusnav.leaderboard.summary import COLUMNS, RANKED
 
 __all__ = ["plot", "tables", "targets"]
@@ -43,21 +44,19 @@ def tables(summary: Mapping[str, Any], reality: Mapping[str, Any]) -> list[str]:
     for table, title in (("prediction", "Prediction and fidelity (state vectors)"), ("control", "Control and cost"),
                          ("pixels", "Pixels: CampusNav-v0 read by the probe, and CarRacing-v3")):
         keys = [c.name for c in COLUMNS if c.table == table]
-        lines += [f"### {title}", "", "| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-        lines += [f"| {r['model']} | " + " | ".join(_cell(r, k) for k in keys) + " |" for r in rows]
-        lines.append("")
+        lines += [f"### {title}", "", markdown_table(["model", *keys], [[r["model"], *(_cell(r, k) for k in keys)]
+                                                                       for r in rows]), ""]
+    baselines = [[name, _cell(reality, name + "_return"), _cell(reality, name + "_success")]
+                 for name in ("random", "cmaes", "ppo")]
     lines += ["### Trained in reality (the reference of every transfer)", "",
-              "| policy | return | success |", "|---|---|---|"]
-    for name in ("random", "cmaes", "ppo"):
-        lines.append(f"| {name} | {_cell(reality, name + '_return')} | {_cell(reality, name + '_success')} |")
-    lines += ["", "### Ranks (median [95 % interval] over bootstrap resamples of the seeds)", "",
-              "| model | " + " | ".join(RANKED) + " |", "|---" * (len(RANKED) + 1) + "|"]
-    for r in rows:
-        cells = []
-        for column in RANKED:
-            rank = summary["ranks"].get(column, {}).get(r["model"])
-            cells.append("-" if rank is None else f"{rank[0]:.0f} [{rank[1]:.0f}, {rank[2]:.0f}]")
-        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+              markdown_table(["policy", "return", "success"], baselines), ""]
+
+    def rank(column: str, model: str) -> str:
+        interval = summary["ranks"].get(column, {}).get(model)
+        return "-" if interval is None else f"{interval[0]:.0f} [{interval[1]:.0f}, {interval[2]:.0f}]"
+
+    lines += ["### Ranks (median [95 % interval] over bootstrap resamples of the seeds)", "",
+              markdown_table(["model", *RANKED], [[r["model"], *(rank(c, r["model"]) for c in RANKED)] for r in rows])]
     return lines + [""]
 
 
