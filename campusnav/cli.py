@@ -314,6 +314,31 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- mbrl -----------------------------------------------------------------
+
+
+def check_mbrl_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from campusnav.mbrl import check_args
+
+    try:
+        check_args(args.options)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def run_mbrl(args: argparse.Namespace) -> int:
+    from campusnav.mbrl import run_mbrl, tiny
+
+    options = tiny(args.options) if args.options.tiny else args.options
+    result = run_mbrl(options)
+    for row in result.curve:
+        print(f"iteration {row['iteration']}: {row['real_steps']:>7,} real steps, return {row['return_mean']:+.3f}, "
+              f"success {row['success_rate']:.2f}")
+    print(f"random policy: return {result.random['return_mean']:+.3f}, success {result.random['success_rate']:.2f}")
+    print(f"wrote {Path(options.out) / 'curve.json'} and curve.png")
+    return 0
+
+
 # --- the table ------------------------------------------------------------
 
 Checker = Callable[[argparse.ArgumentParser, argparse.Namespace], None]
@@ -324,6 +349,12 @@ def _demo_options() -> type:
     from campusnav.demo import DemoArgs
 
     return DemoArgs
+
+
+def _mbrl_options() -> type:
+    from campusnav.mbrl import MBRLArgs
+
+    return MBRLArgs
 
 
 def _bench_options() -> type:
@@ -358,6 +389,8 @@ COMMANDS: dict[str, Command] = {
                      add_train_arguments, check_train_arguments, run_train),
     "dream": Command("replay random actions in CampusNav-v0 and in a trained model's dream, side by side",
                      add_dream_arguments, check_dream_arguments, run_dream),
+    "mbrl": Command("model-based RL: collect real episodes, fit a world model, train PPO/DQN/CMA-ES in its dream",
+                    _mbrl_options, check_mbrl_arguments, run_mbrl, dataclass=True),
     "bench": Command("measure environment steps per second (campusnav.bench)",
                      _bench_options, check_bench_arguments, run_bench, dataclass=True),
 }

@@ -22,11 +22,14 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from campus_env.schema import STATE_SLICES
 from model_zoo.agents.transfer import BatchPolicy
 
-__all__ = ["PPO_SETTINGS", "PotentialShaping", "ppo_policy", "train_ppo"]
+__all__ = ["DQN_SETTINGS", "PPO_SETTINGS", "PotentialShaping", "ppo_policy", "train_ppo"]
 
 GOAL_OFFSET = STATE_SLICES["goal_offset"]  # goal row/col minus agent row/col, divided by (map side - 1)
 PPO_SETTINGS: dict[str, Any] = dict(n_steps=128, batch_size=512, n_epochs=4, learning_rate=3e-4, gamma=0.99,
                                     ent_coef=0.01)
+DQN_SETTINGS: dict[str, Any] = dict(learning_starts=5_000, buffer_size=100_000, batch_size=128, learning_rate=5e-4,
+                                    gamma=0.99, train_freq=1, gradient_steps=2, target_update_interval=500,
+                                    exploration_fraction=0.5, exploration_final_eps=0.05)
 
 
 class PotentialShaping(VecEnvWrapper):

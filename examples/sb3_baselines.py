@@ -54,7 +54,8 @@ import model_zoo
 from campus_env.oracle import ShortestPathPolicy
 from campus_env.schema import STATE_SLICES, Action
 from campusnav.budgets import ExampleRun
-from campusnav.ppo import PotentialShaping
+from campusnav.overrides import parse_overrides
+from campusnav.ppo import DQN_SETTINGS, PPO_SETTINGS, PotentialShaping
 from model_zoo.data import SequenceSampler, collect, load_dataset, load_episodes
 from wrappers import DreamVectorEnv, to_sb3
 
@@ -63,12 +64,7 @@ ENV_KWARGS = {"obs_mode": "state"}  # flat float32 (72,): agent, goal, goal offs
 GOAL_OFFSET = STATE_SLICES["goal_offset"]  # goal row/col minus agent row/col, divided by (map side - 1)
 ALGOS = {"ppo": PPO, "dqn": DQN}
 # the same settings train in reality and in the dream
-HYPERPARAMS: dict[str, dict[str, Any]] = {
-    "ppo": dict(n_steps=128, batch_size=512, n_epochs=4, learning_rate=3e-4, gamma=0.99, ent_coef=0.01),
-    "dqn": dict(learning_starts=5_000, buffer_size=100_000, batch_size=128, learning_rate=5e-4, gamma=0.99,
-                train_freq=1, gradient_steps=2, target_update_interval=500, exploration_fraction=0.5,
-                exploration_final_eps=0.05),
-}
+HYPERPARAMS: dict[str, dict[str, Any]] = {"ppo": PPO_SETTINGS, "dqn": DQN_SETTINGS}
 
 
 @dataclass(frozen=True)
@@ -77,6 +73,8 @@ class Args(ExampleRun):
     """SB3 algorithms to train, each in reality and in the dream: ppo, dqn"""
     model: str = "mlp"
     """the zoo world model that dreams (model_zoo.list_models())"""
+    model_config: str = ""
+    """overrides of the model's config, NAME=VALUE pairs separated by commas (e.g. 'outcomes=4')"""
     num_envs: int = 16
     """envs stepped together while an agent learns (real or dreamed)"""
     ppo_timesteps: int = 500_000
@@ -189,7 +187,8 @@ if __name__ == "__main__":
     episodes = load_episodes(dataset)
     data_steps = int(sum(len(e.action) for e in episodes))
     torch.manual_seed(args.seed)  # the model's initial weights
-    model = model_zoo.make(args.model, dataset.observation_space, dataset.action_space)
+    model = model_zoo.make(args.model, dataset.observation_space, dataset.action_space,
+                           **parse_overrides(args.model_config))
     sampler = SequenceSampler(episodes, args.model_seq_len, args.model_batch_size, seed=args.seed)
     history = model_zoo.fit(model, sampler, steps=args.model_steps, lr=1e-3, seed=args.seed,
                             run_dir=out / "model", resume=False)

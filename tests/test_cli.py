@@ -249,3 +249,29 @@ def _tensor_bytes(folder) -> dict[str, bytes]:
     from safetensors.numpy import load_file
 
     return {name: (str(t.dtype), t.shape, t.tobytes()) for name, t in load_file(folder / "model.safetensors").items()}
+
+
+def test_mbrl_tiny_writes_the_curve(tmp_path, capsys):
+    import json
+
+    out = tmp_path / "mbrl"
+    assert cli.main(["mbrl", "--tiny", "--out", str(out), "--rollout", "8"]) == 0
+    curve = json.loads((out / "curve.json").read_text())
+    assert [row["iteration"] for row in curve["curve"]] == [0, 1]
+    assert curve["curve"][1]["real_steps"] > curve["curve"][0]["real_steps"] > 0
+    assert (out / "curve.png").stat().st_size > 0
+    assert "real steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["mbrl", "--learner", "sac"], "--learner: unknown 'sac'"),
+        (["mbrl", "--model", "nope"], "--model: unknown 'nope'"),
+        (["mbrl", "--disagreement-penalty", "1.0"], "need --model mlp_ensemble"),
+        (["mbrl", "--iterations", "0"], "--iterations: must be a positive integer"),
+    ],
+)
+def test_mbrl_argument_errors(capsys, argv, message):
+    assert exit_code(argv) == 2
+    assert message in capsys.readouterr().err

@@ -208,6 +208,42 @@ def test_dataset_first_frames_start_the_dreams(corridor):
     assert set(obs[:, 0].tolist()) <= set(frames)
 
 
+def test_replay_states_start_branched_dreams(corridor):
+    """start_frames="any": every frame an action was taken from, never an episode's last observation."""
+    episode = Episode(obs=np.array([[0.0], [1.0], [2.0], [3.0]], dtype=np.float32), action=np.ones(3, np.int64),
+                      reward=np.zeros(3), terminated=np.array([False, False, True]), truncated=np.zeros(3, bool))
+    env = DreamEnv(corridor(), dataset=[episode], start_frames="any", max_episode_steps=2)
+    assert {float(env.reset(seed=s)[0][0]) for s in range(40)} == {0.0, 1.0, 2.0}
+    envs = DreamVectorEnv(corridor(), 4, dataset=[episode], start_frames="any", pool_size=64)
+    obs, _ = envs.reset(seed=0)
+    assert set(obs[:, 0].tolist()) <= {0.0, 1.0, 2.0}
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"env": "CampusNav-v0", "start_frames": "any"}, "needs a dataset"),
+    ({"start_frames": "last"}, "start_frames must be one of"),
+])
+def test_start_frames_refused(corridor, kwargs, match):
+    episode = Episode(obs=np.zeros((2, 1), np.float32), action=np.zeros(1, np.int64), reward=np.zeros(1),
+                      terminated=np.zeros(1, bool), truncated=np.ones(1, bool))
+    kwargs = {"dataset": [episode], **kwargs} if "env" not in kwargs else kwargs
+    with pytest.raises(ValueError, match=match):
+        DreamVectorEnv(corridor(), 2, **kwargs)
+
+
+def test_ensemble_disagreement_reaches_the_infos(campus):
+    envs = DreamVectorEnv(campus("mlp_ensemble"), 3, "CampusNav-v0", env_kwargs={"obs_mode": "state"})
+    envs.reset(seed=0)
+    _, _, _, _, info = envs.step(np.array([1, 2, 3]))
+    assert info["disagreement"].shape == (3,) and (info["disagreement"] > 0).all()  # untrained members differ
+    single = DreamEnv(campus("mlp_ensemble"), "CampusNav-v0", env_kwargs={"obs_mode": "state"})
+    single.reset(seed=0)
+    assert single.step(1)[4]["disagreement"] > 0
+    plain = DreamVectorEnv(campus("mlp"), 2, "CampusNav-v0", env_kwargs={"obs_mode": "state"})
+    plain.reset(seed=0)
+    assert "disagreement" not in plain.step(np.array([1, 1]))[4]
+
+
 def test_minari_dataset_starts(tmp_path, campus):
     from model_zoo.data import collect, load_episodes
 

@@ -29,6 +29,7 @@ class DreamOptions(TypedDict, total=False):
     """The keyword arguments both dream envs take (see ``DreamEnv``'s Arguments)."""
 
     dataset: Any
+    start_frames: str
     obs: str
     do: Mapping[str, Any] | None
     max_episode_steps: int | None
@@ -65,6 +66,7 @@ class DreamEnvBase:
         num_envs: int | None,
         *,
         dataset: Any = None,
+        start_frames: str = "first",
         obs: str = "decoded",
         do: Mapping[str, Any] | None = None,
         max_episode_steps: int | None = 200,
@@ -82,7 +84,7 @@ class DreamEnvBase:
         self._dreamer = Dreamer(model, obs, do, temperature, device)
         if render_mode is not None and not model.spec.image_keys:
             raise ValueError("render_mode='rgb_array' needs a model whose observations have an image part")
-        self._starts = make_start_source(model, env, dataset, env_kwargs, num_envs)
+        self._starts = make_start_source(model, env, dataset, env_kwargs, num_envs, start_frames)
         self.model = model
         self.obs_mode = obs
         self.render_mode = render_mode

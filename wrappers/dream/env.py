@@ -52,7 +52,8 @@ class DreamEnv(DreamEnvBase, gym.Env):
     ## Info
     ``"dream"`` (True), ``"model"`` (the model id), ``"steps"`` (imagined steps
     this episode), ``"guarded"`` (observation elements fixed this step),
-    ``"guarded_total"`` (this episode), ``"model_error"``.
+    ``"guarded_total"`` (this episode), ``"model_error"``; after a step,
+    ``"disagreement"`` when the model's state carries one (an ensemble's spread).
 
     ## Arguments
     - ``model``: a ``model_zoo`` world model (ideally trained).
@@ -61,6 +62,9 @@ class DreamEnv(DreamEnvBase, gym.Env):
       ``gymnasium.Env`` (left open). Its spaces must be the model's.
     - ``dataset``: instead of ``env``, a Minari dataset, dataset id or list of
       ``model_zoo.data.Episode``; episodes start from their first frames.
+    - ``start_frames``: with ``dataset``, ``"first"`` (default) or ``"any"``:
+      start from any replay state an action was taken from, as MBPO's branched
+      rollouts (pair it with a short ``max_episode_steps``).
     - ``obs``: ``"decoded"`` or ``"features"``.
     - ``do``: interventions passed to ``model.imagine`` at every step; only for
       models with ``supports_do`` (``ValueError`` otherwise). When given, real
@@ -129,6 +133,8 @@ class DreamEnv(DreamEnvBase, gym.Env):
         truncated = self.max_episode_steps is not None and self._steps >= self.max_episode_steps
         self._done = terminated or truncated
         info = self._info(int(out.guarded[0]), bool(out.model_error[0]))
+        if out.disagreement is not None:
+            info["disagreement"] = float(out.disagreement[0])
         return copy_row(out.obs, 0), float(out.reward[0]), terminated, truncated, info
 
     def render(self):

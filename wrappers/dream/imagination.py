@@ -80,6 +80,18 @@ def _device(device: Any) -> torch.device:
         raise ValueError(f"device must be a torch device or its name (e.g. 'cpu'), got {device!r}: {err}") from None
 
 
+def _disagreement(state: State, restart: np.ndarray | None) -> np.ndarray | None:
+    """The state's ``"disagreement"`` (B,) as float64 numpy (0 on restarted rows), or None when it has none."""
+    spread = state.get("disagreement")
+    if spread is None:
+        return None
+    out = spread.detach().reshape(-1).to("cpu", torch.float64).numpy().copy()
+    out[~np.isfinite(out)] = np.inf
+    if restart is not None:
+        out[restart] = 0.0
+    return out
+
+
 @dataclasses.dataclass
 class DreamStep:
     """One batched dream step, as numpy for the env (B = the batch)."""
@@ -90,6 +102,7 @@ class DreamStep:
     terminated: np.ndarray  # (B,) bool; True where the model failed
     model_error: np.ndarray  # (B,) bool: non-finite state, reward or observation
     guarded: np.ndarray  # (B,) int64: observation elements fixed
+    disagreement: np.ndarray | None = None  # (B,) float64: an ensemble's spread on this step, when the state has it
 
 
 class Dreamer:
@@ -248,7 +261,7 @@ class Dreamer:
             obs, guarded, nonfinite = self.observe_state(next_state, len(reward))
         if nonfinite.any():
             reward[nonfinite], terminated[nonfinite], error[nonfinite] = 0.0, True, True
-        return DreamStep(next_state, obs, reward, terminated, error, guarded)
+        return DreamStep(next_state, obs, reward, terminated, error, guarded, _disagreement(next_state, restart))
 
     def observe_state(self, state: State, n: int) -> tuple[Observation, np.ndarray, np.ndarray]:
         """Guarded observations of ``state`` (batched numpy), elements fixed per row, rows with non-finite values."""

@@ -70,7 +70,7 @@ class VectorStarts:
 
 
 class DatasetStarts:
-    """Start observations drawn (with replacement) from the first frames of dataset episodes."""
+    """Start observations drawn (with replacement) from dataset frames: episodes' first, or any of them."""
 
     def __init__(self, frames: Observation, observation_space: gym.Space):
         self.frames = frames
@@ -88,8 +88,18 @@ class DatasetStarts:
 StartSource = EnvStarts | VectorStarts | DatasetStarts
 
 
-def first_frames(dataset: Any, observation_space: gym.Space) -> Observation:
-    """The first observation of every episode of a Minari dataset, a dataset id or a list of ``Episode``."""
+START_FRAMES = ("first", "any")
+
+
+def first_frames(dataset: Any, observation_space: gym.Space, which: str = "first") -> Observation:
+    """Start observations of a Minari dataset, a dataset id or a list of ``Episode``.
+
+    ``which="first"``: the first observation of every episode; ``"any"``: every
+    observation an action was taken from (all but each episode's last), the
+    replay states of MBPO's branched rollouts (Janner et al. 2019, arXiv:1906.08253).
+    """
+    if which not in START_FRAMES:
+        raise ValueError(f"start_frames must be one of {', '.join(map(repr, START_FRAMES))}, got {which!r}")
     import minari
 
     from model_zoo.data import Episode, load_episodes
@@ -106,10 +116,11 @@ def first_frames(dataset: Any, observation_space: gym.Space) -> Observation:
                 )
     if not episodes:
         raise ValueError("the dataset has no episodes to start dreams from")
-    frames = [select_rows(e.obs, 0) for e in episodes]
-    if frames[0] not in observation_space:
+    if select_rows(episodes[0].obs, 0) not in observation_space:
         raise ValueError(f"the dataset's first observation is outside the model's space {observation_space}")
-    return stack_rows(frames)
+    if which == "first":
+        return stack_rows([select_rows(e.obs, 0) for e in episodes])
+    return concat_batches([select_rows(e.obs, slice(0, max(1, len(e.action)))) for e in episodes])
 
 
 def _has_native_vector_env(env_id: str) -> bool:
@@ -142,6 +153,7 @@ def make_start_source(
     dataset: Any,
     env_kwargs: Mapping[str, Any] | None,
     num_envs: int | None,
+    start_frames: str = "first",
 ) -> StartSource:
     """The source of start observations; ``num_envs`` None for a single dream env."""
     if (env is None) == (dataset is None):
@@ -151,8 +163,11 @@ def make_start_source(
         )
     if env_kwargs and not isinstance(env, str):
         raise ValueError("env_kwargs only applies when env is an env id")
+    if start_frames != "first" and dataset is None:
+        raise ValueError(f"start_frames={start_frames!r} needs a dataset to draw replay states from")
     if dataset is not None:
-        return DatasetStarts(first_frames(dataset, model.observation_space), model.observation_space)
+        frames = first_frames(dataset, model.observation_space, start_frames)
+        return DatasetStarts(frames, model.observation_space)
     source = _source_from_env(env, env_kwargs, num_envs)
     for what, real, built in (
         ("observation", source.observation_space, model.observation_space),

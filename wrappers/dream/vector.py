@@ -62,7 +62,9 @@ class DreamVectorEnv(DreamEnvBase, VectorEnv):
     autoresets), ``do(**assignments)`` and ``undo(*names)``.
 
     Infos are Gymnasium vector infos (arrays with ``_key`` masks): ``"dream"``,
-    ``"steps"``, ``"guarded"``, ``"guarded_total"``, ``"model_error"``, per env.
+    ``"steps"``, ``"guarded"``, ``"guarded_total"``, ``"model_error"``, per env;
+    and after a step, ``"disagreement"`` when the model's state carries one (an
+    ensemble's spread over its members' predictions, e.g. ``mlp_ensemble``).
 
     >>> import gymnasium as gym, model_zoo
     >>> real = gym.make("CartPole-v1")
@@ -153,6 +155,8 @@ class DreamVectorEnv(DreamEnvBase, VectorEnv):
             truncated = self._steps >= self.max_episode_steps  # as TimeLimit: may coincide with terminated
         done = out.terminated | truncated
         info = self._info(out.guarded, out.model_error)
+        if out.disagreement is not None:
+            info["disagreement"], info["_disagreement"] = out.disagreement, self._ones
         self._state = self._place_starts(out.state, done) if done.any() else out.state
         self._needs_reset = done
         return out.obs, out.reward, out.terminated, truncated, info

@@ -1,0 +1,279 @@
+"""A model-based RL loop: act in reality, fit the world model on all data so far, learn in its dream, repeat.
+
+Dyna (Sutton 1991) in the form of MBPO (Janner et al. 2019, "When to Trust Your
+Model", arXiv:1906.08253): each iteration collects real episodes with the current
+policy (plus uniform exploration), fine-tunes the world model on every episode
+collected so far, and trains the learner inside the model's dream; real env steps
+are counted exactly (every transition of every collected episode) and the policy
+is scored on the same seeded real episodes after each iteration, giving a
+sample-efficiency curve. Evaluation episodes are not counted: they teach nothing.
+
+What the published methods do against a learner exploiting the model's errors is
+left to the dream a caller builds (short rollouts branched from real replay
+states, as MBPO; sampled outcomes and a dream temperature) plus
+``DisagreementPenalty`` here: an ensemble's disagreement subtracted from the
+reward (MOPO, Yu et al. 2020, arXiv:2005.13239) or ending the rollout where it
+is too high (as M2AC's masking, Pan et al. 2020, arXiv:2010.04893).
+
+The loop is generic: the real world is an env id (collected with
+``model_zoo.data.collect``, so every iteration's episodes are a Minari dataset on
+disk), the dream a factory ``(model, episodes, num_envs) -> VectorEnv``, and the
+learner anything with ``learn(dream, model, episodes)`` and ``act(obs)``:
+``SB3Learner`` (any SB3 algorithm on a VecEnv) or ``CMAESLearner``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from model_zoo.agents.transfer import CMAES, EnvFactory, Evaluation, evaluate_policy, random_policy
+from model_zoo.base import WorldModel
+from model_zoo.data import Episode, SequenceSampler, collect, load_episodes
+from model_zoo.data.episodes import check_positive_int
+from model_zoo.training import fit
+
+__all__ = ["DisagreementPenalty", "DreamFactory", "Learner", "LoopConfig", "LoopResult", "run_loop"]
+
+DreamFactory = Callable[[WorldModel, Sequence[Episode], int], gym.vector.VectorEnv]
+"""``(model, the real episodes so far, num_envs) -> a dream VectorEnv`` for the learner."""
+_COLLECTION_SEED = 1_000_003  # iteration k collects with seed + (k + 1) * this: apart from evaluation's seeds
+
+
+class Learner(Protocol):
+    """What the loop trains: it learns in a dream (or from the model itself) and acts on real observations."""
+
+    def learn(self, dream: EnvFactory, model: WorldModel, episodes: Sequence[Episode]) -> dict[str, float]: ...
+
+    def act(self, obs: Any) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The loop's budget: real episodes, model fitting and evaluation (the learner holds its own)."""
+
+    iterations: int = 5
+    initial_episodes: int = 64  # uniform-random episodes before the first fit
+    episodes: int = 32  # real episodes the current policy collects per later iteration
+    exploration: float = 0.1  # share of collection actions drawn uniformly at random
+    num_envs: int = 16  # real envs stepped together while collecting
+    initial_fit_steps: int = 2_000
+    fit_steps: int = 500  # optimizer steps fine-tuning the model on all data, later iterations
+    batch_size: int = 16
+    seq_len: int = 32
+    lr: float = 1e-3
+    evaluation: Evaluation = field(default_factory=lambda: Evaluation(episodes=100, reset_seed=10_000))
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("iterations", "initial_episodes", "episodes", "num_envs", "initial_fit_steps", "batch_size",
+                     "seq_len"):
+            check_positive_int(name, getattr(self, name))
+        if isinstance(self.fit_steps, bool) or not isinstance(self.fit_steps, int) or self.fit_steps < 0:
+            raise ValueError(f"fit_steps must be an integer >= 0, got {self.fit_steps!r}")
+        if not 0.0 <= self.exploration <= 1.0:
+            raise ValueError(f"exploration must be in [0, 1], got {self.exploration!r}")
+
+
+@dataclass
+class LoopResult:
+    """One row per iteration: cumulative real steps and episodes, real return and success, model and learner logs."""
+
+    curve: list[dict[str, Any]]
+    random: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"curve": self.curve, "random": self.random}
+
+
+class DisagreementPenalty(gym.vector.VectorWrapper):
+    """Reward minus ``penalty`` times the dream's ``info["disagreement"]``; truncates above ``limit``.
+
+    MOPO's uncertainty-penalised reward (Yu et al. 2020) with an ensemble's
+    disagreement as the uncertainty; ``limit`` ends a rollout where the members
+    disagree too much to trust it (a truncation: the state is not terminal).
+    """
+
+    def __init__(self, env: gym.vector.VectorEnv, penalty: float = 0.0, limit: float | None = None):
+        super().__init__(env)
+        if not penalty >= 0:
+            raise ValueError(f"penalty must be >= 0, got {penalty!r}")
+        if limit is not None and not limit > 0:
+            raise ValueError(f"limit must be > 0 or None, got {limit!r}")
+        self.penalty, self.limit = float(penalty), limit
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        if "disagreement" not in info:
+            raise ValueError("DisagreementPenalty needs a dream whose model reports disagreement (an ensemble)")
+        spread = np.asarray(info["disagreement"], dtype=np.float64)
+        reward = np.asarray(reward, dtype=np.float64) - self.penalty * np.minimum(spread, 1e6)
+        if self.limit is not None:
+            truncated = np.asarray(truncated) | (~np.asarray(terminated) & (spread > self.limit))
+        return obs, reward, terminated, truncated, info
+
+
+def run_loop(
+    model: WorldModel,
+    learner: Learner,
+    env_id: str,
+    dream: DreamFactory,
+    config: LoopConfig,
+    *,
+    env_kwargs: Mapping[str, Any] | None = None,
+    run_dir: str | Path,
+    progress: bool = True,
+) -> LoopResult:
+    """Runs ``config.iterations`` of collect, fit, learn in the dream, evaluate; returns the curve.
+
+    ``run_dir`` keeps every iteration's episodes (Minari datasets under
+    ``data/``), the model (``model/``) and ``curve.json``, rewritten after each
+    iteration, so a dead process loses at most the iteration it was in.
+    """
+    env_kwargs = dict(env_kwargs or {})
+    run_path = Path(run_dir)
+    run_path.mkdir(parents=True, exist_ok=True)
+    real: EnvFactory = lambda n: gym.make_vec(env_id, num_envs=n, **env_kwargs)  # noqa: E731
+    probe = real(1)
+    action_space = probe.single_action_space
+    probe.close()
+    random = evaluate_policy(real, random_policy(action_space, config.evaluation.seed), config.evaluation)
+    result = LoopResult([], random.summary())
+    rng = np.random.default_rng(config.seed)
+    episodes: list[Episode] = []
+    bar = tqdm(range(config.iterations), desc="mbrl", unit="iteration", disable=not progress)
+    for iteration in bar:
+        started = time.perf_counter()
+        policy = None if iteration == 0 else _exploring(learner.act, action_space, config.exploration, rng)
+        count = config.initial_episodes if iteration == 0 else config.episodes
+        dataset = collect(env_id, num_episodes=count, num_envs=min(config.num_envs, count), policy=policy,
+                          seed=config.seed + (iteration + 1) * _COLLECTION_SEED, env_kwargs=env_kwargs,
+                          dataset_id=f"mbrl/iteration{iteration}-v0", data_path=run_path / "data", progress=False)
+        episodes += load_episodes(dataset)
+        model_log = _fit(model, episodes, config, config.initial_fit_steps if iteration == 0 else config.fit_steps,
+                         iteration)
+        model.save(run_path / "model")
+        learner_log = learner.learn(lambda n, seen=episodes: dream(model, seen, n), model, episodes)
+        outcomes = evaluate_policy(real, lambda obs, action, env: learner.act(obs), config.evaluation)
+        row = {"iteration": iteration, "real_steps": int(sum(len(e) for e in episodes)),
+               "real_episodes": len(episodes), **outcomes.summary(), "model": model_log, "learner": learner_log,
+               "seconds": time.perf_counter() - started}
+        result.curve.append(row)
+        bar.set_postfix(steps=row["real_steps"], success=f"{row['success_rate']:.2f}")
+        _write_json(run_path / "curve.json", {"config": asdict(config), **result.to_json()})
+    return result
+
+
+def _exploring(act: Callable[[Any], np.ndarray], action_space: gym.Space, epsilon: float,
+               rng: np.random.Generator) -> Callable[[Any], np.ndarray]:
+    """``act`` with each action replaced by a uniform one with probability ``epsilon`` (Discrete or Box)."""
+
+    def policy(obs: Any) -> np.ndarray:
+        action = np.asarray(act(obs))
+        if epsilon <= 0:
+            return action
+        n = action.shape[0]
+        swap = rng.random(n) < epsilon
+        if isinstance(action_space, gym.spaces.Discrete):
+            start = int(action_space.start)
+            uniform = rng.integers(start, start + int(action_space.n), n)
+        else:
+            uniform = rng.uniform(action_space.low, action_space.high, (n, *action_space.shape))
+        return np.where(swap.reshape((n,) + (1,) * (action.ndim - 1)), uniform, action).astype(action.dtype)
+
+    return policy
+
+
+def _fit(model: WorldModel, episodes: list[Episode], config: LoopConfig, steps: int,
+         iteration: int) -> dict[str, float]:
+    """``steps`` optimizer steps on windows of all episodes so far; the last logged row (empty for 0 steps)."""
+    if steps == 0:
+        return {}
+    seed = config.seed + iteration
+    sampler = SequenceSampler(episodes, config.seq_len, config.batch_size, seed=seed)
+    model.train()
+    history = fit(model, sampler, steps=steps, lr=config.lr, seed=seed, resume=False, progress=False)
+    model.eval()
+    return {k: float(v) for k, v in history[-1].items()} if history else {}
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
+    tmp.replace(path)
+
+
+class SB3Learner:
+    """Any stable-baselines3 algorithm that takes a VecEnv, trained ``timesteps`` per iteration in the dream.
+
+    The agent is built on the first dream and keeps learning on each new one
+    (``set_env``, the step counter running on); ``to_vec_env`` turns a Gymnasium
+    VectorEnv into an SB3 VecEnv (e.g. ``wrappers.to_sb3``) and ``wrap`` may add
+    SB3 wrappers such as reward shaping.
+    """
+
+    def __init__(self, algo: Any, *, to_vec_env: Callable[[gym.vector.VectorEnv], Any], timesteps: int,
+                 num_envs: int = 16, policy: str = "MlpPolicy", settings: Mapping[str, Any] | None = None,
+                 wrap: Callable[[Any], Any] | None = None, seed: int = 0, deterministic: bool = False):
+        check_positive_int("timesteps", timesteps)
+        check_positive_int("num_envs", num_envs)
+        self.algo, self.to_vec_env, self.timesteps, self.num_envs = algo, to_vec_env, timesteps, num_envs
+        self.policy, self.settings, self.wrap = policy, dict(settings or {}), wrap
+        self.seed, self.deterministic = seed, deterministic
+        self.agent: Any = None
+
+    def learn(self, dream: EnvFactory, model: WorldModel, episodes: Sequence[Episode]) -> dict[str, float]:
+        venv = self.to_vec_env(dream(self.num_envs))
+        if self.wrap is not None:
+            venv = self.wrap(venv)
+        started = time.perf_counter()
+        try:
+            if self.agent is None:
+                self.agent = self.algo(self.policy, venv, seed=self.seed, device="cpu", verbose=0, **self.settings)
+            else:
+                self.agent.set_env(venv)
+            self.agent.learn(total_timesteps=self.timesteps, reset_num_timesteps=False)
+        finally:
+            venv.close()
+        return {"timesteps": float(self.agent.num_timesteps), "seconds": time.perf_counter() - started}
+
+    def act(self, obs: Any) -> np.ndarray:
+        return self.agent.predict(obs, deterministic=self.deterministic)[0]
+
+
+class CMAESLearner:
+    """A controller searched by CMA-ES in the dream, each iteration starting from the last one's parameters."""
+
+    def __init__(self, controller: Any, cmaes: CMAES, features: Callable[[Any], Any] | None = None):
+        self.controller, self.cmaes, self.features = controller, cmaes, features
+        self.params: np.ndarray | None = None
+        self._seeds = iter(range(cmaes.seed + 1_000, 2**31 - 1))
+
+    def learn(self, dream: EnvFactory, model: WorldModel, episodes: Sequence[Episode]) -> dict[str, float]:
+        from dataclasses import replace
+
+        from model_zoo.agents.transfer import train_controller
+
+        cmaes = replace(self.cmaes, x0=self.params) if self.params is not None else self.cmaes
+        features = None if self.features is None else (lambda obs, action, first: self.features(obs))
+        trained = train_controller(dream, self.controller, features, cmaes, self._seeds)
+        self.params = trained.params
+        self.controller.set_params(self.params)
+        return {"dream_return": float(np.max(trained.history["mean"])) if "mean" in trained.history else 0.0,
+                "seconds": trained.seconds}
+
+    def act(self, obs: Any) -> np.ndarray:
+        from model_zoo.agents.controllers import flat_features
+
+        x = self.features(obs) if self.features is not None else flat_features(obs, None, None)
+        action = self.controller(np.asarray(x, dtype=np.float32))
+        return action.detach().cpu().numpy() if torch.is_tensor(action) else np.asarray(action)

@@ -1,0 +1,139 @@
+"""The model-based RL loop: exact real-step accounting, what it keeps on disk, exploration, the disagreement guard."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+
+import model_zoo
+from model_zoo.agents import LinearController
+from model_zoo.agents.mbrl import (
+    CMAESLearner,
+    DisagreementPenalty,
+    LoopConfig,
+    SB3Learner,
+    _exploring,
+    run_loop,
+)
+from model_zoo.agents.transfer import CMAES, Evaluation
+from model_zoo.data import load_dataset, load_episodes
+from wrappers import DreamVectorEnv, to_sb3
+
+TINY = dict(iterations=3, initial_episodes=6, episodes=3, num_envs=3, initial_fit_steps=4, fit_steps=2,
+            batch_size=4, seq_len=8, evaluation=Evaluation(episodes=4, reset_seed=500))
+
+
+def cartpole_model(model_id: str = "mlp", **config):
+    env = gym.make("CartPole-v1")
+    torch.manual_seed(0)
+    return model_zoo.make(model_id, env.observation_space, env.action_space, hidden=16, **config)
+
+
+def dream(model, episodes, n):
+    return DreamVectorEnv(model, n, dataset=episodes, start_frames="any", max_episode_steps=10)
+
+
+class CountingLearner:
+    """Acts with a fixed action and records what the loop handed it."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+        self.acted = 0
+
+    def learn(self, dream_factory, model, episodes):
+        envs = dream_factory(2)
+        envs.reset(seed=0)
+        envs.close()
+        self.calls.append(len(episodes))
+        return {"episodes_seen": float(len(episodes))}
+
+    def act(self, obs):
+        self.acted += len(obs)
+        return np.ones(len(obs), dtype=np.int64)
+
+
+def test_real_steps_are_every_collected_transition(tmp_path):
+    learner = CountingLearner()
+    result = run_loop(cartpole_model(), learner, "CartPole-v1", dream, LoopConfig(**TINY), run_dir=tmp_path,
+                      progress=False)
+    on_disk = [load_episodes(load_dataset(f"mbrl/iteration{k}-v0", data_path=tmp_path / "data")) for k in range(3)]
+    sizes = [len(episodes) for episodes in on_disk]
+    assert sizes == [6, 3, 3]
+    steps = np.cumsum([sum(len(e) for e in episodes) for episodes in on_disk]).tolist()
+    assert [row["real_steps"] for row in result.curve] == steps
+    assert [row["real_episodes"] for row in result.curve] == [6, 9, 12]
+    assert learner.calls == [6, 9, 12]  # the learner sees all data so far, and the model was fitted on it first
+    saved = json.loads((tmp_path / "curve.json").read_text())
+    assert [row["real_steps"] for row in saved["curve"]] == steps and saved["random"] == result.random
+    assert model_zoo.load(tmp_path / "model").model_id == "mlp"
+    # after the first (random) iteration the policy collects: CartPole pushed right every step ends fast
+    assert all(len(e) < 30 for e in on_disk[1] + on_disk[2])
+
+
+def test_exploration_mixes_uniform_actions():
+    rng = np.random.default_rng(0)
+    space = gym.spaces.Discrete(5)
+    fixed = lambda obs: np.zeros(len(obs), dtype=np.int64)  # noqa: E731
+    assert (_exploring(fixed, space, 0.0, rng)(np.zeros((100, 2))) == 0).all()
+    mixed = _exploring(fixed, space, 0.5, rng)(np.zeros((4000, 2)))
+    assert mixed.dtype == np.int64 and 0.55 < (mixed == 0).mean() < 0.65  # half kept, a fifth of the rest is 0
+    box = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+    out = _exploring(lambda obs: np.full((len(obs), 2), 5.0, np.float32), box, 1.0, rng)(np.zeros((50, 2)))
+    assert out.shape == (50, 2) and (np.abs(out) <= 1).all()
+
+
+def test_sb3_learner_keeps_learning_across_dreams(tmp_path):
+    learner = SB3Learner(PPO, to_vec_env=to_sb3, timesteps=64, num_envs=2, settings=dict(n_steps=32, batch_size=32))
+    result = run_loop(cartpole_model(), learner, "CartPole-v1", dream, LoopConfig(**{**TINY, "iterations": 2}),
+                      run_dir=tmp_path, progress=False)
+    assert [row["learner"]["timesteps"] for row in result.curve] == [64.0, 128.0]  # one agent, its counter runs on
+    assert learner.act(np.zeros((3, 4), np.float32)).shape == (3,)
+
+
+def test_cmaes_learner_starts_from_its_last_parameters(tmp_path):
+    env = gym.make("CartPole-v1")
+    controller = LinearController(4, env.action_space)
+    learner = CMAESLearner(controller, CMAES(generations=2, popsize=4, episodes_per_member=1, seed=0))
+    run_loop(cartpole_model(), learner, "CartPole-v1", dream, LoopConfig(**{**TINY, "iterations": 1}),
+             run_dir=tmp_path / "a", progress=False)
+    first = learner.params.copy()
+    learner.learn(lambda n: dream(cartpole_model(), load_episodes(load_dataset(
+        "mbrl/iteration0-v0", data_path=tmp_path / "a" / "data")), n), None, [])
+    assert not np.array_equal(first, learner.params)
+    assert learner.act(np.zeros((2, 4), np.float32)).shape == (2,)
+
+
+def test_disagreement_penalty_and_limit():
+    model = cartpole_model("mlp_ensemble", members=3)
+    base = DreamVectorEnv(model, 4, "CartPole-v1")
+    penalised = DisagreementPenalty(DreamVectorEnv(model, 4, "CartPole-v1"), penalty=2.0)
+    actions = np.array([0, 1, 0, 1])
+    base.reset(seed=3)
+    penalised.reset(seed=3)
+    _, reward, _, _, info = base.step(actions)
+    _, shaped, _, truncated, _ = penalised.step(actions)
+    np.testing.assert_allclose(shaped, reward - 2.0 * info["disagreement"], rtol=1e-6)
+    assert not truncated.any()
+    limited = DisagreementPenalty(DreamVectorEnv(model, 4, "CartPole-v1"), limit=1e-12)
+    limited.reset(seed=3)
+    _, _, terminated, truncated, _ = limited.step(actions)
+    assert (truncated | terminated).all()
+    plain = DisagreementPenalty(DreamVectorEnv(cartpole_model(), 2, "CartPole-v1"), penalty=1.0)
+    plain.reset(seed=0)
+    with pytest.raises(ValueError, match="disagreement"):
+        plain.step(np.array([0, 1]))
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"iterations": 0}, "iterations"),
+    ({"exploration": 1.5}, "exploration"),
+    ({"fit_steps": -1}, "fit_steps"),
+])
+def test_bad_loop_config_is_refused(change, match):
+    with pytest.raises(ValueError, match=match):
+        LoopConfig(**{**TINY, **change})
