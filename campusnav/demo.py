@@ -15,7 +15,9 @@ The World Models experiment (Ha & Schmidhuber 2018, arXiv:1803.10122) on a campu
    linear map of the model's features;
 4. add the shortest-path oracle as a reference row;
 5. write ``report.md``, ``metrics.json``, plots, the side-by-side dream-vs-reality
-   GIF and a GIF of the dream-trained controller walking the real campus.
+   video (both worlds drawn as the whole campus for state observations) and a video
+   of the dream-trained controller walking the real campus: MP4 with imageio's
+   video backend (``imageio-ffmpeg``), GIF without it.
 
 The defaults run in a few minutes on a laptop CPU; ``--tiny`` in seconds.
 """
@@ -121,7 +123,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
     _section("5/5 the report")
     dream_params = result.dream.params
     side = _side_by_side(config, model, controller, dream_params, out)
-    walk = _walk_gif(config, model, controller, dream_params, out / "dream_controller_in_reality.gif")
+    walk = _walk_video(config, model, controller, dream_params, out / f"dream_controller_in_reality{_suffix()}")
     _plots(out, result.dream.history, result.reality.history, side["errors"])
     metrics = {
         "config": asdict(config),
@@ -289,36 +291,47 @@ def _linear_policy(config: DemoConfig, model, controller, params):
     return policy
 
 
+def _suffix() -> str:
+    """The videos' file type: MP4 where imageio can write it, else GIF."""
+    from wrappers.recorder import video_backend
+
+    return ".mp4" if video_backend() else ".gif"
+
+
 def _side_by_side(config: DemoConfig, model, controller, params, out: Path) -> dict[str, Any]:
+    """The dream-trained controller's actions in reality and in the dream; state observations drawn as the campus."""
     from wrappers import record_side_by_side
 
     env = gym.make("CampusNav-v0", obs_mode=config.obs_mode)
     try:
         return record_side_by_side(env, model, _linear_policy(config, model, controller, params),
-                                   out / "dream_vs_reality.gif", seed=config.seed, steps=config.video_steps)
+                                   out / f"dream_vs_reality{_suffix()}", seed=config.seed, steps=config.video_steps)
     finally:
         env.close()
 
 
-def _walk_gif(config: DemoConfig, model, controller, params, path: Path) -> dict[str, Any]:
-    """The dream-trained controller walking the real campus, whole-campus frames."""
-    import imageio.v3 as iio
+def _walk_video(config: DemoConfig, model, controller, params, path: Path) -> dict[str, Any]:
+    """The dream-trained controller walking the real campus: whole-campus frames, each action and reward below."""
+    from campus_env.schema import Action
+    from wrappers.recorder import add_caption, write_video
 
     env = gym.make("CampusNav-v0", obs_mode=config.obs_mode, render_mode="rgb_array",
                    max_episode_steps=config.max_episode_steps)
     policy = _linear_policy(config, model, controller, params)
     obs, _ = env.reset(seed=config.seed)
-    frames = [env.render()[::2, ::2]]
+    frames = [add_caption(env.render(), ["step 0 (reset)"])]
     done, steps, reward_sum, info = False, 0, 0.0, {}
     while not done and steps < config.video_steps:
-        obs, reward, terminated, truncated, info = env.step(policy(obs))
-        frames.append(env.render()[::2, ::2])
+        action = policy(obs)
+        obs, reward, terminated, truncated, info = env.step(action)
         reward_sum += reward
         steps += 1
         done = terminated or truncated
+        frames.append(add_caption(env.render(), [f"step {steps}   action {action} {Action(action).name.lower()}   "
+                                                 f"reward {reward:+.3f}   return {reward_sum:+.3f}"]))
     env.close()
-    iio.imwrite(path, np.stack(frames), duration=100, loop=0)
-    return {"path": path, "steps": steps, "return": reward_sum, "success": bool(info.get("is_success"))}
+    written = write_video(frames, path, fps=10)
+    return {"path": written, "steps": steps, "return": reward_sum, "success": bool(info.get("is_success"))}
 
 
 def _plots(out: Path, dream_history, real_history, errors) -> None:
@@ -375,9 +388,9 @@ Dream-trained over reality-trained return (each above the random policy): **{_fm
 
 ## Pictures
 
-- `dream_vs_reality.gif`: the same actions in reality (left) and in the dream (right);
-  per-step error in `error_vs_horizon.png`.
-- `dream_controller_in_reality.gif`: the dream-trained controller on the real campus
+- `{Path(side['path']).name}`: the same actions in reality (left) and in the dream (right),
+  with each step's action and rewards below; per-step error in `error_vs_horizon.png`.
+- `{Path(walk['path']).name}`: the dream-trained controller on the real campus
   ({walk['steps']} steps, return {walk['return']:.2f}, goal reached: {walk['success']}).
 - `cmaes.png`: CMA-ES returns per generation, in the dream and in reality.
 

@@ -6,10 +6,12 @@ model's dream, both from the same real start: after filtering the first real
 observation through `observe`, the model only ever `imagine`s. The actions are a random
 walk or the shortest-path oracle's route (`campus_env.oracle.ShortestPathPolicy`).
 
-`wrappers.record_side_by_side` films every rollout as [reality | dream] and returns the
-dream's error at each horizon (MSE over the whole observation: images in [0, 1], vector
-parts in their units); `wrappers.plot_error_vs_horizon` plots its mean ± one standard
-deviation over `--rollouts` rollouts. `model_zoo.evaluate` scores the model on held-out
+`wrappers.record_side_by_side` films every rollout as [reality | dream], each step's action
+and both rewards written below: images as they are (`dict`, `pixels`), state vectors drawn
+as the whole campus by the env's `metadata["render_observation"]` (`--obs-mode state`).
+It returns the dream's error at each horizon (MSE over the whole observation: images in
+[0, 1], vector parts in their units); `wrappers.plot_error_vs_horizon` plots its mean ±
+one standard deviation over `--rollouts` rollouts. `model_zoo.evaluate` scores the model on held-out
 episodes (1-step and k-step errors against the "nothing changes" baseline `copy_mse`,
 reward error, termination F1).
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import gymnasium as gym
 import imageio.v3 as iio
 import pytest
 
+from campus_env.observation_render import render_observation
 from campusnav import cli
+from wrappers.recorder import video_backend
 
 
 def test_demo_tiny_writes_the_report_folder(tmp_path, capsys):
@@ -15,8 +18,9 @@ def test_demo_tiny_writes_the_report_folder(tmp_path, capsys):
     assert cli.main(["demo", "--tiny", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "controller trained in the dream" in printed and "shortest-path oracle" in printed
-    for name in ("report.md", "metrics.json", "cmaes.png", "error_vs_horizon.png", "dream_vs_reality.gif",
-                 "dream_controller_in_reality.gif", "controller_dream.npz", "controller_reality.npz"):
+    video = ".mp4" if video_backend() else ".gif"  # MP4 with imageio-ffmpeg (a dependency)
+    for name in ("report.md", "metrics.json", "cmaes.png", "error_vs_horizon.png", f"dream_vs_reality{video}",
+                 f"dream_controller_in_reality{video}", "controller_dream.npz", "controller_reality.npz"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["policies"]) == {"controller trained in the dream", "controller trained in reality",
@@ -27,10 +31,15 @@ def test_demo_tiny_writes_the_report_folder(tmp_path, capsys):
     saved = json.loads((out / "model" / "checkpoint" / "config.json").read_text())["config"]
     assert (saved["outcomes"], saved["snap_levels"], saved["rollout_steps"]) == (4, 64, 16)
     assert len(metrics["cmaes"]["dream"]["best"]) == 2
-    frames = iio.imread(out / "dream_vs_reality.gif", index=None)
+    frames = iio.imread(out / f"dream_vs_reality{video}", index=None)
+    campus = render_observation(gym.make("CampusNav-v0", obs_mode="state").reset(seed=0)[0])
     assert frames.ndim == 4 and frames.shape[0] >= 2
+    assert frames.shape[1] > campus.shape[0] and frames.shape[2] > 2 * campus.shape[1]  # both worlds as the campus
+    walk = iio.imread(out / f"dream_controller_in_reality{video}", index=None)
+    assert walk.shape[1] > campus.shape[0] and walk.shape[2] == campus.shape[1]  # the campus over a caption
     report = (out / "report.md").read_text()
-    assert "Policies in reality" in report and "dream_vs_reality.gif" in report
+    assert "Policies in reality" in report
+    assert f"dream_vs_reality{video}" in report and f"dream_controller_in_reality{video}" in report
     # a second run reuses the collected data
     assert cli.main(["demo", "--tiny", "--out", str(out)]) == 0
 

@@ -3,16 +3,25 @@
 ``record_side_by_side`` resets the real env, filters that first observation
 through the model (``observe``), then plays one action sequence in both: the
 real env steps, the model imagines open loop (it never sees another real
-observation). Each frame shows [real | dream]: the image part of the
-observation (or, for vector observations, its values as a grid of grey cells),
-enlarged with ``np.kron`` and split by a white bar, with a progress bar below.
-It returns the error of the dream at every horizon, and ``plot_error_vs_horizon``
-draws it.
+observation). Each frame shows [real | dream], split by a white bar, with the
+step, the action and each side's reward written below and a progress bar:
+
+- observations with an image part: the image, as it is (a pixel model's
+  decoded frame beside the real one), enlarged with ``np.kron``;
+- vector observations of an env whose ``metadata["render_observation"]`` names
+  a function ``f(obs, env=real_env) -> (H, W, 3) uint8`` (``"module:function"``):
+  both sides drawn by it, the real one from the real observation, so they look
+  alike (CampusNav-v0 draws its whole campus);
+- other vector observations: their values as a grid of grey cells.
+
+Actions are written in words where the env's ``metadata["action_meanings"]``
+(or an Atari-style ``get_action_meanings()``) names them.
 
 Videos are MP4 when imageio has a video backend (``imageio-ffmpeg`` or ``av``)
 and GIF otherwise (Pillow, always there): asking for ``.mp4`` without a
 backend writes ``.gif`` beside it, with a warning, and the returned ``path``
-says which file was written.
+says which file was written. ``write_video`` and ``add_caption`` serve other
+videos the same way.
 
 >>> import tempfile, pathlib
 >>> import gymnasium as gym
@@ -28,6 +37,7 @@ says which file was written.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import math
 import warnings
@@ -41,14 +51,20 @@ import torch
 from gymnasium import spaces
 
 from model_zoo.base import WorldModel
+from model_zoo.metadata import resolve_function
 from wrappers.dream.guard import first_step_actions
 
-__all__ = ["plot_error_vs_horizon", "record_side_by_side", "video_backend"]
+__all__ = ["add_caption", "plot_error_vs_horizon", "record_side_by_side", "video_backend", "write_video"]
 
 SEPARATOR = 255  # grey level of the bar between real and dream
 TARGET_WIDTH = 256  # each half is enlarged to about this many pixels
 _BLOCK = 16  # frame sides are multiples of this (video codecs want it)
 _VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
+FONT_PX = 14  # text under the frames
+LINE_PX = 18
+TEXT_COLOR = (235, 235, 240)
+STRIP_COLOR = 32
+_Caption = tuple[list[str], list[str]]  # the lines under the real side, the lines under the dream
 
 
 def video_backend() -> str | None:
@@ -96,8 +112,8 @@ def record_side_by_side(
     policy = _check_recording(real_env, model, actions, steps, fps)
     model.check_do(do)
     rollout = _play_side_by_side(real_env, model, actions, policy, seed=seed, steps=steps, do=do)
-    frames = _frames(rollout.pairs)
-    written = _write_video(frames, Path(path), fps)
+    frames = _frames(rollout.pairs, _captions(rollout, _action_meanings(real_env)))
+    written = write_video(frames, path, fps)
     return {
         "path": str(written),
         "errors": rollout.errors,
@@ -135,6 +151,8 @@ class _SideBySide:
     errors: list[float] = dataclasses.field(default_factory=list)
     rewards: dict[str, list[float]] = dataclasses.field(default_factory=lambda: {"real": [], "dream": []})
     dream_terminated: list[bool] = dataclasses.field(default_factory=list)
+    actions: list[Any] = dataclasses.field(default_factory=list)
+    real_ended: list[str] = dataclasses.field(default_factory=list)  # "", "terminated" or "truncated"
 
 
 def _play_side_by_side(
@@ -144,7 +162,8 @@ def _play_side_by_side(
     """Resets reality, filters its first observation into the dream, then plays the actions in both."""
     spec, device = model.spec, model.device
     generator = torch.Generator(device=device).manual_seed(seed)
-    view = _View(spec)
+    metadata = _env_metadata(real_env)
+    view = _View(spec, resolve_function(metadata.get("render_observation")), real_env)
     obs, _ = real_env.reset(seed=seed, options={"do": dict(do)} if do else None)
     with torch.no_grad():
         first_action = torch.as_tensor(first_step_actions(spec.action_space, 1), device=device)
@@ -167,6 +186,8 @@ def _play_side_by_side(
         rollout.rewards["real"].append(float(reward))
         rollout.rewards["dream"].append(float(imagined.reward[0]))
         rollout.dream_terminated.append(bool(imagined.terminated[0]))
+        rollout.actions.append(action)
+        rollout.real_ended.append("terminated" if terminated else "truncated" if truncated else "")
         rollout.pairs.append((view.image(obs), view.image(dream)))
         if terminated or truncated:
             break
@@ -219,14 +240,18 @@ def plot_error_vs_horizon(
 
 
 class _View:
-    """Turns an observation into an enlarged uint8 RGB picture: its first image part, or its vector as cells."""
+    """Turns an observation into an enlarged uint8 RGB picture: its first image part, the env's drawing of it,
+    or its vector as cells."""
 
-    def __init__(self, spec: Any):
+    def __init__(self, spec: Any, render: Callable | None = None, env: gym.Env | None = None):
         self.spec = spec
         self.key = spec.image_keys[0] if spec.image_keys else None
+        self.render = render if self.key is None else None  # images are shown as they are
+        self.env = env
+        self.scale = None  # from the width of the first picture drawn by ``render``
         if self.key is not None:
-            width = spec.images[self.key][1]
-        else:
+            self.scale = max(1, TARGET_WIDTH // spec.images[self.key][1])
+        elif self.render is None:
             low, high = [], []
             for space in spec.vectors.values():
                 if isinstance(space, spaces.Discrete):
@@ -238,16 +263,18 @@ class _View:
             self.low, self.high = np.concatenate(low), np.concatenate(high)
             self.bounded = np.isfinite(self.low) & np.isfinite(self.high) & (self.high > self.low)
             self.cols = math.ceil(math.sqrt(len(self.low)))
-            width = self.cols
-        self.scale = max(1, TARGET_WIDTH // width)
+            self.scale = max(1, TARGET_WIDTH // self.cols)
 
     def image(self, obs: Any) -> np.ndarray:
         if self.key is not None:
             img = np.asarray(obs[self.key] if self.spec.is_dict else obs)
             img = img[..., :3] if img.shape[-1] >= 3 else np.repeat(img[..., :1], 3, axis=-1)
+        elif self.render is not None:
+            img = np.asarray(self.render(obs, env=self.env), dtype=np.uint8)[..., :3]
+            self.scale = self.scale or max(1, TARGET_WIDTH // img.shape[1])
         else:
             img = self._cells(self.spec.vector(obs).numpy().astype(np.float64))
-        return np.kron(img, np.ones((self.scale, self.scale, 1), dtype=np.uint8))
+        return img if self.scale == 1 else np.kron(img, np.ones((self.scale, self.scale, 1), dtype=np.uint8))
 
     def _cells(self, v: np.ndarray) -> np.ndarray:
         """Values in [low, high] (or squashed by tanh where unbounded) as grey cells, row by row."""
@@ -259,29 +286,106 @@ class _View:
         return np.repeat(cells.reshape(-1, self.cols)[..., None], 3, axis=-1)
 
 
-def _frames(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-    """[real | white bar | dream] over a progress bar; sides padded to multiples of 16."""
+def _env_metadata(env: gym.Env) -> Mapping[str, Any]:
+    """The env's metadata: the unwrapped env's, with what a wrapper adds or changes on top."""
+    inner = getattr(getattr(env, "unwrapped", env), "metadata", None) or {}
+    return {**inner, **(getattr(env, "metadata", None) or {})}
+
+
+def _action_meanings(env: gym.Env) -> Sequence[str] | None:
+    """The words of a Discrete env's actions: ``metadata["action_meanings"]``, or Atari's ``get_action_meanings()``."""
+    meanings = _env_metadata(env).get("action_meanings")
+    getter = getattr(getattr(env, "unwrapped", env), "get_action_meanings", None)
+    if meanings is None and callable(getter):
+        try:
+            meanings = getter()
+        except Exception:  # words are a nicety: numbers will do
+            meanings = None
+    return None if meanings is None else [str(m) for m in meanings]
+
+
+def _action_text(action: Any, meanings: Sequence[str] | None) -> str:
+    a = np.asarray(action)
+    if a.ndim == 0 and np.issubdtype(a.dtype, np.integer):
+        word = meanings[int(a)] if meanings is not None and 0 <= int(a) < len(meanings) else ""
+        return f"{int(a)} {word}".rstrip()
+    return np.array2string(a, precision=2, separator=", ", max_line_width=10_000)
+
+
+def _captions(rollout: _SideBySide, meanings: Sequence[str] | None) -> list[_Caption]:
+    """(real lines, dream lines) under each frame: the step, then the action and that side's reward."""
+    captions = [(["reality   step 0 (reset)"], ["dream   step 0 (filtered from reality)"])]
+    for t, action in enumerate(rollout.actions):
+        act = f"action {_action_text(action, meanings)}"
+        real = f"{act}   reward {rollout.rewards['real'][t]:+.3f}   {rollout.real_ended[t]}".rstrip()
+        dream = f"{act}   reward {rollout.rewards['dream'][t]:+.3f}"
+        dream += "   terminated" if rollout.dream_terminated[t] else ""
+        captions.append(([f"reality   step {t + 1}", real], [f"dream   step {t + 1}", dream]))
+    return captions
+
+
+def _frames(pairs: list[tuple[np.ndarray, np.ndarray]], captions: list[_Caption]) -> list[np.ndarray]:
+    """[real | white bar | dream] over their captions and a progress bar; sides padded to multiples of 16."""
     height = max(max(a.shape[0], b.shape[0]) for a, b in pairs)
-    width = max(a.shape[1] for a, _ in pairs)
+    width = max(max(a.shape[1], b.shape[1]) for a, b in pairs)
     sep = 8 + (-(2 * width + 8)) % _BLOCK
-    strip = 8 + (-(height + 8)) % _BLOCK
+    text = 6 + LINE_PX * max(max(len(r), len(d)) for r, d in captions)
+    strip = text + 8 + (-(height + text + 8)) % _BLOCK
     frames = []
-    for t, (real, dream) in enumerate(pairs):
-        frame = np.zeros((height + strip, 2 * width + sep, 3), dtype=np.uint8)
+    for t, ((real, dream), (real_lines, dream_lines)) in enumerate(zip(pairs, captions, strict=True)):
+        frame = np.full((height + strip, 2 * width + sep, 3), STRIP_COLOR, dtype=np.uint8)
+        frame[:height] = 0
         frame[: real.shape[0], : real.shape[1]] = real
         frame[: dream.shape[0], width + sep : width + sep + dream.shape[1]] = dream
         frame[:height, width : width + sep] = SEPARATOR
-        frame[height:] = 32
+        _draw_lines(frame[height : height + text], [(0, real_lines), (width + sep, dream_lines)])
         done = round(frame.shape[1] * t / max(1, len(pairs) - 1))
-        frame[height + strip // 2 - 2 : height + strip // 2 + 2, :done] = 200
+        bar = height + text + (strip - text) // 2
+        frame[bar - 2 : bar + 2, :done] = 200
         frames.append(frame)
     return frames
 
 
-def _write_video(frames: list[np.ndarray], path: Path, fps: int) -> Path:
+def add_caption(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
+    """``frame`` (H, W, 3) uint8 over a dark strip with ``lines`` of text; the strip keeps H a multiple of 16
+    when it was one."""
+    text = 6 + LINE_PX * len(lines)
+    strip = np.full((text + (-text) % _BLOCK, frame.shape[1], 3), STRIP_COLOR, dtype=np.uint8)
+    _draw_lines(strip, [(0, list(lines))])
+    return np.concatenate([np.asarray(frame, dtype=np.uint8)[..., :3], strip], axis=0)
+
+
+@functools.cache
+def _font() -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=FONT_PX)  # a scalable font where Pillow has FreeType
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()  # the small bitmap font
+
+
+def _draw_lines(strip: np.ndarray, columns: list[tuple[int, list[str]]]) -> None:
+    """Writes each column's lines into ``strip`` (in place), starting at its x offset."""
+    from PIL import Image, ImageDraw
+
+    canvas = Image.fromarray(strip)
+    draw = ImageDraw.Draw(canvas)
+    for x, lines in columns:
+        for i, line in enumerate(lines):
+            draw.text((x + 8, 4 + LINE_PX * i), line, fill=TEXT_COLOR, font=_font())
+    strip[:] = np.asarray(canvas)
+
+
+def write_video(frames: Sequence[np.ndarray], path: str | Path, fps: int = 10) -> Path:
+    """Writes (H, W, 3) uint8 frames as a video; returns the file written (see the module docstring for MP4/GIF).
+
+    Frame sides should be multiples of 16 for MP4 (codecs want it; ``record_side_by_side``'s are).
+    """
     import imageio.v2
     import imageio.v3 as iio
 
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix in _VIDEO_SUFFIXES or suffix == "":
@@ -297,7 +401,7 @@ def _write_video(frames: list[np.ndarray], path: Path, fps: int) -> Path:
         if suffix:
             warnings.warn(
                 f"no video backend for {suffix} (pip install imageio-ffmpeg); writing a GIF instead",
-                stacklevel=3,
+                stacklevel=2,
             )
         path = path.with_suffix(".gif")
     elif suffix != ".gif":

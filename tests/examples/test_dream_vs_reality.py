@@ -48,8 +48,10 @@ def test_runs_on_a_tiny_budget_and_writes_its_outputs(tmp_path, model, policy):
 def test_a_rerun_into_the_same_folder_replaces_the_dataset(tmp_path):
     run(tmp_path, "--model", "mlp", "--obs-mode", "state", "--policy", "random")
     run(tmp_path, "--model", "mlp", "--obs-mode", "state", "--policy", "random", "--config", "hidden=16")
-    config = json.loads((tmp_path / "out" / "metrics.json").read_text())["model"]["config"]
-    assert config == {"hidden": 16}
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["model"]["config"] == {"hidden": 16}
+    frames = iio.imread(metrics["rollouts"][0]["path"], index=None)
+    assert frames.shape[1] > 512 and frames.shape[2] > 2 * 512  # state vectors drawn as the whole campus
 
 
 def test_arguments_come_from_the_dataclass():
