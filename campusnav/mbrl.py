@@ -38,7 +38,7 @@ class MBRLArgs:
     model: str = "mlp"
     """the zoo world model that dreams (model_zoo.list_models())"""
     model_config: str = "auto"
-    """config overrides NAME=VALUE,...; auto: MODEL_CONFIG's for the model; '' none"""
+    """config overrides NAME=VALUE,...; auto: MODEL_CONFIG's for the model; tiny: small sizes; '' none"""
     learner: str = "ppo"
     """what learns in the dream: ppo, dqn (stable-baselines3) or cmaes (a linear controller)"""
     iterations: int = 5
@@ -55,6 +55,8 @@ class MBRLArgs:
     """optimizer steps fine-tuning the model on all data in each later iteration"""
     dream_steps: int = 200_000
     """env steps the SB3 learner takes in the dream per iteration"""
+    learner_settings: str = ""
+    """overrides of the SB3 algorithm's settings, NAME=VALUE,... (e.g. 'n_epochs=10,batch_size=256')"""
     generations: int = 20
     """CMA-ES generations per iteration (learner cmaes)"""
     num_envs: int = 16
@@ -79,11 +81,23 @@ class MBRLArgs:
     """a tiny budget for tests (seconds)"""
 
 
+TINY_CONFIG = {"hidden": 16, "layers": 1, "members": 2, "z_dim": 4, "depth": 4, "vector_hidden": 16, "mixtures": 2}
+
+
+def tiny_config(model: str) -> str:
+    """Small sizes for whichever of ``TINY_CONFIG``'s fields the model's config has, as NAME=VALUE,..."""
+    import model_zoo
+
+    names = {f.name for f in dataclasses.fields(model_zoo.registry.spec(model).load_class().Config)}
+    return ",".join(f"{k}={v}" for k, v in TINY_CONFIG.items() if k in names)
+
+
 def tiny(args: MBRLArgs) -> MBRLArgs:
-    """The tests' budget: every stage runs, none learns much."""
+    """The tests' budget: every stage runs, none learns much (model_config "auto" becomes a tiny network)."""
     return dataclasses.replace(args, iterations=2, initial_episodes=4, episodes=4, initial_fit_steps=4,
                                fit_steps=2, dream_steps=256, generations=2, num_envs=4, eval_episodes=4,
-                               model_config="hidden=16" if args.model_config == "auto" else args.model_config)
+                               learner_settings="n_steps=64,batch_size=64" if args.learner == "ppo" else "",
+                               model_config="tiny" if args.model_config == "auto" else args.model_config)
 
 
 def check_args(args: MBRLArgs) -> None:
@@ -132,10 +146,12 @@ def make_learner(args: MBRLArgs, observation_space: Any, action_space: Any):
         return CMAESLearner(controller, CMAES(args.generations, popsize=16, episodes_per_member=8, seed=args.seed))
     from stable_baselines3 import DQN, PPO
 
+    from campusnav.overrides import parse_overrides
     from campusnav.ppo import DQN_SETTINGS, PPO_SETTINGS, PotentialShaping
     from wrappers import to_sb3
 
     algo, settings = (PPO, PPO_SETTINGS) if args.learner == "ppo" else (DQN, DQN_SETTINGS)
+    settings = {**settings, **parse_overrides(args.learner_settings)}
     wrap = (lambda venv: PotentialShaping(venv, args.shaping, settings["gamma"])) if args.shaping > 0 else None
     return SB3Learner(algo, to_vec_env=to_sb3, timesteps=args.dream_steps, num_envs=args.num_envs,
                       settings=settings, wrap=wrap, seed=args.seed)
@@ -156,7 +172,8 @@ def run_mbrl(args: MBRLArgs):
     torch.set_num_threads(1)  # small networks: one thread is the fastest
     torch.manual_seed(args.seed)
     probe = gym.make(ENV_ID, **ENV_KWARGS)
-    text = MODEL_CONFIG.get(args.model, "") if args.model_config == "auto" else args.model_config
+    text = {"auto": MODEL_CONFIG.get(args.model, ""), "tiny": tiny_config(args.model)}.get(args.model_config,
+                                                                                          args.model_config)
     model = model_zoo.make(args.model, probe.observation_space, probe.action_space, preset="campusnav-state",
                            **parse_overrides(text))
     learner = make_learner(args, probe.observation_space, probe.action_space)

@@ -1,0 +1,220 @@
+"""Sample efficiency on CampusNav-v0: the model-based loop against PPO in reality, real return against real steps.
+
+For each seed, the tuned reality PPO (``campusnav.baselines.PRESETS["tuned"]``) learns
+for ``--reality-steps`` real env steps, scored every ``--eval-every`` steps on the same
+seeded real episodes (its learning curve); for each zoo model of ``--models`` and each
+seed, ``campusnav mbrl`` (``model_zoo.agents.mbrl``, PPO in the dream) records real
+return and success after every iteration against the real steps it collected. Curves
+are averaged over seeds with percentile-bootstrap 95 % bands, plotted and written with
+the targets of issue 24:
+
+- the tuned reality PPO reaches at least 0.9 success (its curve is the reference;
+  its "steps" are the first real step count at which it reached 0.9);
+- for at least two models, with at most 10 % of those steps the loop reaches at least
+  0.8 of the reference's final return gain over the random policy;
+- at the loop's real steps, reality PPO's return (its curve, interpolated) stays below
+  the loop's.
+
+Every run keeps its curve under ``--work`` and is skipped when found complete, so a
+killed benchmark resumes where it stopped.
+
+    python benchmarks/mbrl.py                       # hours on a 2-core CPU
+    python benchmarks/mbrl.py --models mlp --seeds 1
+    python benchmarks/mbrl.py --quick               # a smoke run (seconds)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import tyro
+
+from campusnav.harness import Target, default_results_directory, markdown_table, write_json, write_results
+from campusnav.leaderboard.summary import bootstrap_interval
+from campusnav.mbrl import MBRLArgs, run_mbrl, tiny
+
+EVAL_SEED = 10_000  # the seeded real episodes every policy is scored on (campusnav mbrl's too)
+
+
+@dataclass(frozen=True)
+class Args:
+    """The loop against reality PPO, real return against real env steps."""
+
+    models: tuple[str, ...] = ("mlp", "rssm", "causal_vae_mdnrnn")
+    """zoo models the loop dreams with"""
+    seeds: int = 3
+    """seeds 0 .. seeds-1 of every curve"""
+    loop: MBRLArgs = dataclasses.field(default_factory=lambda: MBRLArgs(
+        dream_steps=500_000, learner_settings="n_epochs=10,batch_size=256"))
+    """the loop's options (its --model, --seed and --out are set per run)"""
+    reality_steps: int = 1_000_000
+    """real env steps the reality PPO learns for"""
+    eval_every: int = 25_000
+    """reality PPO's curve: real env steps between evaluations"""
+    eval_episodes: int = 100
+    """seeded real episodes per evaluation"""
+    work: str = "runs/mbrl-benchmark"
+    """where every run keeps its curve (a rerun skips finished runs)"""
+    out: str = ""
+    """results folder (default: the docs' results folder; runs/mbrl-quick under --quick)"""
+    quick: bool = False
+    """a smoke run: tiny budgets"""
+
+
+def parse_args(argv: list[str] | None = None) -> Args:
+    args = tyro.cli(Args, args=argv, description=__doc__)
+    if args.quick:
+        args = dataclasses.replace(args, loop=tiny(args.loop), reality_steps=1_024, eval_every=512, eval_episodes=4,
+                                   work=str(Path(args.work) / "quick"), out=args.out or "runs/mbrl-quick")
+    return args
+
+
+def reality_curve(args: Args, seed: int) -> dict[str, list[float]]:
+    """The tuned reality PPO's learning curve for ``seed`` (read back when already measured)."""
+    from campusnav.baselines import PRESETS, Evaluation, train
+
+    path = Path(args.work) / "reality" / f"seed{seed}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    baseline = PRESETS["tuned"]
+    if args.quick:
+        baseline = baseline.replace(num_envs=4, hyperparams={"n_steps": 64, "batch_size": 64})
+    run = train(baseline, args.reality_steps, seed, Evaluation(args.eval_episodes, EVAL_SEED, seed),
+                args.eval_every, progress=print)
+    write_json(path, run.curve)
+    return run.curve
+
+
+def loop_curve(args: Args, model: str, seed: int) -> dict[str, list[float]]:
+    """The loop's curve with ``model`` for ``seed``: real steps, return and success per iteration."""
+    folder = Path(args.work) / model / f"seed{seed}"
+    done = folder / "curve.json"
+    if done.exists():
+        rows = json.loads(done.read_text())["curve"]
+        if len(rows) == args.loop.iterations:
+            return _columns(rows)
+    options = dataclasses.replace(args.loop, model=model, seed=seed, out=str(folder),
+                                  eval_episodes=args.eval_episodes)
+    return _columns(run_mbrl(options).curve)
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+    return {"steps": [r["real_steps"] for r in rows], "return_mean": [r["return_mean"] for r in rows],
+            "success_rate": [r["success_rate"] for r in rows]}
+
+
+def at_steps(curve: dict[str, list[float]], steps: float, key: str) -> float:
+    """``curve[key]`` linearly interpolated at ``steps`` real env steps (held flat past the ends)."""
+    return float(np.interp(steps, curve["steps"], curve[key]))
+
+
+def band(curves: list[dict[str, list[float]]], key: str, grid: np.ndarray) -> np.ndarray:
+    """(3, len(grid)): the mean over seeds of ``key`` on ``grid`` and its bootstrap interval."""
+    values = [[at_steps(c, s, key) for c in curves] for s in grid]
+    return np.array([bootstrap_interval(v) for v in values]).T
+
+
+def targets(reality: list[dict], loops: dict[str, list[dict]], random_return: float) -> list[Target]:
+    final_success = float(np.mean([c["success_rate"][-1] for c in reality]))
+    final_return = float(np.mean([c["return_mean"][-1] for c in reality]))
+    reached = [next((s for s, r in zip(c["steps"], c["success_rate"], strict=True) if r >= 0.9), None)
+               for c in reality]
+    reference_steps = float(np.mean([s if s is not None else c["steps"][-1] for s, c in zip(reached, reality,
+                                                                                              strict=True)]))
+    gain = final_return - random_return
+    budget = 0.1 * reference_steps
+    shares, beats = {}, {}
+    for model, curves in loops.items():
+        best = max(float(np.mean([at_steps(c, s, "return_mean") for c in curves]))
+                   for s in curves[0]["steps"] if s <= budget) if curves[0]["steps"][0] <= budget else None
+        shares[model] = None if best is None or gain <= 0 else (best - random_return) / gain
+        last = float(np.mean([c["steps"][-1] for c in curves]))
+        loop_return = float(np.mean([c["return_mean"][-1] for c in curves]))
+        real_return = float(np.mean([at_steps(c, last, "return_mean") for c in reality]))
+        beats[model] = (loop_return, real_return, last)
+    passing = sorted((s for s in shares.values() if s is not None), reverse=True)
+    second = passing[1] if len(passing) > 1 else None
+    detail = ", ".join(f"{m} {s:.2f}" if s is not None else f"{m} -" for m, s in shares.items())
+    below = sum(real < loop for loop, real, _ in beats.values())
+    return [
+        Target("tuned reality PPO success", final_success, 0.9, f"{final_success:.2f} after "
+               f"{reality[0]['steps'][-1]:,} steps, 0.9 first at {reference_steps:,.0f} (target 0.90)"),
+        Target("loop's share of reality's return gain within 10 % of its steps, second-best model", second, 0.8,
+               f"{detail} (budget {budget:,.0f} real steps; target 0.8 for two models)"),
+        Target("models whose loop beats reality PPO at the same real steps", float(below), 2.0,
+               "; ".join(f"{m}: loop {lo:+.3f} vs reality {re:+.3f} at {st:,.0f} steps"
+                         for m, (lo, re, st) in beats.items()) + " (target: two models)"),
+    ]
+
+
+def plot(path: Path, reality: list[dict], loops: dict[str, list[dict]], random: dict[str, float]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    top = max(c["steps"][-1] for c in reality)
+    for name, curves in {"reality PPO (tuned)": reality, **{f"loop: {m}": c for m, c in loops.items()}}.items():
+        grid = np.unique(np.concatenate([c["steps"] for c in curves]))
+        for ax, key in zip(axes, ("success_rate", "return_mean"), strict=True):
+            mean, low, high = band(curves, key, grid)
+            ax.plot(grid, mean, marker="o" if len(grid) < 20 else None, label=name)
+            ax.fill_between(grid, low, high, alpha=0.2)
+    for ax, key, label in zip(axes, ("success_rate", "return_mean"), ("success", "return"), strict=True):
+        ax.axhline(random[key], color="grey", linestyle="--", label="random")
+        ax.set_xscale("log")
+        ax.set_xlim(1_000, top * 1.1)
+        ax.set_xlabel("real env steps (log)")
+        ax.set_ylabel(f"real {label}")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("CampusNav-v0: real return against real env steps (mean, 95 % bootstrap band)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    out = Path(args.out) if args.out else default_results_directory()
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    loops = {m: [loop_curve(args, m, seed) for seed in range(args.seeds)] for m in args.models}
+    reality = [reality_curve(args, seed) for seed in range(args.seeds)]
+    first = json.loads((Path(args.work) / args.models[0] / "seed0" / "curve.json").read_text())
+    random = first["random"]
+    checks = targets(reality, loops, random["return_mean"])
+    rows = [["reality PPO (tuned)", f"{reality[0]['steps'][-1]:,}",
+             *(f"{bootstrap_interval([c[k][-1] for c in reality])[0]:.3f}" for k in ("return_mean", "success_rate"))]]
+    rows += [[f"loop: {m}", f"{np.mean([c['steps'][-1] for c in cs]):,.0f}",
+              *(f"{bootstrap_interval([c[k][-1] for c in cs])[0]:.3f}" for k in ("return_mean", "success_rate"))]
+             for m, cs in loops.items()]
+    rows.append(["random", "0", f"{random['return_mean']:.3f}", f"{random['success_rate']:.3f}"])
+    table = markdown_table(["", "real steps", "real return", "success"], rows, "lrrr")
+    wall = time.perf_counter() - started
+    loop = args.loop
+    markdown = "\n".join([
+        f"# Sample efficiency: the MBRL loop against reality PPO ({time.strftime('%Y-%m-%d')})", "",
+        f"Seeds 0..{args.seeds - 1}, means at the end of each run; {args.eval_episodes} seeded real episodes per "
+        f"point. Loop: {loop.iterations} iterations, {loop.initial_episodes} random then {loop.episodes} policy "
+        f"episodes each, PPO {loop.dream_steps:,} dream steps per iteration ({loop.learner_settings or 'defaults'})"
+        f", rollouts {loop.rollout or 'whole episodes'}; {wall / 60:.1f} min.", "", table, "",
+        *(t.line for t in checks), "", "![sample efficiency](mbrl.png)", ""])
+    print(markdown)
+    plot(out / "mbrl.png", reality, loops, random)
+    report = {"args": asdict(args), "reality": reality, "loops": loops, "random": random,
+              "targets": [t.as_dict() for t in checks], "wall_seconds": wall}
+    write_results("mbrl", markdown, report, directory=out)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""benchmarks/mbrl.py: a quick run writes the curves and targets; the targets read curves as the issue says."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "mbrl.py"
+_spec = importlib.util.spec_from_file_location("mbrl_benchmark", SCRIPT)
+_module = importlib.util.module_from_spec(_spec)
+sys.modules["mbrl_benchmark"] = _module  # tyro reads the field docstrings from the module's source
+_spec.loader.exec_module(_module)
+BENCH = vars(_module)
+
+
+def test_a_quick_run_writes_curves_plot_and_targets_and_resumes(tmp_path):
+    argv = ["--quick", "--models", "mlp", "--seeds", "1", "--work", str(tmp_path / "work"),
+            "--out", str(tmp_path / "out")]
+    report = BENCH["main"](argv)
+    loop = report["loops"]["mlp"][0]
+    assert len(loop["steps"]) == 2 and loop["steps"][1] > loop["steps"][0]
+    assert report["reality"][0]["steps"][0] == 0 and report["reality"][0]["steps"][-1] >= 1_024
+    saved = json.loads((tmp_path / "out" / "mbrl.json").read_text())
+    assert [t["status"] for t in saved["targets"]] != [] and (tmp_path / "out" / "mbrl.png").stat().st_size > 0
+    again = BENCH["main"](argv)  # finished runs are read back, not run again
+    assert again["loops"] == report["loops"] and again["reality"] == report["reality"]
+
+
+def curve(steps, returns, success):
+    return {"steps": steps, "return_mean": returns, "success_rate": success}
+
+
+def test_targets_judge_gain_within_a_tenth_of_reality_steps():
+    reality = [curve([0, 50_000, 100_000, 200_000], [-4.0, -2.0, 0.1, 0.2], [0.0, 0.4, 0.9, 0.95])] * 2
+    good = [curve([5_000, 10_000, 20_000], [-3.0, -0.6, 0.0], [0.1, 0.8, 0.9])]  # 10k = 10 % of 100k steps
+    late = [curve([5_000, 20_000], [-3.5, 0.1], [0.1, 0.9])]  # good only past the budget
+    checks = BENCH["targets"](reality, {"a": good, "b": good, "c": late}, random_return=-4.0)
+    assert [c.status for c in checks[:2]] == ["PASS", "PASS"]
+    assert abs(checks[1].value - 3.4 / 4.2) < 1e-9  # (-0.6 + 4) / (0.2 + 4)
+    assert checks[2].value == 3.0  # reality at 20k steps: -3.2, below every loop's last return
+    checks = BENCH["targets"](reality, {"a": good, "c": late}, random_return=-4.0)
+    assert checks[1].status == "MISS" and checks[1].value < 0.8  # only one model reaches 0.8 in time
