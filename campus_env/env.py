@@ -252,6 +252,7 @@ class CampusNavEnv(gym.Env):
         "splits": causal.SPLITS,  # the values of the split= argument
         "vector_matches_single": True,  # env i of the native vector env's reset(seed=s) is this env's seed s+i
         "semantic_state": "campus_env.semantics:semantic_state",  # obs -> (agent cell, semantic state)
+        "termination_fn": "campus_env.semantics:reached_goal",  # next obs -> terminated
         "render_observation": "campus_env.observation_render:render_observation",  # state obs -> campus frame
         "action_meanings": tuple(action.name.lower() for action in Action),  # action id -> word
     }

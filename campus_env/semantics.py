@@ -34,7 +34,7 @@ from campus_env import causal
 from campus_env.layout import load_layout
 from campus_env.schema import CAUSAL_DIM, CAUSAL_SLICES, STATE_DIM, STATE_SLICES, state_slices
 
-__all__ = ["SEMANTIC_FIELDS", "SemanticReadout", "semantic_state"]
+__all__ = ["SEMANTIC_FIELDS", "SemanticReadout", "reached_goal", "semantic_state"]
 
 SEMANTIC_FIELDS = ("agent_row", "agent_col", "goal_row", "goal_col", "day", "semester", "weather", "gameday",
                    "hour_slot", "road_closure", "crowd_quarter")
@@ -73,6 +73,18 @@ def semantic_state(obs: Any, map_size: tuple[int, int] = _MAP_SIZE) -> SemanticR
             np.rint(4 * c[:, CAUSAL_SLICES["crowd"]]),
         ]
     return SemanticReadout(agent, np.concatenate([np.asarray(f).astype(np.int64) for f in fields], axis=1))
+
+
+def reached_goal(next_obs: Any) -> np.ndarray:
+    """(N,) bool: the observations (N, ...) put the agent on the goal's cell, where CampusNav-v0 terminates.
+
+    The env's termination as a function of the observation, as MBPO's per-env
+    termination functions (Janner et al. 2019, arXiv:1906.08253): a dream may end
+    where it says instead of waiting for a model to learn so rare an event. The env
+    names it in ``metadata["termination_fn"]``.
+    """
+    readout = semantic_state(next_obs)
+    return (readout.state[:, 0:2] == readout.state[:, 2:4]).all(axis=1)
 
 
 def _vector_parts(obs: Any) -> tuple[np.ndarray, np.ndarray | None]:

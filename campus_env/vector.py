@@ -58,6 +58,7 @@ class CampusNavVectorEnv(VectorEnv):
         "supports_reset_mask": True,
         "validate_do": "campus_env.causal:validate_do",  # what wrappers.Intervene checks a schedule with
         "semantic_state": "campus_env.semantics:semantic_state",  # obs -> (agent cell, semantic state)
+        "termination_fn": "campus_env.semantics:reached_goal",  # next obs -> terminated
         "render_observation": "campus_env.observation_render:render_observation",  # state obs -> campus frame
         "action_meanings": tuple(action.name.lower() for action in Action),  # action id -> word
     }

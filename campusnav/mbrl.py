@@ -4,8 +4,10 @@ It wires ``model_zoo.agents.mbrl.run_loop`` to CampusNav: real episodes from the
 native vector env, dreams from ``wrappers.DreamVectorEnv`` started at real
 replay states (never a real reset, so every real step is a collected one), SB3
 PPO or DQN (through ``wrappers.to_sb3``, with ``campusnav.ppo``'s potential-based
-shaping while learning) or a CMA-ES linear controller. The anti-exploitation
-options are flags: ``--rollout`` (MBPO's short branched rollouts), ``--temperature``,
+shaping while learning) or a CMA-ES linear controller. A dream episode
+ends where the model says or, with ``--termination env`` (the default), where the
+env's own ``metadata["termination_fn"]`` says (MBPO's known termination functions).
+The anti-exploitation options are flags: ``--rollout`` (MBPO's short branched rollouts), ``--temperature``,
 ``--disagreement-penalty`` and ``--disagreement-limit`` (an ensemble's spread).
 It writes ``curve.json`` (real return and success against real env steps, one row
 per iteration) and ``curve.png`` into ``--out``.
@@ -61,6 +63,8 @@ class MBRLArgs:
     """CMA-ES generations per iteration (learner cmaes)"""
     num_envs: int = 16
     """envs stepped together, real (collecting) and dreamed (learning)"""
+    termination: str = "env"
+    """where a dream episode ends: env (also where the env's metadata termination_fn says, as MBPO) or model"""
     rollout: int = 0
     """dream episodes branch from any real replay state and last this many steps (MBPO); 0: whole episodes"""
     temperature: float | None = None
@@ -112,6 +116,8 @@ def check_args(args: MBRLArgs) -> None:
                  "num_envs", "eval_episodes"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: must be a positive integer")
+    if args.termination not in ("env", "model"):
+        raise ValueError(f"--termination: choose env or model, got {args.termination!r}")
     if args.rollout < 0 or args.fit_steps < 0:
         raise ValueError("--rollout and --fit-steps must be >= 0")
     if (args.disagreement_penalty > 0 or args.disagreement_limit is not None) and args.model != "mlp_ensemble":
@@ -121,12 +127,16 @@ def check_args(args: MBRLArgs) -> None:
 def make_dream(args: MBRLArgs):
     """The loop's ``DreamFactory``: dreams started at real replay states, with the chosen guards."""
     from model_zoo.agents.mbrl import DisagreementPenalty
+    from model_zoo.metadata import entry_point_metadata, resolve_function
     from wrappers import DreamVectorEnv
+
+    known = args.termination == "env"
+    termination_fn = resolve_function(entry_point_metadata(ENV_ID)["termination_fn"]) if known else None
 
     def dream(model, episodes, num_envs):
         envs = DreamVectorEnv(model, num_envs, dataset=episodes, obs="decoded",
-                              start_frames="any" if args.rollout else "first",
-                              max_episode_steps=args.rollout or 200, temperature=args.temperature)
+                              start_frames="any" if args.rollout else "first", max_episode_steps=args.rollout or 200,
+                              temperature=args.temperature, termination_fn=termination_fn)
         if args.disagreement_penalty > 0 or args.disagreement_limit is not None:
             envs = DisagreementPenalty(envs, args.disagreement_penalty, args.disagreement_limit)
         return envs

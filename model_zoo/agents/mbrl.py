@@ -86,7 +86,8 @@ class LoopConfig:
 
 @dataclass
 class LoopResult:
-    """One row per iteration: cumulative real steps and episodes, real return and success, model and learner logs."""
+    """One row per iteration: cumulative real steps and episodes, real return and success, model and learner logs,
+    and the policy's return and success in the dream (far from the real ones: the model is wrong where it goes)."""
 
     curve: list[dict[str, Any]]
     random: dict[str, float]
@@ -162,10 +163,14 @@ def run_loop(
         model_log = _fit(model, episodes, config, config.initial_fit_steps if iteration == 0 else config.fit_steps,
                          iteration)
         model.save(run_path / "model")
-        learner_log = learner.learn(lambda n, seen=episodes: dream(model, seen, n), model, episodes)
-        outcomes = evaluate_policy(real, lambda obs, action, env: learner.act(obs), config.evaluation)
+        dreams: EnvFactory = lambda n, seen=episodes: dream(model, seen, n)  # noqa: E731
+        learner_log = learner.learn(dreams, model, episodes)
+        act = lambda obs, action, env: learner.act(obs)  # noqa: E731
+        outcomes = evaluate_policy(real, act, config.evaluation)
+        dreamed = evaluate_policy(dreams, act, config.evaluation).summary()
         row = {"iteration": iteration, "real_steps": int(sum(len(e) for e in episodes)),
                "real_episodes": len(episodes), **outcomes.summary(), "model": model_log, "learner": learner_log,
+               "in_dream": {k: dreamed[k] for k in ("return_mean", "success_rate")},
                "seconds": time.perf_counter() - started}
         result.curve.append(row)
         bar.set_postfix(steps=row["real_steps"], success=f"{row['success_rate']:.2f}")

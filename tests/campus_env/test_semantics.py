@@ -72,3 +72,22 @@ def test_non_finite_values_read_as_no_real_cell():
 def test_what_it_cannot_read_is_refused(obs):
     with pytest.raises(ValueError):
         semantic_state(obs)
+
+
+def test_reached_goal_is_the_envs_termination():
+    """On real episodes: true exactly on the observations the env terminated with."""
+    from campus_env.oracle import ShortestPathPolicy
+    from campus_env.semantics import reached_goal
+
+    oracle = gym.make("CampusNav-v0", obs_mode="state")
+    policy = ShortestPathPolicy()
+    obs, _ = oracle.reset(seed=5)
+    seen = []
+    for _ in range(200):
+        obs, _, terminated, truncated, _ = oracle.step(policy(oracle))
+        seen.append((bool(reached_goal(obs[None])[0]), terminated))
+        if terminated or truncated:
+            break
+    assert seen[-1] == (True, True) and not any(r for r, _ in seen[:-1])
+    assert oracle.unwrapped.metadata["termination_fn"] == "campus_env.semantics:reached_goal"
+    assert gym.make_vec("CampusNav-v0", num_envs=2).metadata["termination_fn"] == "campus_env.semantics:reached_goal"

@@ -280,6 +280,27 @@ def test_vector_env_autoreset_is_next_step_and_exact(corridor):
     assert obs.dtype == np.float32 and reward.dtype == np.float64 and terminated.dtype == bool
 
 
+def test_a_known_termination_ends_dreams_where_it_says(corridor):
+    """termination_fn on the decoded next observations: here position 3 ends the episode (the model's goal is 5)."""
+    at_three = lambda obs: obs[:, 0] == 3.0  # noqa: E731
+    envs = DreamVectorEnv(corridor(), 2, CorridorEnv(start=2), max_episode_steps=4, termination_fn=at_three)
+    envs.reset(seed=0)
+    obs, reward, terminated, _, _ = envs.step(np.array([RIGHT, LEFT]))
+    assert obs.tolist() == [[3.0], [1.0]] and terminated.tolist() == [True, False]
+    assert reward.tolist() == [STEP_REWARD, STEP_REWARD]  # the reward stays the model's
+    obs, _, terminated, _, _ = envs.step(np.array([RIGHT, RIGHT]))  # env 0 restarts: not terminated again
+    assert obs.tolist() == [[2.0], [2.0]] and terminated.tolist() == [False, False]
+    features = DreamEnv(corridor(), CorridorEnv(start=2), obs="features", termination_fn=at_three)
+    features.reset(seed=0)
+    assert features.step(RIGHT)[2] is True  # read on the decoded observation whatever the dream shows
+    broken = DreamVectorEnv(corridor(), 2, CorridorEnv(start=2), termination_fn=lambda obs: np.ones(3, bool))
+    broken.reset(seed=0)
+    with pytest.raises(ValueError, match="one bool per row"):
+        broken.step(np.array([RIGHT, LEFT]))
+    with pytest.raises(TypeError, match="termination_fn"):
+        DreamVectorEnv(corridor(), 2, CorridorEnv(start=2), termination_fn="campus_env:reached")
+
+
 def test_vector_env_follows_the_corridor_with_autoresets_from_the_pool(corridor):
     real = CorridorEnv()
     envs = DreamVectorEnv(corridor(), 5, real, max_episode_steps=6, pool_size=20)

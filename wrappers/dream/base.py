@@ -34,6 +34,7 @@ class DreamOptions(TypedDict, total=False):
     do: Mapping[str, Any] | None
     max_episode_steps: int | None
     temperature: float | None
+    termination_fn: Any
     device: torch.device | str | None
     env_kwargs: Mapping[str, Any] | None
     render_mode: str | None
@@ -71,6 +72,7 @@ class DreamEnvBase:
         do: Mapping[str, Any] | None = None,
         max_episode_steps: int | None = 200,
         temperature: float | None = None,
+        termination_fn: Any = None,
         device: torch.device | str | None = None,
         env_kwargs: Mapping[str, Any] | None = None,
         render_mode: str | None = None,
@@ -81,7 +83,7 @@ class DreamEnvBase:
         if render_mode is not None and render_mode not in RENDER_MODES:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.max_episode_steps = _check_max_steps(max_episode_steps)
-        self._dreamer = Dreamer(model, obs, do, temperature, device)
+        self._dreamer = Dreamer(model, obs, do, temperature, device, termination_fn)
         if render_mode is not None and not model.spec.image_keys:
             raise ValueError("render_mode='rgb_array' needs a model whose observations have an image part")
         self._starts = make_start_source(model, env, dataset, env_kwargs, num_envs, start_frames)

@@ -44,7 +44,7 @@ class DreamEnv(DreamEnvBase, gym.Env):
     The model's predicted reward of each step (0 on a step where the model failed).
 
     ## Episode End
-    - Termination: the model predicts it, or the model produced a non-finite
+    - Termination: the model predicts it, or ``termination_fn`` says so, or the model produced a non-finite
       reward, state or observation (then ``info["model_error"]`` is True).
     - Truncation: after ``max_episode_steps`` imagined steps.
     Stepping an ended episode raises a ``RuntimeError``; call ``reset()``.
@@ -76,6 +76,10 @@ class DreamEnv(DreamEnvBase, gym.Env):
     - ``temperature``: replaces the model's ``config.temperature`` while this env
       imagines (the model's own config is put back after each call); a
       ``ValueError`` for a model without one.
+    - ``termination_fn``: a known termination, ``fn(next observations (N, ...))
+      -> (N,) bool`` on the decoded observations, as MBPO's per-env termination
+      functions: an episode also ends where it says (an env may name one in
+      ``metadata["termination_fn"]``, e.g. CampusNav-v0's goal reached).
     - ``device``: where the model runs; a model elsewhere is moved there, in
       place (default: where it is).
     - ``env_kwargs``: keyword arguments of ``gym.make`` when ``env`` is an id.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -115,6 +115,7 @@ class Dreamer:
         do: Mapping[str, Any] | None,
         temperature: float | None,
         device: torch.device | str | None,
+        termination_fn: Callable[[Observation], Any] | None = None,
     ):
         if not isinstance(model, WorldModel):
             raise TypeError(f"model must be a model_zoo WorldModel, got {type(model).__name__}")
@@ -122,7 +123,10 @@ class Dreamer:
             raise ValueError(f"obs must be one of {', '.join(map(repr, OBS_MODES))}, got {obs!r}")
         if device is not None and _device(device) != model.device:
             model.to(device)
+        if termination_fn is not None and not callable(termination_fn):
+            raise TypeError(f"termination_fn must be a function of the next observations, got {termination_fn!r}")
         self.model = model
+        self.termination_fn = termination_fn
         self._running = False
         self.mode = obs
         self.device = model.device
@@ -259,9 +263,22 @@ class Dreamer:
                 next_state = replace_state_rows(next_state, rows, state_rows(state, rows))
                 reward[restart], terminated[restart], error[restart] = 0.0, False, False
             obs, guarded, nonfinite = self.observe_state(next_state, len(reward))
+            if self.termination_fn is not None:
+                known = self._known_termination(obs, next_state, len(reward)) & ~error
+                terminated |= known if restart is None else known & ~restart
         if nonfinite.any():
             reward[nonfinite], terminated[nonfinite], error[nonfinite] = 0.0, True, True
         return DreamStep(next_state, obs, reward, terminated, error, guarded, _disagreement(next_state, restart))
+
+    def _known_termination(self, obs: Observation, state: State, n: int) -> np.ndarray:
+        """(n,) bool from ``termination_fn`` on the decoded next observations."""
+        if self.mode != "decoded":
+            with self.running() as model:
+                obs, _, _ = self.decoded_guard(to_numpy(model.decode(state)), n)
+        done = np.asarray(self.termination_fn(obs), dtype=bool).reshape(-1)
+        if done.shape != (n,):
+            raise ValueError(f"termination_fn must return one bool per row, shape ({n},), got {done.shape}")
+        return done
 
     def observe_state(self, state: State, n: int) -> tuple[Observation, np.ndarray, np.ndarray]:
         """Guarded observations of ``state`` (batched numpy), elements fixed per row, rows with non-finite values."""
