@@ -23,10 +23,9 @@ killed benchmark resumes where it stopped.
     python benchmarks/mbrl.py --quick               # a smoke run (seconds)
 """
 
-from __future__ import annotations
-
 import dataclasses
 import json
+import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ import tyro
 
 from campusnav.harness import Target, default_results_directory, markdown_table, write_json, write_results
 from campusnav.leaderboard.summary import bootstrap_interval
-from campusnav.mbrl import MBRLArgs, run_mbrl, tiny
+from campusnav.mbrl import MBRLArgs, check_args, run_mbrl, tiny
 
 EVAL_SEED = 10_000  # the seeded real episodes every policy is scored on (campusnav mbrl's too)
 
@@ -51,9 +50,8 @@ class Args:
     """zoo models the loop dreams with"""
     seeds: int = 3
     """seeds 0 .. seeds-1 of every curve"""
-    loop: MBRLArgs = dataclasses.field(default_factory=lambda: MBRLArgs(
-        dream_steps=500_000, learner_settings="n_epochs=10,batch_size=256"))
-    """the loop's options (its --model, --seed and --out are set per run)"""
+    loop: str = "--dream-steps 300000 --learner-settings n_epochs=10,batch_size=256"
+    """the loop's options as campusnav mbrl flags (its --model, --seed and --out are set per run)"""
     reality_steps: int = 1_000_000
     """real env steps the reality PPO learns for"""
     eval_every: int = 25_000
@@ -70,10 +68,18 @@ class Args:
 
 def parse_args(argv: list[str] | None = None) -> Args:
     args = tyro.cli(Args, args=argv, description=__doc__)
+    loop_options(args)  # a bad --loop is a usage error now, not after an hour
     if args.quick:
-        args = dataclasses.replace(args, loop=tiny(args.loop), reality_steps=1_024, eval_every=512, eval_episodes=4,
+        args = dataclasses.replace(args, reality_steps=1_024, eval_every=512, eval_episodes=4,
                                    work=str(Path(args.work) / "quick"), out=args.out or "runs/mbrl-quick")
     return args
+
+
+def loop_options(args: Args) -> MBRLArgs:
+    """``args.loop`` parsed as ``campusnav mbrl`` flags (the tiny budget under ``--quick``)."""
+    options = tyro.cli(MBRLArgs, args=shlex.split(args.loop), prog="--loop")
+    check_args(options)
+    return tiny(options) if args.quick else options
 
 
 def reality_curve(args: Args, seed: int) -> dict[str, list[float]]:
@@ -96,12 +102,12 @@ def loop_curve(args: Args, model: str, seed: int) -> dict[str, list[float]]:
     """The loop's curve with ``model`` for ``seed``: real steps, return and success per iteration."""
     folder = Path(args.work) / model / f"seed{seed}"
     done = folder / "curve.json"
+    options = dataclasses.replace(loop_options(args), model=model, seed=seed, out=str(folder),
+                                  eval_episodes=args.eval_episodes)
     if done.exists():
         rows = json.loads(done.read_text())["curve"]
-        if len(rows) == args.loop.iterations:
+        if len(rows) == options.iterations:
             return _columns(rows)
-    options = dataclasses.replace(args.loop, model=model, seed=seed, out=str(folder),
-                                  eval_episodes=args.eval_episodes)
     return _columns(run_mbrl(options).curve)
 
 
@@ -200,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows.append(["random", "0", f"{random['return_mean']:.3f}", f"{random['success_rate']:.3f}"])
     table = markdown_table(["", "real steps", "real return", "success"], rows, "lrrr")
     wall = time.perf_counter() - started
-    loop = args.loop
+    loop = loop_options(args)
     markdown = "\n".join([
         f"# Sample efficiency: the MBRL loop against reality PPO ({time.strftime('%Y-%m-%d')})", "",
         f"Seeds 0..{args.seeds - 1}, means at the end of each run; {args.eval_episodes} seeded real episodes per "
