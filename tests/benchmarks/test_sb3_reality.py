@@ -1,0 +1,91 @@
+"""benchmarks/sb3_reality.py and campusnav.baselines: result files, curve points, frame stacking, bad settings."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from campusnav.baselines import PRESETS, Baseline, Evaluation, make_venv, score, train
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "sb3_reality.py"
+EVALUATION = Evaluation(episodes=2, reset_seed=0)
+
+
+def tiny(name: str, num_envs: int = 4) -> Baseline:
+    baseline = PRESETS[name]
+    if baseline.algo == "dqn":
+        return baseline.replace(num_envs=num_envs, hyperparams=dict(learning_starts=16, buffer_size=500, batch_size=16))
+    return baseline.replace(num_envs=num_envs, hyperparams=dict(n_steps=16, batch_size=32))
+
+
+def test_quick_run_writes_the_results(tmp_path):
+    main = runpy.run_path(str(SCRIPT), run_name="sb3_reality")["main"]
+    main(["--quick", "--out", str(tmp_path), "--candidates", "default", "framestack4", "--presets", "tuned", "dqn"])
+    sweep = json.loads((tmp_path / "sb3_sweep.json").read_text())
+    assert {"benchmark", "command", "date", "machine", "args", "best", "rows"} <= set(sweep)
+    assert [r["preset"] for r in sweep["rows"]] == ["default", "framestack4"]
+    assert sweep["best"] in ("default", "framestack4")
+    reality = json.loads((tmp_path / "sb3_reality.json").read_text())
+    assert [r["preset"] for r in reality["rows"]] == ["tuned", "dqn"]
+    assert reality["targets"][0]["status"] in ("PASS", "MISS")
+    for row in sweep["rows"] + reality["rows"]:
+        assert {"final_success_rate", "final_return_mean", "train_seconds", "steps_to_0.9", "settings"} <= set(row)
+        assert set(row["curve"]) == {"steps", "return_mean", "success_rate", "seconds"}
+        assert row["curve"]["steps"][0] == 0 and row["curve"]["steps"][-1] == row["final_steps"] == 512
+    assert (tmp_path / "sb3_reality.png").stat().st_size > 0
+    assert "tuned PPO success >= 0.90" in (tmp_path / "sb3_reality.md").read_text()
+
+
+@pytest.mark.parametrize(("eval_every", "expected"), [(256, [0, 256, 512, 768, 1024]),
+                                                       (250, [0, 252, 500, 752, 1000, 1024])])
+def test_curve_points_at_each_multiple_of_eval_every(eval_every, expected):
+    run = train(tiny("default"), 1024, seed=0, evaluation=EVALUATION, eval_every=eval_every)
+    assert run.curve["steps"] == expected  # the first step of 4 envs at or past each multiple, and the end
+    assert all(0.0 <= s <= 1.0 for s in run.curve["success_rate"])
+    assert run.final["steps"] == 1024 and run.seconds == run.curve["seconds"][-1]
+
+
+def test_scoring_during_training_does_not_change_it():
+    often = train(tiny("default"), 256, seed=0, evaluation=EVALUATION, eval_every=64)
+    rarely = train(tiny("default"), 256, seed=0, evaluation=EVALUATION, eval_every=256)
+    for a, b in zip(often.agent.policy.parameters(), rarely.agent.policy.parameters(), strict=True):
+        assert np.array_equal(a.detach().numpy(), b.detach().numpy())
+
+
+def test_frame_stacking_changes_the_observation_shape():
+    plain, stacked = make_venv(tiny("default", 2)), make_venv(tiny("framestack4", 2))
+    assert plain.observation_space.shape == (72,) and stacked.observation_space.shape == (4 * 72,)
+    assert stacked.reset().shape == (2, 4 * 72)
+    plain.close(), stacked.close()
+
+
+@pytest.mark.parametrize("name", ["framestack4", "recurrent", "dqn", "pixels-cnn"])
+def test_every_kind_of_agent_learns_and_is_scored(name):
+    run = train(tiny(name, 2), 64, seed=0, evaluation=EVALUATION, eval_every=64)
+    assert run.curve["steps"] == [0, 64]
+    outcomes = score(run.agent, tiny(name, 2), EVALUATION)
+    assert outcomes.returns.shape == (2,)
+
+
+def test_the_cnn_takes_64x64_rgb_frames():
+    venv = make_venv(tiny("pixels-cnn", 2))
+    assert venv.observation_space.shape == (64, 64, 3) and venv.observation_space.dtype == np.uint8
+    venv.close()
+    assert PRESETS["pixels-cnn"].policy == "CnnPolicy"
+
+
+@pytest.mark.parametrize("bad", [dict(algo="a2c"), dict(obs_mode="rgb"), dict(obs_mode="pixels", shaping=0.05),
+                                 dict(frame_stack=0)])
+def test_bad_settings_raise(bad):
+    with pytest.raises(ValueError):
+        Baseline(**bad)
+
+
+def test_unknown_preset_exits():
+    main = runpy.run_path(str(SCRIPT), run_name="sb3_reality")["main"]
+    with pytest.raises(SystemExit, match="unknown presets"):
+        main(["--quick", "--presets", "nonsense"])
