@@ -50,7 +50,7 @@ class Args:
     """zoo models the loop dreams with"""
     seeds: int = 3
     """seeds 0 .. seeds-1 of every curve"""
-    loop: str = "--dream-steps 300000 --learner-settings n_epochs=10,batch_size=256"
+    loop: str = "--dream-steps 300000"
     """the loop's options as campusnav mbrl flags (its --model, --seed and --out are set per run)"""
     reality_steps: int = 1_000_000
     """real env steps the reality PPO learns for"""

@@ -28,6 +28,7 @@ __all__ = ["ENV_ID", "LEARNERS", "MBRLArgs", "MODEL_CONFIG", "make_dream", "make
 ENV_ID = "CampusNav-v0"
 ENV_KWARGS = {"obs_mode": "state"}
 LEARNERS = ("ppo", "dqn", "cmaes")
+LEARNER_PRESETS = {"ppo": "tuned", "dqn": "dqn-stable"}  # campusnav.baselines.PRESETS the SB3 learners start from
 # the model options used with --model-config auto: dreams that draw whole outcomes (see model_zoo.models.mlp)
 MODEL_CONFIG = {"mlp": "outcomes=4,snap_levels=64,rollout_steps=16",
                 "mlp_ensemble": "outcomes=4,snap_levels=64,rollout_steps=16"}
@@ -145,7 +146,11 @@ def make_dream(args: MBRLArgs):
 
 
 def make_learner(args: MBRLArgs, observation_space: Any, action_space: Any):
-    """The learner ``--learner`` names, with the settings of ``campusnav.ppo`` (PPO) or the example's (DQN)."""
+    """The learner ``--learner`` names; SB3 ones with ``campusnav.baselines``' settings (``LEARNER_PRESETS``).
+
+    The tuned PPO's learning rate decays over one run in reality; in the loop the
+    agent learns over many rounds, so it keeps the starting rate.
+    """
     from model_zoo.agents.mbrl import CMAESLearner, SB3Learner
 
     if args.learner == "cmaes":
@@ -154,16 +159,14 @@ def make_learner(args: MBRLArgs, observation_space: Any, action_space: Any):
 
         controller = LinearController(int(observation_space.shape[0]), action_space)
         return CMAESLearner(controller, CMAES(args.generations, popsize=16, episodes_per_member=8, seed=args.seed))
-    from stable_baselines3 import DQN, PPO
-
+    from campusnav.baselines import ALGOS, PRESETS
     from campusnav.overrides import parse_overrides
-    from campusnav.ppo import DQN_SETTINGS, PPO_SETTINGS, PotentialShaping
+    from campusnav.ppo import PotentialShaping
     from wrappers import to_sb3
 
-    algo, settings = (PPO, PPO_SETTINGS) if args.learner == "ppo" else (DQN, DQN_SETTINGS)
-    settings = {**settings, **parse_overrides(args.learner_settings)}
+    settings = {**PRESETS[LEARNER_PRESETS[args.learner]].hyperparams, **parse_overrides(args.learner_settings)}
     wrap = (lambda venv: PotentialShaping(venv, args.shaping, settings["gamma"])) if args.shaping > 0 else None
-    return SB3Learner(algo, to_vec_env=to_sb3, timesteps=args.dream_steps, num_envs=args.num_envs,
+    return SB3Learner(ALGOS[args.learner], to_vec_env=to_sb3, timesteps=args.dream_steps, num_envs=args.num_envs,
                       settings=settings, wrap=wrap, seed=args.seed)
 
 

@@ -1,34 +1,28 @@
-"""Stable-Baselines3 PPO and DQN on CampusNav-v0, trained in reality and trained in a world model's dream.
+"""Stable-Baselines3 on CampusNav-v0: agents that learn in reality, and in a dream with far fewer real steps.
 
-For each algorithm (``--algos ppo dqn``) two agents learn with the same settings and
-the same number of timesteps:
+For each algorithm (``--algos ppo dqn``), three agents learn with the same settings
+(``campusnav.baselines.PRESETS``: the tuned PPO, the stable DQN) and are scored on the same seeded
+real episodes, beside the uniform random policy and the shortest-path oracle
+(``campus_env.oracle``, which reads the simulator: an upper reference, not a learner):
 
-- *reality*: on the native vector env, ``to_sb3(gym.make_vec("CampusNav-v0", num_envs=N, obs_mode="state"))``;
-- *dream*: on ``to_sb3(DreamVectorEnv(model, N, "CampusNav-v0", obs="decoded", ...))``, where ``model``
-  is a zoo world model (``--model``, default ``mlp``) fitted first on random-policy episodes.
-  Decoded dreams keep the real observation space, so the policy acts in reality unchanged.
+- *reality*: on the native vector env for ``--reality-steps`` real env steps;
+- *dream*: the model-based loop (``model_zoo.agents.mbrl.run_loop``, MBPO's Dyna loop):
+  collect real episodes with the current policy, fit the world model (``--model``) on all
+  of them, let the same agent learn ``--dream-steps`` in the model's ``DreamVectorEnv``,
+  ``--iterations`` times. Its real env steps are the transitions it collected;
+- *reality, the dream's real steps*: the reality agent again, with only as many real steps
+  as the dream agent used: what those steps buy without a model.
 
-Every agent is then evaluated in reality on the same seeded episodes, beside the uniform
-random policy and the shortest-path oracle (``campus_env.oracle``, which reads the
-simulator: an upper reference, not a learner). The table gives mean ± std return,
-success rate, episode length, training time and the real env steps each row consumed
-(a dream agent's are the episodes that taught its world model). The column "return in
-the dream" plays every policy in the dream too: where it is far from the real return,
-the model is wrong where the policy goes, and a dream-trained agent exploits that.
+Dreams start at real replay states and end where the model says or where the env's own
+termination function (``metadata["termination_fn"]``: the agent on the goal) says, as MBPO
+hands its models. While learning, the reward gets ``campusnav.ppo``'s potential-based
+shaping (Ng, Harada & Russell 1999), in both worlds; scores count the env's own reward.
+The column "return in the dream" plays the policy in the dream too: far above the real
+return, the agent exploits the model's errors.
 
-Two flags make a small budget learn something:
-
-- ``--shaping``: the potential-based shaping of Ng, Harada & Russell (1999),
-  ``r + gamma * phi(s') - phi(s)`` with ``phi`` minus the Manhattan distance to the goal
-  (read off the observation's goal offset, so it works in the dream too). Without it a
-  young policy learns that standing still beats wandering into walls. Evaluation
-  counts the env's own reward.
-- ``--deterministic`` (off): a memoryless policy that always takes its most likely action
-  gets stuck at the first wall; sampling, seeded, walks around it.
-
-    python examples/sb3_baselines.py                       # PPO and DQN, minutes on a CPU
-    python examples/sb3_baselines.py --algos ppo --model mlp_ensemble
-    python examples/sb3_baselines.py --tiny                # the test's budget
+    python examples/sb3_baselines.py                    # PPO: reality vs the loop with mlp, minutes
+    python examples/sb3_baselines.py --algos ppo dqn --model mlp_ensemble
+    python examples/sb3_baselines.py --tiny             # the test's budget
 """
 
 from __future__ import annotations
@@ -41,70 +35,58 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 import torch
 import tyro
-from stable_baselines3 import DQN, PPO
-from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.utils import set_random_seed
-from stable_baselines3.common.vec_env import VecEnv
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.oracle import ShortestPathPolicy
-from campus_env.schema import STATE_SLICES, Action
+from campus_env.semantics import reached_goal
+from campusnav.baselines import ALGOS, PRESETS, Baseline, make_venv, score, train
 from campusnav.budgets import ExampleRun
+from campusnav.harness import markdown_table
 from campusnav.overrides import parse_overrides
-from campusnav.ppo import DQN_SETTINGS, PPO_SETTINGS, PotentialShaping
-from model_zoo.data import SequenceSampler, collect, load_dataset, load_episodes
-from wrappers import DreamVectorEnv, to_sb3
+from model_zoo.agents.mbrl import LoopConfig, SB3Learner, run_loop
+from model_zoo.agents.transfer import Evaluation, evaluate_policy, random_policy
+from wrappers import DreamVectorEnv
 
 ENV_ID = "CampusNav-v0"
 ENV_KWARGS = {"obs_mode": "state"}  # flat float32 (72,): agent, goal, goal offset, causal, 5x5 patch
-GOAL_OFFSET = STATE_SLICES["goal_offset"]  # goal row/col minus agent row/col, divided by (map side - 1)
-ALGOS = {"ppo": PPO, "dqn": DQN}
-# the same settings train in reality and in the dream
-HYPERPARAMS: dict[str, dict[str, Any]] = {"ppo": PPO_SETTINGS, "dqn": DQN_SETTINGS}
+SETTINGS = {"ppo": PRESETS["tuned"], "dqn": PRESETS["dqn-stable"]}
 
 
 @dataclass(frozen=True)
 class Args(ExampleRun):
-    algos: tuple[str, ...] = ("ppo", "dqn")
-    """SB3 algorithms to train, each in reality and in the dream: ppo, dqn"""
+    algos: tuple[str, ...] = ("ppo",)
+    """SB3 algorithms, each learning in reality and in the dream: ppo, dqn"""
     model: str = "mlp"
     """the zoo world model that dreams (model_zoo.list_models())"""
-    model_config: str = ""
-    """overrides of the model's config, NAME=VALUE pairs separated by commas (e.g. 'outcomes=4')"""
-    num_envs: int = 16
-    """envs stepped together while an agent learns (real or dreamed)"""
-    ppo_timesteps: int = 500_000
-    """env steps each PPO agent learns from (the same in reality and in the dream)"""
-    dqn_timesteps: int = 150_000
-    """env steps each DQN agent learns from (the same in reality and in the dream)"""
-    shaping: float = 0.05
-    """potential-based shaping while learning: reward per cell of Manhattan distance closed (0: none)"""
-    collect_episodes: int = 200
-    """random-policy episodes collected to fit the world model"""
-    model_steps: int = 2_000
-    """optimizer steps fitting the world model"""
-    model_batch_size: int = 16
-    """sequences per batch fitting the world model"""
-    model_seq_len: int = 32
-    """steps per sequence fitting the world model"""
+    model_config: str = "outcomes=4,snap_levels=64"
+    """overrides of the model's config, NAME=VALUE pairs separated by commas"""
+    reality_steps: int = 500_000
+    """real env steps the reality agent learns from"""
+    iterations: int = 3
+    """rounds of the loop: collect, fit, learn in the dream"""
+    initial_episodes: int = 64
+    """uniform-random real episodes before the first fit"""
+    episodes: int = 64
+    """real episodes the agent collects in each later round"""
+    fit_steps: int = 2_000
+    """optimizer steps fitting the model in the first round (a quarter in later rounds)"""
+    dream_steps: int = 300_000
+    """env steps the agent learns from in each round's dream"""
     eval_episodes: int = 100
-    """seeded episodes in reality per row; every row plays the same seeds"""
+    """seeded real episodes per row; every row plays the same seeds"""
     eval_seed: int = 10_000
     """evaluation episodes use seeds eval_seed, eval_seed + 1, ... (apart from training's)"""
-    deterministic: bool = False
-    """evaluate the agents' most likely actions instead of sampling them"""
     out: str = "runs/sb3_baselines"
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
     """One --flag per field of Args, its docstring as the help (tyro)."""
     args = tyro.cli(Args, args=argv, description=__doc__)
-    if unknown := [a for a in args.algos if a not in ALGOS]:
-        raise SystemExit(f"argument --algos: unknown {unknown}; choose from {', '.join(ALGOS)}")
+    if unknown := [a for a in args.algos if a not in SETTINGS]:
+        raise SystemExit(f"argument --algos: unknown {unknown}; choose from {', '.join(SETTINGS)}")
     if args.model not in model_zoo.list_models():
         raise SystemExit(f"argument --model: unknown {args.model!r}; choose from {', '.join(model_zoo.list_models())}")
     return args
@@ -112,163 +94,89 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 def tiny(args: Args) -> Args:
     """The test's budget: every stage runs, none learns much."""
-    return dataclasses.replace(args, num_envs=4, ppo_timesteps=1_024, dqn_timesteps=600, collect_episodes=8,
-                               model_steps=10, model_batch_size=4, model_seq_len=8, eval_episodes=8)
+    return dataclasses.replace(args, model_config="hidden=16", reality_steps=512, iterations=2, initial_episodes=4,
+                               episodes=4, fit_steps=8, dream_steps=256, eval_episodes=8)
 
 
-def learn(algo: str, venv: VecEnv, timesteps: int, args: Args) -> tuple[BaseAlgorithm, float]:
-    """An SB3 agent trained on ``venv`` for ``timesteps`` env steps; returns it and the wall seconds."""
-    params = dict(HYPERPARAMS[algo])
-    if algo == "dqn":
-        params["learning_starts"] = min(params["learning_starts"], timesteps // 2)
-    if args.shaping > 0:
-        venv = PotentialShaping(venv, args.shaping, params["gamma"])
-    agent = ALGOS[algo]("MlpPolicy", venv, seed=args.seed, device="cpu", verbose=0, **params)
-    started = time.perf_counter()
-    agent.learn(total_timesteps=timesteps)
-    seconds = time.perf_counter() - started
-    venv.close()
-    return agent, seconds
+def small(baseline: Baseline, args: Args) -> Baseline:
+    """The baseline at the tiny budget: 4 envs and short rollouts (unchanged otherwise)."""
+    if not args.tiny:
+        return baseline
+    return baseline.replace(num_envs=4, hyperparams={"n_steps": 64, "batch_size": 64} if baseline.algo != "dqn"
+                            else {"learning_starts": 64, "batch_size": 32})
 
 
-def evaluate(act, envs: gym.vector.VectorEnv, args: Args) -> dict[str, Any]:
-    """Plays one seeded episode per env of ``envs`` at once: ``args.eval_episodes`` of them.
+def learn_in_the_dream(algo: str, args: Args, out: Path) -> tuple[Any, dict[str, Any]]:
+    """The model-based loop with the algorithm's settings; returns the agent and the loop's last row."""
+    baseline = small(SETTINGS[algo], args)
+    env = gym.make(ENV_ID, **ENV_KWARGS)
+    torch.manual_seed(args.seed)  # the model's initial weights
+    model = model_zoo.make(args.model, env.observation_space, env.action_space, preset="campusnav-state",
+                           **parse_overrides(args.model_config))
 
-    ``act(envs, obs) -> actions`` for all envs. ``envs.reset(seed=eval_seed)``: in
-    reality, env ``i`` plays the single env's seed ``eval_seed + i``; in a dream, the
-    start states are real resets drawn from that seed. Only the first episode of
-    each env counts (the vector env autoresets; later steps are ignored).
-    """
-    n = envs.num_envs
-    obs, _ = envs.reset(seed=args.eval_seed)
-    returns, steps = np.zeros(n), np.zeros(n, dtype=np.int64)
-    success, running = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
-    set_random_seed(args.seed)  # an agent's sampled actions: torch's for PPO, numpy's for DQN's epsilon-greedy
-    while running.any():
-        obs, reward, terminated, truncated, _ = envs.step(act(envs, obs))
-        returns += np.where(running, reward, 0.0)
-        steps += running
-        success |= running & terminated  # terminated: the goal was reached (or so the dream says)
-        running &= ~(terminated | truncated)
-    envs.close()
-    return {
-        "return_mean": float(returns.mean()),
-        "return_std": float(returns.std()),
-        "success_rate": float(success.mean()),
-        "mean_steps": float(steps.mean()),
-        "returns": returns.tolist(),
-    }
+    def dream(model, episodes, num_envs):  # dreams from real replay states, ended by the env's termination too
+        return DreamVectorEnv(model, num_envs, dataset=episodes, obs="decoded", termination_fn=reached_goal)
+
+    # the same SB3 wrappers as in reality (shaping), around each round's dream
+    learner = SB3Learner(ALGOS[algo], to_vec_env=lambda envs: make_venv(baseline, lambda n: envs),
+                         timesteps=args.dream_steps, num_envs=baseline.num_envs, policy=baseline.policy,
+                         settings=baseline.hyperparams, seed=args.seed)
+    config = LoopConfig(iterations=args.iterations, initial_episodes=args.initial_episodes, episodes=args.episodes,
+                        num_envs=16, initial_fit_steps=args.fit_steps, fit_steps=args.fit_steps // 4,
+                        lr=model_zoo.preset(args.model, "campusnav-state").lr,
+                        evaluation=Evaluation(args.eval_episodes, args.eval_seed, args.seed), seed=args.seed)
+    result = run_loop(model, learner, ENV_ID, dream, config, env_kwargs=ENV_KWARGS, run_dir=out / f"{algo}_loop")
+    return learner.agent, result.curve[-1]
 
 
-def signed(x: float) -> str:
-    """+0.123, or +1.23e+05 for a number too large to read in fixed point (a model's runaway reward)."""
-    return f"{x:+.3f}" if abs(x) < 1e4 else f"{x:+.3g}"
+def row(name: str, outcomes: Any, **extra: Any) -> dict[str, Any]:
+    return {"row": name, **outcomes.summary(), "returns": outcomes.returns.tolist(), **extra}
 
 
-if __name__ == "__main__":
-    args = parse_args()
-    if args.tiny:
-        args = tiny(args)
+def main(args: Args) -> dict[str, Any]:
     torch.set_num_threads(1)  # small networks: one thread is the fastest on a laptop CPU
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    (out / "agents").mkdir(exist_ok=True)
-    rows: list[dict[str, Any]] = []
-
-    # 1. the world model: random-policy episodes (kept in --out, reused by a rerun), then fit
-    clock = time.perf_counter()
-    dataset_id = f"campusnav/sb3-random-e{args.collect_episodes}-n{args.num_envs}-s{args.seed}-v0"
-    try:
-        dataset = load_dataset(dataset_id, data_path=out / "data")
-    except FileNotFoundError:
-        dataset = collect(ENV_ID, num_episodes=args.collect_episodes, num_envs=args.num_envs, seed=args.seed,
-                          env_kwargs=ENV_KWARGS, dataset_id=dataset_id, data_path=out / "data")
-    episodes = load_episodes(dataset)
-    data_steps = int(sum(len(e.action) for e in episodes))
-    torch.manual_seed(args.seed)  # the model's initial weights
-    model = model_zoo.make(args.model, dataset.observation_space, dataset.action_space,
-                           **parse_overrides(args.model_config))
-    sampler = SequenceSampler(episodes, args.model_seq_len, args.model_batch_size, seed=args.seed)
-    history = model_zoo.fit(model, sampler, steps=args.model_steps, lr=1e-3, seed=args.seed,
-                            run_dir=out / "model", resume=False)
-    model.eval()
-    model_seconds = time.perf_counter() - clock
-    print(f"{args.model}: {len(episodes)} episodes ({data_steps} steps), {args.model_steps} fit steps, "
-          f"final loss {history[-1]['loss']:.4g}, {model_seconds:.1f} s")
-
-    # 2. the agents: each algorithm in reality and in the dream, with the same settings and budget
-    agents: dict[str, BaseAlgorithm] = {}
-    for algo in args.algos:
-        timesteps = args.ppo_timesteps if algo == "ppo" else args.dqn_timesteps
-        for where in ("reality", "dream"):
-            if where == "reality":
-                venv = to_sb3(gym.make_vec(ENV_ID, num_envs=args.num_envs, **ENV_KWARGS))
-            else:
-                venv = to_sb3(DreamVectorEnv(model, args.num_envs, ENV_ID, obs="decoded", env_kwargs=ENV_KWARGS))
-            print(f"{algo} in {where}: {timesteps:,} timesteps ...", flush=True)
-            agent, seconds = learn(algo, venv, timesteps, args)
-            agent.save(out / "agents" / f"{algo}_{where}")
-            name = f"{algo} ({where})"
-            agents[name] = agent
-            rows.append({"row": name, "algo": algo, "trained_in": where, "timesteps": timesteps,
-                         "train_seconds": seconds, "real_env_steps": timesteps if where == "reality" else data_steps})
-
-    # 3. evaluation in reality, the same seeds for every row; and in the dream, to see what the model promised
+    evaluation = Evaluation(args.eval_episodes, args.eval_seed, args.seed)
+    real = lambda n: gym.make_vec(ENV_ID, num_envs=n, **ENV_KWARGS)  # noqa: E731
     oracle = ShortestPathPolicy()
-    rng = np.random.default_rng(args.seed)
-    policies = {
-        "random": lambda envs, obs: rng.integers(0, len(Action), envs.num_envs),
-        "shortest path (oracle)": lambda envs, obs: oracle(envs),  # reads the simulator: reality only
-        **{name: (lambda envs, obs, a=agent: a.predict(obs, deterministic=args.deterministic)[0])
-           for name, agent in agents.items()},
-    }
-    reference = {"algo": None, "trained_in": None, "timesteps": 0, "train_seconds": 0.0, "real_env_steps": 0}
-    rows = [{"row": "random", **reference}, {"row": "shortest path (oracle)", **reference}] + rows
-    for row in rows:
-        act = policies[row["row"]]
-        row.update(evaluate(act, gym.make_vec(ENV_ID, num_envs=args.eval_episodes, **ENV_KWARGS), args))
-        if row["row"] != "shortest path (oracle)":
-            dream = DreamVectorEnv(model, args.eval_episodes, ENV_ID, obs="decoded", env_kwargs=ENV_KWARGS)
-            row["in_dream"] = {k: v for k, v in evaluate(act, dream, args).items() if k != "returns"}
-
-    # 4. the table and results.json
-    header = ["row", "return (mean ± std)", "success", "steps", "return in the dream", "train wall (s)",
-              "real env steps"]
+    rows = [row("random", evaluate_policy(real, random_policy(gym.spaces.Discrete(5), args.seed), evaluation)),
+            row("shortest path (oracle)", evaluate_policy(real, lambda obs, action, env: oracle(env), evaluation))]
+    for algo in args.algos:
+        print(f"{algo} in the dream of {args.model}: {args.iterations} rounds of {args.dream_steps:,} dream steps ...")
+        clock = time.perf_counter()
+        agent, last = learn_in_the_dream(algo, args, out)
+        dream_row = row(f"{algo} (dream)", score(agent, small(SETTINGS[algo], args), evaluation),
+                        real_env_steps=last["real_steps"], in_dream=last["in_dream"]["return_mean"],
+                        train_seconds=time.perf_counter() - clock)
+        rows.append(dream_row)
+        for name, steps in ((f"{algo} (reality)", args.reality_steps),
+                            (f"{algo} (reality, the dream's real steps)", last["real_steps"])):
+            print(f"{name}: {steps:,} real steps ...")
+            run = train(small(SETTINGS[algo], args), steps, args.seed, evaluation, eval_every=steps)
+            rows.append(row(name, score(run.agent, small(SETTINGS[algo], args), evaluation), real_env_steps=steps,
+                            train_seconds=run.seconds))
+    header = ["row", "return (mean ± std)", "success", "steps", "return in the dream", "real env steps"]
     cells = [[r["row"], f"{r['return_mean']:+.3f} ± {r['return_std']:.3f}", f"{r['success_rate']:.2f}",
-              f"{r['mean_steps']:.1f}", signed(r["in_dream"]["return_mean"]) if "in_dream" in r else "—",
-              f"{r['train_seconds']:.1f}" if r["algo"] else "—",
-              f"{r['real_env_steps']:,}" if r["algo"] else "—"] for r in rows]
-    widths = [max(len(c[i]) for c in [header] + cells) for i in range(len(header))]
-    line = lambda r: "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+              f"{r['steps_mean']:.1f}", f"{r['in_dream']:+.3f}" if "in_dream" in r else "—",
+              f"{r['real_env_steps']:,}" if "real_env_steps" in r else "—"] for r in rows]
     print()
-    print(f"{ENV_ID}, evaluated in reality: {args.eval_episodes} episodes per row (seeds {args.eval_seed}.."
-          f"{args.eval_seed + args.eval_episodes - 1}), {'most likely' if args.deterministic else 'sampled'} "
-          f"actions, the env's own reward")
+    print(f"{ENV_ID}, scored in reality: {args.eval_episodes} episodes per row (seeds {args.eval_seed}.."
+          f"{args.eval_seed + args.eval_episodes - 1}), sampled actions, the env's own reward")
     print()
-    print(line(header))
-    print(line(["-" * w for w in widths]))
-    for c in cells:
-        print(line(c))
-    print()
-    shaping = f"potential-based shaping {args.shaping:g} per cell" if args.shaping > 0 else "no shaping"
-    print(f"agents: {args.num_envs} envs, {shaping} while learning; dream: {args.model} fitted on "
-          f"{data_steps:,} random-policy steps in {model_seconds:.1f} s (collect + fit, shared by the dream rows)")
-    print("oracle: plans on the simulator's own state (an upper reference); real env steps of a dream agent: "
-          "the data its world model learned from")
-    print(f"return in the dream: the same policy on {args.eval_episodes} dreamed episodes of {args.model}, what the "
-          "model predicts it earns; far from the real return, the model is wrong where the policy goes")
-    results = {
-        "env_id": ENV_ID,
-        "args": dataclasses.asdict(args),
-        "hyperparams": {a: HYPERPARAMS[a] for a in args.algos},
-        "eval_seeds": list(range(args.eval_seed, args.eval_seed + args.eval_episodes)),
-        "world_model": {"id": args.model, "episodes": len(episodes), "steps": data_steps,
-                        "fit_steps": args.model_steps, "final_loss": history[-1]["loss"], "seconds": model_seconds},
-        "rows": rows,
-        "wall_seconds": time.perf_counter() - started,
-    }
+    print(markdown_table(header, cells, "lrrrrr"))
+    results = {"env_id": ENV_ID, "args": dataclasses.asdict(args), "rows": rows,
+               "settings": {a: dataclasses.asdict(SETTINGS[a]) for a in args.algos},
+               "eval_seeds": list(range(args.eval_seed, args.eval_seed + args.eval_episodes)),
+               "wall_seconds": time.perf_counter() - started}
     tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
     tmp.replace(out / "results.json")
-    print(f"wrote {out / 'results.json'}   total {results['wall_seconds']:.1f} s")
+    print(f"\nwrote {out / 'results.json'}   total {results['wall_seconds']:.1f} s")
+    return results
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    main(tiny(arguments) if arguments.tiny else arguments)
