@@ -1,8 +1,9 @@
 """Sample efficiency on CampusNav-v0: the model-based loop against PPO in reality, real return against real steps.
 
-For each seed, the tuned reality PPO (``campusnav.baselines.PRESETS["tuned"]``) learns
-for ``--reality-steps`` real env steps, scored every ``--eval-every`` steps on the same
-seeded real episodes (its learning curve); for each zoo model of ``--models`` and each
+For each seed, the tuned reality PPO's learning curve (``campusnav.baselines.PRESETS["tuned"]``,
+scored on the same seeded real episodes): the reference run of ``benchmarks/sb3_reality.py``
+(``--reference``) where it has the seed, else trained here for ``--reality-steps`` and scored
+every ``--eval-every`` steps; for each zoo model of ``--models`` and each
 seed, ``campusnav mbrl`` (``model_zoo.agents.mbrl``, PPO in the dream) records real
 return and success after every iteration against the real steps it collected. Curves
 are averaged over seeds with percentile-bootstrap 95 % bands, plotted and written with
@@ -52,8 +53,10 @@ class Args:
     """seeds 0 .. seeds-1 of every curve"""
     loop: str = "--dream-steps 300000"
     """the loop's options as campusnav mbrl flags (its --model, --seed and --out are set per run)"""
+    reference: str = "docs/results/sb3_reality.json"
+    """benchmarks/sb3_reality.py's results: the tuned PPO's curve of a seed found there is reality's ('' trains)"""
     reality_steps: int = 1_000_000
-    """real env steps the reality PPO learns for"""
+    """real env steps the reality PPO learns for, for a seed the reference does not have"""
     eval_every: int = 25_000
     """reality PPO's curve: real env steps between evaluations"""
     eval_episodes: int = 100
@@ -89,6 +92,12 @@ def reality_curve(args: Args, seed: int) -> dict[str, list[float]]:
     path = Path(args.work) / "reality" / f"seed{seed}.json"
     if path.exists():
         return json.loads(path.read_text())
+    reference = Path(args.reference) if args.reference and not args.quick else None
+    if reference is not None and reference.exists():
+        runs = json.loads(reference.read_text())["rows"]
+        found = [r for r in runs if r["preset"] == "tuned" and r["seed"] == seed]
+        if found:
+            return {k: found[0]["curve"][k] for k in ("steps", "return_mean", "success_rate")}
     baseline = PRESETS["tuned"]
     if args.quick:
         baseline = baseline.replace(num_envs=4, hyperparams={"n_steps": 64, "batch_size": 64})

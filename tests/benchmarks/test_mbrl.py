@@ -42,3 +42,12 @@ def test_targets_judge_gain_within_a_tenth_of_reality_steps():
     assert checks[2].value == 3.0  # reality at 20k steps: -3.2, below every loop's last return
     checks = BENCH["targets"](reality, {"a": good, "c": late}, random_return=-4.0)
     assert checks[1].status == "MISS" and checks[1].value < 0.8  # only one model reaches 0.8 in time
+
+
+def test_reality_reads_the_reference_run_of_its_seed(tmp_path):
+    curve_of = {"steps": [0, 50_000], "return_mean": [-4.0, -1.0], "success_rate": [0.0, 0.5], "seconds": [0, 9]}
+    reference = tmp_path / "sb3_reality.json"
+    reference.write_text(json.dumps({"rows": [{"preset": "dqn", "seed": 0, "curve": {}},
+                                              {"preset": "tuned", "seed": 0, "curve": curve_of}]}))
+    args = BENCH["parse_args"](["--reference", str(reference), "--work", str(tmp_path / "work")])
+    assert BENCH["reality_curve"](args, 0) == {k: curve_of[k] for k in ("steps", "return_mean", "success_rate")}
