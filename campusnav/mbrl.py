@@ -4,7 +4,7 @@ It wires ``model_zoo.agents.mbrl.run_loop`` to CampusNav: real episodes from the
 native vector env, dreams from ``wrappers.DreamVectorEnv`` started at real
 replay states (never a real reset, so every real step is a collected one), SB3
 PPO or DQN (through ``wrappers.to_sb3``, with ``campusnav.ppo``'s potential-based
-shaping while learning) or a CMA-ES linear controller. A dream episode
+shaping while learning), a CMA-ES linear controller, or the imagination actor-critic. A dream episode
 ends where the model says or, with ``--termination env`` (the default), where the
 env's own ``metadata["termination_fn"]`` says (MBPO's known termination functions).
 The anti-exploitation options are flags: ``--rollout`` (MBPO's short branched rollouts), ``--temperature``,
@@ -27,7 +27,7 @@ __all__ = ["ENV_ID", "LEARNERS", "MBRLArgs", "MODEL_CONFIG", "make_dream", "make
 
 ENV_ID = "CampusNav-v0"
 ENV_KWARGS = {"obs_mode": "state"}
-LEARNERS = ("ppo", "dqn", "cmaes")
+LEARNERS = ("ppo", "dqn", "cmaes", "actor_critic")
 LEARNER_PRESETS = {"ppo": "tuned", "dqn": "dqn-stable"}  # campusnav.baselines.PRESETS the SB3 learners start from
 # the model options used with --model-config auto: dreams that draw whole outcomes (see model_zoo.models.mlp)
 MODEL_CONFIG = {"mlp": "outcomes=4,snap_levels=64,rollout_steps=16",
@@ -43,7 +43,7 @@ class MBRLArgs:
     model_config: str = "auto"
     """config overrides NAME=VALUE,...; auto: MODEL_CONFIG's for the model; tiny: small sizes; '' none"""
     learner: str = "ppo"
-    """what learns in the dream: ppo, dqn (stable-baselines3) or cmaes (a linear controller)"""
+    """what learns in the dream: ppo, dqn (stable-baselines3), cmaes (a linear controller) or actor_critic"""
     iterations: int = 5
     """rounds of collect, fit, learn in the dream, evaluate"""
     initial_episodes: int = 64
@@ -62,6 +62,8 @@ class MBRLArgs:
     """overrides of the SB3 algorithm's settings, NAME=VALUE,... (e.g. 'n_epochs=10,batch_size=256')"""
     generations: int = 20
     """CMA-ES generations per iteration (learner cmaes)"""
+    updates: int = 500
+    """actor-critic updates in the model's imagination per iteration (learner actor_critic)"""
     num_envs: int = 16
     """envs stepped together, real (collecting) and dreamed (learning)"""
     termination: str = "env"
@@ -100,7 +102,7 @@ def tiny_config(model: str) -> str:
 def tiny(args: MBRLArgs) -> MBRLArgs:
     """The tests' budget: every stage runs, none learns much (model_config "auto" becomes a tiny network)."""
     return dataclasses.replace(args, iterations=2, initial_episodes=4, episodes=4, initial_fit_steps=4,
-                               fit_steps=2, dream_steps=256, generations=2, num_envs=4, eval_episodes=4,
+                               fit_steps=2, dream_steps=256, generations=2, updates=2, num_envs=4, eval_episodes=4,
                                learner_settings="n_steps=64,batch_size=64" if args.learner == "ppo" else "",
                                model_config="tiny" if args.model_config == "auto" else args.model_config)
 
@@ -114,7 +116,7 @@ def check_args(args: MBRLArgs) -> None:
     if args.learner not in LEARNERS:
         raise ValueError(f"--learner: unknown {args.learner!r}; choose from {', '.join(LEARNERS)}")
     for name in ("iterations", "initial_episodes", "episodes", "initial_fit_steps", "dream_steps", "generations",
-                 "num_envs", "eval_episodes"):
+                 "updates", "num_envs", "eval_episodes"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')}: must be a positive integer")
     if args.termination not in ("env", "model"):
@@ -153,6 +155,10 @@ def make_learner(args: MBRLArgs, observation_space: Any, action_space: Any):
     """
     from model_zoo.agents.mbrl import CMAESLearner, SB3Learner
 
+    if args.learner == "actor_critic":
+        from model_zoo.agents.mbrl import ActorCriticLearner
+
+        return ActorCriticLearner(updates=args.updates, seed=args.seed)
     if args.learner == "cmaes":
         from model_zoo.agents import LinearController
         from model_zoo.agents.transfer import CMAES

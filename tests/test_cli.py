@@ -251,11 +251,12 @@ def _tensor_bytes(folder) -> dict[str, bytes]:
     return {name: (str(t.dtype), t.shape, t.tobytes()) for name, t in load_file(folder / "model.safetensors").items()}
 
 
-def test_mbrl_tiny_writes_the_curve(tmp_path, capsys):
+@pytest.mark.parametrize("learner", ["ppo", "actor_critic"])
+def test_mbrl_tiny_writes_the_curve(tmp_path, capsys, learner):
     import json
 
     out = tmp_path / "mbrl"
-    assert cli.main(["mbrl", "--tiny", "--out", str(out), "--rollout", "8"]) == 0
+    assert cli.main(["mbrl", "--tiny", "--out", str(out), "--rollout", "8", "--learner", learner]) == 0
     curve = json.loads((out / "curve.json").read_text())
     assert [row["iteration"] for row in curve["curve"]] == [0, 1]
     assert curve["curve"][1]["real_steps"] > curve["curve"][0]["real_steps"] > 0

@@ -19,7 +19,8 @@ The loop is generic: the real world is an env id (collected with
 ``model_zoo.data.collect``, so every iteration's episodes are a Minari dataset on
 disk), the dream a factory ``(model, episodes, num_envs) -> VectorEnv``, and the
 learner anything with ``learn(dream, model, episodes)`` and ``act(obs)``:
-``SB3Learner`` (any SB3 algorithm on a VecEnv) or ``CMAESLearner``.
+``SB3Learner`` (any SB3 algorithm on a VecEnv), ``CMAESLearner`` or
+``ActorCriticLearner`` (DreamerV3's actor-critic in the model's imagination).
 """
 
 from __future__ import annotations
@@ -42,7 +43,17 @@ from model_zoo.data import Episode, SequenceSampler, collect, load_episodes
 from model_zoo.data.episodes import check_positive_int
 from model_zoo.training import fit
 
-__all__ = ["DisagreementPenalty", "DreamFactory", "Learner", "LoopConfig", "LoopResult", "run_loop"]
+__all__ = [
+    "ActorCriticLearner",
+    "CMAESLearner",
+    "DisagreementPenalty",
+    "DreamFactory",
+    "Learner",
+    "LoopConfig",
+    "LoopResult",
+    "SB3Learner",
+    "run_loop",
+]
 
 DreamFactory = Callable[[WorldModel, Sequence[Episode], int], gym.vector.VectorEnv]
 """``(model, the real episodes so far, num_envs) -> a dream VectorEnv`` for the learner."""
@@ -282,3 +293,53 @@ class CMAESLearner:
         x = self.features(obs) if self.features is not None else flat_features(obs, None, None)
         action = self.controller(np.asarray(x, dtype=np.float32))
         return action.detach().cpu().numpy() if torch.is_tensor(action) else np.asarray(action)
+
+
+class ActorCriticLearner:
+    """The imagination actor-critic (``ActorCritic``, DreamerV3's scheme): ``updates`` steps per iteration.
+
+    It learns from the model itself, not from a dream env: each update imagines
+    from the filtered states of a batch of replay windows. It acts on the model's
+    features of the current real observation filtered alone (one ``observe`` from
+    the initial state), exact for a model whose state is the observation (``mlp``)
+    and a one-frame view for a recurrent one.
+    """
+
+    def __init__(self, config: Any = None, *, updates: int = 200, batch_size: int = 16, seq_len: int = 16,
+                 seed: int = 0):
+        check_positive_int("updates", updates)
+        self.config, self.updates, self.batch_size, self.seq_len = config, updates, batch_size, seq_len
+        self.seed, self.rounds = seed, 0
+        self.agent: Any = None
+        self.model: WorldModel | None = None
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def learn(self, dream: EnvFactory, model: WorldModel, episodes: Sequence[Episode]) -> dict[str, float]:
+        from model_zoo.agents.actor_critic import ActorCritic, start_states
+
+        self.model = model
+        if self.agent is None:
+            with torch.no_grad():
+                dim = int(model.features(model.initial_state(1)).shape[-1])
+            self.agent = ActorCritic(dim, model.action_space, self.config)
+        sampler = SequenceSampler(episodes, self.seq_len, self.batch_size, seed=self.seed + self.rounds)
+        self.rounds += 1
+        started, metrics = time.perf_counter(), {}
+        model.eval()
+        for _ in range(self.updates):
+            with torch.no_grad():
+                start = start_states(model, sampler.sample())
+            metrics = self.agent.update(model, start, self.generator)
+        return {**metrics, "seconds": time.perf_counter() - started}
+
+    def act(self, obs: Any) -> np.ndarray:
+        model = self.model
+        n = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
+        space = model.action_space
+        placeholder = (torch.zeros(n, dtype=torch.long) if isinstance(space, gym.spaces.Discrete)
+                       else torch.zeros((n, *space.shape)))
+        with torch.no_grad():
+            state = model.observe(model.initial_state(n), placeholder.to(model.device),
+                                  model.spec.to_torch(obs, model.device), torch.ones(n, dtype=torch.bool))
+            action = self.agent.act(model.features(state), generator=self.generator)
+        return action.cpu().numpy()

@@ -137,3 +137,18 @@ def test_disagreement_penalty_and_limit():
 def test_bad_loop_config_is_refused(change, match):
     with pytest.raises(ValueError, match=match):
         LoopConfig(**{**TINY, **change})
+
+
+def test_actor_critic_learner_learns_from_the_model_and_acts_on_real_observations(tmp_path):
+    from model_zoo.agents import ActorCriticConfig
+    from model_zoo.agents.mbrl import ActorCriticLearner
+
+    learner = ActorCriticLearner(ActorCriticConfig(hidden=16, horizon=4), updates=3, batch_size=4, seq_len=6)
+    result = run_loop(cartpole_model(), learner, "CartPole-v1", dream, LoopConfig(**{**TINY, "iterations": 2}),
+                      run_dir=tmp_path, progress=False)
+    assert all(np.isfinite(row["learner"]["critic_loss"]) for row in result.curve)
+    before = [p.detach().clone() for p in learner.agent.parameters()]
+    learner.learn(None, learner.model, load_episodes(load_dataset("mbrl/iteration0-v0", data_path=tmp_path / "data")))
+    assert any(not torch.equal(a, b) for a, b in zip(before, learner.agent.parameters(), strict=True))
+    actions = learner.act(np.zeros((5, 4), np.float32))
+    assert actions.shape == (5,) and set(actions.tolist()) <= {0, 1}
