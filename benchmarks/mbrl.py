@@ -17,7 +17,7 @@ the targets of issue 24:
   the loop's.
 
 Every run keeps its curve under ``--work`` and is skipped when found complete, so a
-killed benchmark resumes where it stopped.
+killed benchmark resumes with the run it was in.
 
     python benchmarks/mbrl.py                       # hours on a 2-core CPU
     python benchmarks/mbrl.py --models mlp --seeds 1
@@ -27,6 +27,7 @@ killed benchmark resumes where it stopped.
 import dataclasses
 import json
 import shlex
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -117,6 +118,8 @@ def loop_curve(args: Args, model: str, seed: int) -> dict[str, list[float]]:
         rows = json.loads(done.read_text())["curve"]
         if len(rows) == options.iterations:
             return _columns(rows)
+    if folder.exists():  # a run that died part way: start it again
+        shutil.rmtree(folder)
     return _columns(run_mbrl(options).curve)
 
 

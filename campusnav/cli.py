@@ -324,6 +324,9 @@ def check_mbrl_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
         check_args(args.options)
     except ValueError as error:
         parser.error(str(error))
+    out = Path(args.options.out)
+    if (out / "curve.json").exists() or (out / "data").exists():
+        parser.error(f"--out: {out} already holds a loop run; give another --out or remove it")
 
 
 def run_mbrl(args: argparse.Namespace) -> int:

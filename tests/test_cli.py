@@ -262,6 +262,8 @@ def test_mbrl_tiny_writes_the_curve(tmp_path, capsys, learner):
     assert curve["curve"][1]["real_steps"] > curve["curve"][0]["real_steps"] > 0
     assert (out / "curve.png").stat().st_size > 0
     assert "real steps" in capsys.readouterr().out
+    assert exit_code(["mbrl", "--tiny", "--out", str(out)]) == 2  # a second run would mix with the first
+    assert "already holds a loop run" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -148,11 +148,14 @@ def run_loop(
     """Runs ``config.iterations`` of collect, fit, learn in the dream, evaluate; returns the curve.
 
     ``run_dir`` keeps every iteration's episodes (Minari datasets under
-    ``data/``), the model (``model/``) and ``curve.json``, rewritten after each
-    iteration, so a dead process loses at most the iteration it was in.
+    ``data/``), the model (``model/``) and ``curve.json``, each written as its
+    iteration ends (what a dead process leaves is the curve so far); a folder
+    that already holds a run is refused (``FileExistsError``) before anything runs.
     """
     env_kwargs = dict(env_kwargs or {})
     run_path = Path(run_dir)
+    if (run_path / "curve.json").exists() or (run_path / "data").exists():
+        raise FileExistsError(f"{run_path} already holds a loop run; give another run_dir or remove it")
     run_path.mkdir(parents=True, exist_ok=True)
     real: EnvFactory = lambda n: gym.make_vec(env_id, num_envs=n, **env_kwargs)  # noqa: E731
     probe = real(1)

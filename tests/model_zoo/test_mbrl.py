@@ -73,6 +73,8 @@ def test_real_steps_are_every_collected_transition(tmp_path):
     assert model_zoo.load(tmp_path / "model").model_id == "mlp"
     # after the first (random) iteration the policy collects: CartPole pushed right every step ends fast
     assert all(len(e) < 30 for e in on_disk[1] + on_disk[2])
+    with pytest.raises(FileExistsError, match="already holds a loop run"):
+        run_loop(cartpole_model(), learner, "CartPole-v1", dream, LoopConfig(**TINY), run_dir=tmp_path, progress=False)
 
 
 def test_exploration_mixes_uniform_actions():
