@@ -65,11 +65,11 @@ class Args(ExampleRun):
     """overrides of the model's config, NAME=VALUE pairs separated by commas"""
     reality_steps: int = 500_000
     """real env steps the reality agent learns from"""
-    iterations: int = 3
+    iterations: int = 5
     """rounds of the loop: collect, fit, learn in the dream"""
     initial_episodes: int = 64
     """uniform-random real episodes before the first fit"""
-    episodes: int = 64
+    episodes: int = 32
     """real episodes the agent collects in each later round"""
     fit_steps: int = 2_000
     """optimizer steps fitting the model in the first round (a quarter in later rounds)"""
