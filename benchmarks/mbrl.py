@@ -172,6 +172,16 @@ def targets(reality: list[dict], loops: dict[str, list[dict]], random_return: fl
     ]
 
 
+def run_minutes(args: Args, loops: dict[str, list[dict]]) -> float:
+    """The loop runs' wall minutes in all, as their curve files recorded them."""
+    seconds = 0.0
+    for model, curves in loops.items():
+        for seed in range(len(curves)):
+            rows = json.loads((Path(args.work) / model / f"seed{seed}" / "curve.json").read_text())["curve"]
+            seconds += sum(row["seconds"] for row in rows)
+    return seconds / 60
+
+
 def plot(path: Path, reality: list[dict], loops: dict[str, list[dict]], random: dict[str, float]) -> None:
     import matplotlib
 
@@ -224,8 +234,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"Seeds 0..{args.seeds - 1}, means at the end of each run; {args.eval_episodes} seeded real episodes per "
         f"point. Loop: {loop.iterations} iterations, {loop.initial_episodes} random then {loop.episodes} policy "
         f"episodes each, PPO {loop.dream_steps:,} dream steps per iteration ({loop.learner_settings or 'defaults'})"
-        f", rollouts {loop.rollout or 'whole episodes'}; {wall / 60:.1f} min.", "", table, "",
-        *(t.line for t in checks), "", "![sample efficiency](mbrl.png)", ""])
+        f", rollouts {loop.rollout or 'whole episodes'}; loop runs {run_minutes(args, loops):.0f} min in all. Reality "
+        "at the loop's steps is read off its curve between evaluation points; the return share counts standing "
+        "still (-2.0) as about half of the gain, so read it beside success.", "", table, "",
+        *(t.line for t in checks), "", "The curves: `mbrl.png` beside this file.", ""])
     print(markdown)
     plot(out / "mbrl.png", reality, loops, random)
     report = {"args": asdict(args), "reality": reality, "loops": loops, "random": random,
