@@ -20,7 +20,7 @@ shaping (Ng, Harada & Russell 1999), in both worlds; scores count the env's own 
 The column "return in the dream" plays the policy in the dream too: far above the real
 return, the agent exploits the model's errors.
 
-    python examples/sb3_baselines.py                    # PPO: reality vs the loop with mlp, minutes
+    python examples/sb3_baselines.py                    # PPO: reality vs the loop with mlp, about 10 minutes
     python examples/sb3_baselines.py --algos ppo dqn --model mlp_ensemble
     python examples/sb3_baselines.py --tiny             # the test's budget
 """
@@ -45,6 +45,7 @@ from campus_env.semantics import reached_goal
 from campusnav.baselines import ALGOS, PRESETS, Baseline, make_venv, score, train
 from campusnav.budgets import ExampleRun
 from campusnav.harness import markdown_table
+from campusnav.mbrl import MODEL_CONFIG
 from campusnav.overrides import parse_overrides
 from model_zoo.agents.mbrl import LoopConfig, SB3Learner, run_loop
 from model_zoo.agents.transfer import Evaluation, evaluate_policy, random_policy
@@ -61,8 +62,8 @@ class Args(ExampleRun):
     """SB3 algorithms, each learning in reality and in the dream: ppo, dqn"""
     model: str = "mlp"
     """the zoo world model that dreams (model_zoo.list_models())"""
-    model_config: str = "outcomes=4,snap_levels=64"
-    """overrides of the model's config, NAME=VALUE pairs separated by commas"""
+    model_config: str = "auto"
+    """overrides of the model's config, NAME=VALUE,...; auto: campusnav mbrl's for the model (MODEL_CONFIG)"""
     reality_steps: int = 500_000
     """real env steps the reality agent learns from"""
     iterations: int = 5
@@ -111,8 +112,9 @@ def learn_in_the_dream(algo: str, args: Args, out: Path) -> tuple[Any, dict[str,
     baseline = small(SETTINGS[algo], args)
     env = gym.make(ENV_ID, **ENV_KWARGS)
     torch.manual_seed(args.seed)  # the model's initial weights
+    overrides = MODEL_CONFIG.get(args.model, "") if args.model_config == "auto" else args.model_config
     model = model_zoo.make(args.model, env.observation_space, env.action_space, preset="campusnav-state",
-                           **parse_overrides(args.model_config))
+                           **parse_overrides(overrides))
 
     def dream(model, episodes, num_envs):  # dreams from real replay states, ended by the env's termination too
         return DreamVectorEnv(model, num_envs, dataset=episodes, obs="decoded", termination_fn=reached_goal)
