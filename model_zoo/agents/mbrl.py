@@ -259,6 +259,7 @@ class SB3Learner:
             if self.agent is None:
                 self.agent = self.algo(self.policy, venv, seed=self.seed, device="cpu", verbose=0, **self.settings)
             else:
+                venv.seed(self.seed + self.agent.num_timesteps)  # SB3 seeds only the first env it is given
                 self.agent.set_env(venv)
             self.agent.learn(total_timesteps=self.timesteps, reset_num_timesteps=False)
         finally:

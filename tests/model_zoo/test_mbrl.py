@@ -95,6 +95,12 @@ def test_sb3_learner_keeps_learning_across_dreams(tmp_path):
                       run_dir=tmp_path, progress=False)
     assert [row["learner"]["timesteps"] for row in result.curve] == [64.0, 128.0]  # one agent, its counter runs on
     assert learner.act(np.zeros((3, 4), np.float32)).shape == (3,)
+    again = SB3Learner(PPO, to_vec_env=to_sb3, timesteps=64, num_envs=2, settings=dict(n_steps=32, batch_size=32))
+    twin = run_loop(cartpole_model(), again, "CartPole-v1", dream, LoopConfig(**{**TINY, "iterations": 2}),
+                    run_dir=tmp_path / "twin", progress=False)
+    for a, b in zip(learner.agent.policy.parameters(), again.agent.policy.parameters(), strict=True):
+        assert torch.equal(a, b)  # the same seed, the same agent: every dream it learned in was seeded
+    assert [row["return_mean"] for row in twin.curve] == [row["return_mean"] for row in result.curve]
 
 
 def test_cmaes_learner_starts_from_its_last_parameters(tmp_path):
