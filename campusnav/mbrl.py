@@ -23,15 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ENV_ID", "LEARNERS", "MBRLArgs", "MODEL_CONFIG", "make_dream", "make_learner", "run_mbrl", "tiny"]
+from campusnav.demo import DEMO_MODEL_CONFIG
+from campusnav.overrides import parse_overrides
+
+__all__ = ["ENV_ID", "LEARNERS", "MBRLArgs", "MODEL_CONFIG", "make_dream", "make_learner", "model_overrides",
+           "run_mbrl", "tiny"]
 
 ENV_ID = "CampusNav-v0"
 ENV_KWARGS = {"obs_mode": "state"}
 LEARNERS = ("ppo", "dqn", "cmaes", "actor_critic")
 LEARNER_PRESETS = {"ppo": "tuned", "dqn": "dqn-stable"}  # campusnav.baselines.PRESETS the SB3 learners start from
-# the model options used with --model-config auto: dreams that draw whole outcomes (see model_zoo.models.mlp)
-MODEL_CONFIG = {"mlp": "outcomes=4,snap_levels=64,rollout_steps=16",
-                "mlp_ensemble": "outcomes=4,snap_levels=64,rollout_steps=16"}
+# the model options used with --model-config auto: the demo's dreams, which draw whole outcomes
+# (see model_zoo.models.mlp); the ensemble's members are mlps and take the same
+MODEL_CONFIG = {**DEMO_MODEL_CONFIG, "mlp_ensemble": DEMO_MODEL_CONFIG["mlp"]}
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,15 @@ def tiny_config(model: str) -> str:
 
     names = {f.name for f in dataclasses.fields(model_zoo.registry.spec(model).load_class().Config)}
     return ",".join(f"{k}={v}" for k, v in TINY_CONFIG.items() if k in names)
+
+
+def model_overrides(model: str, text: str) -> dict[str, Any]:
+    """``--model-config`` as config overrides: ``auto`` is ``MODEL_CONFIG``'s, ``tiny`` ``tiny_config``'s."""
+    if text == "auto":
+        text = MODEL_CONFIG.get(model, "")
+    elif text == "tiny":
+        text = tiny_config(model)
+    return parse_overrides(text)
 
 
 def tiny(args: MBRLArgs) -> MBRLArgs:
@@ -166,7 +179,6 @@ def make_learner(args: MBRLArgs, observation_space: Any, action_space: Any):
         controller = LinearController(int(observation_space.shape[0]), action_space)
         return CMAESLearner(controller, CMAES(args.generations, popsize=16, episodes_per_member=8, seed=args.seed))
     from campusnav.baselines import ALGOS, PRESETS
-    from campusnav.overrides import parse_overrides
     from campusnav.ppo import PotentialShaping
     from wrappers import to_sb3
 
@@ -183,7 +195,6 @@ def run_mbrl(args: MBRLArgs):
 
     import campus_env  # noqa: F401  (registers CampusNav-v0)
     import model_zoo
-    from campusnav.overrides import parse_overrides
     from model_zoo.agents.mbrl import LoopConfig, run_loop
     from model_zoo.agents.transfer import Evaluation
 
@@ -191,10 +202,8 @@ def run_mbrl(args: MBRLArgs):
     torch.set_num_threads(1)  # small networks: one thread is the fastest
     torch.manual_seed(args.seed)
     probe = gym.make(ENV_ID, **ENV_KWARGS)
-    text = {"auto": MODEL_CONFIG.get(args.model, ""), "tiny": tiny_config(args.model)}.get(args.model_config,
-                                                                                          args.model_config)
     model = model_zoo.make(args.model, probe.observation_space, probe.action_space, preset="campusnav-state",
-                           **parse_overrides(text))
+                           **model_overrides(args.model, args.model_config))
     learner = make_learner(args, probe.observation_space, probe.action_space)
     probe.close()
     config = LoopConfig(iterations=args.iterations, initial_episodes=args.initial_episodes, episodes=args.episodes,

@@ -45,8 +45,7 @@ from campus_env.semantics import reached_goal
 from campusnav.baselines import ALGOS, PRESETS, Baseline, make_venv, score, train
 from campusnav.budgets import ExampleRun
 from campusnav.harness import markdown_table
-from campusnav.mbrl import MODEL_CONFIG
-from campusnav.overrides import parse_overrides
+from campusnav.mbrl import model_overrides
 from model_zoo.agents.mbrl import LoopConfig, SB3Learner, run_loop
 from model_zoo.agents.transfer import Evaluation, evaluate_policy, random_policy
 from wrappers import DreamVectorEnv
@@ -112,9 +111,8 @@ def learn_in_the_dream(algo: str, args: Args, out: Path) -> tuple[Any, dict[str,
     baseline = small(SETTINGS[algo], args)
     env = gym.make(ENV_ID, **ENV_KWARGS)
     torch.manual_seed(args.seed)  # the model's initial weights
-    overrides = MODEL_CONFIG.get(args.model, "") if args.model_config == "auto" else args.model_config
     model = model_zoo.make(args.model, env.observation_space, env.action_space, preset="campusnav-state",
-                           **parse_overrides(overrides))
+                           **model_overrides(args.model, args.model_config))
 
     def dream(model, episodes, num_envs):  # dreams from real replay states, ended by the env's termination too
         return DreamVectorEnv(model, num_envs, dataset=episodes, obs="decoded", termination_fn=reached_goal)

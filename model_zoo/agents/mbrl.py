@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,8 +37,18 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from model_zoo.agents.transfer import CMAES, EnvFactory, Evaluation, evaluate_policy, random_policy
+from model_zoo.agents.actor_critic import ActorCritic, start_states
+from model_zoo.agents.controllers import flat_features, model_features
+from model_zoo.agents.transfer import (
+    CMAES,
+    EnvFactory,
+    Evaluation,
+    evaluate_policy,
+    random_policy,
+    train_controller,
+)
 from model_zoo.base import WorldModel
+from model_zoo.checkpoint import atomic_write
 from model_zoo.data import Episode, SequenceSampler, collect, load_episodes
 from model_zoo.data.episodes import check_positive_int
 from model_zoo.training import fit
@@ -188,7 +198,8 @@ def run_loop(
                "seconds": time.perf_counter() - started}
         result.curve.append(row)
         bar.set_postfix(steps=row["real_steps"], success=f"{row['success_rate']:.2f}")
-        _write_json(run_path / "curve.json", {"config": asdict(config), **result.to_json()})
+        atomic_write(run_path / "curve.json", json.dumps({"config": asdict(config), **result.to_json()}, indent=2,
+                                                         default=float) + "\n")
     return result
 
 
@@ -223,12 +234,6 @@ def _fit(model: WorldModel, episodes: list[Episode], config: LoopConfig, steps: 
     history = fit(model, sampler, steps=steps, lr=config.lr, seed=seed, resume=False, progress=False)
     model.eval()
     return {k: float(v) for k, v in history[-1].items()} if history else {}
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    tmp.replace(path)
 
 
 class SB3Learner:
@@ -279,21 +284,14 @@ class CMAESLearner:
         self._seeds = iter(range(cmaes.seed + 1_000, 2**31 - 1))
 
     def learn(self, dream: EnvFactory, model: WorldModel, episodes: Sequence[Episode]) -> dict[str, float]:
-        from dataclasses import replace
-
-        from model_zoo.agents.transfer import train_controller
-
         cmaes = replace(self.cmaes, x0=self.params) if self.params is not None else self.cmaes
         features = None if self.features is None else (lambda obs, action, first: self.features(obs))
         trained = train_controller(dream, self.controller, features, cmaes, self._seeds)
         self.params = trained.params
         self.controller.set_params(self.params)
-        return {"dream_return": float(np.max(trained.history["mean"])) if "mean" in trained.history else 0.0,
-                "seconds": trained.seconds}
+        return {"dream_return": float(np.max(trained.history["mean"])), "seconds": trained.seconds}
 
     def act(self, obs: Any) -> np.ndarray:
-        from model_zoo.agents.controllers import flat_features
-
         x = self.features(obs) if self.features is not None else flat_features(obs, None, None)
         action = self.controller(np.asarray(x, dtype=np.float32))
         return action.detach().cpu().numpy() if torch.is_tensor(action) else np.asarray(action)
@@ -319,8 +317,6 @@ class ActorCriticLearner:
         self.generator = torch.Generator().manual_seed(seed)
 
     def learn(self, dream: EnvFactory, model: WorldModel, episodes: Sequence[Episode]) -> dict[str, float]:
-        from model_zoo.agents.actor_critic import ActorCritic, start_states
-
         self.model = model
         if self.agent is None:
             with torch.no_grad():
@@ -337,13 +333,7 @@ class ActorCriticLearner:
         return {**metrics, "seconds": time.perf_counter() - started}
 
     def act(self, obs: Any) -> np.ndarray:
-        model = self.model
         n = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
-        space = model.action_space
-        placeholder = (torch.zeros(n, dtype=torch.long) if isinstance(space, gym.spaces.Discrete)
-                       else torch.zeros((n, *space.shape)))
+        features = model_features(self.model)(obs, None, np.ones(n, dtype=bool))  # a fresh filter: one frame
         with torch.no_grad():
-            state = model.observe(model.initial_state(n), placeholder.to(model.device),
-                                  model.spec.to_torch(obs, model.device), torch.ones(n, dtype=torch.bool))
-            action = self.agent.act(model.features(state), generator=self.generator)
-        return action.cpu().numpy()
+            return self.agent.act(features, generator=self.generator).cpu().numpy()

@@ -22,7 +22,7 @@ from model_zoo.base import WorldModel
 from wrappers.batched import batch_size, concat_batches, select_rows, stack_rows
 from wrappers.dream.guard import Observation
 
-__all__ = ["DatasetStarts", "EnvStarts", "StartSource", "VectorStarts", "first_frames", "make_start_source"]
+__all__ = ["DatasetStarts", "EnvStarts", "StartSource", "VectorStarts", "dataset_frames", "make_start_source"]
 
 SYNC_REAL_ENVS = 8  # sub-envs of the real SyncVectorEnv that collects start observations of a foreign env
 _SEED_HIGH = 2**31 - 1
@@ -91,7 +91,7 @@ StartSource = EnvStarts | VectorStarts | DatasetStarts
 START_FRAMES = ("first", "any")
 
 
-def first_frames(dataset: Any, observation_space: gym.Space, which: str = "first") -> Observation:
+def dataset_frames(dataset: Any, observation_space: gym.Space, which: str = "first") -> Observation:
     """Start observations of a Minari dataset, a dataset id or a list of ``Episode``.
 
     ``which="first"``: the first observation of every episode; ``"any"``: every
@@ -166,7 +166,7 @@ def make_start_source(
     if start_frames != "first" and dataset is None:
         raise ValueError(f"start_frames={start_frames!r} needs a dataset to draw replay states from")
     if dataset is not None:
-        frames = first_frames(dataset, model.observation_space, start_frames)
+        frames = dataset_frames(dataset, model.observation_space, start_frames)
         return DatasetStarts(frames, model.observation_space)
     source = _source_from_env(env, env_kwargs, num_envs)
     for what, real, built in (
