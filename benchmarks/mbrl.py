@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import tyro
 
+from campusnav.baselines import steps_to
 from campusnav.harness import Target, default_results_directory, markdown_table, write_json, write_results
 from campusnav.leaderboard.summary import bootstrap_interval
 from campusnav.mbrl import MBRLArgs, check_args, run_mbrl, tiny
@@ -142,8 +143,7 @@ def band(curves: list[dict[str, list[float]]], key: str, grid: np.ndarray) -> np
 def targets(reality: list[dict], loops: dict[str, list[dict]], random_return: float) -> list[Target]:
     final_success = float(np.mean([c["success_rate"][-1] for c in reality]))
     final_return = float(np.mean([c["return_mean"][-1] for c in reality]))
-    reached = [next((s for s, r in zip(c["steps"], c["success_rate"], strict=True) if r >= 0.9), None)
-               for c in reality]
+    reached = [steps_to(c, 0.9) for c in reality]
     reference_steps = float(np.mean([s if s is not None else c["steps"][-1] for s, c in zip(reached, reality,
                                                                                               strict=True)]))
     gain = final_return - random_return
