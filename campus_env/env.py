@@ -170,6 +170,16 @@ def check_action(action: Any, n: int | None = None) -> np.ndarray:
     return arr.astype(np.int64).reshape(-1)
 
 
+# what generic code (wrappers, model_zoo) reads from the single and the vector env's metadata alike
+SHARED_METADATA = {
+    "validate_do": "campus_env.causal:validate_do",  # what wrappers.Intervene checks a schedule with
+    "semantic_state": "campus_env.semantics:semantic_state",  # obs -> (agent cell, semantic state)
+    "termination_fn": "campus_env.semantics:reached_goal",  # next obs -> terminated
+    "render_observation": "campus_env.observation_render:render_observation",  # state obs -> campus frame
+    "action_meanings": tuple(action.name.lower() for action in Action),  # action id -> word
+}
+
+
 class CampusNavEnv(gym.Env):
     """Walk from one building's entrance to another across a campus driven by a causal model.
 
@@ -244,17 +254,13 @@ class CampusNavEnv(gym.Env):
     metadata = {
         "render_modes": ["human", "rgb_array"],
         "render_fps": 10,
-        "validate_do": "campus_env.causal:validate_do",  # what wrappers.Intervene checks a schedule with
+        **SHARED_METADATA,
         # What a generic data collector (model_zoo.data.collect) reads instead of checking the class:
         "causal_variables": tuple(causal.VARIABLES),  # the columns of the causal codes
         "causal_codes": "campus_env.causal:causal_codes",  # info -> (N, 7) float32 codes
         "coverage_cells": "campus_env.causal:grid_cells",  # split -> the reset-time do() of every context
         "splits": causal.SPLITS,  # the values of the split= argument
         "vector_matches_single": True,  # env i of the native vector env's reset(seed=s) is this env's seed s+i
-        "semantic_state": "campus_env.semantics:semantic_state",  # obs -> (agent cell, semantic state)
-        "termination_fn": "campus_env.semantics:reached_goal",  # next obs -> terminated
-        "render_observation": "campus_env.observation_render:render_observation",  # state obs -> campus frame
-        "action_meanings": tuple(action.name.lower() for action in Action),  # action id -> word
     }
 
     def __init__(

@@ -15,6 +15,7 @@ from gymnasium.vector.utils import batch_space
 from campus_env import causal, noise
 from campus_env.core import CampusCore
 from campus_env.env import (
+    SHARED_METADATA,
     _check_names,
     build_obs,
     check_action,
@@ -56,11 +57,7 @@ class CampusNavVectorEnv(VectorEnv):
         "render_fps": 10,
         "autoreset_mode": AutoresetMode.NEXT_STEP,
         "supports_reset_mask": True,
-        "validate_do": "campus_env.causal:validate_do",  # what wrappers.Intervene checks a schedule with
-        "semantic_state": "campus_env.semantics:semantic_state",  # obs -> (agent cell, semantic state)
-        "termination_fn": "campus_env.semantics:reached_goal",  # next obs -> terminated
-        "render_observation": "campus_env.observation_render:render_observation",  # state obs -> campus frame
-        "action_meanings": tuple(action.name.lower() for action in Action),  # action id -> word
+        **SHARED_METADATA,
     }
 
     def __init__(
