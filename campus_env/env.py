@@ -176,6 +176,7 @@ SHARED_METADATA = {
     "semantic_state": "campus_env.semantics:semantic_state",  # obs -> (agent cell, semantic state)
     "termination_fn": "campus_env.semantics:reached_goal",  # next obs -> terminated
     "render_observation": "campus_env.observation_render:render_observation",  # state obs -> campus frame
+    "env_kwargs_for": "campus_env.env:env_kwargs_for",  # observation space -> the gym.make kwargs that give it
     "action_meanings": tuple(action.name.lower() for action in Action),  # action id -> word
 }
 

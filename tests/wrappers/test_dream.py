@@ -131,6 +131,19 @@ def test_vector_env_on_the_native_campus_vector_env(campus, obs):
     envs.close()
 
 
+@pytest.mark.parametrize("obs_mode", ["state", "pixels"])
+def test_an_env_id_alone_finds_the_kwargs_that_match_the_model(campus, obs_mode):
+    model = campus("mlp", obs_mode)  # CampusNav-v0's default is dict observations: metadata["env_kwargs_for"]
+    env = DreamEnv(model, "CampusNav-v0")
+    envs = DreamVectorEnv(model, 2, "CampusNav-v0")
+    assert env.reset(seed=0)[0].shape == model.observation_space.shape
+    assert envs.reset(seed=0)[0].shape == (2, *model.observation_space.shape)
+    with pytest.raises(ValueError, match="the model was built for the observation space"):
+        DreamEnv(model, "CampusNav-v0", env_kwargs={})  # kwargs given are used as they are
+    env.close()
+    envs.close()
+
+
 # --- exact dreams: DreamEnv -------------------------------------------------------------------
 
 

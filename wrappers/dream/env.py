@@ -82,7 +82,9 @@ class DreamEnv(DreamEnvBase, gym.Env):
       ``metadata["termination_fn"]``, e.g. CampusNav-v0's goal reached).
     - ``device``: where the model runs; a model elsewhere is moved there, in
       place (default: where it is).
-    - ``env_kwargs``: keyword arguments of ``gym.make`` when ``env`` is an id.
+    - ``env_kwargs``: keyword arguments of ``gym.make`` when ``env`` is an id
+      (default: those its ``metadata["env_kwargs_for"]`` gives for the model's
+      observation space, e.g. ``obs_mode="state"`` for a CampusNav-v0 state model).
     - ``render_mode``: ``"rgb_array"`` renders the decoded image (for models
       whose observations have an image part).
 

@@ -19,6 +19,7 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 
 from model_zoo.base import WorldModel
+from model_zoo.metadata import entry_point_metadata, resolve_function
 from wrappers.batched import batch_size, concat_batches, select_rows, stack_rows
 from wrappers.dream.guard import Observation
 
@@ -147,6 +148,22 @@ def _source_from_env(env: Any, env_kwargs: Mapping[str, Any] | None, num_envs: i
     raise TypeError(f"env must be an env id, a gymnasium.Env or a gymnasium VectorEnv, got {type(env).__name__}")
 
 
+def kwargs_for_space(env_id: str, space: gym.Space) -> dict[str, Any]:
+    """The ``gym.make`` kwargs of ``env_id`` that give observation ``space``, when the env's metadata names a
+    function that finds them (``metadata["env_kwargs_for"]``, as CampusNav-v0's: state, pixels or dict); else
+    none, and the env's defaults must match the model."""
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        importlib.import_module(module)
+    finder = resolve_function(entry_point_metadata(name).get("env_kwargs_for"))
+    if finder is None:
+        return {}
+    try:
+        return dict(finder(space))
+    except ValueError:  # not a space of this env: the usual mismatch error follows
+        return {}
+
+
 def make_start_source(
     model: WorldModel,
     env: Any,
@@ -168,6 +185,8 @@ def make_start_source(
     if dataset is not None:
         frames = dataset_frames(dataset, model.observation_space, start_frames)
         return DatasetStarts(frames, model.observation_space)
+    if isinstance(env, str) and env_kwargs is None:
+        env_kwargs = kwargs_for_space(env, model.observation_space)
     source = _source_from_env(env, env_kwargs, num_envs)
     for what, real, built in (
         ("observation", source.observation_space, model.observation_space),
