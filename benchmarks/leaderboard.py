@@ -26,6 +26,7 @@ results folder (or ``--out``).
     python benchmarks/leaderboard.py                             # the whole board
     python benchmarks/leaderboard.py --models mlp rssm --seeds 1 # a subset
     python benchmarks/leaderboard.py --quick --out /tmp/lb       # a smoke run of a minute or two
+    python benchmarks/leaderboard.py --seeds 1 --save-pretrained model_zoo/pretrained  # train, score, ship
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import torch
 import tyro
 
 import model_zoo
-from campusnav.harness import default_results_directory, write_results
+from campusnav.harness import default_results_directory, write_json, write_results
 from campusnav.leaderboard import QUICK, Budget
 from campusnav.leaderboard.budget import budget_of, horizons
 from campusnav.leaderboard.cell import cell_folder, run_cell
@@ -56,6 +57,7 @@ from campusnav.leaderboard.ledger import Ledger
 from campusnav.leaderboard.reality import reality_folder, run_reality
 from campusnav.leaderboard.report import plot, tables, targets
 from campusnav.leaderboard.summary import bootstrap_interval, cell_row, summarize
+from campusnav.pretrain import BUDGET_FILE, PretrainArgs, export
 
 COST_ORDER = ("dpgmm_vrnn", "causal_vae_mdnrnn", "rssm", "vae_mdnrnn", "vqvae_transformer", "mlp_ensemble", "mlp")
 
@@ -80,6 +82,9 @@ class Args(Budget):
     """a smoke run: tiny data and budgets, in --work/quick"""
     report_only: bool = False
     """measure nothing: write the board from the stages --work holds (a run still going, or one that died)"""
+    save_pretrained: str = ""
+    """then ship seed 0's models with their cards into this folder (campusnav pretrain; model_zoo/pretrained is
+    the package's own)"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -165,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     resumed = (Path(args.work) / "cells").exists()
     if not args.report_only:
+        write_json(Path(args.work) / BUDGET_FILE, asdict(budget))  # what campusnav pretrain writes on the cards
         campus_data(budget, Path(args.work))  # shared data first, before the workers read it
         if args.pixels:
             car_data(budget, Path(args.work))
@@ -195,6 +201,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               "per_seed": {m: rs for m, rs in rows.items()}}
     print(markdown)
     write_results("leaderboard", markdown, json.loads(json.dumps(report, default=float)), directory=out)
+    if args.save_pretrained:
+        export(PretrainArgs(work=args.work, seed=0, models=list(args.models), out=args.save_pretrained))
     return report
 
 

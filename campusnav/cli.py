@@ -58,6 +58,12 @@ def add_play_arguments(parser: argparse.ArgumentParser) -> None:
              "(repeatable; variables: day, hour, semester, weather, gameday, road_closure, crowd)",
     )
     parser.add_argument("--fps", type=int, default=30, help="frame-rate cap of the window (default: 30)")
+    parser.add_argument(
+        "--dream", default=None, metavar="NAME_OR_FOLDER",
+        help="play inside a world model's dream, reality beside it: a pretrained name (e.g. "
+             "rssm/campusnav-state-v0) or a model folder written by model.save; G toggles gameday, C cycles "
+             "the weather in both worlds",
+    )
 
 
 def check_play_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -73,6 +79,11 @@ def check_play_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
         validate_do(do)
     except ValueError as err:
         parser.error(f"argument --do: {err}")
+    if args.dream is not None:
+        check_model_source(parser, "--dream", args.dream)
+        if args.layout is not None:
+            parser.error("argument --layout: not allowed with --dream: a world model knows only the campus it "
+                         "was trained on")
     if args.layout is not None:
         from campus_env.layout import LayoutError, load_layout
 
@@ -87,15 +98,30 @@ def run_play(args: argparse.Namespace) -> int:
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     import pygame
 
-    from campus_env.play import play
+    if args.dream is not None:  # reality and the model's dream side by side
+        from campusnav import play_dream
 
+        try:
+            model = load_model(args.dream)
+            play_dream.check_model(model)
+        except ValueError as err:  # a bad checkpoint, or a model of another env
+            print(f"campusnav play: {err}", file=sys.stderr)
+            return 2
     try:
-        result = play(seed=args.seed, do=args.do, split=args.split, semester=args.semester,
-                      layout=args.layout, fps=args.fps)
+        if args.dream is None:
+            from campus_env.play import play
+
+            result = play(seed=args.seed, do=args.do, split=args.split, semester=args.semester,
+                          layout=args.layout, fps=args.fps)
+            summary = f"{len(result.episode_lengths)} episode(s), {result.steps} steps, {result.goals} goal(s) reached"
+        else:
+            dreamed = play_dream.play_dream(model, seed=args.seed, do=args.do, split=args.split,
+                                            semester=args.semester, fps=args.fps)
+            summary = f"{dreamed.episodes} episode(s), {dreamed.steps} steps in reality and in {model.model_id}'s dream"
     except pygame.error as err:
         print(f"campusnav play: cannot open a window: {err}", file=sys.stderr)
         return 1
-    print(f"{len(result.episode_lengths)} episode(s), {result.steps} steps, {result.goals} goal(s) reached")
+    print(summary)
     return 0
 
 
@@ -222,8 +248,29 @@ def run_train(args: argparse.Namespace) -> int:
 # --- dream ----------------------------------------------------------------
 
 
+def check_model_source(parser: argparse.ArgumentParser, argument: str, source: str) -> None:
+    """Refuses a ``source`` that is neither a checkpoint folder nor a pretrained name."""
+    from model_zoo import list_pretrained
+
+    if (Path(source) / "config.json").is_file() or source in list_pretrained():
+        return
+    parser.error(f"argument {argument}: {source!r} is neither a model folder (config.json and model.safetensors, as "
+                 f"written by model.save or campusnav train) nor a pretrained model; pretrained: "
+                 f"{', '.join(list_pretrained()) or 'none'}")
+
+
+def load_model(source: str):
+    """The model of a checkpoint folder or of a pretrained name, in eval mode."""
+    import model_zoo
+
+    if (Path(source) / "config.json").is_file():
+        return model_zoo.load(source).eval()
+    return model_zoo.load_pretrained(source)
+
+
 def add_dream_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", help="a model folder written by model.save (e.g. runs/mlp/checkpoint)")
+    parser.add_argument("checkpoint", help="a model folder written by model.save (e.g. runs/mlp/checkpoint) or "
+                                           "a pretrained name (e.g. rssm/campusnav-state-v0)")
     parser.add_argument("--out", default="dream_vs_reality.gif", help="the side-by-side video (.gif or .mp4)")
     parser.add_argument("--steps", type=int, default=60, help="steps in reality and in the dream (default: 60)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the real reset and the random actions")
@@ -240,9 +287,7 @@ def check_dream_arguments(parser: argparse.ArgumentParser, args: argparse.Namesp
     for name in ("steps", "fps"):
         if getattr(args, name) < 1:
             parser.error(f"argument --{name}: must be a positive integer, got {getattr(args, name)}")
-    if not (Path(args.checkpoint) / "config.json").is_file():
-        parser.error(f"argument checkpoint: no model in {args.checkpoint!r} (expected config.json and "
-                     "model.safetensors, as written by model.save or campusnav train)")
+    check_model_source(parser, "checkpoint", args.checkpoint)
     if Path(args.out).suffix.lower() not in (".gif", ".mp4"):
         parser.error(f"argument --out: write a .gif or .mp4, got {args.out!r}")
     args.do = dict(args.do)
@@ -257,12 +302,10 @@ def run_dream(args: argparse.Namespace) -> int:
     import gymnasium as gym
     import numpy as np
 
-    import model_zoo
     from campus_env.env import env_kwargs_for
     from wrappers.recorder import record_side_by_side
 
-    model = model_zoo.load(args.checkpoint)
-    model.eval()
+    model = load_model(args.checkpoint)
     try:
         model.check_do(args.do)
         env_kwargs = env_kwargs_for(model.observation_space)
@@ -342,6 +385,33 @@ def run_mbrl(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- pretrain -------------------------------------------------------------
+
+
+def check_pretrain_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    from model_zoo import list_models
+
+    options = args.options
+    if not (Path(options.work) / "cells").is_dir():
+        parser.error(f"--work: {options.work!r} holds no leaderboard run (no cells/ folder); run "
+                     "python benchmarks/leaderboard.py --work ... first")
+    if unknown := [m for m in options.models if m not in list_models()]:
+        parser.error(f"--models: unknown {unknown}; choose from {', '.join(list_models())}")
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    from campusnav.pretrain import describe, export
+    from model_zoo.pretrained import PRETRAINED_ROOT
+
+    written = export(args.options)
+    if not written:
+        print(f"campusnav pretrain: no finished cell of seed {args.options.seed} in {args.options.work}",
+              file=sys.stderr)
+        return 1
+    print(describe(args.options.out or PRETRAINED_ROOT))
+    return 0
+
+
 # --- the table ------------------------------------------------------------
 
 Checker = Callable[[argparse.ArgumentParser, argparse.Namespace], None]
@@ -358,6 +428,12 @@ def _mbrl_options() -> type:
     from campusnav.mbrl import MBRLArgs
 
     return MBRLArgs
+
+
+def _pretrain_options() -> type:
+    from campusnav.pretrain import PretrainArgs
+
+    return PretrainArgs
 
 
 def _bench_options() -> type:
@@ -390,10 +466,13 @@ COMMANDS: dict[str, Command] = {
                        add_collect_arguments, check_collect_arguments, run_collect),
     "train": Command("train a world model of the zoo on a Minari dataset",
                      add_train_arguments, check_train_arguments, run_train),
-    "dream": Command("replay random actions in CampusNav-v0 and in a trained model's dream, side by side",
+    "dream": Command("replay random actions in CampusNav-v0 and in a trained or pretrained model's dream, "
+                     "side by side",
                      add_dream_arguments, check_dream_arguments, run_dream),
     "mbrl": Command("model-based RL: collect real episodes, fit a world model, train PPO/DQN/CMA-ES in its dream",
                     _mbrl_options, check_mbrl_arguments, run_mbrl, dataclass=True),
+    "pretrain": Command("copy a leaderboard run's trained models into the package as pretrained weights with cards",
+                        _pretrain_options, check_pretrain_arguments, run_pretrain, dataclass=True),
     "bench": Command("measure environment steps per second (campusnav.bench)",
                      _bench_options, check_bench_arguments, run_bench, dataclass=True),
 }

@@ -82,6 +82,9 @@ class DemoConfig:
     eval_episodes: int = _opt(200, "real episodes that score each final policy")
     video_steps: int = _opt(60, "steps in the side-by-side video")
     seed: int = _opt(0, "seeds data, weights, CMA-ES and evaluation")
+    pretrained: str = _opt("", "a pretrained model (model_zoo.list_pretrained(), e.g. mlp/campusnav-state-v0) "
+                               "instead of training one; its id and observations replace --model and --obs-mode, "
+                               "and an eighth of --episodes is collected to score it")
 
 
 def run_demo(config: DemoConfig = DemoConfig()) -> Path:
@@ -95,15 +98,21 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
     torch.manual_seed(config.seed)
     timings: dict[str, float] = {}
 
-    _section("1/5 collect")
+    if config.pretrained:
+        config = pretrained_config(config)
+        model = model_zoo.load_pretrained(config.pretrained)
+    _section("1/5 collect" + (" (to score the pretrained model)" if config.pretrained else ""))
     started = time.perf_counter()
-    dataset, train, test = _collect(config, out)
+    dataset, train, test = _collect(replace(config, episodes=max(8, config.episodes // 8)) if config.pretrained
+                                    else config, out)
     timings["collect"] = time.perf_counter() - started
 
-    _section(f"2/5 train {config.model}")
+    _section(f"2/5 {'load' if config.pretrained else 'train'} {config.pretrained or config.model}")
     started = time.perf_counter()
-    model = _train_model(config, dataset, train, out)
-    evaluation = model_zoo.evaluate(model, test, horizons=(1, 16), num_windows=128)
+    if not config.pretrained:
+        model = _train_model(config, dataset, train, out)
+    evaluation = model_zoo.evaluate(model, train + test if config.pretrained else test, horizons=(1, 16),
+                                    num_windows=128)
     timings["train"] = time.perf_counter() - started
 
     _section("3/5 controllers trained with CMA-ES: in the dream, then in reality (same budget)")
@@ -206,8 +215,28 @@ def _transfer(config: DemoConfig, model, controller, out: Path):
 CONTROLLERS = ("action", "latent")
 
 
+def pretrained_config(config: DemoConfig) -> DemoConfig:
+    """The config with the pretrained model's id and observations (the controller follows the observations)."""
+    from model_zoo import pretrained_card
+
+    card = pretrained_card(config.pretrained)
+    if card["env_id"] != "CampusNav-v0":
+        raise ValueError(f"argument --pretrained: {config.pretrained} dreams {card['env_id']}, not CampusNav-v0")
+    obs_mode = card["env_kwargs"].get("obs_mode", "dict")
+    return replace(config, model=card["model_id"], obs_mode=obs_mode, model_config="",
+                   controller="action" if obs_mode == "state" else "latent",
+                   collect_bias=config.collect_bias if obs_mode == "state" else 0.0)
+
+
 def check_config(config: DemoConfig) -> None:
     """Raises ValueError, naming the option, for settings that cannot run together."""
+    if config.pretrained:
+        from model_zoo import list_pretrained
+
+        if config.pretrained not in list_pretrained():
+            raise ValueError(f"argument --pretrained: unknown {config.pretrained!r}; choose from "
+                             f"{', '.join(list_pretrained())}")
+        config = pretrained_config(config)
     if config.controller not in CONTROLLERS:
         raise ValueError(f"argument --controller: choose from {', '.join(CONTROLLERS)}; got {config.controller!r}")
     if config.controller == "action" and config.obs_mode != "state":
@@ -368,10 +397,15 @@ def _report(config, evaluation, rows, ratio, timings, side, walk) -> str:
     import model_zoo
 
     total = sum(timings.values())
+    world_model = (f"load the pretrained world model `{config.pretrained}` (its card: "
+                   f"`model_zoo.pretrained_card({config.pretrained!r})`)" if config.pretrained else
+                   f"collect, train a world model (`{config.model}`{_config_note(config)}, observations "
+                   f"`{config.obs_mode}`)")
+    where = f"the pretrained model is `{config.pretrained}`" if config.pretrained else \
+        "the model checkpoint is in `model/checkpoint/`"
     return f"""# campusnav demo
 
-The Ha & Schmidhuber pipeline on CampusNav-v0: collect, train a world model
-(`{config.model}`{_config_note(config)}, observations `{config.obs_mode}`), train a controller
+The Ha & Schmidhuber pipeline on CampusNav-v0: {world_model}, train a controller
 (`{config.controller}`) with CMA-ES inside the dream, and evaluate it in reality against the same
 controller trained in reality with the same budget ({config.generations} generations x
 {config.popsize} members x {config.episodes_per_member} episodes).
@@ -402,7 +436,7 @@ Dream-trained over reality-trained return (each above the random policy): **{_fm
 Config: `{json.dumps(asdict(config))}`
 
 Seconds: {", ".join(f"{k} {v:.0f}" for k, v in timings.items())} (total {total:.0f}).
-Everything is in `metrics.json`; the model checkpoint is in `model/checkpoint/`.
+Everything is in `metrics.json`; {where}.
 """
 
 

@@ -13,6 +13,7 @@ from model_zoo.base import Batch, Imagined, State, WorldModel
 from model_zoo.checkpoint import CheckpointError
 from model_zoo.evaluation import EvalResult, evaluate, format_table
 from model_zoo.fidelity import FidelityResult, evaluate_fidelity
+from model_zoo.pretrained import list_pretrained, load_pretrained, pretrained_card
 from model_zoo.registry import list_models, list_presets, make, preset, register
 from model_zoo.training import fit
 
@@ -29,10 +30,13 @@ __all__ = [
     "fit",
     "format_table",
     "list_models",
+    "list_pretrained",
     "list_presets",
     "load",
+    "load_pretrained",
     "make",
     "preset",
+    "pretrained_card",
     "register",
 ]
 

@@ -145,6 +145,14 @@ def test_collect_then_train_writes_a_dataset_a_checkpoint_and_the_table(tmp_path
     assert "does not take interventions" in capsys.readouterr().err
 
 
+def test_dream_plays_a_pretrained_model_by_its_name(tmp_path, capsys):
+    video = tmp_path / "pretrained.gif"
+    assert cli.main(["dream", "causal_vae_mdnrnn/campusnav-state-v0", "--out", str(video), "--steps", "4",
+                     "--do", "gameday=true"]) == 0
+    assert "causal_vae_mdnrnn dreaming CampusNav-v0 (obs_mode=state" in capsys.readouterr().out
+    assert iio.imread(video, index=None).shape[0] == 5
+
+
 def test_train_takes_the_presets_config_and_learning_rate(tmp_path, capsys, monkeypatch):
     import model_zoo
     from model_zoo.registry import Preset
@@ -176,7 +184,9 @@ def test_train_takes_the_presets_config_and_learning_rate(tmp_path, capsys, monk
         (["train", "mlp", "--holdout", "1.5"], "must be in [0, 1)"),
         (["train", "mlp", "--set", "hidden"], "expected KEY=VALUE"),
         (["train", "mlp", "--preset", "nope"], "mlp has no preset 'nope'"),
-        (["dream", "/nonexistent/model"], "no model in '/nonexistent/model'"),
+        (["dream", "/nonexistent/model"], "'/nonexistent/model' is neither a model folder"),
+        (["dream", "rssm/nope-v0"], "pretrained: causal_vae_mdnrnn/campusnav-state-v0"),
+        (["pretrain", "--work", "/nonexistent"], "holds no leaderboard run"),
         (["dream", "/nonexistent/model", "--steps", "0"], "argument --steps: must be a positive integer"),
     ],
 )

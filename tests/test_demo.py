@@ -44,6 +44,17 @@ def test_demo_tiny_writes_the_report_folder(tmp_path, capsys):
     assert cli.main(["demo", "--tiny", "--out", str(out)]) == 0
 
 
+def test_demo_with_a_pretrained_model_trains_no_world_model(tmp_path):
+    out = tmp_path / "pretrained"
+    assert cli.main(["demo", "--tiny", "--pretrained", "rssm/campusnav-state-v0", "--model", "mlp",
+                     "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["model"] == "rssm" and metrics["config"]["obs_mode"] == "state"  # the card's
+    assert not (out / "model").exists()  # nothing trained
+    assert metrics["evaluation"]["obs_mse@1"] > 0
+    assert "pretrained world model `rssm/campusnav-state-v0`" in (out / "report.md").read_text()
+
+
 def test_demo_argument_errors(capsys):
     for argv, message in ((["demo", "--model", "nope"], "unknown model 'nope'"),
                           (["demo", "--popsize", "0"], "must be a positive integer"),
@@ -51,7 +62,8 @@ def test_demo_argument_errors(capsys):
                           (["demo", "--controller", "x"], "choose from action, latent"),
                           (["demo", "--obs-mode", "dict"], "'action' reads the walkability patch"),
                           (["demo", "--collect-bias", "2"], "a probability in [0, 1]"),
-                          (["demo", "--obs-mode", "dict", "--controller", "latent"], "pass --collect-bias 0")):
+                          (["demo", "--obs-mode", "dict", "--controller", "latent"], "pass --collect-bias 0"),
+                          (["demo", "--pretrained", "rssm/nope-v0"], "unknown 'rssm/nope-v0'; choose from")):
         with pytest.raises(SystemExit) as exit_:
             cli.parse_args(argv)
         assert exit_.value.code == 2

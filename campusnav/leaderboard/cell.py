@@ -65,7 +65,7 @@ def run_cell(model_id: str, seed: int, budget: Budget, out: Path, *, pixels: boo
     ledger.run("ppo", lambda: ppo_agent(dream_envs(model, budget), budget, seed))
     if pixels:
         ledger.run("campus_pixels", lambda: _campus_pixels(model_id, seed, budget, out, folder / "pixel_model"))
-        ledger.run("car", lambda: _car(model_id, seed, budget, out, (short, long)))
+        ledger.run("car", lambda: _car(model_id, seed, budget, out, (short, long), folder / "car_model"))
     return ledger.stages
 
 
@@ -199,11 +199,13 @@ def _reconstruction_valid_rate(model: model_zoo.WorldModel, reader: Any, data: S
     return float(np.mean(valid))
 
 
-def _car(model_id: str, seed: int, budget: Budget, out: Path, ks: tuple[int, int]) -> dict[str, float]:
-    """The same model class fitted on CarRacing-v3 pixels: PSNR of its predictions on held-out episodes."""
+def _car(model_id: str, seed: int, budget: Budget, out: Path, ks: tuple[int, int], path: Path) -> dict[str, float]:
+    """The same model class fitted on CarRacing-v3 pixels (saved to ``path``): PSNR of its predictions on
+    held-out episodes."""
     data = car_data(budget, out)
     model = _fresh(model_id, seed, data, PRESET)
     seconds = _fit(model, model_id, seed, data, budget, budget.pixel_steps, PRESET)
+    model.save(path)
     result = model_zoo.evaluate(model, data.test, horizons=ks, context=8, num_windows=budget.windows, speed_batch=0,
                                 seed=seed).as_dict()
     return {**{f"car_psnr@{k}": result[f"psnr@{k}"] for k in ks}, "car_train_s": seconds}

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from campusnav.leaderboard.summary import bootstrap_interval, cell_row, rank_intervals
+from model_zoo.pretrained import check_pretrained, list_pretrained, pretrained_card
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "leaderboard.py"
 
@@ -57,12 +58,34 @@ def test_a_quick_run_writes_the_board_and_a_rerun_resumes_instead_of_redoing(tmp
     assert set(resumed) == set(stages) | {"ppo"} and resumed["fidelity"] == stages["fidelity"]
     assert "(resumed)" in again.stdout
 
-    # a board of what is there, measuring nothing: a cell that never trained is left out and named
+    # a board of what is there, measuring nothing: a cell that never trained is left out and named; seed 0's
+    # models shipped as pretrained entries
     ledger.unlink()
-    run(tmp_path, "--report-only")
+    run(tmp_path, "--report-only", "--save-pretrained", str(tmp_path / "shipped"))
     partial = {r["model"]: r for r in json.loads((tmp_path / "out" / "leaderboard.json").read_text())["rows"]}
     assert partial["mlp"]["seeds"] == 1 and partial["causal_vae_mdnrnn"]["seeds"] == 2
     assert "(unfinished: mlp seed 1)" in (tmp_path / "out" / "leaderboard.md").read_text()
+    assert list_pretrained(tmp_path / "shipped") == ["causal_vae_mdnrnn/campusnav-state-v0", "mlp/campusnav-state-v0"]
+    check_shipped(tmp_path)
+
+
+def check_shipped(tmp_path: Path) -> None:
+    """campusnav pretrain on the quick run: cards that name its data and scores, and that reproduce."""
+    from campusnav.cli import main as cli
+
+    work, root = tmp_path / "work" / "quick", tmp_path / "pixels"
+    assert cli(["pretrain", "--work", str(work), "--out", str(root), "--models", "mlp", "--pixel-models", "mlp",
+                "--car-model", "mlp"]) == 0
+    assert list_pretrained(root) == ["mlp/campusnav-pixels-v0", "mlp/campusnav-state-v0", "mlp/carracing-pixels-v0"]
+    stages = json.loads((work / "cells" / "mlp" / "seed0" / "stages.json").read_text())
+    for name, stage in (("mlp/campusnav-state-v0", "errors"), ("mlp/campusnav-pixels-v0", "px_tv@16"),
+                        ("mlp/carracing-pixels-v0", "car_psnr@1")):
+        card = pretrained_card(name, root)
+        assert (work / "data" / card["dataset"]["id"]).is_dir()  # the quick budget's data, read from --work
+        expected = stages[stage] if stage == "errors" else stages["car" if "car" in stage else "campus_pixels"][stage]
+        assert card["metrics"].get(stage) == expected
+        result = check_pretrained(name, root)
+        assert result["measured"] == pytest.approx(result["card"], rel=result["tolerance"])
 
 
 def test_the_options_are_checked(capsys):
