@@ -37,11 +37,15 @@ from campus_env.render import STRIP_PX
 from campus_env.schema import STATE_SLICES, Action
 
 __all__ = [
+    "BANNER_RGBA",
+    "END_HINT",
+    "GOAL_COLOR",
     "KEY_ACTIONS",
     "QUIT",
     "QUIT_KEYS",
     "RESTART",
     "RESTART_KEYS",
+    "TIMEOUT_COLOR",
     "PlayResult",
     "PlaySession",
     "command_for_key",
