@@ -200,7 +200,16 @@ class CampusCore:
         self.u_crowd[ids] = noise.uniform(key, zero, noise.CROWD_LEVEL)
         self.t[ids] = 0
         self._evaluate_static(ids)
-        # the task: a goal caused by the context at the start, and a start elsewhere
+        self._draw_task(ids, key, goal, start)
+        self.blocked_moves[ids] = 0
+        self.slipped_moves[ids] = 0
+        self.crowd_blocks[ids] = 0
+        self.last_blocked[ids] = False
+        self._lay_tape(ids)
+
+    def _draw_task(self, ids: np.ndarray, key: np.ndarray, goal: int | None, start: int | None) -> None:
+        """The task of envs ``ids`` from keys ``key``: a goal caused by the context at the start, a start elsewhere."""
+        zero = np.zeros(len(ids), dtype=np.int64)
         minute0 = self._minute(ids, zero)
         pattern = pattern_index(self.day[ids], causal.hour_slot(minute0), self.gameday[ids])
         cdf = self.rules.goal_cdf[pattern]
@@ -220,11 +229,6 @@ class CampusCore:
         self.goal_flat[ids] = self.entrance_flat[g]
         self.goal_rc[ids] = self.cell_rc[self.entrance_flat[g]]
         self.pos[ids] = self.entrance_flat[s]
-        self.blocked_moves[ids] = 0
-        self.slipped_moves[ids] = 0
-        self.crowd_blocks[ids] = 0
-        self.last_blocked[ids] = False
-        self._lay_tape(ids)
 
     def intervene(self, ids: np.ndarray, codes: Mapping[str, float]) -> None:
         """Hard ``do()`` on envs ``ids`` from now on (codes already validated)."""

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["draw_key", "uniform"]
+__all__ = ["derive_keys", "draw_key", "mix", "uniform"]
 
 # streams: episode-level draws use counter = attempt (or 0), per-step draws use counter = step
 DAY, SEMESTER, WEATHER, GAMEDAY = 1, 2, 3, 4
 START_MINUTE, GOAL, START_DOOR, CROWD_LEVEL = 5, 6, 7, 8
 CROWD_BLOCK, SLIP = 16, 17
+WALKER_KEY, CONFLICT = 32, 33  # many walkers (``campus_env.multi_agent``): each walker's key, move priority
 
 _C_COUNTER = np.uint64(0xD1B54A32D192ED03)
 _C_STREAM = 0x8CB92BA72F3D8DD7
@@ -32,15 +33,30 @@ _S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(
 _TO_UNIT = 2.0**-53
 
 
-def uniform(key: np.ndarray, counter: np.ndarray, stream: int) -> np.ndarray:
-    """Uniform floats in [0, 1) for broadcastable arrays of keys and counters."""
+def mix(key: np.ndarray, counter: np.ndarray, stream: int) -> np.ndarray:
+    """The 64-bit hash of (key, counter, stream) for broadcastable arrays of keys and counters."""
     x = np.asarray(key, dtype=np.uint64) ^ (np.asarray(counter).astype(np.uint64) * _C_COUNTER)
     x = x ^ np.uint64((stream * _C_STREAM) % 2**64)  # Python ints: no overflow warning
     z = x + _GOLDEN
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
-    z = z ^ (z >> _S31)
-    return (z >> _S11).astype(np.float64) * _TO_UNIT
+    return z ^ (z >> _S31)
+
+
+def uniform(key: np.ndarray, counter: np.ndarray, stream: int) -> np.ndarray:
+    """Uniform floats in [0, 1) for broadcastable arrays of keys and counters."""
+    return (mix(key, counter, stream) >> _S11).astype(np.float64) * _TO_UNIT
+
+
+def derive_keys(key: int | np.uint64, count: int) -> np.ndarray:
+    """``count`` uint64 keys from one: the first is ``key`` itself, the others hash it with their index.
+
+    So walker 0 of a world keyed ``key`` draws exactly what a single episode keyed ``key`` draws.
+    """
+    index = np.arange(count, dtype=np.uint64)
+    keys = mix(np.uint64(key), index, WALKER_KEY)
+    keys[0] = key
+    return keys
 
 
 def draw_key(rng: np.random.Generator) -> np.uint64:

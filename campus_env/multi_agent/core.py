@@ -1,0 +1,240 @@
+"""The walkers' simulation core: CampusNav-v0's batched core with one world for all rows.
+
+``campus_env.core.CampusCore`` steps N independent campuses, one per row. Here
+the rows are N walkers on ONE campus: every row gets the same world key, so the
+context (day, semester, weather, gameday), the clock, the road closure and the
+crowd level are one world's, while each walker's task (start, context-caused
+goal) and per-step noise (crowd blocks, slips, move priority) come from its own
+key (``noise.derive_keys``; walker 0's is the world key itself, so a lone walker
+replays a single CampusNav-v0 episode). Every rule and table of the single env
+is reused; the step adds the terms that exist only with company:
+
+- capacity: an outdoor cell holds ``capacity`` walkers (building cells hold
+  everyone). Moves into a cell are admitted in a random order drawn from the
+  noise tape (stream ``noise.CONFLICT``): fair, and the same for the same seed.
+  Admission runs in a few vectorised rounds, so a walker can follow one that
+  left its cell earlier in the same step; a refused move counts as blocked.
+- walker density joins the crowd density that blocks a move, and trails ease
+  slips and crowd blocks on grass (``scm``). Where neither term is present the
+  step takes the single env's exact comparison from the tape, so the numbers
+  stay bit-identical to CampusNav-v0's.
+
+All of it is numpy over the N walkers at once: no per-walker Python loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from campus_env import layout as lay
+from campus_env import noise
+from campus_env.core import TAPE_LEN, CampusCore
+from campus_env.multi_agent import scm
+from campus_env.rules import BLOCKED_PENALTY, CROWD_BLOCK_SCALE, GOAL_REWARD, STEP_PENALTY
+from campus_env.schema import PATCH, Action, state_slices
+
+__all__ = ["WalkerCore"]
+
+ADMIT_ROUNDS = 3  # rounds of admission into cells that walkers left in an earlier round
+OUTDOOR = (lay.WALKWAY, lay.GRASS, lay.ROAD, lay.STADIUM_ROAD, lay.CONSTRUCTION)
+_CENTRE = PATCH**2 // 2
+_CROWD_PATCH = {flag: state_slices(flag)["crowd"] for flag in (False, True)}
+
+
+class WalkerCore(CampusCore):
+    """``num_walkers`` walkers on one campus, stepped as one batch (see the module docstring)."""
+
+    def __init__(
+        self,
+        num_walkers: int,
+        layout: str | lay.Layout | None = None,
+        split: str = "all",
+        semester: str | None = None,
+        capacity: int = scm.CAPACITY,
+    ):
+        if isinstance(capacity, (bool, np.bool_)) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
+            raise ValueError(f"capacity must be a positive integer (walkers per outdoor cell), got {capacity!r}")
+        super().__init__(num_walkers, layout=layout, split=split, semester=semester)
+        self.capacity = int(capacity)
+        outdoor = np.isin(self.terrain, OUTDOOR)
+        self.cell_capacity = np.where(outdoor, self.capacity, self.n + 1).astype(np.int64)
+        self.inv_capacity = np.where(outdoor, 1.0 / self.capacity, 0.0)
+        self.grass = self.terrain == lay.GRASS
+        self.grass_cells = np.flatnonzero(self.grass)
+        self.trail = np.zeros(self.cells)
+        self.count = np.zeros(self.cells, dtype=np.int64)
+        self.active = np.ones(self.n, dtype=bool)
+        self.capacity_blocks = np.zeros(self.n, dtype=np.int64)
+        self.walker_do: dict[str, float] = {}
+        self.all = np.arange(self.n)
+
+    # --- reset and interventions ---------------------------------------------
+
+    def reset_world(
+        self, world_key: int, do: Mapping[str, float], walker_do: Mapping[str, float],
+        goal: int | None = None, start: int | None = None,
+    ) -> None:
+        """A new episode of the world keyed ``world_key``: context from it, a task and noise per walker.
+
+        ``do`` and ``walker_do`` are validated codes (``scm.validate_do``). The grass starts unworn.
+        """
+        key = np.uint64(world_key)
+        self.reset(self.all, np.full(self.n, key, dtype=np.uint64), do, goal, start)
+        walker_keys = noise.derive_keys(key, self.n)
+        self.noise_key[:] = walker_keys
+        self._draw_task(self.all, walker_keys, goal, start)
+        self._lay_tape(self.all)
+        self.active[:] = True
+        self.capacity_blocks[:] = 0
+        self.trail[:] = 0.0
+        self.walker_do = {}
+        self.intervene_walkers(walker_do)
+        self._recount()
+
+    def intervene_walkers(self, codes: Mapping[str, float]) -> None:
+        """Holds ``walker_density`` and/or ``trail`` at the given codes from now on."""
+        self.walker_do.update(codes)
+        if "trail" in codes:
+            self.trail = np.where(self.grass, codes["trail"], 0.0)
+
+    def release_walkers(self, names: list[str]) -> None:
+        """Gives the named walker variables back to their mechanisms (a trail resumes from where it was held)."""
+        for name in names:
+            self.walker_do.pop(name, None)
+
+    def interventions_world(self) -> dict[str, Any]:
+        """Every intervention in force, user-facing values."""
+        out = self.interventions(0)
+        out.update({name: scm.WALKER_VARIABLES[name].decode(code) for name, code in self.walker_do.items()})
+        return out
+
+    def fork_world(self, noise_seed: int) -> WalkerCore:
+        """A copy in the current state whose future per-walker noise comes from ``noise_seed``."""
+        twin = self.fork(self.all, noise.derive_keys(np.uint64(noise_seed), self.n))
+        for name in ("trail", "count", "active", "capacity_blocks"):
+            setattr(twin, name, getattr(self, name).copy())
+        twin.walker_do = dict(self.walker_do)
+        return twin
+
+    # --- fields --------------------------------------------------------------
+
+    def _recount(self) -> None:
+        self.count = np.bincount(self.pos[self.active], minlength=self.cells)
+
+    def density_field(self) -> np.ndarray:
+        """(cells,) walker density of every cell: walkers over capacity, or the ``do()`` value outdoors."""
+        held = self.walker_do.get("walker_density")
+        if held is not None:
+            return np.where(self.inv_capacity > 0, held, 0.0)
+        return self.count * self.inv_capacity
+
+    def walker_values(self) -> dict[str, float]:
+        """The walker variables as numbers: mean density of the occupied outdoor cells, mean wear of the grass."""
+        held = self.walker_do.get("walker_density")
+        if held is None:
+            density = self.count * self.inv_capacity
+            occupied = density > 0
+            held = float(density[occupied].mean()) if occupied.any() else 0.0
+        return {"walker_density": float(held), "trail": float(self.trail[self.grass].mean())}
+
+    # --- stepping ------------------------------------------------------------
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Moves every walker one step (those that reached their goal stay); returns (reward, terminated)."""
+        if self._room <= 0:
+            self._lay_tape(np.flatnonzero(self.k - self.row_off >= TAPE_LEN - 2))
+        self._room -= 1
+        k, pos = self.k, self.pos
+        action = np.where(self.active, action, Action.STAY)
+        target = pos + self.moves[action]
+        to_goal = target == self.goal_flat
+        now = self.tape_pass_base[k]
+        open_ = self.pass_map[now + target] | to_goal | (~self.pass_map[now + pos] & self.ever_open[target])
+        ease = scm.ease(self.trail[target])
+        crowded = self._crowded(target, self.density_field()[target], ease)
+        slips = self.tape_slip[k] < self.slip_map[self.slip_base + target] * ease
+        moving = action != Action.STAY
+        blocked = moving & (crowded | ~open_)
+        moved = self._admit(moving & ~(blocked | slips), target)
+        full = moving & ~(blocked | slips) & ~moved
+        self.pos = np.where(moved, target, pos)
+        reached = moved & to_goal
+        self.active &= ~reached  # indoors at the goal: off the map
+        self._recount()
+        if "trail" not in self.walker_do:
+            grass = self.grass_cells
+            self.trail[grass] = scm.mech_trail(self.trail[grass], self.density_field()[grass])
+        self.t += 1
+        self.k += 1
+        self.blocked_moves += blocked | full
+        self.crowd_blocks += blocked & open_
+        self.capacity_blocks += full
+        self.slipped_moves += moving & slips & ~blocked
+        self.last_blocked = blocked | full
+        reward = np.where(reached, GOAL_REWARD - STEP_PENALTY, -STEP_PENALTY) - BLOCKED_PENALTY * (blocked | full)
+        return reward, reached
+
+    def _crowded(self, target: np.ndarray, density: np.ndarray, ease: np.ndarray) -> np.ndarray:
+        """Which moves the crowd blocks: background crowd plus walkers, eased by trails.
+
+        Where no walker and no trail is in play, the single env's comparison from the tape.
+        """
+        k = self.k
+        hot = self.hotspots[self.tape_hot_base[k] + target]
+        plain = self.tape_block[k] < hot
+        company = (density > 0) | (ease < 1.0)
+        if not company.any():
+            return plain
+        u = noise.uniform(self.noise_key, self.t, noise.CROWD_BLOCK)
+        level = self.tape_crowd[k] * hot + scm.WALKER_CROWD_WEIGHT * density
+        return np.where(company, u < CROWD_BLOCK_SCALE * np.minimum(level * ease, 1.0), plain)
+
+    def _admit(self, want: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Which of the wanted moves fit: per target cell, walkers in tape-drawn priority order up to its room.
+
+        Cells with room for everyone who wants in admit them all; only the contested ones are sorted.
+        """
+        moved = want.copy()
+        pending = np.flatnonzero(want)
+        count = self.count.copy()
+        room = self.cell_capacity - count
+        contested = np.bincount(target[pending], minlength=self.cells)[target[pending]] > room[target[pending]]
+        if not contested.any():
+            return moved
+        pending = pending[contested]
+        moved[pending] = False
+        won = np.flatnonzero(moved)
+        count += np.bincount(target[won], minlength=self.cells) - np.bincount(self.pos[won], minlength=self.cells)
+        priority = noise.uniform(self.noise_key[pending], self.t[pending], noise.CONFLICT)
+        for _ in range(ADMIT_ROUNDS):
+            cells = target[pending]
+            order = np.lexsort((priority, cells))  # by cell, then priority
+            ranked = cells[order]
+            rank = np.arange(len(ranked)) - np.searchsorted(ranked, ranked)  # place in its cell's queue
+            fits = rank < self.cell_capacity[ranked] - count[ranked]
+            won = pending[order[fits]]
+            if not len(won):
+                break
+            moved[won] = True
+            count += np.bincount(target[won], minlength=self.cells) - np.bincount(self.pos[won], minlength=self.cells)
+            lost = order[~fits]
+            pending, priority = pending[lost], priority[lost]
+            if not len(pending):
+                break
+        return moved
+
+    # --- observations --------------------------------------------------------
+
+    def observe_state(self, out: np.ndarray, with_causal: bool, with_patch: bool) -> None:
+        """The single env's flat state observation, the other walkers added to the crowd patch."""
+        super().observe_state(out, with_causal, with_patch)
+        if not with_patch:
+            return
+        density = self.density_field()[self.pos[:, None] + self.patch_off]  # (N, PATCH**2)
+        if "walker_density" not in self.walker_do:
+            density[:, _CENTRE] -= self.inv_capacity[self.pos] * self.active  # a walker is no crowd to itself
+        crowd = out[:, _CROWD_PATCH[bool(with_causal)]]
+        np.minimum(crowd + scm.WALKER_CROWD_WEIGHT * density, 1.0, out=crowd, casting="unsafe")
