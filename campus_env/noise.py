@@ -23,6 +23,7 @@ DAY, SEMESTER, WEATHER, GAMEDAY = 1, 2, 3, 4
 START_MINUTE, GOAL, START_DOOR, CROWD_LEVEL = 5, 6, 7, 8
 CROWD_BLOCK, SLIP = 16, 17
 WALKER_KEY, CONFLICT = 32, 33  # many walkers (``campus_env.multi_agent``): each walker's key, move priority
+RESPAWN_GOAL = 34  # many walkers: the next goal of a walker that arrived (counter = the step)
 
 _C_COUNTER = np.uint64(0xD1B54A32D192ED03)
 _C_STREAM = 0x8CB92BA72F3D8DD7

@@ -18,6 +18,10 @@ is reused; the step adds the terms that exist only with company:
   slips and crowd blocks on grass (``scm``). Where neither term is present the
   step takes the single env's exact comparison from the tape, so the numbers
   stay bit-identical to CampusNav-v0's.
+- respawning (``respawn=True``), for long runs: a walker that reaches its goal
+  stays out and starts a new trip from that entrance, to a goal the context
+  causes at that minute (the single env's goal table, its own building left
+  out), drawn from the tape (stream ``noise.RESPAWN_GOAL``, counter the step).
 
 All of it is numpy over the N walkers at once: no per-walker Python loop.
 """
@@ -29,23 +33,29 @@ from typing import Any
 
 import numpy as np
 
+from campus_env import causal, noise
 from campus_env import layout as lay
-from campus_env import noise
 from campus_env.core import TAPE_LEN, CampusCore
 from campus_env.multi_agent import scm
-from campus_env.rules import BLOCKED_PENALTY, CROWD_BLOCK_SCALE, GOAL_REWARD, STEP_PENALTY
+from campus_env.rules import BLOCKED_PENALTY, CROWD_BLOCK_SCALE, GOAL_REWARD, STEP_PENALTY, pattern_index
 from campus_env.schema import PATCH, Action, state_slices
 
 __all__ = ["WalkerCore"]
 
 ADMIT_ROUNDS = 3  # rounds of admission into cells that walkers left in an earlier round
 OUTDOOR = (lay.WALKWAY, lay.GRASS, lay.ROAD, lay.STADIUM_ROAD, lay.CONSTRUCTION)
+TRIP_ARRAYS = ("trips", "trip_start", "last_trip_steps", "arrived")  # per walker, for respawning runs
 _CENTRE = PATCH**2 // 2
 _CROWD_PATCH = {flag: state_slices(flag)["crowd"] for flag in (False, True)}
 
 
 class WalkerCore(CampusCore):
-    """``num_walkers`` walkers on one campus, stepped as one batch (see the module docstring)."""
+    """``num_walkers`` walkers on one campus, stepped as one batch (see the module docstring).
+
+    With ``respawn`` a walker that arrives starts a new trip at once; ``trips``
+    counts each walker's arrivals, ``arrived`` marks the walkers that arrived in
+    the last step and ``last_trip_steps`` the steps their trip took.
+    """
 
     def __init__(
         self,
@@ -54,11 +64,13 @@ class WalkerCore(CampusCore):
         split: str = "all",
         semester: str | None = None,
         capacity: int = scm.CAPACITY,
+        respawn: bool = False,
     ):
         if isinstance(capacity, (bool, np.bool_)) or not isinstance(capacity, (int, np.integer)) or capacity < 1:
             raise ValueError(f"capacity must be a positive integer (walkers per outdoor cell), got {capacity!r}")
         super().__init__(num_walkers, layout=layout, split=split, semester=semester)
         self.capacity = int(capacity)
+        self.respawn = bool(respawn)
         outdoor = np.isin(self.terrain, OUTDOOR)
         self.cell_capacity = np.where(outdoor, self.capacity, self.n + 1).astype(np.int64)
         self.inv_capacity = np.where(outdoor, 1.0 / self.capacity, 0.0)
@@ -70,26 +82,36 @@ class WalkerCore(CampusCore):
         self.capacity_blocks = np.zeros(self.n, dtype=np.int64)
         self.walker_do: dict[str, float] = {}
         self.all = np.arange(self.n)
+        for name in TRIP_ARRAYS:
+            setattr(self, name, np.zeros(self.n, dtype=bool if name == "arrived" else np.int64))
 
     # --- reset and interventions ---------------------------------------------
 
     def reset_world(
         self, world_key: int, do: Mapping[str, float], walker_do: Mapping[str, float],
-        goal: int | None = None, start: int | None = None,
+        goal: int | None = None, start: int | None = None, first_minute: int | None = None,
+        keep_trails: bool = False,
     ) -> None:
         """A new episode of the world keyed ``world_key``: context from it, a task and noise per walker.
 
-        ``do`` and ``walker_do`` are validated codes (``scm.validate_do``). The grass starts unworn.
+        ``do`` and ``walker_do`` are validated codes (``scm.validate_do``). The
+        clock starts at ``first_minute`` when given (else at the single env's
+        drawn start); the grass starts unworn unless ``keep_trails``.
         """
         key = np.uint64(world_key)
         self.reset(self.all, np.full(self.n, key, dtype=np.uint64), do, goal, start)
+        if first_minute is not None:
+            self.start_minute[:] = first_minute
         walker_keys = noise.derive_keys(key, self.n)
         self.noise_key[:] = walker_keys
         self._draw_task(self.all, walker_keys, goal, start)
         self._lay_tape(self.all)
         self.active[:] = True
         self.capacity_blocks[:] = 0
-        self.trail[:] = 0.0
+        for name in TRIP_ARRAYS:
+            getattr(self, name)[:] = 0
+        if not keep_trails:
+            self.trail[:] = 0.0
         self.walker_do = {}
         self.intervene_walkers(walker_do)
         self._recount()
@@ -114,7 +136,7 @@ class WalkerCore(CampusCore):
     def fork_world(self, noise_seed: int) -> WalkerCore:
         """A copy in the current state whose future per-walker noise comes from ``noise_seed``."""
         twin = self.fork(self.all, noise.derive_keys(np.uint64(noise_seed), self.n))
-        for name in ("trail", "count", "active", "capacity_blocks"):
+        for name in ("trail", "count", "active", "capacity_blocks", *TRIP_ARRAYS):
             setattr(twin, name, getattr(self, name).copy())
         twin.walker_do = dict(self.walker_do)
         return twin
@@ -162,13 +184,17 @@ class WalkerCore(CampusCore):
         full = moving & ~(blocked | slips) & ~moved
         self.pos = np.where(moved, target, pos)
         reached = moved & to_goal
-        self.active &= ~reached  # indoors at the goal: off the map
+        if not self.respawn:
+            self.active &= ~reached  # indoors at the goal: off the map
         self._recount()
         if "trail" not in self.walker_do:
             grass = self.grass_cells
             self.trail[grass] = scm.mech_trail(self.trail[grass], self.density_field()[grass])
         self.t += 1
         self.k += 1
+        self.arrived = reached
+        if self.respawn:
+            self._respawn(np.flatnonzero(reached))
         self.blocked_moves += blocked | full
         self.crowd_blocks += blocked & open_
         self.capacity_blocks += full
@@ -176,6 +202,36 @@ class WalkerCore(CampusCore):
         self.last_blocked = blocked | full
         reward = np.where(reached, GOAL_REWARD - STEP_PENALTY, -STEP_PENALTY) - BLOCKED_PENALTY * (blocked | full)
         return reward, reached
+
+    def _respawn(self, ids: np.ndarray) -> None:
+        """New trips for walkers ``ids``, which reached their goal: from there to a goal the context causes now.
+
+        The goal table of the single env at the current minute, the building the
+        walker stands at left out (every building when the table has no other).
+        """
+        if not len(ids):
+            return
+        here = self.goal[ids]
+        minute = self.tape_minute[self.k[ids]]
+        pattern = pattern_index(self.day[ids], causal.hour_slot(minute), self.gameday[ids])
+        weights = np.diff(self.rules.goal_cdf[pattern], axis=1, prepend=0.0)  # (m, buildings)
+        rows = np.arange(len(ids))
+        weights[rows, here] = 0.0
+        weights[weights.sum(axis=1) <= 0] = 1.0
+        weights[rows, here] = 0.0
+        cdf = np.cumsum(weights, axis=1)
+        u = noise.uniform(self.noise_key[ids], self.t[ids], noise.RESPAWN_GOAL)
+        goal = (u[:, None] * cdf[:, -1:] >= cdf).sum(axis=1)  # lands where the cdf rises: a building of weight > 0
+        last = weights.shape[1] - 1 - np.argmax(weights[:, ::-1] > 0, axis=1)
+        goal = np.minimum(goal, last)  # u * total rounding up to the total
+        self.trips[ids] += 1
+        self.last_trip_steps[ids] = self.t[ids] - self.trip_start[ids]
+        self.trip_start[ids] = self.t[ids]
+        self.start[ids] = here
+        self.goal[ids] = goal
+        self.goal_code[ids] = self.door_codes[goal]
+        self.goal_flat[ids] = self.entrance_flat[goal]
+        self.goal_rc[ids] = self.cell_rc[self.entrance_flat[goal]]
 
     def _crowded(self, target: np.ndarray, density: np.ndarray, ease: np.ndarray) -> np.ndarray:
         """Which moves the crowd blocks: background crowd plus walkers, eased by trails.

@@ -28,6 +28,7 @@ from campus_env.env import (
     SHARED_METADATA,
     build_obs,
     check_action,
+    check_flag,
     check_noise_seed,
     check_seed,
     observation_space,
@@ -41,7 +42,9 @@ from campus_env.schema import Action
 
 __all__ = ["CampusWalkersEnv", "parallel_env", "raw_env"]
 
-OPTION_KEYS = ("do", "goal", "start")
+OPTION_KEYS = ("do", "goal", "start", "keep_trails")
+TRIP_CYCLES = 200  # max_cycles of an episode of trips: CampusNav-v0's max_episode_steps
+DAY_CYCLES = causal.LAST_MINUTE - causal.FIRST_MINUTE  # max_cycles of a respawning day: 7:00 to 23:00
 
 
 class CampusWalkersEnv(ParallelEnv):
@@ -66,12 +69,21 @@ class CampusWalkersEnv(ParallelEnv):
     CampusNav-v0's per walker: -0.01 per step, -0.05 more for a blocked move (a
     full cell blocks too), +1 at the goal, where the walker terminates, goes
     indoors and leaves ``agents``. Every walker still out is truncated after
-    ``max_cycles`` steps.
+    ``max_cycles`` steps (default 200).
+
+    With ``respawn=True`` an episode is a campus day: the clock starts at 7:00,
+    every walker is truncated at 23:00 (``max_cycles`` defaults to the day), and a
+    walker that arrives collects the +1, stays in ``agents`` and at once starts a
+    new trip from that entrance to a goal the context causes at that minute
+    (``infos``: ``is_success`` marks an arrival in this step, ``trips`` counts
+    them). ``reset(options={"keep_trails": True})`` carries the trails over into
+    the next day, so that days chained with ``do(day=...)`` make a week.
 
     ## Arguments
-    ``num_agents``, ``capacity`` (walkers per outdoor cell), ``max_cycles``, and
-    CampusNav-v0's ``obs_mode``, ``observe_causal``, ``split``, ``semester``,
-    ``layout``, ``render_mode`` (``"rgb_array"``: the whole campus, every walker).
+    ``num_agents``, ``capacity`` (walkers per outdoor cell), ``max_cycles``,
+    ``respawn``, and CampusNav-v0's ``obs_mode``, ``observe_causal``, ``split``,
+    ``semester``, ``layout``, ``render_mode`` (``"rgb_array"``: the whole campus,
+    every walker).
 
     ## Example
     >>> from campus_env.multi_agent import parallel_env
@@ -104,16 +116,22 @@ class CampusWalkersEnv(ParallelEnv):
         layout: str | None = None,
         render_mode: str | None = None,
         capacity: int = scm.CAPACITY,
-        max_cycles: int = 200,
+        max_cycles: int | None = None,
+        respawn: bool = False,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        respawn = check_flag("respawn", respawn)
+        if max_cycles is None:
+            max_cycles = DAY_CYCLES if respawn else TRIP_CYCLES
         if isinstance(max_cycles, (bool, np.bool_)) or not isinstance(max_cycles, (int, np.integer)) or max_cycles < 1:
             raise ValueError(f"max_cycles must be a positive integer, got {max_cycles!r}")
         space = observation_space(obs_mode, observe_causal)  # checks obs_mode and observe_causal first
         if isinstance(num_agents, (bool, np.bool_)) or not isinstance(num_agents, (int, np.integer)) or num_agents < 1:
             raise ValueError(f"num_agents must be a positive integer, got {num_agents!r}")
-        self.core = WalkerCore(int(num_agents), layout=layout, split=split, semester=semester, capacity=capacity)
+        self.core = WalkerCore(int(num_agents), layout=layout, split=split, semester=semester, capacity=capacity,
+                               respawn=respawn)
+        self.respawn = respawn
         self.obs_mode, self.observe_causal = obs_mode, bool(observe_causal)
         self.render_mode = render_mode
         self.max_cycles = int(max_cycles)
@@ -127,6 +145,7 @@ class CampusWalkersEnv(ParallelEnv):
         self.renderer = WalkerRenderer(self.core) if obs_mode != "state" else None
         self._np_random: np.random.Generator | None = None
         self._live = np.zeros(self.core.n, dtype=bool)  # which walkers are in ``agents``
+        self._batch: tuple[np.ndarray, Any] | None = None  # the last observations, batched: (walker ids, batch)
 
     def observation_space(self, agent: str) -> spaces.Space:
         return self._observation_spaces[self._check_agent(agent)]
@@ -148,14 +167,17 @@ class CampusWalkersEnv(ParallelEnv):
         """A new episode: the world from ``seed``, every walker back at a start entrance.
 
         ``options`` takes CampusNav-v0's ``"do"`` (any variable of ``causal_graph``),
-        ``"goal"`` and ``"start"`` (for every walker); other keys are ignored with a warning.
+        ``"goal"`` and ``"start"`` (for every walker), and ``"keep_trails"`` (True:
+        the grass stays as worn as it is); other keys are ignored with a warning.
         """
         seed = check_seed(seed)
         codes, task = self._parse_options(options)
+        keep_trails = check_flag("keep_trails", (options or {}).get("keep_trails", False))
         if seed is not None or self._np_random is None:
             self._np_random, _ = seeding.np_random(seed)
         world, walkers = scm.split_codes(codes)
-        self.core.reset_world(noise.draw_key(self._np_random), world, walkers, task.get("goal"), task.get("start"))
+        self.core.reset_world(noise.draw_key(self._np_random), world, walkers, task.get("goal"), task.get("start"),
+                              first_minute=causal.FIRST_MINUTE if self.respawn else None, keep_trails=keep_trails)
         self.agents = list(self.possible_agents)
         self._live[:] = True
         return self._observations(), self._infos()
@@ -170,6 +192,8 @@ class CampusWalkersEnv(ParallelEnv):
         live = np.flatnonzero(self._live)
         agents = self.agents
         rewards = dict(zip(agents, reward[live].tolist(), strict=True))
+        if self.respawn:
+            terminated = np.zeros_like(terminated)  # an arrival starts the next trip
         terminations = dict(zip(agents, terminated[live].tolist(), strict=True))
         truncations = dict.fromkeys(agents, truncated)
         observations, infos = self._observations(), self._infos()
@@ -225,6 +249,39 @@ class CampusWalkersEnv(ParallelEnv):
     def close(self) -> None:
         pass
 
+    # --- batches, for policies that act on every walker at once ------------------
+
+    def observation_batch(self) -> Any:
+        """The observations of the walkers in ``agents``, batched (leading axis in ``agents`` order).
+
+        The batch the last ``reset`` or ``step`` built (no second build): an array,
+        or a dict of arrays for ``obs_mode="dict"``.
+        """
+        if self._batch is None:
+            raise RuntimeError("call reset() before observation_batch()")
+        ids, batch = self._batch
+        keep = self._live[ids]
+        if keep.all():
+            return batch
+        if isinstance(batch, dict):
+            return {key: value[keep] for key, value in batch.items()}
+        return batch[keep]
+
+    def agent_ids(self) -> np.ndarray:
+        """The walker indices of ``agents`` (``walker_i`` is ``i``), in order."""
+        return np.flatnonzero(self._live)
+
+    def action_dict(self, actions: np.ndarray) -> dict[str, int]:
+        """``step``'s dict from one action per walker (``(num_agents,)``, indexed by walker) or per agent
+        in ``agents`` (``(len(agents),)``, in that order)."""
+        actions = np.asarray(actions).reshape(-1)
+        if len(actions) == self.core.n and len(actions) != len(self.agents):
+            actions = actions[self._live]
+        if len(actions) != len(self.agents):
+            raise ValueError(f"action_dict() takes {self.core.n} actions (one per walker) or {len(self.agents)} "
+                             f"(one per agent in env.agents), got {len(actions)}")
+        return dict(zip(self.agents, actions.tolist(), strict=True))
+
     # --- the per-agent boundary ----------------------------------------------
 
     def causal_values(self) -> dict[str, Any]:
@@ -236,17 +293,24 @@ class CampusWalkersEnv(ParallelEnv):
         live = np.flatnonzero(self._live)
         if isinstance(obs, dict):
             parts = {key: value[live] for key, value in obs.items()}
+            self._batch = (live, parts)
             return {agent: {key: value[j] for key, value in parts.items()} for j, agent in enumerate(self.agents)}
-        return dict(zip(self.agents, obs[live], strict=True))
+        self._batch = (live, obs[live])
+        return dict(zip(self.agents, self._batch[1], strict=True))
 
     def _infos(self) -> dict[str, dict[str, Any]]:
-        """Per walker: its goal, whether its last move was blocked, whether it arrived; the world's
-        ``causal`` values (one dict shared by all walkers: one world)."""
+        """Per walker: its goal, whether its last move was blocked, whether it arrived (and with
+        ``respawn``, its trips so far); the world's ``causal`` values (one dict shared by all walkers)."""
         core = self.core
         live = np.flatnonzero(self._live)
         world = self.causal_values()
         goals = [lay.BUILDING_NAMES[g] for g in core.goal[live].tolist()]
         blocked = core.last_blocked[live].tolist()
+        if self.respawn:
+            success = core.arrived[live].tolist()
+            return {agent: {"goal": g, "blocked": b, "is_success": s, "trips": n, "causal": world}
+                    for agent, g, b, s, n in zip(self.agents, goals, blocked, success, core.trips[live].tolist(),
+                                                 strict=True)}
         success = (core.pos[live] == core.goal_flat[live]).tolist()
         return {agent: {"goal": g, "blocked": b, "is_success": s, "causal": world}
                 for agent, g, b, s in zip(self.agents, goals, blocked, success, strict=True)}
