@@ -1,6 +1,6 @@
 """Leaderboard v2: every world model, three seeds, scored against the simulator's own distribution.
 
-Every model of ``model_zoo.list_models()`` (or ``--models``), with its
+Every model of ``model_zoo.list_models()`` that takes state vectors (or ``--models``), with its
 ``campusnav-state`` preset, on the same shared data and budget (``Budget``'s fields
 are flags), for seeds 0 .. ``--seeds``-1 (see ``campusnav.leaderboard``):
 
@@ -87,10 +87,20 @@ class Args(Budget):
     the package's own)"""
 
 
+def state_models() -> list[str]:
+    """The registered models that take state vectors (``observation_kinds``): the board's cells start from them."""
+    return [m for m in model_zoo.list_models()
+            if "vector" in model_zoo.registry.spec(m).load_class().observation_kinds]
+
+
 def parse_args(argv: list[str] | None = None) -> Args:
     args = tyro.cli(Args, args=argv, description=__doc__)
     if unknown := [m for m in args.models if m not in model_zoo.list_models()]:
         print(f"error: argument --models: unknown {unknown}; registered: {', '.join(model_zoo.list_models())}",
+              file=sys.stderr)
+        raise SystemExit(2)
+    if pixel_only := [m for m in args.models if m not in state_models()]:
+        print(f"error: argument --models: {pixel_only} take no state vectors; the board starts from them",
               file=sys.stderr)
         raise SystemExit(2)
     if args.seeds < 1 or args.workers < 1:
@@ -105,7 +115,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
 def jobs(args: Args) -> Iterator[tuple[str, str | None, int]]:
     """("reality", None, seed) for each seed, then ("cell", model, seed) seed by seed, the costly models first:
     a board reported before the run ends (``--report-only``) then holds every model at its first seeds."""
-    ids = args.models or model_zoo.list_models()
+    ids = args.models or state_models()
     order = sorted(ids, key=lambda m: COST_ORDER.index(m) if m in COST_ORDER else len(COST_ORDER))
     yield from (("reality", None, seed) for seed in range(args.seeds))
     yield from (("cell", model, seed) for seed in range(args.seeds) for model in order)

@@ -47,6 +47,7 @@ register("dpgmm_vrnn", entry_point="model_zoo.models.dpgmm_vrnn:DPGMMVRNN")
 register("causal_vae_mdnrnn", entry_point="model_zoo.models.causal_vae_mdnrnn:CausalVAEMDNRNN")
 register("vqvae_transformer", entry_point="model_zoo.models.vqvae_transformer:VQVAETransformer")
 register("rssm", entry_point="model_zoo.models.rssm:RSSM")
+register("diffusion", entry_point="model_zoo.models.diffusion:Diffusion")
 
 
 def load(directory, map_location="cpu"):

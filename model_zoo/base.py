@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from model_zoo.registry import PRESET_NAMES, Preset
-from model_zoo.spaces import ObsSpec
+from model_zoo.spaces import OBSERVATION_KINDS, ObsSpec
 
 __all__ = ["Batch", "Imagined", "State", "WorldModel"]
 
@@ -106,6 +106,8 @@ class WorldModel(nn.Module):
     first_action: ClassVar[str] = "zeros"
     # tuned settings by data kind (``model_zoo.registry.PRESET_NAMES``); a model overrides those it tuned
     presets: ClassVar[Mapping[str, Preset]] = {name: Preset() for name in PRESET_NAMES}
+    # the kinds of observation space it takes (``model_zoo.spaces.OBSERVATION_KINDS``); others are a ValueError
+    observation_kinds: ClassVar[tuple[str, ...]] = OBSERVATION_KINDS
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Any):
         super().__init__()
@@ -115,6 +117,11 @@ class WorldModel(nn.Module):
         self.observation_space = observation_space
         self.action_space = action_space
         self.spec = ObsSpec(observation_space, action_space)
+        if self.spec.kind not in self.observation_kinds:
+            raise ValueError(
+                f"{type(self).__name__} takes {' or '.join(map(repr, self.observation_kinds))} observations, "
+                f"not {self.spec.kind!r} ones ({observation_space})"
+            )
 
     # --- the interface -------------------------------------------------------
 

@@ -30,6 +30,7 @@ from model_zoo.metadata import resolve_function
 
 __all__ = [
     "MAX_PARAMETERS",
+    "PRESET_KINDS",
     "PRESET_NAMES",
     "ModelSpec",
     "Preset",
@@ -47,7 +48,11 @@ MAX_PARAMETERS = 1_000_000_000
 """The most numbers (parameters and buffers) a model ``make`` builds may hold: a generous bound, far above the zoo's."""
 
 PRESET_NAMES = ("campusnav-state", "campusnav-pixels")
-"""The presets every model has: CampusNav-v0's flat state vectors, and its dict observations with the image."""
+"""The presets: CampusNav-v0's flat state vectors, and its dict observations with the image."""
+
+PRESET_KINDS = {"campusnav-state": "vector", "campusnav-pixels": "image+vector"}
+"""The observation kind (``model_zoo.spaces.OBSERVATION_KINDS``) of each preset's data: a model has the presets of
+the kinds it takes."""
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,12 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor
 
-__all__ = ["IMAGE_SIZE", "ObsSpec"]
+__all__ = ["IMAGE_SIZE", "OBSERVATION_KINDS", "ObsSpec", "observation_kind"]
 
 IMAGE_SIZE = 64  # images are resized to IMAGE_SIZE x IMAGE_SIZE inside models
 _BARE = ""  # the key of a bare (non-Dict) observation space
+OBSERVATION_KINDS = ("image", "vector", "image+vector")
+"""What an observation space holds: images only, vectors only, or both (a Dict); ``ObsSpec.kind``."""
 
 
 def _is_image(space: gym.Space) -> bool:
@@ -63,6 +65,7 @@ class ObsSpec:
                     "(H, W, C), float Boxes, Discrete, or a Dict of them"
                 )
         self.image_keys = tuple(self.images)
+        self.kind = "image+vector" if self.images and self.vectors else "image" if self.images else "vector"
         self.vector_dims = {k: _flat_dim(s) for k, s in self.vectors.items()}
         self.vector_dim = sum(self.vector_dims.values())
         if isinstance(action_space, spaces.Discrete):
@@ -156,6 +159,15 @@ class ObsSpec:
             return F.one_hot(action.long() - int(self.action_space.start), self.action_dim).float()
         shape = tuple(self.action_space.shape)
         return action.float().reshape(tuple(action.shape[: action.dim() - len(shape)]) + (-1,))
+
+
+def observation_kind(observation_space: gym.Space) -> str:
+    """The ``OBSERVATION_KINDS`` entry of a space: ``"image"``, ``"vector"`` or ``"image+vector"``.
+
+    >>> observation_kind(spaces.Box(0, 255, (64, 64, 3), np.uint8)), observation_kind(spaces.Discrete(3))
+    ('image', 'vector')
+    """
+    return ObsSpec(observation_space, spaces.Discrete(1)).kind
 
 
 def _flat_dim(space: gym.Space) -> int:

@@ -12,7 +12,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from model_zoo import registry
 from model_zoo.base import Batch
+from model_zoo.spaces import observation_kind
 
 IMAGE = spaces.Box(0, 255, (64, 64, 3), np.uint8)
 VECTOR = spaces.Box(-1.0, 1.0, (5,), np.float32)
@@ -24,6 +26,16 @@ OBS_SPACES = {
 BOX_ACTIONS = spaces.Box(-1.0, 1.0, (2,), np.float32)
 
 Seed = int | np.random.Generator
+
+
+def takes(model_id: str, observation_space: spaces.Space) -> bool:
+    """Whether model ``model_id`` takes ``observation_space``: its kind is one of the class's ``observation_kinds``."""
+    return observation_kind(observation_space) in registry.spec(model_id).load_class().observation_kinds
+
+
+def cheapest_space(model_id: str) -> spaces.Space:
+    """The cheapest of the shared spaces the model takes: the vector, else the image, else the Dict."""
+    return next(s for s in (VECTOR, IMAGE, OBS_SPACES["dict"]) if takes(model_id, s))
 
 
 def random_obs(space: spaces.Space, lead: tuple[int, ...], rng: Seed = 0):

@@ -7,6 +7,7 @@ it is registered.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -15,14 +16,17 @@ from gymnasium import spaces
 
 import model_zoo
 from model_zoo import Imagined
+from model_zoo.spaces import observation_kind
 from tests.model_zoo.fixtures import (
     BOX_ACTIONS,
     OBS_SPACES,
     VECTOR,
     adam_steps,
+    cheapest_space,
     random_actions,
     random_batch,
     random_obs,
+    takes,
 )
 
 ACTION_SPACES = {"discrete": spaces.Discrete(5), "box": BOX_ACTIONS}
@@ -45,6 +49,13 @@ CASES = [
     for model_id in model_zoo.list_models()
     for obs_kind in OBS_SPACES
     for act_kind in ACTION_SPACES
+    if takes(model_id, OBS_SPACES[obs_kind])  # a model declares the kinds it takes (``observation_kinds``)
+]
+REFUSED = [
+    pytest.param(model_id, obs_kind, id=f"{model_id}-{obs_kind}")
+    for model_id in model_zoo.list_models()
+    for obs_kind in OBS_SPACES
+    if not takes(model_id, OBS_SPACES[obs_kind])
 ]
 
 
@@ -125,9 +136,16 @@ def test_imagine_is_batched_and_deterministic(built, model_id, obs_kind, act_kin
     assert torch.equal(a.reward, b.reward) and torch.equal(a.terminated, b.terminated)
 
 
+@pytest.mark.parametrize(("model_id", "obs_kind"), REFUSED or [pytest.param(None, None, marks=pytest.mark.skip)])
+def test_an_observation_kind_a_model_does_not_take_is_a_clear_error(model_id, obs_kind):
+    kind = re.escape(observation_kind(OBS_SPACES[obs_kind]))
+    with pytest.raises(ValueError, match=f"takes .* observations, not '{kind}' ones"):
+        model_zoo.make(model_id, OBS_SPACES[obs_kind], ACTION_SPACES["discrete"])
+
+
 @pytest.mark.parametrize("model_id", model_zoo.list_models())
 def test_non_causal_models_refuse_interventions(model_id):
-    model = model_zoo.make(model_id, OBS_SPACES["vector"], ACTION_SPACES["discrete"])
+    model = model_zoo.make(model_id, cheapest_space(model_id), ACTION_SPACES["discrete"])
     if model.supports_do:
         pytest.skip("a causal model: tested in its own file")
     state = model.initial_state(2)
@@ -148,9 +166,9 @@ def test_unknown_model_and_config_field_are_clear_errors():
 def test_a_discrete_space_that_does_not_start_at_zero_works_at_episode_starts(model_id):
     # Discrete(5, start=1): actions 1..5; an episode's first action must not be encoded as action 0
     torch.manual_seed(0)
-    space = spaces.Discrete(5, start=1)
-    model = model_zoo.make(model_id, VECTOR, space)
-    batch = random_batch(VECTOR, space, B, T, boundary=T // 2)
+    space, obs_space = spaces.Discrete(5, start=1), cheapest_space(model_id)
+    model = model_zoo.make(model_id, obs_space, space)
+    batch = random_batch(obs_space, space, B, T, boundary=T // 2)
     batch = dataclasses.replace(batch, action=batch.action + 1)  # ids 1..5
     loss, _ = model.loss(batch)
     assert torch.isfinite(loss)

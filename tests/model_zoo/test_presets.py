@@ -10,16 +10,27 @@ from gymnasium import spaces
 
 import model_zoo
 from model_zoo.models.mlp import MLPWorldModel
-from model_zoo.registry import PRESET_NAMES, Preset, list_presets, preset
+from model_zoo.registry import PRESET_KINDS, PRESET_NAMES, Preset, list_presets, preset, spec
 
 BOX = spaces.Box(-1, 1, (4,), np.float32)
 
 
 @pytest.mark.parametrize("model_id", model_zoo.list_models())
-def test_every_model_has_every_preset(model_id):
-    assert set(PRESET_NAMES) <= set(list_presets(model_id))
-    for name in PRESET_NAMES:
+def test_every_model_has_the_presets_of_the_observation_kinds_it_takes(model_id):
+    kinds = spec(model_id).load_class().observation_kinds
+    names = [name for name in PRESET_NAMES if PRESET_KINDS[name] in kinds]
+    assert names and set(names) <= set(list_presets(model_id))
+    for name in names:
         assert preset(model_id, name).lr > 0
+
+
+def test_every_preset_names_its_observation_kind():
+    assert set(PRESET_KINDS) == set(PRESET_NAMES)
+
+
+def test_a_pixel_only_model_has_no_state_preset():
+    with pytest.raises(ValueError, match="diffusion: unknown preset 'campusnav-state'; presets: campusnav-pixels"):
+        preset("diffusion", "campusnav-state")
 
 
 def test_unknown_preset_names_the_valid_ones():
