@@ -52,6 +52,7 @@ from campus_env.rules import BLOCKED_REWARD
 from campus_env.schema import MOVES, STATE_SLICES, Action
 from campusnav.budgets import GridCollection, Training
 from campusnav.harness import write_json, write_results
+from campusnav.threads import use_threads
 from model_zoo.data import collect
 
 ENV_KWARGS = {"obs_mode": "state", "observe_causal": True}
@@ -265,7 +266,7 @@ def mean_over(runs: list[dict], *path: str) -> float:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    torch.set_num_threads(1)
+    use_threads()
     env = gym.make("CampusNav-v0", **ENV_KWARGS)
     began = time.perf_counter()
     runs = [replicate(args, seed, env) for seed in args.seeds]

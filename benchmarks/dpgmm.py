@@ -51,6 +51,7 @@ from campus_env import causal
 from campusnav.budgets import BenchmarkRun, GridCollection, Training
 from campusnav.harness import write_json, write_results
 from campusnav.overrides import parse_overrides
+from campusnav.threads import use_threads
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from model_zoo.models.dpgmm_vrnn import TASKS
 from model_zoo.nets.stick_breaking import components_in_use
@@ -106,7 +107,7 @@ def train(model_id: str, dataset, episodes, args: Args, seed: int | None = None,
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     with tempfile.TemporaryDirectory() as root:
         started = time.perf_counter()
         dataset = collect(coverage="grid", split="train", episodes_per_cell=args.episodes_per_cell, num_envs=16,

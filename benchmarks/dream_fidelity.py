@@ -47,6 +47,7 @@ from campus_env.rules import BLOCKED_REWARD, STEP_PENALTY
 from campusnav.budgets import BenchmarkRun
 from campusnav.harness import markdown_table, write_json, write_results
 from campusnav.overrides import parse_overrides
+from campusnav.threads import use_threads
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from wrappers import DreamVectorEnv
 
@@ -101,7 +102,7 @@ def probe(env, episodes: int, seed: int) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     horizon = args.max_episode_steps
 
     with tempfile.TemporaryDirectory() as tmp:

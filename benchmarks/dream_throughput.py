@@ -42,6 +42,7 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campusnav.bench import vector_stepper
 from campusnav.harness import Target, machine_info, markdown_table, measure_rate, write_json
+from campusnav.threads import use_threads
 from wrappers import DreamVectorEnv, to_sb3
 
 ENV_ID = "CampusNav-v0"
@@ -204,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     warmup = min(0.5, max(0.1, 0.25 * seconds))
     ppo_timesteps = args.ppo_timesteps or (4_096 if args.quick else 32_768)
     models = list(args.models) or model_zoo.list_models()
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     info = machine_info()
     print(f"# dream throughput on {ENV_ID}: UNTRAINED models (freshly initialised; speed does not depend on the "
           f"weights); env rows best of {repeats} x {seconds:g} s windows, PPO {ppo_timesteps:,} frames per row")

@@ -44,7 +44,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 import tyro
 
 import model_zoo
@@ -58,6 +57,7 @@ from campusnav.leaderboard.reality import reality_folder, run_reality
 from campusnav.leaderboard.report import plot, tables, targets
 from campusnav.leaderboard.summary import bootstrap_interval, cell_row, summarize
 from campusnav.pretrain import BUDGET_FILE, PretrainArgs, export
+from campusnav.threads import use_threads
 
 COST_ORDER = ("dpgmm_vrnn", "causal_vae_mdnrnn", "rssm", "vae_mdnrnn", "vqvae_transformer", "mlp_ensemble", "mlp")
 
@@ -173,7 +173,7 @@ def collect_rows(args: Args, budget: Budget) -> tuple[dict, dict, dict]:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    torch.set_num_threads(1)
+    use_threads()
     budget = budget_of(args)
     out = Path(args.out) if args.out else default_results_directory()
     out.mkdir(parents=True, exist_ok=True)

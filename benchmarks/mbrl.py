@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import tyro
 
 from campusnav.baselines import steps_to
 from campusnav.harness import Target, default_results_directory, markdown_table, write_json, write_results
 from campusnav.leaderboard.summary import bootstrap_interval
 from campusnav.mbrl import MBRLArgs, check_args, run_mbrl, tiny
+from campusnav.threads import use_threads
 
 EVAL_SEED = 10_000  # the seeded real episodes every policy is scored on (campusnav mbrl's too)
 
@@ -211,7 +211,7 @@ def plot(path: Path, reality: list[dict], loops: dict[str, list[dict]], random: 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    torch.set_num_threads(1)
+    use_threads()
     out = Path(args.out) if args.out else default_results_directory()
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

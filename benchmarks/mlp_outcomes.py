@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import tyro
 
 import model_zoo
@@ -38,6 +37,7 @@ from campusnav.leaderboard.cell import late_share, train_with_curve
 from campusnav.leaderboard.data import CAMPUS, DATA_SEED, STATE_KWARGS, campus_data
 from campusnav.leaderboard.summary import bootstrap_interval
 from campusnav.leaderboard.transfer import EVAL_SEED
+from campusnav.threads import use_threads
 
 VARIANTS = {"deterministic": {"outcomes": 1}, "outcomes=4": {"outcomes": 4}}
 HORIZONS = (1, 4, 16)
@@ -78,7 +78,7 @@ def measure(args: Args, budget: Budget, seed: int, overrides: dict[str, Any], da
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    torch.set_num_threads(1)
+    use_threads()
     budget = budget_of(args)
     out = Path(args.out) if args.out else default_results_directory()
     out.mkdir(parents=True, exist_ok=True)

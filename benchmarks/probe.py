@@ -27,12 +27,12 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
 import tyro
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 from campusnav.budgets import BenchmarkRun
 from campusnav.harness import Target, markdown_table, write_json, write_results
+from campusnav.threads import use_threads
 from model_zoo.probe import VALID_CONFIDENCE, SemanticProbe, collect_frames, evaluate_probe, train_probe
 
 ENV_ID = "CampusNav-v0"
@@ -105,7 +105,7 @@ def confidence_rows(probe: SemanticProbe, args: Args) -> tuple[dict[str, dict], 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    use_threads(args.threads)
     result = train_probe(ENV_ID, frames=args.frames, heldout_frames=args.heldout_frames, steps=args.steps,
                          batch_size=args.batch_size, num_envs=args.num_envs, stride=args.stride, seed=args.seed)
     if args.save:

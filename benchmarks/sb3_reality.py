@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import tyro
 
 from campusnav.baselines import PRESETS, SWEEP, Baseline, Evaluation, TrainedBaseline, steps_to, train
 from campusnav.budgets import BenchmarkRun
 from campusnav.harness import Target, default_results_directory, markdown_table, write_json, write_results
+from campusnav.threads import use_threads
 
 TARGET = 0.90
 MILESTONES = (0.5, 0.8, 0.9, 0.95)
@@ -212,7 +212,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    torch.set_num_threads(1)
+    use_threads(args.threads)
     out = Path(args.out) if args.out else default_results_directory()
     report: dict[str, Any] = {}
     if args.sweep or args.quick:

@@ -32,6 +32,7 @@ import model_zoo
 from campusnav.budgets import BenchmarkRun, Collection, SequenceBatches
 from campusnav.harness import write_json, write_results
 from campusnav.leaderboard.bounds import deterministic_bound
+from campusnav.threads import use_threads
 from model_zoo.data import SequenceSampler, collect, iterate, load_episodes, split_episodes
 
 
@@ -80,6 +81,7 @@ def mean_disagreement(model, episodes, seq_len: int) -> float:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    use_threads(args.threads)
     torch.manual_seed(args.seed)
     ids = args.models or model_zoo.list_models()
     with tempfile.TemporaryDirectory() as root:

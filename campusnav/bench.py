@@ -58,6 +58,8 @@ class BenchConfig:
     """also write the numbers to this JSON file"""
     results: bool = False
     """also write the docs' result files, env_throughput.{md,json} (not with --quick)"""
+    threads: int | None = None
+    """torch threads per process (default: one, the fastest for the zoo's small networks)"""
 
 
 def check_config(config: BenchConfig) -> None:

@@ -115,6 +115,8 @@ class ExampleRun:
     """output folder"""
     tiny: bool = False
     """a tiny budget for tests (seconds): every stage runs, none learns much"""
+    threads: int | None = None
+    """torch threads per process (default: one, the fastest for the zoo's small networks)"""
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,8 @@ class BenchmarkRun:
     """also write the results to this file"""
     quick: bool = False
     """a smoke run: tiny data and budgets"""
+    threads: int | None = None
+    """torch threads per process (default: one, the fastest for the zoo's small networks)"""
 
 
 def collect_split(

@@ -14,9 +14,14 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tyro
+
+from campusnav.threads import use_threads
+
+if TYPE_CHECKING:
+    from model_zoo.distributed import World
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main", "parse_args", "parse_assignment", "parse_value"]
 
@@ -218,13 +223,29 @@ def check_train_arguments(parser: argparse.ArgumentParser, args: argparse.Namesp
                      f"choose from {', '.join(list_presets(args.model))}")
     if not 0.0 <= args.holdout < 1.0:
         parser.error(f"argument --holdout: must be in [0, 1), got {args.holdout}")
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's; the global batch is split over them
+    if args.batch_size < 1 or args.batch_size % processes:
+        parser.error(f"argument --batch-size: must be a positive multiple of the {processes} process(es), "
+                     f"got {args.batch_size}")
     args.overrides = dict(args.set)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """Trains on one process, or data-parallel on each of the processes torchrun started (rank 0 writes)."""
+    from model_zoo import distributed
+
+    world = distributed.init()  # a no-op unless torchrun started this process
+    try:
+        return _train(args, world)
+    finally:
+        distributed.shutdown()
+
+
+def _train(args: argparse.Namespace, world: World) -> int:
     import torch
 
     import model_zoo
+    from model_zoo import distributed
     from model_zoo.data import SequenceSampler, load_dataset, load_episodes, split_episodes
 
     dataset = load_dataset(args.dataset_id, data_path=args.data_path)
@@ -235,9 +256,13 @@ def run_train(args: argparse.Namespace) -> int:
                            **args.overrides)
     lr = args.lr if args.lr is not None else model_zoo.preset(args.model, args.preset).lr if args.preset else 3e-4
     run_dir = Path(args.run_dir or Path("runs") / args.model)
-    sampler = SequenceSampler(train, args.seq_len, args.batch_size, seed=args.seed)
+    # under torchrun each rank draws its shard of the global batch with a seed of its own
+    sampler = SequenceSampler(train, args.seq_len, distributed.shard_batch_size(args.batch_size, world.size),
+                              seed=distributed.rank_seed(args.seed, world.rank))
     model_zoo.fit(model, sampler, steps=args.steps, lr=lr, seed=args.seed, run_dir=run_dir,
                   checkpoint_every=args.checkpoint_every, resume=not args.no_resume)
+    if not world.is_main:
+        return 0
     print(f"checkpoint: {run_dir / 'checkpoint'}   metrics: {run_dir / 'metrics.csv'}")
     if heldout:
         result = model_zoo.evaluate(model, heldout)
@@ -478,6 +503,9 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+THREADS_HELP = "torch threads per process (default: one, the fastest for the zoo's small networks)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``campusnav`` parser with one subparser per entry of ``COMMANDS``."""
     return _build()[0]
@@ -496,6 +524,7 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
             subparsers[name].add_argument("options", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
         else:
             command.options(subparsers[name])
+            subparsers[name].add_argument("--threads", type=int, default=None, metavar="N", help=THREADS_HELP)
     return parser, subparsers
 
 
@@ -509,6 +538,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args = argparse.Namespace(command=argv[0], options=options)
     else:
         args = parser.parse_args(argv)
+    if command is not None and command.dataclass:  # the field of the command's dataclass
+        args.threads = getattr(args.options, "threads", None)
+    if args.threads is not None and args.threads < 1:
+        subparsers[args.command].error(f"argument --threads: must be a positive integer, got {args.threads}")
     COMMANDS[args.command].check(subparsers[args.command], args)
     return args
 
@@ -516,6 +549,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``campusnav`` console script."""
     args = parse_args(argv)
+    use_threads(args.threads)
     return COMMANDS[args.command].run(args)
 
 

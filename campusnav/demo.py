@@ -445,6 +445,8 @@ class DemoArgs(DemoConfig):
     """The options of ``campusnav demo``: every field of ``DemoConfig``, and ``--tiny``."""
 
     tiny: bool = field(default=False, metadata={"help": "a smoke run of seconds (tests use it)"})
+    threads: int | None = field(default=None, metadata={
+        "help": "torch threads per process (default: one, the fastest for the zoo's small networks)"})
 
 
 def config_from_args(args: DemoArgs) -> DemoConfig:

@@ -25,6 +25,7 @@ from typing import Any
 
 from campusnav.demo import DEMO_MODEL_CONFIG
 from campusnav.overrides import parse_overrides
+from campusnav.threads import use_threads
 
 __all__ = ["ENV_ID", "LEARNERS", "MBRLArgs", "MODEL_CONFIG", "make_dream", "make_learner", "model_overrides",
            "run_mbrl", "tiny"]
@@ -90,6 +91,8 @@ class MBRLArgs:
     """output folder: datasets, model, curve.json, curve.png"""
     tiny: bool = False
     """a tiny budget for tests (seconds)"""
+    threads: int | None = None
+    """torch threads per process (default: one, the fastest for the zoo's small networks)"""
 
 
 TINY_CONFIG = {"hidden": 16, "layers": 1, "members": 2, "z_dim": 4, "depth": 4, "vector_hidden": 16, "mixtures": 2}
@@ -199,7 +202,7 @@ def run_mbrl(args: MBRLArgs):
     from model_zoo.agents.transfer import Evaluation
 
     check_args(args)
-    torch.set_num_threads(1)  # small networks: one thread is the fastest
+    use_threads(args.threads)
     torch.manual_seed(args.seed)
     probe = gym.make(ENV_ID, **ENV_KWARGS)
     model = model_zoo.make(args.model, probe.observation_space, probe.action_space, preset="campusnav-state",

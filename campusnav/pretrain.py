@@ -64,6 +64,8 @@ class PretrainArgs:
     """the models also shipped on CampusNav-v0 pixels (from a run with pixels)"""
     car_model: str = CAR_MODEL
     """the model also shipped on CarRacing-v3 pixels ("" for none)"""
+    threads: int | None = None
+    """torch threads per process (default: one, the fastest for the zoo's small networks)"""
 
 
 def budget_in(work: Path) -> Budget:

@@ -50,6 +50,7 @@ import model_zoo  # noqa: E402
 from campus_env.schema import MOVES, STATE_SLICES, Action  # noqa: E402
 from campusnav.budgets import Collection, ControllerTraining, ExampleRun, SequenceBatches  # noqa: E402
 from campusnav.results import plain  # noqa: E402
+from campusnav.threads import use_threads
 from model_zoo.agents.controllers import LinearController, model_features  # noqa: E402
 from model_zoo.agents.transfer import Evaluation, controller_policy, evaluate_policy, train_controller  # noqa: E402
 from model_zoo.causal import (  # noqa: E402
@@ -169,6 +170,7 @@ def run_episodes(env: gym.Env, act, seeds: range, options: dict[str, Any] | None
 
 if __name__ == "__main__":
     args = parse_args()
+    use_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)

@@ -48,6 +48,7 @@ import model_zoo
 from campus_env import causal
 from campusnav.budgets import ExampleRun, GridCollection, Training
 from campusnav.budgets import config_overrides as model_config
+from campusnav.threads import use_threads
 from model_zoo.data import SequenceSampler, collect, load_episodes, split_episodes
 from model_zoo.models.dpgmm_vrnn import TASKS
 from model_zoo.nets.stick_breaking import components_in_use, effective_components
@@ -173,6 +174,7 @@ def train(balancer: str, config: dict[str, Any], args: Args, dataset, train_eps,
 
 if __name__ == "__main__":
     args = parse_args()
+    use_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -48,6 +48,7 @@ import model_zoo
 from campus_env.oracle import ShortestPathPolicy
 from campusnav.budgets import Collection, ExampleRun, Training, collect_split, config_overrides
 from campusnav.results import plain
+from campusnav.threads import use_threads
 from wrappers import plot_error_vs_horizon, record_side_by_side
 from wrappers.recorder import video_backend
 
@@ -109,6 +110,7 @@ def fmt_table(header: list[str], rows: list[list[str]]) -> str:
 
 if __name__ == "__main__":
     args = parse_args()
+    use_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)

@@ -51,6 +51,7 @@ import model_zoo
 from campus_env.oracle import ShortestPathPolicy
 from campus_env.schema import STATE_SLICES, Action
 from campusnav.budgets import ExampleRun, Training
+from campusnav.threads import use_threads
 from model_zoo.agents.actor_critic import start_states
 from model_zoo.agents.controllers import ActorCritic, ActorCriticConfig, model_features
 from model_zoo.checkpoint import save_tensors
@@ -230,7 +231,7 @@ def plot(rows: list[dict[str, Any]], refs: dict[str, float], path: Path) -> None
 
 if __name__ == "__main__":
     args = parse_args()
-    torch.set_num_threads(1)  # small networks: one thread is the fastest on a shared CPU
+    use_threads(args.threads)
     torch.manual_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

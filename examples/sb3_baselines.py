@@ -46,6 +46,7 @@ from campusnav.baselines import ALGOS, PRESETS, Baseline, make_venv, score, trai
 from campusnav.budgets import ExampleRun
 from campusnav.harness import markdown_table
 from campusnav.mbrl import model_overrides
+from campusnav.threads import use_threads
 from model_zoo.agents.mbrl import LoopConfig, SB3Learner, run_loop
 from model_zoo.agents.transfer import Evaluation, evaluate_policy, random_policy
 from wrappers import DreamVectorEnv
@@ -134,7 +135,7 @@ def row(name: str, outcomes: Any, **extra: Any) -> dict[str, Any]:
 
 
 def main(args: Args) -> dict[str, Any]:
-    torch.set_num_threads(1)  # small networks: one thread is the fastest on a laptop CPU
+    use_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

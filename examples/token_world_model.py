@@ -47,6 +47,7 @@ import model_zoo
 from campus_env.oracle import ShortestPathPolicy
 from campusnav.budgets import Collection, ExampleRun, Training, collect_split, config_overrides
 from campusnav.results import plain
+from campusnav.threads import use_threads
 from wrappers import plot_error_vs_horizon, record_side_by_side
 from wrappers.recorder import video_backend
 
@@ -102,6 +103,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
 
 if __name__ == "__main__":
     args = parse_args()
+    use_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

@@ -49,6 +49,7 @@ from campus_env.oracle import ShortestPathPolicy
 from campus_env.schema import STATE_SLICES, Action
 from campusnav.budgets import Collection, ControllerTraining, ExampleRun, Training, collect_split
 from campusnav.results import plain
+from campusnav.threads import use_threads
 from model_zoo.agents.controllers import LinearController, model_features
 from model_zoo.agents.transfer import Evaluation, dream_to_reality, evaluate_policy
 from wrappers import DreamVectorEnv, LatentObservation
@@ -112,6 +113,7 @@ def toward_goal(epsilon: float, seed: int):
 
 if __name__ == "__main__":
     args = parse_args()
+    use_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)

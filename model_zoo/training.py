@@ -18,6 +18,10 @@ JSON-able values, numpy arrays or tensors, and ``load_state_dict(state)``) and a
 deterministic model on the same device, the resumed run ends with exactly the
 parameters of an uninterrupted one. A sampler without them resumes with a warning.
 
+Started K times by ``torchrun``, ``fit`` trains data-parallel (``model_zoo.distributed``):
+``batch_size`` is the global batch, each rank draws its own shard, gradients are
+averaged, and rank 0 alone writes ``run_dir``.
+
 >>> import numpy as np, torch, model_zoo
 >>> from gymnasium import spaces
 >>> model = model_zoo.make("mlp", spaces.Box(-1, 1, (3,), np.float32), spaces.Discrete(2), hidden=16)
@@ -48,6 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from model_zoo import distributed
 from model_zoo.base import Batch
 from model_zoo.checkpoint import (
     WEIGHTS_FILE,
@@ -146,7 +151,7 @@ def fit(
                 run.log_row(step)
             if step == steps or (checkpoint_every and step % checkpoint_every == 0):
                 run.save(step)
-            if callback is not None and callback(step, step_metrics) is False:
+            if callback is not None and run.agree(callback(step, step_metrics) is False):
                 run.stop(step)
                 break
     finally:
@@ -177,6 +182,8 @@ class _TrainingRun:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=lr, weight_decay=weight_decay)
         self.run_path = Path(run_dir) if run_dir is not None else None
+        self.world = distributed.world()  # World() unless torchrun started this process among others
+        self.forward = model.loss  # under torchrun: DDP's wrapper of it, which averages the gradients
         self.accumulator = _Mean()
         self.history: list[dict[str, float]] = []
         self.last_saved = -1
@@ -190,25 +197,30 @@ class _TrainingRun:
         from tqdm.auto import tqdm
 
         start, restored = 0, None
-        if self.run_path is not None:
+        if self.run_path is not None and self.world.is_main:
             self.run_path.mkdir(parents=True, exist_ok=True)
             for stale in self.run_path.glob(_TMP_PREFIX + "*"):  # a checkpoint write that was killed
                 shutil.rmtree(stale, ignore_errors=True)
             if (self.run_path / CHECKPOINT_DIR / _TRAINER_FILE).is_file():  # a kill after the swap: old is stale
                 shutil.rmtree(self.run_path / OLD_CHECKPOINT_DIR, ignore_errors=True)
-            if resume:
-                restored = _find_checkpoint(self.run_path)
+        if self.world.enabled:
+            distributed.barrier()  # rank 0 has tidied run_dir before the others read it
+        if self.run_path is not None and resume:
+            restored = _find_checkpoint(self.run_path)
         if restored is not None:
             start, self.accumulator = _restore(restored, self.model, self.optimizer, self.sampler, self.lr,
-                                               self.weight_decay)
+                                               self.weight_decay, self.world)
             self.last_saved = start
         else:
-            torch.manual_seed(self.seed)
-        if self.run_path is not None:
+            torch.manual_seed(distributed.rank_seed(self.seed, self.world.rank))
+        if self.world.enabled:
+            self.forward = distributed.wrap(self.model, self.device)  # broadcasts rank 0's weights
+        if self.run_path is not None and self.world.is_main:
             self.log = _CSVLog(self.run_path / METRICS_FILE, keep_until=start)
             self.history = self.log.rows()
-        self.writer = _tensorboard(self.run_path) if tensorboard else None
-        self.bar = tqdm(total=total_steps, initial=min(start, total_steps), disable=not progress,
+        self.writer = _tensorboard(self.run_path) if tensorboard and self.world.is_main else None
+        self.bar = tqdm(total=total_steps, initial=min(start, total_steps),
+                        disable=not progress or not self.world.is_main,
                         desc=f"fit {getattr(self.model, 'model_id', '') or 'model'}", dynamic_ncols=True)
         self.clock_start = time.perf_counter()
         return start
@@ -216,7 +228,7 @@ class _TrainingRun:
     def train_step(self, step: int) -> dict[str, float]:
         """One Adam step on a fresh batch; returns the step's metrics (loss, the model's, grad_norm)."""
         batch = _to_device(self.sampler.sample(), self.device)
-        loss, metrics = self.model.loss(batch)
+        loss, metrics = self.forward(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step} (metrics {metrics}); try a lower lr")
         self.optimizer.zero_grad(set_to_none=True)
@@ -235,7 +247,8 @@ class _TrainingRun:
     def log_row(self, step: int) -> None:
         """Logs the means since the last row (history, CSV, TensorBoard, progress bar) and starts new sums."""
         elapsed = time.perf_counter() - self.clock_start
-        row = {"step": step, **self.accumulator.means(), "lr": self.optimizer.param_groups[0]["lr"],
+        means = distributed.all_mean(self.accumulator.means()) if self.world.enabled else self.accumulator.means()
+        row = {"step": step, **means, "lr": self.optimizer.param_groups[0]["lr"],
                "steps_per_s": self.clock_steps / max(elapsed, 1e-9)}
         self.accumulator, self.clock_start, self.clock_steps = _Mean(), time.perf_counter(), 0
         self.bar.set_postfix(loss=f"{row['loss']:.4g}")
@@ -247,6 +260,10 @@ class _TrainingRun:
                     self.writer.add_scalar(name, value, step)
         self.history.append(row)
 
+    def agree(self, stop: bool) -> bool:
+        """Whether to stop: under torchrun, as soon as any rank's callback says so, on every rank."""
+        return distributed.any_true(stop) if self.world.enabled else stop
+
     def stop(self, step: int) -> None:
         """Ends the run early at ``step``: logs the partial row and writes the checkpoint."""
         if self.accumulator.counts:
@@ -255,10 +272,15 @@ class _TrainingRun:
 
     def save(self, step: int) -> None:
         """Writes a checkpoint of ``step`` into ``run_dir`` unless there is none or it is written already."""
-        if self.run_path is not None and self.last_saved != step:
+        if self.run_path is None or self.last_saved == step:
+            return
+        ranks = distributed.gather(_rank_state(self.sampler)) if self.world.enabled else None
+        if self.world.is_main:
             _write_checkpoint(self.run_path, self.model, self.optimizer, self.sampler, step, self.accumulator,
-                              self.seed)
-            self.last_saved = step
+                              self.seed, ranks)
+        if self.world.enabled:
+            distributed.barrier()  # the checkpoint is on disk when any rank goes on
+        self.last_saved = step
 
     def close(self) -> None:
         if self.bar is not None:
@@ -277,6 +299,10 @@ def make_sampler(
         return data
     from model_zoo.data import SequenceSampler
 
+    world = distributed.world()
+    if world.enabled:  # this rank's shard of the global batch, drawn with a seed of its own
+        batch_size = distributed.shard_batch_size(batch_size, world.size)
+        seed = distributed.rank_seed(seed, world.rank)
     return SequenceSampler(data, seq_len, batch_size, seed=seed, device=device)
 
 
@@ -381,8 +407,11 @@ def _tensorboard(run_path: Path | None):
 
 
 def _write_checkpoint(run_path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sampler: Any,
-                      step: int, accumulator: _Mean, seed: int) -> Path:
-    """Writes the whole checkpoint into a fresh folder, then swaps it in place of the old one."""
+                      step: int, accumulator: _Mean, seed: int, ranks: list[Any] | None = None) -> Path:
+    """Writes the whole checkpoint into a fresh folder, then swaps it in place of the old one.
+
+    ``ranks``: under torchrun, every rank's ``_rank_state``, in rank order.
+    """
     tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=run_path))
     try:
         save(model, tmp)
@@ -406,6 +435,8 @@ def _write_checkpoint(run_path: Path, model: nn.Module, optimizer: torch.optim.O
             "sampler": _sampler_state(sampler),
             "metrics": {"sums": accumulator.sums, "counts": accumulator.counts},
         }
+        if ranks is not None:
+            trainer["ranks"] = ranks
         atomic_write(tmp / _TRAINER_FILE, json.dumps(trainer))
         final, old = run_path / CHECKPOINT_DIR, run_path / OLD_CHECKPOINT_DIR
         if old.exists():
@@ -430,7 +461,7 @@ def _find_checkpoint(run_path: Path) -> Path | None:
 
 
 def _restore(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sampler: Any,
-             lr: float, weight_decay: float) -> tuple[int, _Mean]:
+             lr: float, weight_decay: float, world: distributed.World) -> tuple[int, _Mean]:
     """Loads model, optimizer, RNG and sampler state from ``directory``; returns (step, metric sums)."""
     config = read_config(directory)
     model_id = getattr(model, "model_id", "")
@@ -465,14 +496,29 @@ def _restore(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
         raise CheckpointError(f"{directory / _OPTIMIZER_FILE}: does not fit this model's optimizer: {error}") from None
     for group in optimizer.param_groups:
         group["lr"], group["weight_decay"] = lr, weight_decay
-    _set_rng_state(trainer["rng"])
-    if not _load_sampler_state(sampler, trainer.get("sampler")) and step > 0:
+    own = _own_state(trainer, world)
+    _set_rng_state(own["rng"])
+    if not _load_sampler_state(sampler, own.get("sampler")) and step > 0:
         warnings.warn(
             f"the sampler ({type(sampler).__name__}) has no saved state to restore; the resumed run draws "
             "other batches than an uninterrupted one would", stacklevel=4,
         )
     metrics = trainer.get("metrics") or {}
     return step, _Mean(metrics.get("sums"), metrics.get("counts"))
+
+
+def _rank_state(sampler: Any) -> dict[str, Any]:
+    """What a rank's next batches and noise depend on: its RNG states and its sampler's state."""
+    return {"rng": _rng_state(), "sampler": _sampler_state(sampler)}
+
+
+def _own_state(trainer: Mapping[str, Any], world: distributed.World) -> Mapping[str, Any]:
+    """This rank's saved RNG and sampler state (a lone process: the top level, rank 0's)."""
+    ranks = trainer.get("ranks") or [trainer]
+    if len(ranks) != world.size:
+        raise CheckpointError(f"the checkpoint was written by {len(ranks)} process(es), not {world.size}: resume "
+                              "with as many (the sampler shards and their states are per process), or resume=False")
+    return ranks[world.rank]
 
 
 def _sampler_state(sampler: Any) -> dict[str, Any] | None:

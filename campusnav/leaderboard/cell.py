@@ -33,6 +33,7 @@ from campusnav.leaderboard.data import (
 )
 from campusnav.leaderboard.ledger import Ledger
 from campusnav.leaderboard.transfer import EVAL_SEED, cmaes_controller, dream_envs, ppo_agent
+from campusnav.threads import use_threads
 from model_zoo.data import SequenceSampler
 
 __all__ = ["PRESET", "cell_folder", "late_share", "run_cell", "train_with_curve"]
@@ -50,7 +51,7 @@ def cell_folder(out: Path, model_id: str, seed: int) -> Path:
 
 def run_cell(model_id: str, seed: int, budget: Budget, out: Path, *, pixels: bool = True) -> dict[str, Any]:
     """Every stage of (``model_id``, ``seed``) that is not recorded yet; returns the whole record."""
-    torch.set_num_threads(1)
+    use_threads()  # one per process: the leaderboard runs cells side by side
     folder = cell_folder(out, model_id, seed)
     ledger = Ledger(folder / "stages.json")
     data = campus_data(budget, out)

@@ -10,11 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from campusnav.leaderboard.budget import Budget
 from campusnav.leaderboard.ledger import Ledger
 from campusnav.leaderboard.transfer import cmaes_controller, ppo_agent, random_baseline, real_envs
+from campusnav.threads import use_threads
 
 __all__ = ["reality_folder", "run_reality"]
 
@@ -25,7 +24,7 @@ def reality_folder(out: Path) -> Path:
 
 def run_reality(seed: int, budget: Budget, out: Path) -> dict[str, Any]:
     """The seed's random policy, reality-trained CMA-ES controller and reality-trained PPO, each recorded."""
-    torch.set_num_threads(1)
+    use_threads()  # one per process: the leaderboard runs cells side by side
     ledger = Ledger(reality_folder(out) / f"seed{seed}.json")
     ledger.run("random", lambda: random_baseline(budget, seed))
     ledger.run("cmaes", lambda: cmaes_controller(real_envs(budget), budget, seed))
