@@ -251,7 +251,8 @@ class Decoder(nn.Module):
 # --- the world model ----------------------------------------------------------------
 
 
-PRESETS = {"campusnav-state": Preset(lr=1e-3), "campusnav-pixels": Preset()}
+# campusnav-state: delta_vector keeps the agent's cell exact (leaderboard precision; docs/results/rssm_options.md)
+PRESETS = {"campusnav-state": Preset(config={"delta_vector": True}, lr=1e-3), "campusnav-pixels": Preset()}
 """Tuned settings by data kind (``model_zoo.make(..., preset=name)``; ``fit(..., lr=preset.lr)``)."""
 
 
