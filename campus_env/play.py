@@ -49,6 +49,7 @@ __all__ = [
     "PlayResult",
     "PlaySession",
     "command_for_key",
+    "event_loop",
     "play",
 ]
 
@@ -235,8 +236,16 @@ def _loop(pygame, session: PlaySession, fps: int, max_frames: int | None, max_st
     height, width = session.frame().shape[:2]
     screen = pygame.display.set_mode((width, height))
     pygame.display.set_caption(f"CampusNav-v0   {HELP_TEXT}")
-    pygame.key.set_repeat(220, 90)  # hold a key to keep walking
     fonts = pygame.font.Font(None, 34), pygame.font.Font(None, 22)
+    return event_loop(pygame, session, command_for_key, lambda: _draw(pygame, screen, session, fonts), fps,
+                      max_frames, max_steps)
+
+
+def event_loop(pygame, session: Any, to_command: Any, draw: Any, fps: int, max_frames: int | None,
+               max_steps: int | None) -> Any:
+    """Feeds key presses to ``session.handle(to_command(key name))`` and calls ``draw()`` once a frame, until
+    the player quits or ``max_frames`` / ``max_steps`` is reached; returns ``session.result(reason, frames)``."""
+    pygame.key.set_repeat(220, 90)  # hold a key to keep walking
     clock = pygame.time.Clock()
     frames = 0
     while True:
@@ -245,11 +254,11 @@ def _loop(pygame, session: PlaySession, fps: int, max_frames: int | None, max_st
                 return session.result("window", frames)
             if event.type != pygame.KEYDOWN:
                 continue
-            if not session.handle(command_for_key(pygame.key.name(event.key))):
+            if not session.handle(to_command(pygame.key.name(event.key))):
                 return session.result("key", frames)
             if max_steps is not None and session.steps >= max_steps:
                 return session.result("max_steps", frames)
-        _draw(pygame, screen, session, fonts)
+        draw()
         frames += 1
         if max_frames is not None and frames >= max_frames:
             return session.result("max_frames", frames)

@@ -40,7 +40,16 @@ import numpy as np
 from campus_env.causal import WEATHERS, validate_do
 from campus_env.env import env_kwargs_for
 from campus_env.observation_render import render_observation
-from campus_env.play import BANNER_RGBA, END_HINT, GOAL_COLOR, QUIT, RESTART, TIMEOUT_COLOR, command_for_key
+from campus_env.play import (
+    BANNER_RGBA,
+    END_HINT,
+    GOAL_COLOR,
+    QUIT,
+    RESTART,
+    TIMEOUT_COLOR,
+    command_for_key,
+    event_loop,
+)
 from campus_env.schema import Action
 from model_zoo.base import WorldModel
 from wrappers.dream import DreamEnv
@@ -362,25 +371,9 @@ def _loop(pygame, session: DreamPlaySession, fps: int, max_frames: int | None,
     size = (2 * panel[1] + GAP_PX, TITLE_PX + panel[0] + 8 + LINE_PX * CAPTION_LINES)
     screen = pygame.display.set_mode(size)
     pygame.display.set_caption(f"CampusNav-v0 and the dream of {session.model.model_id}   {HELP_TEXT}")
-    pygame.key.set_repeat(220, 90)  # hold a key to keep walking
     fonts = pygame.font.Font(None, 34), pygame.font.Font(None, 22)
-    clock = pygame.time.Clock()
-    frames = 0
-    while True:
-        for event in pygame.event.get():
-            if event.type == pygame.QUIT:
-                return session.result("window", frames)
-            if event.type != pygame.KEYDOWN:
-                continue
-            if not session.handle(dream_command_for_key(pygame.key.name(event.key))):
-                return session.result("key", frames)
-            if max_steps is not None and session.steps >= max_steps:
-                return session.result("max_steps", frames)
-        _draw(pygame, screen, session, fonts, panel)
-        frames += 1
-        if max_frames is not None and frames >= max_frames:
-            return session.result("max_frames", frames)
-        clock.tick(fps)
+    return event_loop(pygame, session, dream_command_for_key, lambda: _draw(pygame, screen, session, fonts, panel),
+                      fps, max_frames, max_steps)
 
 
 def _draw(pygame, screen, session: DreamPlaySession, fonts, panel: tuple[int, ...]) -> None:
