@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from campus_env import layout as lay
 
-__all__ = ["EgoRenderer", "campus_frame", "tile_table"]
+__all__ = ["EgoRenderer", "campus_frame", "compose_views", "tile_table"]
 
 VIEW_CELLS = 16  # the egocentric view is 16x16 cells, the agent at cell (8, 8)
 CELL_PX = 4  # pixels per cell in observations
@@ -154,15 +154,7 @@ class EgoRenderer:
         half = VIEW_CELLS // 2
         prow, pcol = np.divmod(core.pos, core.width)
         windows = sliding_window_view(self.codes, (VIEW_CELLS, VIEW_CELLS), axis=(1, 2))
-        codes = windows[self.all, prow - half, pcol - half]  # (N, 16, 16) copy
-        codes[:, half, half] = AGENT
-        grow, gcol = core.goal_flat // core.width - prow + half, core.goal_flat % core.width - pcol + half
-        inside = (grow >= 0) & (grow < VIEW_CELLS) & (gcol >= 0) & (gcol < VIEW_CELLS)
-        grow, gcol = np.clip(grow, 0, VIEW_CELLS - 1), np.clip(gcol, 0, VIEW_CELLS - 1)
-        codes[self.all, grow, gcol] = np.where(inside, GOAL, GOAL_HINT)
-        rows = codes.astype(np.int32)[:, :, None, :] * CELL_PX + self.r4  # (N, 16, 4, 16)
-        frames = self.rows.take(rows)  # items of 12 bytes: one 4-pixel row of one cell
-        return frames.view(np.uint8).reshape(core.n, VIEW_CELLS * CELL_PX, VIEW_CELLS * CELL_PX, 3)
+        return compose_views(windows[self.all, prow - half, pcol - half], core, self.rows, self.r4)
 
 
 def campus_frame(core, i: int, status: list[str] | None = None) -> np.ndarray:
@@ -210,3 +202,18 @@ def _draw_text(strip: np.ndarray, lines: list[str]) -> None:
         h, w = min(text.shape[0], strip.shape[0] - y), min(text.shape[1], strip.shape[1] - 8)
         strip[y : y + h, 8 : 8 + w] = text[:h, :w]
         y += 20
+
+
+def compose_views(codes: np.ndarray, core, rows_table: np.ndarray, r4: np.ndarray) -> np.ndarray:
+    """(N, 64, 64, 3) uint8 frames from each agent's (N, 16, 16) window of cell codes (changed in place): the
+    agent drawn at the centre, the goal where it lies in view, else a hint on the edge towards it."""
+    half = VIEW_CELLS // 2
+    prow, pcol = np.divmod(core.pos, core.width)
+    codes[:, half, half] = AGENT
+    grow, gcol = core.goal_flat // core.width - prow + half, core.goal_flat % core.width - pcol + half
+    inside = (grow >= 0) & (grow < VIEW_CELLS) & (gcol >= 0) & (gcol < VIEW_CELLS)
+    grow, gcol = np.clip(grow, 0, VIEW_CELLS - 1), np.clip(gcol, 0, VIEW_CELLS - 1)
+    codes[np.arange(len(codes)), grow, gcol] = np.where(inside, GOAL, GOAL_HINT)
+    rows = codes.astype(np.int32)[:, :, None, :] * CELL_PX + r4  # (N, 16, 4, 16)
+    frames = rows_table.take(rows)  # items of 12 bytes: one 4-pixel row of one cell
+    return frames.view(np.uint8).reshape(core.n, VIEW_CELLS * CELL_PX, VIEW_CELLS * CELL_PX, 3)

@@ -25,13 +25,12 @@ from campus_env.render import (
     CELL_PX,
     CROWD_EDGES,
     FRAME_CELL_PX,
-    GOAL,
-    GOAL_HINT,
     LEVEL_STEPS,
     NUM_CODES,
     STRIP_PX,
     VIEW_CELLS,
     _draw_text,
+    compose_views,
     tile_table,
 )
 
@@ -96,7 +95,6 @@ class WalkerRenderer:
     def __init__(self, core):
         self.core = core
         self.rows = _rows_table(CELL_PX)
-        self.all = np.arange(core.n)
         self.r4 = np.arange(CELL_PX, dtype=np.int32)[None, None, :, None]
 
     def images(self) -> np.ndarray:
@@ -106,15 +104,7 @@ class WalkerRenderer:
         half = VIEW_CELLS // 2
         prow, pcol = np.divmod(core.pos, core.width)
         windows = sliding_window_view(world, (VIEW_CELLS, VIEW_CELLS))
-        codes = windows[prow - half, pcol - half]  # (N, 16, 16) copy
-        codes[:, half, half] = AGENT
-        grow, gcol = core.goal_flat // core.width - prow + half, core.goal_flat % core.width - pcol + half
-        inside = (grow >= 0) & (grow < VIEW_CELLS) & (gcol >= 0) & (gcol < VIEW_CELLS)
-        grow, gcol = np.clip(grow, 0, VIEW_CELLS - 1), np.clip(gcol, 0, VIEW_CELLS - 1)
-        codes[self.all, grow, gcol] = np.where(inside, GOAL, GOAL_HINT)
-        rows = codes.astype(np.int32)[:, :, None, :] * CELL_PX + self.r4  # (N, 16, 4, 16)
-        frames = self.rows.take(rows)  # items of 12 bytes: one 4-pixel row of one cell
-        return frames.view(np.uint8).reshape(core.n, VIEW_CELLS * CELL_PX, VIEW_CELLS * CELL_PX, 3)
+        return compose_views(windows[prow - half, pcol - half], core, self.rows, self.r4)
 
 
 def world_frame(core, status: list[str] | None = None) -> np.ndarray:
