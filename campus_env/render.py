@@ -17,7 +17,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from campus_env import layout as lay
 
-__all__ = ["EgoRenderer", "campus_frame", "compose_views", "tile_table"]
+__all__ = ["EgoRenderer", "campus_frame", "compose_views", "frame_of_codes", "tile_table"]
 
 VIEW_CELLS = 16  # the egocentric view is 16x16 cells, the agent at cell (8, 8)
 CELL_PX = 4  # pixels per cell in observations
@@ -167,10 +167,17 @@ def campus_frame(core, i: int, status: list[str] | None = None) -> np.ndarray:
     codes = cell_codes(core, np.array([i]), level, pattern, access)[0]
     codes[core.entrance_flat[core.goal[i]]] = GOAL
     codes[core.pos[i]] = AGENT
+    return frame_of_codes(codes, L, _rows_table(FRAME_CELL_PX), status)
+
+
+def frame_of_codes(codes: np.ndarray, layout, rows_table: np.ndarray, status: list[str] | None) -> np.ndarray:
+    """The whole-campus frame of the padded map's flat cell codes at 16 px per cell (``rows_table``'s tiles),
+    with the status strip below."""
+    L = layout
     grid = codes.reshape(L.terrain.shape)[lay.PAD : lay.PAD + L.height, lay.PAD : lay.PAD + L.width]
     px = FRAME_CELL_PX
     rows = grid[:, None, :] * px + np.arange(px)[None, :, None]
-    frame = _rows_table(px).take(rows).view(np.uint8).reshape(L.height * px, L.width * px, 3)
+    frame = rows_table.take(rows).view(np.uint8).reshape(L.height * px, L.width * px, 3)
     strip = np.full((STRIP_PX, frame.shape[1], 3), (28, 30, 38), dtype=np.uint8)
     if status:
         _draw_text(strip, status)

@@ -27,10 +27,9 @@ from campus_env.render import (
     FRAME_CELL_PX,
     LEVEL_STEPS,
     NUM_CODES,
-    STRIP_PX,
     VIEW_CELLS,
-    _draw_text,
     compose_views,
+    frame_of_codes,
     tile_table,
 )
 
@@ -112,11 +111,4 @@ def world_frame(core, status: list[str] | None = None) -> np.ndarray:
     L = core.layout
     codes = world_codes(core)
     codes[core.pos[core.active]] = AGENT
-    grid = codes.reshape(L.terrain.shape)[lay.PAD : lay.PAD + L.height, lay.PAD : lay.PAD + L.width]
-    px = FRAME_CELL_PX
-    rows = grid[:, None, :] * px + np.arange(px)[None, :, None]
-    frame = _rows_table(px).take(rows).view(np.uint8).reshape(L.height * px, L.width * px, 3)
-    strip = np.full((STRIP_PX, frame.shape[1], 3), (28, 30, 38), dtype=np.uint8)
-    if status:
-        _draw_text(strip, status)
-    return np.concatenate([frame, strip], axis=0)
+    return frame_of_codes(codes, L, _rows_table(FRAME_CELL_PX), status)
