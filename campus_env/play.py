@@ -15,7 +15,7 @@ The game is split in three so that tests can drive it without a screen:
   posts events with ``pygame.event.post`` under ``SDL_VIDEODRIVER=dummy`` and
   bounds the loop with ``max_frames`` or ``max_steps``.
 
-pygame is imported only inside :func:`play`.
+pygame is imported only when a window opens (:func:`pygame_display`).
 
 >>> command_for_key("up"), command_for_key("d"), command_for_key("space")
 (<Action.NORTH: 1>, <Action.EAST: 3>, <Action.STAY: 0>)
@@ -26,7 +26,8 @@ pygame is imported only inside :func:`play`.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,7 @@ __all__ = [
     "command_for_key",
     "event_loop",
     "play",
+    "pygame_display",
 ]
 
 RESTART = "restart"
@@ -219,17 +221,25 @@ def play(
     )
     try:
         session = PlaySession(env, seed=seed, do=do)
-        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-        import pygame
-
-        pygame.display.init()
-        pygame.font.init()
-        try:
+        with pygame_display() as pygame:
             return _loop(pygame, session, fps, max_frames, max_steps)
-        finally:
-            pygame.display.quit()  # not pygame.quit(): the env's status-strip font must stay valid
     finally:
         env.close()
+
+
+@contextmanager
+def pygame_display() -> Iterator[Any]:
+    """pygame with its display and fonts up, for one window; the display closes on leaving (not ``pygame.quit``:
+    the env's status-strip font must stay valid)."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    import pygame
+
+    pygame.display.init()
+    pygame.font.init()
+    try:
+        yield pygame
+    finally:
+        pygame.display.quit()
 
 
 def _loop(pygame, session: PlaySession, fps: int, max_frames: int | None, max_steps: int | None) -> PlayResult:

@@ -21,7 +21,7 @@ second real env whose resets repeat reality's (same seed, same ``do``), which
 the dream then filters through the model. Split like campus_env.play, so tests
 need no screen: :func:`dream_command_for_key` maps keys to commands,
 :class:`DreamPlaySession` owns both worlds and produces their two frames, and
-:func:`play_dream` (the only place pygame is imported) runs the window.
+:func:`play_dream` (which alone opens pygame) runs the window.
 
 >>> dream_command_for_key("g"), dream_command_for_key("c"), dream_command_for_key("up")
 ('gameday', 'weather', <Action.NORTH: 1>)
@@ -29,7 +29,6 @@ need no screen: :func:`dream_command_for_key` maps keys to commands,
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,6 +48,7 @@ from campus_env.play import (
     TIMEOUT_COLOR,
     command_for_key,
     event_loop,
+    pygame_display,
 )
 from campus_env.schema import Action
 from model_zoo.base import WorldModel
@@ -352,15 +352,8 @@ def play_dream(
     """
     session = DreamPlaySession(model, seed=seed, do=do, split=split, semester=semester)
     try:
-        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-        import pygame
-
-        pygame.display.init()
-        pygame.font.init()
-        try:
+        with pygame_display() as pygame:
             return _loop(pygame, session, fps, max_frames, max_steps)
-        finally:
-            pygame.display.quit()  # not pygame.quit(): the env's status-strip font must stay valid
     finally:
         session.close()
 

@@ -42,21 +42,6 @@ def causal_model():
     return model_zoo.load_pretrained(CAUSAL_MODEL)
 
 
-@pytest.fixture
-def display(monkeypatch):
-    """A dummy SDL display, so events can be posted before play_dream() opens its window."""
-    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
-    pygame.display.init()
-    pygame.event.clear()
-    yield
-    pygame.display.quit()
-
-
-def post_keys(*keys: int) -> None:
-    for key in keys:
-        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key))
-
-
 # --- keys ----------------------------------------------------------------------------------------
 
 
@@ -195,7 +180,7 @@ def test_a_model_of_another_env_is_refused():
 # --- the window ----------------------------------------------------------------------------------
 
 
-def test_keys_drive_both_worlds_r_restarts_and_q_quits(display, plain_model):
+def test_keys_drive_both_worlds_r_restarts_and_q_quits(post_keys, plain_model):
     post_keys(pygame.K_g, pygame.K_c, pygame.K_RIGHT, pygame.K_d, pygame.K_x, pygame.K_r, pygame.K_UP,
               pygame.K_q, pygame.K_DOWN)
     result = play_dream(plain_model, seed=0, fps=0, max_frames=50)
@@ -209,7 +194,7 @@ def test_the_window_draws_frames_until_max_frames(display, causal_model):
     assert result.quit_reason == "max_frames" and result.frames == 2 and result.steps == 0
 
 
-def test_the_window_stops_after_max_steps(display, causal_model):
+def test_the_window_stops_after_max_steps(post_keys, causal_model):
     post_keys(*[pygame.K_SPACE] * 4)
     result = play_dream(causal_model, seed=1, fps=0, max_steps=2)
     assert result.quit_reason == "max_steps" and result.steps == 2

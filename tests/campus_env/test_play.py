@@ -15,21 +15,6 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 pygame = pytest.importorskip("pygame")
 
 
-@pytest.fixture
-def display(monkeypatch):
-    """A dummy SDL display, so events can be posted before play() opens its window."""
-    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
-    pygame.display.init()
-    pygame.event.clear()
-    yield
-    pygame.display.quit()
-
-
-def post_keys(*keys: int) -> None:
-    for key in keys:
-        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key))
-
-
 def test_key_map_covers_the_five_actions():
     assert set(KEY_ACTIONS.values()) == {0, 1, 2, 3, 4}
     arrows = {"space": 0, "up": 1, "down": 2, "right": 3, "left": 4}
@@ -51,7 +36,7 @@ def test_pygame_key_names_match_the_map():
     assert command_for_key(pygame.key.name(pygame.K_ESCAPE)) == QUIT
 
 
-def test_keys_move_the_agent_r_restarts_and_q_quits(display):
+def test_keys_move_the_agent_r_restarts_and_q_quits(post_keys):
     moves = [pygame.K_UP, pygame.K_RIGHT, pygame.K_DOWN, pygame.K_LEFT, pygame.K_w, pygame.K_d, pygame.K_s,
              pygame.K_a, pygame.K_SPACE]
     post_keys(*moves, pygame.K_x, pygame.K_r, pygame.K_RIGHT, pygame.K_q, pygame.K_UP)
@@ -69,7 +54,7 @@ def test_play_draws_frames_until_max_frames(display):
     assert result.quit_reason == "max_frames" and result.frames == 3 and result.steps == 0
 
 
-def test_play_stops_after_max_steps(display):
+def test_play_stops_after_max_steps(post_keys):
     post_keys(*[pygame.K_SPACE] * 5)
     result = play(seed=2, fps=0, max_steps=3)
     assert result.quit_reason == "max_steps" and result.steps == 3
