@@ -118,7 +118,7 @@ def _commit() -> str:
 def _metrics(stages: dict[str, Any], stage: str) -> dict[str, Any]:
     """The leaderboard's numbers of one entry: the state stages for the state model, else the pixel stage's."""
     if stage != "train":
-        return {k: v for k, v in stages[stage].items()}
+        return dict(stages[stage])
     keep = ("errors", "fidelity", "do_error", "cmaes", "ppo")
     metrics = {name: stages[name] for name in keep if name in stages}
     metrics["cmaes"] = {k: v for k, v in metrics.get("cmaes", {}).items() if k != "params"}

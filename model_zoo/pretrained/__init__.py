@@ -56,7 +56,11 @@ def _folder(name: str, root: str | Path | None) -> Path:
 
 def pretrained_card(name: str, root: str | Path | None = None) -> dict[str, Any]:
     """The model card of ``name`` (``card.json`` as a dict)."""
-    path = _folder(name, root) / CARD_FILE
+    return _read_card(_folder(name, root))
+
+
+def _read_card(folder: Path) -> dict[str, Any]:
+    path = folder / CARD_FILE
     try:
         card = json.loads(path.read_text())
     except ValueError as error:
@@ -73,7 +77,7 @@ def load_pretrained(name: str, map_location: str = "cpu", root: str | Path | Non
     is not the one the card records (the weights were changed after the card was written).
     """
     folder = _folder(name, root)
-    card = pretrained_card(name, root)
+    card = _read_card(folder)
     for file, key in ((WEIGHTS_FILE, "weights_sha256"), (CONFIG_FILE, "config_sha256")):
         expected, actual = card.get(key), sha256_of(folder / file)
         if actual != expected:
@@ -96,7 +100,7 @@ def save_pretrained(model, name: str, card: Mapping[str, Any], root: str | Path 
 
 
 def one_step_check(model, env_id: str, env_kwargs: Mapping[str, Any], *, episodes: int, steps: int, seed: int,
-                   windows: int = 16, data_path: str | Path | None = None) -> float:
+                   windows: int = 16) -> float:
     """The model's 1-step observation error on ``episodes`` random-action episodes of ``env_id`` (reset seeds
     ``seed``, ``seed + 1``, ...; ``steps`` long at most), 8 steps of context: the card's ``check``."""
     import torch
@@ -107,7 +111,7 @@ def one_step_check(model, env_id: str, env_kwargs: Mapping[str, Any], *, episode
     with tempfile.TemporaryDirectory() as scratch:
         dataset = collect(env_id, num_episodes=episodes, num_envs=1, env_kwargs=dict(env_kwargs), seed=seed,
                           max_episode_steps=steps, dataset_id="check/pretrained-v0",
-                          data_path=data_path or scratch, progress=False)
+                          data_path=scratch, progress=False)
         data = load_episodes(dataset)
         generator_state = torch.random.get_rng_state()
         torch.manual_seed(seed)
