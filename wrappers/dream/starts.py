@@ -124,12 +124,17 @@ def dataset_frames(dataset: Any, observation_space: gym.Space, which: str = "fir
     return concat_batches([select_rows(e.obs, slice(0, max(1, len(e.action)))) for e in episodes])
 
 
-def _has_native_vector_env(env_id: str) -> bool:
-    """Whether the registered id has a ``vector_entry_point`` (``"module:Name"`` ids import their module)."""
+def _registered_id(env_id: str) -> str:
+    """The registered id of ``env_id``; a ``"module:Name"`` id imports its module first (which registers it)."""
     module, sep, name = env_id.rpartition(":")
     if sep:
         importlib.import_module(module)
-    return gym.spec(name).vector_entry_point is not None
+    return name
+
+
+def _has_native_vector_env(env_id: str) -> bool:
+    """Whether the registered id has a ``vector_entry_point``."""
+    return gym.spec(_registered_id(env_id)).vector_entry_point is not None
 
 
 def _source_from_env(env: Any, env_kwargs: Mapping[str, Any] | None, num_envs: int | None) -> StartSource:
@@ -152,10 +157,7 @@ def kwargs_for_space(env_id: str, space: gym.Space) -> dict[str, Any]:
     """The ``gym.make`` kwargs of ``env_id`` that give observation ``space``, when the env's metadata names a
     function that finds them (``metadata["env_kwargs_for"]``, as CampusNav-v0's: state, pixels or dict); else
     none, and the env's defaults must match the model."""
-    module, sep, name = env_id.rpartition(":")
-    if sep:
-        importlib.import_module(module)
-    finder = resolve_function(entry_point_metadata(name).get("env_kwargs_for"))
+    finder = resolve_function(entry_point_metadata(_registered_id(env_id)).get("env_kwargs_for"))
     if finder is None:
         return {}
     try:
