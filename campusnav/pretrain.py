@@ -18,6 +18,7 @@ so that the package stays under ``MAX_BYTES``.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import os
 import platform
@@ -32,7 +33,19 @@ import model_zoo
 from campusnav.harness import markdown_table, write_results
 from campusnav.leaderboard.budget import Budget
 from campusnav.leaderboard.cell import PIXEL_PRESET, PRESET, cell_folder
-from campusnav.leaderboard.data import CAMPUS, CAR, DATA_SEED, PIXEL_KWARGS, STATE_KWARGS
+from campusnav.leaderboard.data import (
+    CAMPUS,
+    CAR,
+    CAR_HELD_OUT,
+    DATA_SEED,
+    HELD_OUT,
+    PIXEL_KWARGS,
+    PIXEL_SEED,
+    STATE_KWARGS,
+    campus_pixels_id,
+    campus_train_id,
+    car_id,
+)
 from campusnav.leaderboard.ledger import Ledger
 from model_zoo.pretrained import PRETRAINED_ROOT, list_pretrained, one_step_check, save_pretrained
 
@@ -89,25 +102,25 @@ class Entry(NamedTuple):
 
 def _entries(model_id: str, budget: Budget, args: PretrainArgs) -> list[Entry]:
     """The entries of one model's cell: on state vectors, and on pixels for the models ``args`` names."""
-    bias = round(100 * budget.collect_bias)
     entries = [Entry(f"{model_id}/campusnav-state-v0", "model", "train", CAMPUS, STATE_KWARGS, {
-        "id": f"leaderboard/campus-train-e{budget.episodes}-t{budget.max_episode_steps}-b{bias}-v0",
-        "episodes": budget.episodes, "held_out": 0.1, "max_episode_steps": budget.max_episode_steps,
-        "policy": f"goal-biased (bias {budget.collect_bias})", "split": "train"}, PRESET, budget.steps)]
+        "id": campus_train_id(budget), "seed": DATA_SEED, "episodes": budget.episodes, "held_out": HELD_OUT,
+        "max_episode_steps": budget.max_episode_steps, "policy": f"goal-biased (bias {budget.collect_bias})",
+        "split": "train"}, PRESET, budget.steps)]
     if model_id in args.pixel_models:
         entries.append(Entry(f"{model_id}/campusnav-pixels-v0", "pixel_model", "campus_pixels", CAMPUS, PIXEL_KWARGS, {
-            "id": f"leaderboard/campus-pixels-e{budget.campus_pixel_episodes}-t{budget.max_episode_steps}-v0",
-            "episodes": budget.campus_pixel_episodes, "held_out": 0.1, "max_episode_steps": budget.max_episode_steps,
-            "policy": "uniform random", "split": "train"}, PIXEL_PRESET, budget.pixel_steps))
+            "id": campus_pixels_id(budget), "seed": PIXEL_SEED, "episodes": budget.campus_pixel_episodes,
+            "held_out": HELD_OUT, "max_episode_steps": budget.max_episode_steps, "policy": "uniform random",
+            "split": "train"}, PIXEL_PRESET, budget.pixel_steps))
     if model_id == args.car_model:
         entries.append(Entry(f"{model_id}/carracing-pixels-v0", "car_model", "car", CAR, {}, {
-            "id": f"leaderboard/carracing-e{budget.pixel_episodes}-t{budget.pixel_max_steps}-v0",
-            "episodes": budget.pixel_episodes, "held_out": 0.15, "max_episode_steps": budget.pixel_max_steps,
-            "policy": "uniform random"}, PRESET, budget.pixel_steps))
+            "id": car_id(budget), "seed": DATA_SEED, "episodes": budget.pixel_episodes, "held_out": CAR_HELD_OUT,
+            "max_episode_steps": budget.pixel_max_steps, "policy": "uniform random"}, PRESET, budget.pixel_steps))
     return entries
 
 
+@functools.cache
 def _commit() -> str:
+    """The checkout's HEAD, read once per process."""
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
                               cwd=Path(__file__).resolve().parent).stdout.strip()
@@ -136,7 +149,7 @@ def card_for(model_id: str, seed: int, budget: Budget, stages: dict[str, Any], e
     pixels = " --no-pixels" if stage == "train" else ""  # the pixel stages come after the state ones
     return {
         "env_id": env_id, "env_kwargs": env_kwargs,
-        "dataset": {**dataset, "seed": DATA_SEED},
+        "dataset": dataset,
         "training": {"preset": entry.preset, "gradient_steps": entry.gradient_steps, "model_seed": seed,
                      "batch_size": budget.batch_size, "seq_len": budget.seq_len,
                      "seconds": seconds, "hardware": f"{platform.machine()}, {os.cpu_count()} CPUs, one torch thread",

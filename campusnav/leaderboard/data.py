@@ -34,6 +34,27 @@ CAR = "CarRacing-v3"
 STATE_KWARGS = {"obs_mode": "state"}
 PIXEL_KWARGS = {"obs_mode": "pixels"}
 DATA_SEED = 0  # one dataset for every model and seed: seeds vary the models, not the data
+PIXEL_SEED = DATA_SEED + 200_000  # the CampusNav-v0 pixel episodes' first reset seed
+HELD_OUT, CAR_HELD_OUT = 0.1, 0.15  # shares of the episodes held out for evaluation
+
+
+def campus_train_id(budget: Budget) -> str:
+    """The dataset id of the CampusNav-v0 state vectors from the training contexts."""
+    return f"leaderboard/campus-train-e{budget.episodes}-t{budget.max_episode_steps}-b{_bias(budget)}-v0"
+
+
+def campus_pixels_id(budget: Budget) -> str:
+    """The dataset id of the CampusNav-v0 frames."""
+    return f"leaderboard/campus-pixels-e{budget.campus_pixel_episodes}-t{budget.max_episode_steps}-v0"
+
+
+def car_id(budget: Budget) -> str:
+    """The dataset id of the CarRacing-v3 frames."""
+    return f"leaderboard/carracing-e{budget.pixel_episodes}-t{budget.pixel_max_steps}-v0"
+
+
+def _bias(budget: Budget) -> int:
+    return round(100 * budget.collect_bias)  # a "." is not allowed in dataset ids
 
 
 @dataclass
@@ -57,37 +78,33 @@ def _dataset(dataset_id: str, root: Path, **collect_kwargs):
 def campus_data(budget: Budget, out: Path) -> SharedData:
     """CampusNav-v0 state vectors: training contexts (train / held-out episodes) and held-out contexts."""
     root = Path(out) / "data"
-    bias = round(100 * budget.collect_bias)
-    name = f"e{budget.episodes}-t{budget.max_episode_steps}-b{bias}"
     policy = goal_biased_policy(budget.collect_bias, seed=DATA_SEED) if budget.collect_bias else None
     common = dict(num_envs=16, env_kwargs=STATE_KWARGS, max_episode_steps=budget.max_episode_steps, seed=DATA_SEED)
-    train_set = _dataset(f"leaderboard/campus-train-{name}-v0", root, env_id=CAMPUS,
+    train_set = _dataset(campus_train_id(budget), root, env_id=CAMPUS,
                          num_episodes=budget.episodes, split="train", policy=policy, **common)
     policy = goal_biased_policy(budget.collect_bias, seed=DATA_SEED + 1) if budget.collect_bias else None
     common["seed"] = DATA_SEED + 100_000  # other episodes than the training contexts' seeds
     heldout = _dataset(f"leaderboard/campus-heldout-e{budget.heldout_context_episodes}-t{budget.max_episode_steps}"
-                       f"-b{bias}-v0", root, env_id=CAMPUS, num_episodes=budget.heldout_context_episodes,
+                       f"-b{_bias(budget)}-v0", root, env_id=CAMPUS, num_episodes=budget.heldout_context_episodes,
                        split="heldout", policy=policy, **common)
-    train, test = split_episodes(load_episodes(train_set), 0.1, seed=DATA_SEED)
+    train, test = split_episodes(load_episodes(train_set), HELD_OUT, seed=DATA_SEED)
     return SharedData(train, test, train_set.observation_space, train_set.action_space, load_episodes(heldout))
 
 
 def car_data(budget: Budget, out: Path) -> SharedData:
     """CarRacing-v3 pixels from random actions (15 % of the episodes held out)."""
-    dataset = _dataset(f"leaderboard/carracing-e{budget.pixel_episodes}-t{budget.pixel_max_steps}-v0",
-                       Path(out) / "data", env_id=CAR, num_episodes=budget.pixel_episodes, num_envs=4,
+    dataset = _dataset(car_id(budget), Path(out) / "data", env_id=CAR, num_episodes=budget.pixel_episodes, num_envs=4,
                        seed=DATA_SEED, max_episode_steps=budget.pixel_max_steps)
-    train, test = split_episodes(load_episodes(dataset), 0.15, seed=DATA_SEED)
+    train, test = split_episodes(load_episodes(dataset), CAR_HELD_OUT, seed=DATA_SEED)
     return SharedData(train, test, dataset.observation_space, dataset.action_space)
 
 
 def campus_pixel_data(budget: Budget, out: Path) -> SharedData:
     """CampusNav-v0 egocentric frames from the training contexts (10 % of the episodes held out)."""
-    dataset = _dataset(f"leaderboard/campus-pixels-e{budget.campus_pixel_episodes}-t{budget.max_episode_steps}-v0",
-                       Path(out) / "data", env_id=CAMPUS, num_episodes=budget.campus_pixel_episodes, num_envs=16,
-                       split="train", env_kwargs=PIXEL_KWARGS, seed=DATA_SEED + 200_000,
-                       max_episode_steps=budget.max_episode_steps)
-    train, test = split_episodes(load_episodes(dataset), 0.1, seed=DATA_SEED)
+    dataset = _dataset(campus_pixels_id(budget), Path(out) / "data", env_id=CAMPUS,
+                       num_episodes=budget.campus_pixel_episodes, num_envs=16, split="train",
+                       env_kwargs=PIXEL_KWARGS, seed=PIXEL_SEED, max_episode_steps=budget.max_episode_steps)
+    train, test = split_episodes(load_episodes(dataset), HELD_OUT, seed=DATA_SEED)
     return SharedData(train, test, dataset.observation_space, dataset.action_space)
 
 
