@@ -103,8 +103,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
         model = model_zoo.load_pretrained(config.pretrained)
     _section("1/5 collect" + (" (to score the pretrained model)" if config.pretrained else ""))
     started = time.perf_counter()
-    dataset, train, test = _collect(replace(config, episodes=max(8, config.episodes // 8)) if config.pretrained
-                                    else config, out)
+    dataset, train, test = _collect(config, out)
     timings["collect"] = time.perf_counter() - started
 
     _section(f"2/5 {'load' if config.pretrained else 'train'} {config.pretrained or config.model}")
@@ -216,7 +215,8 @@ CONTROLLERS = ("action", "latent")
 
 
 def pretrained_config(config: DemoConfig) -> DemoConfig:
-    """The config with the pretrained model's id and observations (the controller follows the observations)."""
+    """The config with the pretrained model's id and observations (the controller follows the observations),
+    collecting an eighth of the episodes: they only score the model."""
     from model_zoo import pretrained_card
 
     card = pretrained_card(config.pretrained)
@@ -224,6 +224,7 @@ def pretrained_config(config: DemoConfig) -> DemoConfig:
         raise ValueError(f"argument --pretrained: {config.pretrained} dreams {card['env_id']}, not CampusNav-v0")
     obs_mode = card["env_kwargs"].get("obs_mode", "dict")
     return replace(config, model=card["model_id"], obs_mode=obs_mode, model_config="",
+                   episodes=max(8, config.episodes // 8),
                    controller="action" if obs_mode == "state" else "latent",
                    collect_bias=config.collect_bias if obs_mode == "state" else 0.0)
 
