@@ -36,7 +36,7 @@ from campusnav.leaderboard.transfer import EVAL_SEED, cmaes_controller, dream_en
 from campusnav.threads import use_threads
 from model_zoo.data import SequenceSampler
 
-__all__ = ["PRESET", "cell_folder", "late_share", "run_cell", "train_with_curve"]
+__all__ = ["PRESET", "cell_folder", "held_out_errors", "late_share", "run_cell", "state_fidelity", "train_with_curve"]
 
 PRESET = "campusnav-state"  # CarRacing-v3 has no preset of its own: both stages train with this one
 PIXEL_PRESET = "campusnav-pixels"
@@ -57,10 +57,8 @@ def run_cell(model_id: str, seed: int, budget: Budget, out: Path, *, pixels: boo
     data = campus_data(budget, out)
     model = _trained(ledger, folder / "model", model_id, seed, data, budget, budget.steps)
     short, long = horizons(budget)
-    ledger.run("errors", lambda: _errors(model, data, (short, long), budget, seed))
-    ledger.run("fidelity", lambda: model_zoo.evaluate_fidelity(
-        model, CAMPUS, env_kwargs={**STATE_KWARGS, "split": "train"}, starts=budget.fidelity_starts,
-        forks=budget.forks, horizons=FIDELITY_HORIZONS, seed=EVAL_SEED + 1000 * seed + 500).as_dict())
+    ledger.run("errors", lambda: held_out_errors(model, data, (short, long), budget, seed))
+    ledger.run("fidelity", lambda: state_fidelity(model, budget, seed))
     ledger.run("do_error", lambda: _do_error(model, budget, seed) if model.supports_do else None)
     ledger.run("cmaes", lambda: cmaes_controller(dream_envs(model, budget), budget, seed))
     ledger.run("ppo", lambda: ppo_agent(dream_envs(model, budget), budget, seed))
@@ -81,10 +79,11 @@ def _trained(ledger: Ledger, path: Path, model_id: str, seed: int, data: SharedD
     return model
 
 
-def train_with_curve(model_id: str, seed: int, data: SharedData, budget: Budget, steps: int,
+def train_with_curve(model_id: str, seed: int, data: SharedData, budget: Budget, steps: int, lr: float | None = None,
                      **overrides: Any) -> tuple[model_zoo.WorldModel, dict[str, Any]]:
-    """A fresh model (its preset, then ``overrides``) fitted with the shared budget, its held-out loss every
-    ``curve_every`` steps (``late_share`` reads the curve), and the seconds of training alone."""
+    """A fresh model (its preset, then ``overrides``) fitted with the shared budget at the preset's learning rate
+    (or ``lr``), its held-out loss every ``curve_every`` steps (``late_share`` reads the curve), and the seconds of
+    training alone."""
     model = _fresh(model_id, seed, data, PRESET, **overrides)
     held_out = SequenceSampler(data.test, budget.seq_len, budget.batch_size, seed=seed + 1)
     batches = [held_out.sample() for _ in range(CURVE_BATCHES)]
@@ -98,7 +97,7 @@ def train_with_curve(model_id: str, seed: int, data: SharedData, budget: Budget,
             curve.append((step, _held_out_loss(model, batches)))
             curve_seconds += time.perf_counter() - started
 
-    seconds = _fit(model, model_id, seed, data, budget, steps, PRESET, callback=point) - curve_seconds
+    seconds = _fit(model, model_id, seed, data, budget, steps, PRESET, callback=point, lr=lr) - curve_seconds
     return model, {"train_s": seconds, "steps": steps, "curve": curve}
 
 
@@ -109,13 +108,13 @@ def _fresh(model_id: str, seed: int, data: SharedData, preset: str, **overrides:
 
 
 def _fit(model: model_zoo.WorldModel, model_id: str, seed: int, data: SharedData, budget: Budget, steps: int,
-         preset: str, callback: Any = None) -> float:
-    """Fits ``model`` on ``data``'s training episodes with the budget's batches and the preset's learning rate;
-    leaves it in eval mode and returns the wall seconds."""
+         preset: str, callback: Any = None, lr: float | None = None) -> float:
+    """Fits ``model`` on ``data``'s training episodes with the budget's batches and the preset's learning rate
+    (or ``lr``); leaves it in eval mode and returns the wall seconds."""
     sampler = SequenceSampler(data.train, budget.seq_len, budget.batch_size, seed=seed)
     started = time.perf_counter()
-    model_zoo.fit(model, sampler, steps=steps, lr=model_zoo.preset(model_id, preset).lr, seed=seed, progress=False,
-                  callback=callback)
+    lr = model_zoo.preset(model_id, preset).lr if lr is None else lr
+    model_zoo.fit(model, sampler, steps=steps, lr=lr, seed=seed, progress=False, callback=callback)
     seconds = time.perf_counter() - started
     model.eval()
     return seconds
@@ -144,8 +143,10 @@ def late_share(curve: list[tuple[int, float]]) -> float:
     return float(max(late - losses[-1], 0.0) / total) if total > 0 else 0.0
 
 
-def _errors(model: model_zoo.WorldModel, data: SharedData, ks: tuple[int, int], budget: Budget,
-            seed: int) -> dict[str, Any]:
+def held_out_errors(model: model_zoo.WorldModel, data: SharedData, ks: tuple[int, int], budget: Budget,
+                    seed: int) -> dict[str, Any]:
+    """The ``errors`` stage: ``model_zoo.evaluate`` on held-out episodes at horizons ``ks``, and on held-out
+    contexts."""
     keep = ("obs_mse", "copy_mse", "reward_mae", "termination_f1", "imagined_steps_per_s", "parameters")
     result = model_zoo.evaluate(model, data.test, horizons=ks, context=8, num_windows=budget.windows,
                                 seed=seed).as_dict()
@@ -154,6 +155,13 @@ def _errors(model: model_zoo.WorldModel, data: SharedData, ks: tuple[int, int], 
                                  speed_batch=0, seed=seed).as_dict()
     row.update({f"heldout_{k}": heldout[k] for k in (f"obs_mse@{ks[0]}", f"obs_mse@{ks[1]}")})
     return row
+
+
+def state_fidelity(model: model_zoo.WorldModel, budget: Budget, seed: int) -> dict[str, Any]:
+    """The ``fidelity`` stage: ``model_zoo.evaluate_fidelity`` of state-vector dreams against forks of reality."""
+    return model_zoo.evaluate_fidelity(
+        model, CAMPUS, env_kwargs={**STATE_KWARGS, "split": "train"}, starts=budget.fidelity_starts,
+        forks=budget.forks, horizons=FIDELITY_HORIZONS, seed=EVAL_SEED + 1000 * seed + 500).as_dict()
 
 
 def _do_error(model: model_zoo.WorldModel, budget: Budget, seed: int) -> float:
