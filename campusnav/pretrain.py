@@ -22,7 +22,9 @@ import functools
 import json
 import os
 import platform
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -164,9 +166,33 @@ def card_for(model_id: str, seed: int, budget: Budget, stages: dict[str, Any], e
 
 
 def export(args: PretrainArgs) -> list[str]:
-    """Writes every finished entry of ``args.seed`` into ``args.out``; returns the names written."""
+    """Writes every finished entry of ``args.seed`` into ``args.out``; returns the names written.
+
+    The entries are written to a staging folder beside ``args.out`` first and moved in only when the package
+    stays within ``MAX_BYTES``: an export that is refused leaves ``args.out`` as it was."""
     work, root = Path(args.work), Path(args.out) if args.out else PRETRAINED_ROOT
     budget = budget_in(work)
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root.parent, prefix=f".{root.name}-staging-") as staging:
+        written = _stage(args, work, budget, Path(staging))
+        kept = [name for name in list_pretrained(root) if name not in written]
+        total = sum(_size(root / name) for name in kept) + pretrained_bytes(staging)
+        if total > MAX_BYTES:
+            raise SystemExit(f"the pretrained weights would take {total / 2**20:.1f} MB, over the "
+                             f"{MAX_BYTES / 2**20:.0f} MB the package allows; ship fewer models (PIXEL_MODELS, "
+                             f"--models); nothing was written")
+        for name in written:
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(root / name, ignore_errors=True)
+            shutil.move(Path(staging) / name, root / name)
+    if not args.out:
+        cards = {name: model_zoo.pretrained_card(name, root) for name in list_pretrained(root)}
+        write_results("pretrained", describe(root), {"cards": cards, "bytes": total})
+    return written
+
+
+def _stage(args: PretrainArgs, work: Path, budget: Budget, staging: Path) -> list[str]:
+    """Every finished entry of ``args.seed`` saved with its card into ``staging``; the names."""
     written = []
     for model_id in args.models or model_zoo.list_models():
         folder = cell_folder(work, model_id, args.seed)
@@ -178,16 +204,9 @@ def export(args: PretrainArgs) -> list[str]:
             model = model_zoo.load(weights).eval()
             trained_at = (weights / "model.safetensors").stat().st_mtime
             save_pretrained(model, entry.name,
-                            card_for(model_id, args.seed, budget, stages, entry, model, trained_at), root=root)
+                            card_for(model_id, args.seed, budget, stages, entry, model, trained_at), root=staging)
             written.append(entry.name)
-            print(f"{entry.name}: {_size(root / entry.name) / 2**20:.1f} MB", flush=True)
-    total = pretrained_bytes(root)
-    if total > MAX_BYTES:
-        raise SystemExit(f"the pretrained weights take {total / 2**20:.1f} MB, over the {MAX_BYTES / 2**20:.0f} MB "
-                         f"the package allows; ship fewer models (PIXEL_MODELS, --models)")
-    if not args.out:
-        cards = {name: model_zoo.pretrained_card(name, root) for name in list_pretrained(root)}
-        write_results("pretrained", describe(root), {"cards": cards, "bytes": total})
+            print(f"{entry.name}: {_size(staging / entry.name) / 2**20:.1f} MB", flush=True)
     return written
 
 
