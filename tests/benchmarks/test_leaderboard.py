@@ -9,6 +9,7 @@ import runpy
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -74,8 +75,12 @@ def check_shipped(tmp_path: Path) -> None:
     from campusnav.cli import main as cli
 
     work, root = tmp_path / "work" / "quick", tmp_path / "pixels"
-    assert cli(["pretrain", "--work", str(work), "--out", str(root), "--models", "mlp", "--pixel-models", "mlp",
-                "--car-model", "mlp"]) == 0
+    argv = ["pretrain", "--work", str(work), "--out", str(root), "--models", "mlp", "--pixel-models", "mlp",
+            "--car-model", "mlp"]
+    with mock.patch("campusnav.pretrain.MAX_BYTES", 1000), pytest.raises(SystemExit, match="nothing was written"):
+        cli(argv)
+    assert list_pretrained(root) == [] and not list(tmp_path.glob(".pixels-staging-*"))  # refused: nothing left
+    assert cli(argv) == 0
     assert list_pretrained(root) == ["mlp/campusnav-pixels-v0", "mlp/campusnav-state-v0", "mlp/carracing-pixels-v0"]
     stages = json.loads((work / "cells" / "mlp" / "seed0" / "stages.json").read_text())
     for name, stage in (("mlp/campusnav-state-v0", "errors"), ("mlp/campusnav-pixels-v0", "px_tv@16"),
