@@ -32,6 +32,7 @@ results folder (or ``--out``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import multiprocessing
 import os
@@ -58,6 +59,7 @@ from campusnav.leaderboard.report import plot, tables, targets
 from campusnav.leaderboard.summary import bootstrap_interval, cell_row, summarize
 from campusnav.pretrain import BUDGET_FILE, PretrainArgs, export
 from campusnav.threads import use_threads
+from model_zoo.parallel import INSTALL_HINT, map_tasks, ray_available
 
 COST_ORDER = ("dpgmm_vrnn", "causal_vae_mdnrnn", "rssm", "vae_mdnrnn", "vqvae_transformer", "mlp_ensemble", "mlp")
 
@@ -71,7 +73,10 @@ class Args(Budget):
     seeds: int = 3
     """seeds 0 .. seeds-1 of every model (weights, batches, controllers, evaluation)"""
     workers: int = 2
-    """cells run at once, each in its own process with one torch thread"""
+    """cells run at once, each in its own process with one torch thread (Ray tasks when Ray is installed)"""
+    address: str = ""
+    """a Ray cluster to run the cells on, e.g. auto or HOST:6379 (default: a local Ray of --workers CPUs); --work
+    must be a folder every node sees"""
     pixels: bool = True
     """also train and evaluate every model on CampusNav-v0 and CarRacing-v3 pixels"""
     work: str = "runs/leaderboard"
@@ -105,6 +110,10 @@ def parse_args(argv: list[str] | None = None) -> Args:
         raise SystemExit(2)
     if args.seeds < 1 or args.workers < 1:
         print("error: --seeds and --workers must be at least 1", file=sys.stderr)
+        raise SystemExit(2)
+    if args.address and (args.workers == 1 or not ray_available()):
+        print(f"error: --address runs on a Ray cluster: it needs --workers > 1 and Ray ({INSTALL_HINT})",
+              file=sys.stderr)
         raise SystemExit(2)
     if args.quick:
         args = dataclasses.replace(args, **asdict(QUICK), out=args.out or "runs/leaderboard-quick",
@@ -141,6 +150,13 @@ def run_all(args: Args, budget: Budget) -> None:
         for count, job in enumerate(todo, 1):
             run_job(job, budget, args.work, args.pixels)
             done(count, job)
+        return
+    if ray_available():  # a failed job stops the board; what finished is kept in --work
+        finished = iter(range(1, len(todo) + 1))
+        work = str(Path(args.work).resolve())  # a Ray worker's folder need not be this one
+        map_tasks(functools.partial(run_job, budget=budget, work=work, pixels=args.pixels), todo,
+                  workers=args.workers, address=args.address or None,
+                  on_done=lambda index, _: done(next(finished), todo[index]))
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=context) as pool:

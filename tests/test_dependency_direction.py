@@ -37,6 +37,8 @@ GENERIC_MODULES = (
     "model_zoo.data.episodes",
     "model_zoo.data.sampler",
     "model_zoo.data.collection",
+    "model_zoo.data.shards",
+    "model_zoo.parallel",
     "model_zoo.agents.controllers",
     "model_zoo.agents.actor_critic",
     "model_zoo.agents.transfer",

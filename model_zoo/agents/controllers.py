@@ -31,6 +31,7 @@ from gymnasium import spaces
 from tqdm.auto import tqdm
 
 from model_zoo.agents.actor_critic import ActorCritic, ActorCriticConfig  # the second controller: learns in imagination
+from model_zoo.parallel import chunked
 
 __all__ = [
     "ActionScoreController",
@@ -359,6 +360,8 @@ def train_cmaes(
     progress: bool = True,
     save_path: str | Path | None = None,
     recheck: bool = True,
+    workers: int = 1,
+    address: str | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Maximises ``evaluate_population`` (a list of P parameter vectors -> P returns) with CMA-ES.
 
@@ -376,10 +379,12 @@ def train_cmaes(
     With ``save_path`` (``.npz`` or ``.safetensors``) the best parameters so far
     are written there, atomically, whenever they improve, and the returned vector
     at the end; ``load_params`` reads them. ``seed`` fixes the search without
-    touching numpy's global generator.
+    touching numpy's global generator. ``workers > 1`` scores chunks of each population on Ray tasks
+    (``model_zoo.parallel.chunked``, ``address``: a cluster): ``evaluate_population`` must be picklable.
     """
     if save_path is not None:
         _check_suffix(save_path)
+    evaluate_population = chunked(evaluate_population, workers=workers, address=address, name="evaluate_population")
     rng = np.random.default_rng(seed)
     options = {
         "seed": np.nan,  # cma would otherwise reseed numpy's global generator

@@ -1,6 +1,7 @@
 """Datasets of experience: collect episodes into Minari, read them back, cut them into windows.
 
 - ``collection``: ``collect`` runs a vector env and writes a Minari dataset;
+- ``shards``: ``run_shard`` steps a slice of its sub-envs, here or on a Ray worker;
 - ``episodes``: ``load_episodes`` reads one into ``Episode`` records (checking the
   checksums ``collect`` recorded), ``split_episodes`` holds some out;
 - ``sampler``: ``SequenceSampler`` draws ``(B, T)`` windows as ``model_zoo.base.Batch``,

@@ -4,7 +4,8 @@
 episode with Minari's HDF5 storage (lossless, ``jpeg_encoding=False``) so that
 ``minari.load_dataset`` reads it back; a dataset appears only once complete.
 ``coverage="grid"`` sweeps a grid of causal contexts instead of sampling them,
-each imposed with ``reset(options={"do": cell})``.
+each imposed with ``reset(options={"do": cell})``. ``workers=K`` steps K shards of the
+sub-envs as Ray tasks (``model_zoo.data.shards``) and writes the same dataset as one.
 
 The collector never looks at the env's class. What it needs it reads from the
 ``metadata`` of the env's entry point (as ``gym.make`` reads ``render_modes``):
@@ -46,9 +47,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import minari
 import numpy as np
-import torch
 from gymnasium.envs.registration import EnvSpec, VectorizeMode
-from gymnasium.vector import AutoresetMode
 from minari.data_collector.episode_buffer import EpisodeBuffer
 from minari.dataset.minari_dataset import parse_dataset_id
 from minari.namespace import create_namespace, list_local_namespaces
@@ -56,7 +55,9 @@ from minari.storage.datasets_root_dir import get_dataset_path
 from tqdm.auto import tqdm
 
 from model_zoo.data.episodes import CAUSAL_INFO_KEY, check_positive_int, datasets_root, write_checksums
+from model_zoo.data.shards import CausalCodes, Collected, Policy, ShardJob, run_shard
 from model_zoo.metadata import entry_point_metadata, resolve_function
+from model_zoo.parallel import check_picklable, map_tasks, require_ray
 
 try:
     import fcntl
@@ -69,9 +70,6 @@ COVERAGES = ("natural", "grid")
 _VECTOR_ONLY_KWARGS = ("vectorization_mode", "vector_kwargs", "wrappers")  # gym.make_vec's, not the env's
 _STAGING_PREFIX = ".collect-"
 _UNLOCKED_GRACE_S = 3600.0  # a staging folder without a lock file (an older version's) is stale after this
-
-Policy = Callable[[Any], Any]
-CausalCodes = Callable[[Any], "np.ndarray | None"]
 
 
 def collect(
@@ -89,6 +87,8 @@ def collect(
     max_episode_steps: int | None = None,
     progress: bool = True,
     data_path: str | os.PathLike | None = None,
+    workers: int = 1,
+    address: str | None = None,
 ) -> minari.MinariDataset:
     """Collects episodes with a vector env and writes them as a Minari dataset.
 
@@ -117,6 +117,10 @@ def collect(
         progress: show a tqdm bar over episodes.
         data_path: the Minari datasets folder (default: ``$MINARI_DATASETS_PATH``, else
             ``~/.minari/datasets``).
+        workers: the sub-envs are split into this many shards, each stepped by a Ray task
+            (``model_zoo.parallel``); the dataset is the same whatever their number. With
+            ``workers > 1`` a policy must be picklable and act on each row of the batch alone.
+        address: a Ray cluster to run the shards on (default: a local Ray with ``workers`` CPUs).
 
     Returns:
         The written ``minari.MinariDataset``.
@@ -126,11 +130,13 @@ def collect(
     traits = _env_traits(env_id)
     cells, per_job = _jobs(env_id, traits, coverage, split, num_episodes, episodes_per_cell)
     kwargs = _make_vec_kwargs(env_id, traits, coverage, split, env_kwargs, max_episode_steps)
+    _check_workers(env_id, traits, kwargs, policy, workers)
     dataset_id = dataset_id or _default_dataset_id(env_id, policy, coverage, split)
     _check_dataset_id_is_free(dataset_id, data_path)
     with datasets_root(data_path):
         remove_stale_staging(get_dataset_path())
-    records, spaces = _record(env_id, kwargs, traits, cells, per_job, num_envs, policy, seed, progress)
+    records, spaces = _record(env_id, kwargs, traits, cells, per_job, num_envs, policy, seed, progress,
+                              workers, address)
 
     metadata: dict[str, Any] = {"coverage": coverage, "split": split, "collection_seed": int(seed)}
     if coverage == "grid":
@@ -149,28 +155,33 @@ def collect(
 
 
 def _record(env_id: str, make_kwargs: dict[str, Any], traits: _EnvTraits, cells: list[dict[str, Any] | None],
-            per_job: int, num_envs: int, policy: Policy | None, seed: int,
-            progress: bool) -> tuple[list[_Collected], tuple[gym.Space, gym.Space]]:
-    """Runs ``per_job`` episodes under each cell's reset-time ``do``; returns them and the single env's spaces."""
+            per_job: int, num_envs: int, policy: Policy | None, seed: int, progress: bool, workers: int,
+            address: str | None) -> tuple[list[Collected], tuple[gym.Space, gym.Space]]:
+    """Runs ``per_job`` episodes under each cell's reset-time ``do``; returns them and the single env's spaces.
+
+    The sub-envs go to ``workers`` shards (``model_zoo.data.shards``), all cells in one round
+    when there is one shard, else one round per cell: the next cell's random actions
+    continue the whole batch's action space from where the round's longest shard left it.
+    Episodes are ordered as one vector env yields them: by cell, step, then sub-env.
+    """
     n = min(num_envs, per_job)
-    envs = gym.make_vec(env_id, num_envs=n, **make_kwargs)
-    records: list[_Collected] = []
-    try:
-        mode = AutoresetMode(envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP))
-        if policy is None:
-            envs.action_space.seed(seed)
-        quotas = np.array([per_job // n + (i < per_job % n) for i in range(n)])
-        run = _EpisodeRun(envs, mode, policy, traits.causal_codes or _no_codes)
-        with tqdm(total=len(cells) * per_job, desc=f"collect {env_id}", unit="episode", disable=not progress) as bar:
-            for c, cell in enumerate(cells):
-                reset_seed = seed + c * n
-                options = {"do": dict(cell)} if cell else None
-                for env_index, ordinal, episode in run.episodes(quotas, reset_seed, options, bar):
-                    records.append(_Collected(cell, env_index, reset_seed + env_index, ordinal, episode))
-        spaces = (envs.single_observation_space, envs.single_action_space)
-    finally:
-        envs.close()
-    return records, spaces
+    quotas = np.array([per_job // n + (i < per_job % n) for i in range(n)])
+    bounds = np.linspace(0, n, min(workers, n) + 1).round().astype(int).tolist()
+    shards = list(zip(bounds[:-1], bounds[1:], strict=True))
+    indexed = list(enumerate(cells))
+    rounds = [indexed] if len(shards) == 1 else [[item] for item in indexed]
+    spec, space, records = gym.spec(env_id), None, []
+    with tqdm(total=len(cells) * per_job, desc=f"collect {env_id}", unit="episode", disable=not progress) as bar:
+        for round_cells in rounds:
+            jobs = [ShardJob(spec, make_kwargs, n, start, stop, quotas[start:stop], round_cells, seed, policy, space,
+                             traits.causal_codes or _no_codes, bar.update if len(shards) == 1 else None)
+                    for start, stop in shards]
+            results = map_tasks(run_shard, jobs, workers=len(jobs), address=address,
+                                on_done=None if len(jobs) == 1 else lambda _, r: bar.update(len(r.episodes)))
+            episodes = sorted((e for r in results for e in r.episodes), key=lambda e: (e[0], e[1], e[2].env_index))
+            records += [episode for _, _, episode in episodes]
+            space = max(results, key=lambda r: r.steps).action_space  # the whole batch's after the round's steps
+    return records, results[0].spaces
 
 
 # --- what the env declares, and the arguments ------------------------------------------
@@ -231,6 +242,22 @@ def _check_arguments(coverage: str, num_envs: int, max_episode_steps: int | None
             raise ValueError(f"pass {key}=... to collect() itself, not in env_kwargs")
     if policy is not None and not callable(policy):
         raise TypeError(f"policy must be callable as policy(obs) -> actions, got {type(policy).__name__}")
+
+
+def _check_workers(env_id: str, traits: _EnvTraits, make_kwargs: Mapping[str, Any], policy: Policy | None,
+                   workers: int) -> None:
+    """Shards need Ray, a picklable policy and a vector env whose env ``i`` of ``reset(seed=s)`` is seeded ``s + i``."""
+    check_positive_int("workers", workers)
+    if workers == 1:
+        return
+    require_ray()
+    if policy is not None:
+        check_picklable(policy, "policy")
+    mode = make_kwargs.get("vectorization_mode")
+    if (mode is None or VectorizeMode(mode) is VectorizeMode.VECTOR_ENTRY_POINT) and not traits.vector_matches_single:
+        raise ValueError(f"workers > 1 shards the sub-envs: {env_id!r}'s own vector env does not vouch that env i "
+                         "matches a single env seeded seed + i (metadata['vector_matches_single']); leave "
+                         "vectorization_mode out of env_kwargs")
 
 
 def _jobs(env_id: str, traits: _EnvTraits, coverage: str, split: str, num_episodes: int | None,
@@ -299,18 +326,8 @@ def _default_dataset_id(env_id: str, policy: Policy | None, coverage: str, split
 # --- writing -------------------------------------------------------------------------
 
 
-class _Collected(NamedTuple):
-    """One collected episode and where it came from."""
-
-    cell: dict[str, Any] | None  # the grid cell imposed with reset-time do(), None for natural coverage
-    env_index: int
-    env_seed: int
-    env_episode: int  # the how-manieth episode of that sub-env since its seeded reset
-    arrays: dict[str, Any]
-
-
 def _write(
-    dataset_id: str, data_path: str | os.PathLike | None, records: list[_Collected], metadata: dict[str, Any],
+    dataset_id: str, data_path: str | os.PathLike | None, records: list[Collected], metadata: dict[str, Any],
     **create_kwargs: Any,
 ) -> minari.MinariDataset:
     """Writes the dataset atomically: into a hidden folder (Minari skips those), then moved into place."""
@@ -409,136 +426,6 @@ def remove_stale_staging(root: str | os.PathLike) -> list[Path]:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed.append(folder)
     return removed
-
-
-class _EpisodeRun:
-    """Steps a vector env and cuts what it returns into episodes, whatever its autoreset mode."""
-
-    def __init__(self, envs: gym.vector.VectorEnv, mode: AutoresetMode, policy: Policy | None,
-                 causal_codes: CausalCodes):
-        self.envs, self.mode, self.policy, self.causal_codes = envs, mode, policy, causal_codes
-
-    def episodes(
-        self, quotas: np.ndarray, seed: int, options: dict[str, Any] | None, bar: tqdm
-    ) -> Iterator[tuple[int, int, dict[str, Any]]]:
-        """Resets the envs once and steps them until env ``i`` has finished ``quotas[i]`` episodes.
-
-        Yields (env index, episode number within that env, episode arrays) as episodes
-        end. A fixed number of episodes per env (rather than the first to finish)
-        keeps short episodes from being over-represented.
-        """
-        envs, mode, codes_of = self.envs, self.mode, self.causal_codes
-        n = envs.num_envs
-        obs, info = envs.reset(seed=seed, options=options)
-        codes = codes_of(info)
-        buffers = [_EpisodeRecorder(_take(obs, i), _row(codes, i)) for i in range(n)]
-        finished = np.zeros(n, dtype=np.int64)
-        restart = np.zeros(n, dtype=bool)  # next-step autoreset: this env's next step starts an episode
-        while (finished < quotas).any():
-            action = _actions(envs, self.policy, obs)
-            obs, reward, terminated, truncated, info = envs.step(action)
-            codes = codes_of(info)
-            ended = terminated | truncated
-            final_codes = None
-            if mode is AutoresetMode.SAME_STEP and ended.any():
-                final_codes = codes_of(info["final_info"])
-            for i in np.flatnonzero(finished < quotas).tolist():
-                if restart[i]:
-                    buffers[i] = _EpisodeRecorder(_take(obs, i), _row(codes, i))
-                    restart[i] = False
-                    continue
-                if ended[i] and mode is AutoresetMode.SAME_STEP:
-                    last_obs, last_code = _copy(info["final_obs"][i]), _row(final_codes, i)
-                else:
-                    last_obs, last_code = _take(obs, i), _row(codes, i)
-                buffers[i].add(action[i], reward[i], terminated[i], truncated[i], last_obs, last_code)
-                if not ended[i]:
-                    continue
-                yield i, int(finished[i]), buffers[i].finish()
-                finished[i] += 1
-                bar.update(1)
-                if mode is AutoresetMode.NEXT_STEP:
-                    restart[i] = True
-                elif mode is AutoresetMode.SAME_STEP:
-                    buffers[i] = _EpisodeRecorder(_take(obs, i), _row(codes, i))
-            if mode is AutoresetMode.DISABLED and ended.any():
-                obs, info = envs.reset(options={"reset_mask": ended.copy()})
-                codes = codes_of(info)
-                for i in np.flatnonzero(ended & (finished < quotas)).tolist():
-                    buffers[i] = _EpisodeRecorder(_take(obs, i), _row(codes, i))
-
-
-# --- stepping ------------------------------------------------------------------------
-
-
-class _EpisodeRecorder:
-    """The growing arrays of one episode."""
-
-    def __init__(self, obs: Any, code: np.ndarray | None):
-        self.obs = [obs]
-        self.codes = [code]
-        self.action: list[Any] = []
-        self.reward: list[float] = []
-        self.terminated: list[bool] = []
-        self.truncated: list[bool] = []
-
-    def add(self, action, reward, terminated, truncated, obs, code) -> None:
-        self.action.append(np.array(action))
-        self.reward.append(float(reward))
-        self.terminated.append(bool(terminated))
-        self.truncated.append(bool(truncated))
-        self.obs.append(obs)
-        self.codes.append(code)
-
-    def finish(self) -> dict[str, Any]:
-        if isinstance(self.obs[0], dict):
-            obs = {key: np.stack([o[key] for o in self.obs]) for key in self.obs[0]}
-        else:
-            obs = np.stack(self.obs)
-        with_causal = all(code is not None for code in self.codes)
-        return {
-            "obs": obs,
-            "action": np.stack(self.action),
-            "reward": np.asarray(self.reward, dtype=np.float64),
-            "terminated": np.asarray(self.terminated, dtype=bool),
-            "truncated": np.asarray(self.truncated, dtype=bool),
-            "causal": np.stack(self.codes).astype(np.float32) if with_causal else None,
-        }
-
-
-def _actions(envs: gym.vector.VectorEnv, policy: Policy | None, obs: Any) -> np.ndarray:
-    if policy is None:
-        return envs.action_space.sample()
-    action = policy(obs)
-    if torch.is_tensor(action):
-        action = action.detach().cpu().numpy()
-    action = np.asarray(action)
-    space = envs.single_action_space
-    want = (envs.num_envs,) + tuple(space.shape or ())
-    if action.shape != want:
-        raise ValueError(f"policy(obs) must return a batch of actions shaped {want}, got shape {action.shape}")
-    if isinstance(space, gym.spaces.Discrete):
-        if not np.issubdtype(action.dtype, np.integer):
-            raise ValueError(f"policy(obs) must return integer actions for {space}, got dtype {action.dtype}")
-        action = action.astype(np.int64)
-    return action.astype(space.dtype) if space.dtype is not None else action
-
-
-def _take(obs: Any, i: int) -> Any:
-    if isinstance(obs, Mapping):
-        return {key: np.array(value[i]) for key, value in obs.items()}
-    return np.array(obs[i])
-
-
-def _copy(obs: Any) -> Any:
-    if isinstance(obs, Mapping):
-        return {key: np.array(value) for key, value in obs.items()}
-    return np.array(obs)
-
-
-def _row(codes: np.ndarray | None, i: int) -> np.ndarray | None:
-    return None if codes is None else codes[i].copy()
-
 
 
 def _single_env_spec(env_id: str, kwargs: Mapping[str, Any], max_episode_steps: int | None) -> EnvSpec:
