@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import tyro
 
+from campusnav.device import DEVICE_HELP, PRECISION_HELP, resolve_device
 from campusnav.threads import use_threads
 
 if TYPE_CHECKING:
@@ -165,15 +166,26 @@ def add_collect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-episode-steps", type=int, default=None, help="cut episodes at this length")
     parser.add_argument("--seed", type=int, default=0, help="collection seed")
     parser.add_argument("--data-path", default=None, help="Minari datasets folder (default: MINARI_DATASETS_PATH)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="Ray tasks that step shards of the envs; the dataset is the same (default: 1, no Ray)")
+    parser.add_argument("--address", default=None,
+                        help="a Ray cluster to run on, e.g. auto or HOST:6379 (default: a local Ray)")
 
 
 def check_collect_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.coverage == "natural" and args.episodes is None:
         parser.error("--episodes is required with --coverage natural")
-    for name in ("episodes", "num_envs", "episodes_per_cell", "max_episode_steps"):
+    for name in ("episodes", "num_envs", "episodes_per_cell", "max_episode_steps", "workers"):
         value = getattr(args, name)
         if value is not None and value < 1:
             parser.error(f"argument --{name.replace('_', '-')}: must be a positive integer, got {value}")
+    if args.address is not None and args.workers == 1:
+        parser.error("argument --address: runs on a Ray cluster; give --workers more than 1")
+    if args.workers > 1:
+        from model_zoo.parallel import INSTALL_HINT, ray_available
+
+        if not ray_available():
+            parser.error(f"argument --workers: more than 1 needs Ray: {INSTALL_HINT}")
 
 
 def run_collect(args: argparse.Namespace) -> int:
@@ -185,6 +197,7 @@ def run_collect(args: argparse.Namespace) -> int:
         args.env, num_episodes=args.episodes, num_envs=args.num_envs, coverage=args.coverage,
         episodes_per_cell=args.episodes_per_cell, split=args.split, seed=args.seed, dataset_id=args.dataset_id,
         env_kwargs=env_kwargs, max_episode_steps=args.max_episode_steps, data_path=args.data_path,
+        workers=args.workers, address=args.address,
     )
     print(f"wrote {args.dataset_id}: {dataset.total_episodes} episodes, {dataset.total_steps} steps")
     return 0
@@ -211,6 +224,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-resume", action="store_true", help="start over even if run-dir has a checkpoint")
     parser.add_argument("--set", type=parse_assignment, action="append", default=[], metavar="FIELD=VALUE",
                         help="override a config field of the model, e.g. --set hidden=128 (repeatable)")
+    parser.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help=PRECISION_HELP)
 
 
 def check_train_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -227,6 +242,7 @@ def check_train_arguments(parser: argparse.ArgumentParser, args: argparse.Namesp
     if args.batch_size < 1 or args.batch_size % processes:
         parser.error(f"argument --batch-size: must be a positive multiple of the {processes} process(es), "
                      f"got {args.batch_size}")
+    check_device(parser, args.device)
     args.overrides = dict(args.set)
 
 
@@ -259,8 +275,9 @@ def _train(args: argparse.Namespace, world: World) -> int:
     # under torchrun each rank draws its shard of the global batch with a seed of its own
     sampler = SequenceSampler(train, args.seq_len, distributed.shard_batch_size(args.batch_size, world.size),
                               seed=distributed.rank_seed(args.seed, world.rank))
-    model_zoo.fit(model, sampler, steps=args.steps, lr=lr, seed=args.seed, run_dir=run_dir,
-                  checkpoint_every=args.checkpoint_every, resume=not args.no_resume)
+    model_zoo.fit(model, sampler, steps=args.steps, lr=lr, seed=args.seed, device=resolve_device(args.device),
+                  precision=args.precision, run_dir=run_dir, checkpoint_every=args.checkpoint_every,
+                  resume=not args.no_resume)
     if not world.is_main:
         return 0
     print(f"checkpoint: {run_dir / 'checkpoint'}   metrics: {run_dir / 'metrics.csv'}")
@@ -284,6 +301,14 @@ def check_model_source(parser: argparse.ArgumentParser, argument: str, source: s
                  f"{', '.join(list_pretrained()) or 'none'}")
 
 
+def check_device(parser: argparse.ArgumentParser, name: str) -> None:
+    """Refuses a ``--device`` that is no device name or names a GPU this machine lacks."""
+    try:
+        resolve_device(name)
+    except ValueError as err:
+        parser.error(f"argument {err}")
+
+
 def load_model(source: str):
     """The model of a checkpoint folder or of a pretrained name, in eval mode."""
     import model_zoo
@@ -304,6 +329,7 @@ def add_dream_arguments(parser: argparse.ArgumentParser) -> None:
         "--do", type=parse_assignment, action="append", default=[], metavar="KEY=VALUE",
         help="intervene in both worlds, e.g. --do gameday=true (a causal model is needed for the dream)",
     )
+    parser.add_argument("--device", default="cpu", help=DEVICE_HELP)
 
 
 def check_dream_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -313,6 +339,7 @@ def check_dream_arguments(parser: argparse.ArgumentParser, args: argparse.Namesp
         if getattr(args, name) < 1:
             parser.error(f"argument --{name}: must be a positive integer, got {getattr(args, name)}")
     check_model_source(parser, "checkpoint", args.checkpoint)
+    check_device(parser, args.device)
     if Path(args.out).suffix.lower() not in (".gif", ".mp4"):
         parser.error(f"argument --out: write a .gif or .mp4, got {args.out!r}")
     args.do = dict(args.do)
@@ -330,7 +357,7 @@ def run_dream(args: argparse.Namespace) -> int:
     from campus_env.env import env_kwargs_for
     from wrappers.recorder import record_side_by_side
 
-    model = load_model(args.checkpoint)
+    model = load_model(args.checkpoint).to(resolve_device(args.device))
     try:
         model.check_do(args.do)
         env_kwargs = env_kwargs_for(model.observation_space)

@@ -35,6 +35,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from campusnav.device import resolve_device
+
 __all__ = ["DemoConfig", "run_demo"]
 
 TINY = {"episodes": 8, "max_episode_steps": 30, "train_steps": 6, "generations": 2, "popsize": 4,
@@ -85,6 +87,7 @@ class DemoConfig:
     pretrained: str = _opt("", "a pretrained model (model_zoo.list_pretrained(), e.g. mlp/campusnav-state-v0) "
                                "instead of training one; its id and observations replace --model and --obs-mode, "
                                "and an eighth of --episodes is collected to score it")
+    device: str = _opt("cpu", "where the model trains and dreams: cpu, cuda, cuda:N or auto (cuda when available)")
 
 
 def run_demo(config: DemoConfig = DemoConfig()) -> Path:
@@ -100,7 +103,7 @@ def run_demo(config: DemoConfig = DemoConfig()) -> Path:
 
     if config.pretrained:
         config = pretrained_config(config)
-        model = model_zoo.load_pretrained(config.pretrained)
+        model = model_zoo.load_pretrained(config.pretrained).to(resolve_device(config.device))
     _section("1/5 collect" + (" (to score the pretrained model)" if config.pretrained else ""))
     started = time.perf_counter()
     dataset, train, test = _collect(config, out)
@@ -182,7 +185,7 @@ def _train_model(config: DemoConfig, dataset, train, out: Path):
     model = model_zoo.make(config.model, dataset.observation_space, dataset.action_space, **model_overrides(config))
     sampler = SequenceSampler(train, config.seq_len, config.batch_size, seed=config.seed)
     model_zoo.fit(model, sampler, steps=config.train_steps, lr=1e-3, seed=config.seed, run_dir=out / "model",
-                  checkpoint_every=max(config.train_steps // 4, 1))
+                  checkpoint_every=max(config.train_steps // 4, 1), device=resolve_device(config.device))
     model.eval()
     return model
 
@@ -231,6 +234,7 @@ def pretrained_config(config: DemoConfig) -> DemoConfig:
 
 def check_config(config: DemoConfig) -> None:
     """Raises ValueError, naming the option, for settings that cannot run together."""
+    resolve_device(config.device)
     if config.pretrained:
         from model_zoo import list_pretrained
 

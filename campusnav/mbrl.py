@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from campusnav.demo import DEMO_MODEL_CONFIG
+from campusnav.device import resolve_device
 from campusnav.overrides import parse_overrides
 from campusnav.threads import use_threads
 
@@ -93,6 +94,8 @@ class MBRLArgs:
     """a tiny budget for tests (seconds)"""
     threads: int | None = None
     """torch threads per process (default: one, the fastest for the zoo's small networks)"""
+    device: str = "cpu"
+    """where the world model trains and dreams: cpu, cuda, cuda:N or auto (cuda when available)"""
 
 
 TINY_CONFIG = {"hidden": 16, "layers": 1, "members": 2, "z_dim": 4, "depth": 4, "vector_hidden": 16, "mixtures": 2}
@@ -126,6 +129,8 @@ def tiny(args: MBRLArgs) -> MBRLArgs:
 def check_args(args: MBRLArgs) -> None:
     """``ValueError`` naming the flag for a value the loop cannot run with."""
     import model_zoo
+
+    resolve_device(args.device)
 
     if args.model not in model_zoo.list_models():
         raise ValueError(f"--model: unknown {args.model!r}; choose from {', '.join(model_zoo.list_models())}")
@@ -206,7 +211,7 @@ def run_mbrl(args: MBRLArgs):
     torch.manual_seed(args.seed)
     probe = gym.make(ENV_ID, **ENV_KWARGS)
     model = model_zoo.make(args.model, probe.observation_space, probe.action_space, preset="campusnav-state",
-                           **model_overrides(args.model, args.model_config))
+                           **model_overrides(args.model, args.model_config)).to(resolve_device(args.device))
     learner = make_learner(args, probe.observation_space, probe.action_space)
     probe.close()
     config = LoopConfig(iterations=args.iterations, initial_episodes=args.initial_episodes, episodes=args.episodes,

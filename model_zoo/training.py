@@ -35,8 +35,7 @@ averaged, and rank 0 alone writes ``run_dir``.
 
 from __future__ import annotations
 
-import csv
-import io
+import contextlib
 import json
 import math
 import random
@@ -66,12 +65,14 @@ from model_zoo.checkpoint import (
     save,
     save_tensors,
 )
+from model_zoo.metrics_log import CSVLog
 
-__all__ = ["CHECKPOINT_DIR", "METRICS_FILE", "OLD_CHECKPOINT_DIR", "fit", "make_sampler"]
+__all__ = ["CHECKPOINT_DIR", "METRICS_FILE", "OLD_CHECKPOINT_DIR", "PRECISIONS", "fit", "make_sampler"]
 
 CHECKPOINT_DIR = "checkpoint"
 METRICS_FILE = "metrics.csv"
 OLD_CHECKPOINT_DIR = "checkpoint.old"  # the previous checkpoint while a new one is swapped in
+PRECISIONS = ("fp32", "bf16")  # bf16: the forward pass and loss under torch.autocast; weights stay float32
 _TMP_PREFIX = ".checkpoint-"
 _TRAINER_FILE = "trainer.json"
 _OPTIMIZER_FILE = "optimizer.safetensors"
@@ -92,6 +93,7 @@ def fit(
     grad_clip: float | None = 100.0,
     seed: int = 0,
     device: str | torch.device = "cpu",
+    precision: str = "fp32",
     run_dir: str | Path | None = None,
     checkpoint_every: int | None = None,
     log_every: int = 10,
@@ -117,6 +119,7 @@ def fit(
         grad_clip: the largest global gradient norm; ``None`` or 0 for no clipping.
         seed: seeds ``torch`` (and the sampler ``fit`` builds) on a fresh start.
         device: where the model and batches live during training.
+        precision: ``"fp32"``, or ``"bf16"``: the loss under ``torch.autocast`` in bfloat16 (weights stay float32).
         run_dir: a folder for ``metrics.csv`` and ``checkpoint/``; ``None`` keeps nothing.
         checkpoint_every: steps between checkpoints (and one at the end; ``None``: only
             at the end). Needs ``run_dir``.
@@ -125,8 +128,7 @@ def fit(
         progress: show a tqdm progress bar with the loss.
         callback: ``callback(step, metrics)`` after every step (after that step's
             checkpoint); return ``False`` to stop early (a checkpoint is written).
-        tensorboard: also write TensorBoard event files to ``run_dir/tensorboard`` (a
-            warning when the ``tensorboard`` package is not installed).
+        tensorboard: also write TensorBoard event files to ``run_dir/tensorboard`` (needs ``tensorboard``).
 
     Returns:
         The logged rows, oldest first (with ``run_dir``, those of earlier calls too): ``step``,
@@ -136,13 +138,13 @@ def fit(
         FloatingPointError: the loss or the gradient norm became NaN or infinite.
         CheckpointError: ``run_dir``'s checkpoint cannot be resumed (another model or config, a damaged file).
     """
-    _check_schedule(steps, log_every, checkpoint_every, run_dir)
+    _check_arguments(steps, log_every, checkpoint_every, run_dir, precision)
     device = torch.device(device)
     was_training = model.to(device).training
     model.train()
     sampler = make_sampler(data, batch_size=batch_size, seq_len=seq_len, seed=seed, device=device)
     run = _TrainingRun(model, sampler, lr=lr, weight_decay=weight_decay, grad_clip=grad_clip, seed=seed,
-                       device=device, run_dir=run_dir)
+                       device=device, run_dir=run_dir, bf16=precision == "bf16")
     step = start = run.open(resume=resume, tensorboard=tensorboard, total_steps=steps, progress=progress)
     try:
         for step in range(start + 1, steps + 1):
@@ -161,7 +163,10 @@ def fit(
     return run.history
 
 
-def _check_schedule(steps: int, log_every: int, checkpoint_every: int | None, run_dir: str | Path | None) -> None:
+def _check_arguments(steps: int, log_every: int, checkpoint_every: int | None, run_dir: str | Path | None,
+                     precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
     if log_every < 1:
@@ -176,8 +181,8 @@ class _TrainingRun:
     """One ``fit`` call's state: optimizer, sampler, metric sums, the logs and the last checkpoint written."""
 
     def __init__(self, model: nn.Module, sampler: Any, *, lr: float, weight_decay: float, grad_clip: float | None,
-                 seed: int, device: torch.device, run_dir: str | Path | None):
-        self.model, self.sampler, self.device = model, sampler, device
+                 seed: int, device: torch.device, run_dir: str | Path | None, bf16: bool = False):
+        self.model, self.sampler, self.device, self.bf16 = model, sampler, device, bf16
         self.lr, self.weight_decay, self.grad_clip, self.seed = lr, weight_decay, grad_clip, seed
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(self.params, lr=lr, weight_decay=weight_decay)
@@ -187,7 +192,7 @@ class _TrainingRun:
         self.accumulator = _Mean()
         self.history: list[dict[str, float]] = []
         self.last_saved = -1
-        self.log: _CSVLog | None = None
+        self.log: CSVLog | None = None
         self.writer: Any = None
         self.bar: Any = None
         self.clock_start, self.clock_steps = time.perf_counter(), 0  # wall clock and steps since the last row
@@ -216,7 +221,7 @@ class _TrainingRun:
         if self.world.enabled:
             self.forward = distributed.wrap(self.model, self.device)  # broadcasts rank 0's weights
         if self.run_path is not None and self.world.is_main:
-            self.log = _CSVLog(self.run_path / METRICS_FILE, keep_until=start)
+            self.log = CSVLog(self.run_path / METRICS_FILE, keep_until=start)
             self.history = self.log.rows()
         self.writer = _tensorboard(self.run_path) if tensorboard and self.world.is_main else None
         self.bar = tqdm(total=total_steps, initial=min(start, total_steps),
@@ -228,7 +233,8 @@ class _TrainingRun:
     def train_step(self, step: int) -> dict[str, float]:
         """One Adam step on a fresh batch; returns the step's metrics (loss, the model's, grad_norm)."""
         batch = _to_device(self.sampler.sample(), self.device)
-        loss, metrics = self.forward(batch)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext():
+            loss, metrics = self.forward(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss is {loss.item()} at step {step} (metrics {metrics}); try a lower lr")
         self.optimizer.zero_grad(set_to_none=True)
@@ -340,55 +346,6 @@ class _Mean:
 
     def means(self) -> dict[str, float]:
         return {name: self.sums[name] / self.counts[name] for name in self.sums}
-
-
-# --- metrics.csv -------------------------------------------------------------------
-
-
-class _CSVLog:
-    """``metrics.csv``: appended to and flushed row by row; rewritten when a new metric appears.
-
-    On start the rows after ``keep_until`` (logged after the checkpoint being resumed)
-    are dropped, so a resumed run does not log the same steps twice.
-    """
-
-    def __init__(self, path: Path, keep_until: int):
-        self.path = path
-        self.fields: list[str] = []
-        self._rows: list[dict[str, float]] = []
-        if keep_until > 0 and path.is_file():
-            with open(path, newline="") as f:
-                reader = csv.DictReader(f)
-                self.fields = list(reader.fieldnames or [])
-                for raw in reader:
-                    row = {k: float(v) for k, v in raw.items() if k is not None and v not in (None, "")}
-                    if row.get("step", math.inf) <= keep_until:
-                        row["step"] = int(row["step"])
-                        self._rows.append(row)
-        self._rewrite()
-
-    def rows(self) -> list[dict[str, float]]:
-        return list(self._rows)
-
-    def append(self, row: dict[str, float]) -> None:
-        self._rows.append(row)
-        if any(name not in self.fields for name in row):
-            self._rewrite()
-            return
-        with open(self.path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=self.fields).writerow(row)
-
-    def _rewrite(self) -> None:
-        for row in self._rows:
-            self.fields += [name for name in row if name not in self.fields]
-        lines: list[str] = []
-        if self.fields:
-            buffer = io.StringIO()
-            writer = csv.DictWriter(buffer, fieldnames=self.fields)
-            writer.writeheader()
-            writer.writerows(self._rows)
-            lines.append(buffer.getvalue())
-        atomic_write(self.path, "".join(lines))
 
 
 def _tensorboard(run_path: Path | None):

@@ -231,7 +231,8 @@ def _fit(model: WorldModel, episodes: list[Episode], config: LoopConfig, steps: 
     seed = config.seed + iteration
     sampler = SequenceSampler(episodes, config.seq_len, config.batch_size, seed=seed)
     model.train()
-    history = fit(model, sampler, steps=steps, lr=config.lr, seed=seed, resume=False, progress=False)
+    history = fit(model, sampler, steps=steps, lr=config.lr, seed=seed, device=model.device, resume=False,
+                  progress=False)
     model.eval()
     return {k: float(v) for k, v in history[-1].items()} if history else {}
 
@@ -321,8 +322,11 @@ class ActorCriticLearner:
         if self.agent is None:
             with torch.no_grad():
                 dim = int(model.features(model.initial_state(1)).shape[-1])
-            self.agent = ActorCritic(dim, model.action_space, self.config)
-        sampler = SequenceSampler(episodes, self.seq_len, self.batch_size, seed=self.seed + self.rounds)
+            self.agent = ActorCritic(dim, model.action_space, self.config).to(model.device)
+        if self.generator.device != model.device:  # the agent, its noise and the windows live on the model's device
+            self.generator = torch.Generator(device=model.device).manual_seed(self.seed)
+        sampler = SequenceSampler(episodes, self.seq_len, self.batch_size, seed=self.seed + self.rounds,
+                                  device=model.device)
         self.rounds += 1
         started, metrics = time.perf_counter(), {}
         model.eval()
