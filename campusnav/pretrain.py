@@ -49,6 +49,7 @@ from campusnav.leaderboard.data import (
     car_id,
 )
 from campusnav.leaderboard.ledger import Ledger
+from model_zoo.checkpoint import round_to_storage
 from model_zoo.pretrained import PRETRAINED_ROOT, list_pretrained, one_step_check, save_pretrained
 
 __all__ = ["BUDGET_FILE", "CAR_MODEL", "MAX_BYTES", "PIXEL_MODELS", "Entry", "PretrainArgs", "describe", "export",
@@ -100,6 +101,7 @@ class Entry(NamedTuple):
     dataset: dict[str, Any]  # what the card says of the data
     preset: str
     gradient_steps: int
+    storage: str = "float32"  # model_zoo.checkpoint's: image models are kept in float16 to fit MAX_BYTES
 
 
 def _entries(model_id: str, budget: Budget, args: PretrainArgs) -> list[Entry]:
@@ -112,11 +114,12 @@ def _entries(model_id: str, budget: Budget, args: PretrainArgs) -> list[Entry]:
         entries.append(Entry(f"{model_id}/campusnav-pixels-v0", "pixel_model", "campus_pixels", CAMPUS, PIXEL_KWARGS, {
             "id": campus_pixels_id(budget), "seed": PIXEL_SEED, "episodes": budget.campus_pixel_episodes,
             "held_out": HELD_OUT, "max_episode_steps": budget.max_episode_steps, "policy": "uniform random",
-            "split": "train"}, PIXEL_PRESET, budget.pixel_steps))
+            "split": "train"}, PIXEL_PRESET, budget.pixel_steps, "float16"))
     if model_id == args.car_model:
         entries.append(Entry(f"{model_id}/carracing-pixels-v0", "car_model", "car", CAR, {}, {
             "id": car_id(budget), "seed": DATA_SEED, "episodes": budget.pixel_episodes, "held_out": CAR_HELD_OUT,
-            "max_episode_steps": budget.pixel_max_steps, "policy": "uniform random"}, PRESET, budget.pixel_steps))
+            "max_episode_steps": budget.pixel_max_steps, "policy": "uniform random"}, PRESET, budget.pixel_steps,
+            "float16"))
     return entries
 
 
@@ -201,10 +204,10 @@ def _stage(args: PretrainArgs, work: Path, budget: Budget, staging: Path) -> lis
             weights = folder / entry.weights
             if entry.stage not in stages or not (weights / "config.json").is_file():
                 continue
-            model = model_zoo.load(weights).eval()
+            model = round_to_storage(model_zoo.load(weights).eval(), entry.storage)  # the card checks what ships
             trained_at = (weights / "model.safetensors").stat().st_mtime
-            save_pretrained(model, entry.name,
-                            card_for(model_id, args.seed, budget, stages, entry, model, trained_at), root=staging)
+            save_pretrained(model, entry.name, card_for(model_id, args.seed, budget, stages, entry, model, trained_at),
+                            root=staging, storage=entry.storage)
             written.append(entry.name)
             print(f"{entry.name}: {_size(staging / entry.name) / 2**20:.1f} MB", flush=True)
     return written

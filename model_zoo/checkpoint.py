@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONFIG_FILE",
     "FORMAT",
+    "STORAGES",
     "VERSION",
     "WEIGHTS_FILE",
     "CheckpointError",
@@ -68,6 +69,7 @@ __all__ = [
     "deserialize_space",
     "load",
     "load_tensors",
+    "round_to_storage",
     "read_config",
     "save",
     "save_tensors",
@@ -77,6 +79,7 @@ __all__ = [
 
 FORMAT = "model_zoo.checkpoint"
 VERSION = 1
+STORAGES = ("float32", "float16")  # how save writes float32 tensors
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
@@ -273,11 +276,15 @@ def _tuples(value: Any) -> Any:
 # --- save / load -------------------------------------------------------------------
 
 
-def save(model: WorldModel, directory: str | Path) -> Path:
+def save(model: WorldModel, directory: str | Path, storage: str = "float32") -> Path:
     """Writes ``config.json`` and ``model.safetensors`` for ``model`` into ``directory``; returns it.
 
-    The directory is created if needed; other files in it are left alone.
+    The directory is created if needed; other files in it are left alone. ``storage="float16"``
+    writes the float32 tensors in half precision (half the bytes; ``load`` widens them again),
+    and refuses a model whose values do not fit float16's range.
     """
+    if storage not in STORAGES:
+        raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     model_id = getattr(model, "model_id", "")
     if not model_id:
         raise CheckpointError(
@@ -297,11 +304,43 @@ def save(model: WorldModel, directory: str | Path) -> Path:
         "action_space": serialize_space(model.action_space),
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }
+    tensors = model.state_dict()
+    if storage == "float16":
+        config["storage"] = storage
+        tensors = _narrowed(tensors, model_id)
     metadata = {"format": "pt", "model_zoo": FORMAT, "model_id": model_id, "save_id": save_id}
-    weights = save_tensors(directory / WEIGHTS_FILE, model.state_dict(), metadata)
+    weights = save_tensors(directory / WEIGHTS_FILE, tensors, metadata)
     config["weights_sha256"] = sha256_of(weights)
     atomic_write(directory / CONFIG_FILE, json.dumps(config, indent=2) + "\n")
     return directory
+
+
+def round_to_storage(model: nn.Module, storage: str) -> nn.Module:
+    """Rounds ``model``'s float32 tensors in place to what ``save(model, ..., storage)`` keeps; returns it.
+
+    A model about to be saved narrowed then computes exactly what the loaded copy will.
+    """
+    if storage == "float16":
+        with torch.no_grad():
+            for tensor in model.state_dict().values():
+                if tensor.dtype == torch.float32:
+                    tensor.copy_(tensor.half().float())
+    return model
+
+
+def _narrowed(tensors: Mapping[str, Tensor], model_id: str) -> dict[str, Tensor]:
+    """The float32 tensors as float16 (the others as they are); ``CheckpointError`` for values out of its range."""
+    limit = torch.finfo(torch.float16).max
+    narrowed = {}
+    for name, tensor in tensors.items():
+        if tensor.dtype == torch.float32:
+            finite = tensor[torch.isfinite(tensor)]
+            if finite.numel() and float(finite.abs().max()) > limit:
+                raise CheckpointError(f"{model_id}: tensor {name!r} holds values beyond float16's range (+-{limit:g}); "
+                                      "save it with storage='float32'")
+            tensor = tensor.half()
+        narrowed[name] = tensor
+    return narrowed
 
 
 def sha256_of(path: str | Path) -> str:
@@ -373,6 +412,11 @@ def load(directory: str | Path, map_location: str | torch.device = "cpu") -> Wor
     model = _rebuild(directory, config)
     tensors, metadata = load_tensors(directory / WEIGHTS_FILE)
     check_weights(directory, config, metadata)
+    if config.get("storage", "float32") not in STORAGES:
+        raise CheckpointError(f"{directory / CONFIG_FILE}: unknown storage {config['storage']!r}; "
+                              f"this version reads {', '.join(STORAGES)}")
+    if config.get("storage") == "float16":  # written narrowed by save(storage="float16"): widen to the model's
+        tensors = {k: v.float() if v.dtype == torch.float16 else v for k, v in tensors.items()}
     upgrade = getattr(model, "upgrade_tensors", None)  # a model's hook for tensors an older version saved
     if upgrade is not None:
         tensors = upgrade(dict(tensors))

@@ -87,13 +87,15 @@ def load_pretrained(name: str, map_location: str = "cpu", root: str | Path | Non
     return load(folder, map_location=map_location).eval()
 
 
-def save_pretrained(model, name: str, card: Mapping[str, Any], root: str | Path | None = None) -> Path:
-    """Writes ``model`` and its card (``card`` plus the name, the model id and both SHA-256s) as ``name``."""
+def save_pretrained(model, name: str, card: Mapping[str, Any], root: str | Path | None = None,
+                    storage: str = "float32") -> Path:
+    """Writes ``model`` and its card (``card`` plus the name, the model id, the storage and both SHA-256s) as
+    ``name``; ``storage="float16"`` halves the weights' bytes (``model_zoo.checkpoint.save``)."""
     if not isinstance(name, str) or name.count("/") != 1 or not name.startswith(f"{model.model_id}/"):
         raise ValueError(f"name must be '{model.model_id}/<data name>', got {name!r}")
     folder = (Path(root) if root is not None else PRETRAINED_ROOT) / name
-    save(model, folder)
-    full = {"format": CARD_FORMAT, "name": name, "model_id": model.model_id, **card,
+    save(model, folder, storage=storage)
+    full = {"format": CARD_FORMAT, "name": name, "model_id": model.model_id, **card, "storage": storage,
             "weights_sha256": sha256_of(folder / WEIGHTS_FILE), "config_sha256": sha256_of(folder / CONFIG_FILE)}
     atomic_write(folder / CARD_FILE, json.dumps(full, indent=2, default=float) + "\n")
     return folder

@@ -604,3 +604,35 @@ def test_a_buffer_may_hold_infinity_but_not_nan(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=r"'levels' holds 1 NaN value"):
         model_zoo.load(tmp_path / "m")
+
+
+def test_float16_storage_halves_the_weights_and_loads_what_the_rounded_model_computes(tiny_id, tmp_path):
+    from model_zoo.checkpoint import round_to_storage
+
+    torch.manual_seed(0)
+    model = model_zoo.make(tiny_id, OBS_SPACE, ACTION_SPACE, hidden=64)
+    full = save(model, tmp_path / "full")
+    half = save(model, tmp_path / "half", storage="float16")
+    assert (half / WEIGHTS_FILE).stat().st_size < 0.6 * (full / WEIGHTS_FILE).stat().st_size
+    assert torch.float32 not in {t.dtype for t in load_tensors(half / WEIGHTS_FILE)[0].values()}
+    loaded = load(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    rounded = round_to_storage(model, "float16")  # in place: now what the checkpoint holds
+    batch = _batch(OBS_SPACE, ACTION_SPACE)
+    _assert_same(_outputs(rounded, batch), _outputs(loaded, batch))
+    assert not torch.equal(load(full).state_dict()["enc.weight"], model.state_dict()["enc.weight"])  # it did round
+
+
+def test_float16_storage_refuses_what_it_cannot_hold(tiny_id, tmp_path):
+    model = model_zoo.make(tiny_id, OBS_SPACE, ACTION_SPACE)
+    with pytest.raises(ValueError, match="storage must be one of float32, float16"):
+        save(model, tmp_path / "bad", storage="int8")
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] = 1e6
+    with pytest.raises(CheckpointError, match="beyond float16's range"):
+        save(model, tmp_path / "big", storage="float16")
+    path = save(model_zoo.make(tiny_id, OBS_SPACE, ACTION_SPACE), tmp_path / "later")
+    config = json.loads((path / CONFIG_FILE).read_text())
+    (path / CONFIG_FILE).write_text(json.dumps({**config, "storage": "float8"}))
+    with pytest.raises(CheckpointError, match="unknown storage 'float8'"):
+        load(path)
