@@ -18,20 +18,28 @@ from gymnasium import spaces
 from campus_env import causal, noise
 from campus_env import layout as lay
 from campus_env.core import OBS_MODES, CampusCore
-from campus_env.render import CELL_PX, VIEW_CELLS, EgoRenderer, campus_frame
+from campus_env.render import IMAGE_SIZES, EgoRenderer, campus_frame
 from campus_env.schema import ACTION_MEANINGS, CAUSAL_DIM, PATCH, STATE_DIM, STATE_SLICES, Action
 
-__all__ = ["CampusNavEnv", "env_kwargs_for", "observation_space", "parse_options", "status_lines"]
+__all__ = ["CampusNavEnv", "check_image_size", "env_kwargs_for", "observation_space", "parse_options",
+           "status_lines"]
 
-IMAGE_SHAPE = (VIEW_CELLS * CELL_PX, VIEW_CELLS * CELL_PX, 3)
+
+def check_image_size(image_size: Any) -> int:
+    """``image_size`` as an ``int``; a ``ValueError`` naming ``IMAGE_SIZES`` unless it is one of them."""
+    if (isinstance(image_size, (bool, np.bool_)) or not isinstance(image_size, (int, np.integer))
+            or int(image_size) not in IMAGE_SIZES):
+        raise ValueError(f"image_size must be one of {', '.join(map(str, IMAGE_SIZES))}, got {image_size!r}")
+    return int(image_size)
 
 
-def observation_space(obs_mode: str, observe_causal: bool) -> spaces.Space:
-    """The observation space of one env for ``obs_mode`` and ``observe_causal``."""
+def observation_space(obs_mode: str, observe_causal: bool, image_size: int = IMAGE_SIZES[0]) -> spaces.Space:
+    """The observation space of one env for ``obs_mode``, ``observe_causal`` and ``image_size``."""
     if not isinstance(obs_mode, str) or obs_mode not in OBS_MODES:
         raise ValueError(f"obs_mode must be one of {', '.join(map(repr, OBS_MODES))}, got {obs_mode!r}")
     check_flag("observe_causal", observe_causal)
-    image = spaces.Box(0, 255, IMAGE_SHAPE, dtype=np.uint8)
+    size = check_image_size(image_size)
+    image = spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)
     low = np.zeros(STATE_DIM, dtype=np.float32)
     low[STATE_SLICES["goal_offset"]] = -1  # goal minus agent; the positions lie in [0, 1]
     state = spaces.Box(low, np.ones(STATE_DIM, dtype=np.float32), dtype=np.float32)
@@ -49,19 +57,23 @@ def observation_space(obs_mode: str, observe_causal: bool) -> spaces.Space:
 
 
 def env_kwargs_for(space: spaces.Space) -> dict[str, Any]:
-    """The ``obs_mode`` and ``observe_causal`` whose observation space is ``space``.
+    """The ``obs_mode``, ``observe_causal`` and (with an image) ``image_size`` whose observation space is ``space``.
 
     So a model trained on CampusNav-v0 data finds the env that matches it again.
 
     >>> env_kwargs_for(observation_space("state", False))
     {'obs_mode': 'state', 'observe_causal': False}
+    >>> env_kwargs_for(observation_space("pixels", True, image_size=128))
+    {'obs_mode': 'pixels', 'observe_causal': True, 'image_size': 128}
     """
     for obs_mode in OBS_MODES:
         for observe_causal in (True, False):
-            if observation_space(obs_mode, observe_causal) == space:
-                return {"obs_mode": obs_mode, "observe_causal": observe_causal}
-    raise ValueError(f"{space} is not an observation space of CampusNav-v0 (any obs_mode, with or without "
-                     "observe_causal)")
+            for image_size in IMAGE_SIZES if obs_mode != "state" else IMAGE_SIZES[:1]:
+                if observation_space(obs_mode, observe_causal, image_size) == space:
+                    kwargs = {"obs_mode": obs_mode, "observe_causal": observe_causal}
+                    return kwargs | ({"image_size": image_size} if obs_mode != "state" else {})
+    raise ValueError(f"{space} is not an observation space of CampusNav-v0 (any obs_mode and image_size, with or "
+                     "without observe_causal)")
 
 
 def build_obs(core: CampusCore, renderer: EgoRenderer | None, obs_mode: str, observe_causal: bool):
@@ -207,12 +219,13 @@ class CampusNavEnv(gym.Env):
     ## Observation Space
     | ``obs_mode`` | key | observation |
     |---|---|---|
-    | ``"dict"`` | ``image`` | uint8 (64, 64, 3) egocentric view, 4 px per cell, agent at cell (8, 8) |
+    | ``"dict"`` | ``image`` | uint8 (64, 64, 3) egocentric view of 16x16 cells, 4 px per cell, agent at cell (8, 8) |
     | | ``state`` | float32 (6,) agent row/col, goal row/col, goal offset, scaled by the map size |
     | | ``causal`` | float32 (16,) day one-hot, semester, weather one-hot, gameday, clock, closure, crowd |
     | ``"pixels"`` | | the image alone |
     | ``"state"`` | | float32 (72,): state, causal, 5x5 walkability and crowd density around the agent |
 
+    With ``image_size=128`` the image is (128, 128, 3): the same cells at 8 px each.
     With ``observe_causal=False`` the causal part is left out (it stays in ``info``).
     ``campus_env.schema`` names the parts of each vector (``STATE_SLICES``,
     ``CAUSAL_SLICES``, ``state_slices``): read them by name, not by index.
@@ -234,6 +247,7 @@ class CampusNavEnv(gym.Env):
     ## Arguments
     - ``obs_mode``: ``"dict"`` (default), ``"pixels"`` or ``"state"``.
     - ``observe_causal``: include the causal variables in the observation (default True).
+    - ``image_size``: the side of the image frames, 64 (default) or 128 (the same 16x16 cells at 8 px each).
     - ``split``: ``"all"`` (default), ``"train"`` or ``"heldout"``: which contexts
       are sampled (``causal.HELDOUT_CONTEXTS`` declares the held-out ones).
     - ``semester``: pin the semester (``"fall"`` or ``"spring"``).
@@ -272,17 +286,19 @@ class CampusNavEnv(gym.Env):
         semester: str | None = None,
         layout: str | None = None,
         render_mode: str | None = None,
+        image_size: int = IMAGE_SIZES[0],
     ):
         if render_mode is not None and (not isinstance(render_mode, str)
                                         or render_mode not in self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None, 'human' or 'rgb_array', got {render_mode!r}")
-        self.observation_space = observation_space(obs_mode, observe_causal)
+        self.observation_space = observation_space(obs_mode, observe_causal, image_size)
         self.action_space = spaces.Discrete(len(Action))
         self.obs_mode = obs_mode
         self.observe_causal = bool(observe_causal)
+        self.image_size = check_image_size(image_size)
         self.render_mode = render_mode
         self.core = CampusCore(1, layout=layout, split=split, semester=semester)
-        self.renderer = EgoRenderer(self.core) if obs_mode != "state" else None
+        self.renderer = EgoRenderer(self.core, self.image_size) if obs_mode != "state" else None
         self._window = None
         self._has_reset = False
         self._stopped: str | None = None  # why step() is refused until the next successful reset()
@@ -341,7 +357,7 @@ class CampusNavEnv(gym.Env):
         self._require_reset("fork")
         twin = copy.copy(self)
         twin.core = self.core.fork(np.zeros(1, dtype=np.int64), np.array([key], dtype=np.uint64))
-        twin.renderer = EgoRenderer(twin.core) if self.renderer is not None else None
+        twin.renderer = EgoRenderer(twin.core, self.image_size) if self.renderer is not None else None
         twin._np_random = copy.deepcopy(self._np_random)
         twin._window = None
         return twin

@@ -17,10 +17,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from campus_env import layout as lay
 
-__all__ = ["EgoRenderer", "campus_frame", "compose_views", "frame_of_codes", "tile_table"]
+__all__ = ["IMAGE_SIZES", "EgoRenderer", "campus_frame", "compose_views", "frame_of_codes", "tile_table"]
 
 VIEW_CELLS = 16  # the egocentric view is 16x16 cells, the agent at cell (8, 8)
-CELL_PX = 4  # pixels per cell in observations
+CELL_PX = 4  # pixels per cell in observations at the default image size
+IMAGE_SIZES = (64, 128)  # observation frame sides: 4 or 8 px per cell, each cell's 4x4 tile repeated
 FRAME_CELL_PX = 16  # pixels per cell in the whole-campus frame
 STRIP_PX = 48  # status strip under the campus frame
 CROWD_EDGES = np.array([0.15, 0.4, 0.7])  # density -> 0..3 dots
@@ -124,15 +125,22 @@ def cell_codes(core, ids: np.ndarray, level: np.ndarray, pattern: np.ndarray, ac
 
 
 class EgoRenderer:
-    """Egocentric 64x64 frames for every env of a core, with per-env cached code maps."""
+    """Egocentric frames (64x64 by default) for every env of a core, with per-env cached code maps.
 
-    def __init__(self, core):
+    ``image_size`` (one of ``IMAGE_SIZES``) sets the pixels per cell; the view covers the same cells.
+    """
+
+    def __init__(self, core, image_size: int = IMAGE_SIZES[0]):
+        if image_size not in IMAGE_SIZES:
+            raise ValueError(f"image_size must be one of {IMAGE_SIZES}, got {image_size!r}")
+        cell_px = image_size // VIEW_CELLS
         self.core = core
+        self.image_size = image_size
         self.codes = np.zeros((core.n,) + core.layout.terrain.shape, dtype=np.uint16)
         self.keys = np.full(core.n, -1, dtype=np.int64)
-        self.rows = _rows_table(CELL_PX)
+        self.rows = _rows_table(cell_px)
         self.all = np.arange(core.n)
-        self.r4 = np.arange(CELL_PX, dtype=np.int32)[None, None, :, None]
+        self.r4 = np.arange(cell_px, dtype=np.int32)[None, None, :, None]
 
     def _context(self, k: np.ndarray):
         core = self.core
@@ -143,7 +151,7 @@ class EgoRenderer:
         return key, level_q, pattern, access
 
     def images(self) -> np.ndarray:
-        """(N, 64, 64, 3) uint8 egocentric frames of the current state."""
+        """(N, S, S, 3) uint8 egocentric frames of the current state, S = ``image_size``."""
         core = self.core
         key, level_q, pattern, access = self._context(core.k)
         stale = np.flatnonzero(key != self.keys)
@@ -212,8 +220,11 @@ def _draw_text(strip: np.ndarray, lines: list[str]) -> None:
 
 
 def compose_views(codes: np.ndarray, core, rows_table: np.ndarray, r4: np.ndarray) -> np.ndarray:
-    """(N, 64, 64, 3) uint8 frames from each agent's (N, 16, 16) window of cell codes (changed in place): the
-    agent drawn at the centre, the goal where it lies in view, else a hint on the edge towards it."""
+    """(N, S, S, 3) uint8 frames from each agent's (N, 16, 16) window of cell codes (changed in place): the
+    agent drawn at the centre, the goal where it lies in view, else a hint on the edge towards it.
+
+    ``r4`` is ``arange(cell_px)`` shaped (1, 1, cell_px, 1) and ``rows_table`` holds rows of that many pixels;
+    S = 16 * cell_px."""
     half = VIEW_CELLS // 2
     prow, pcol = np.divmod(core.pos, core.width)
     codes[:, half, half] = AGENT
@@ -221,6 +232,7 @@ def compose_views(codes: np.ndarray, core, rows_table: np.ndarray, r4: np.ndarra
     inside = (grow >= 0) & (grow < VIEW_CELLS) & (gcol >= 0) & (gcol < VIEW_CELLS)
     grow, gcol = np.clip(grow, 0, VIEW_CELLS - 1), np.clip(gcol, 0, VIEW_CELLS - 1)
     codes[np.arange(len(codes)), grow, gcol] = np.where(inside, GOAL, GOAL_HINT)
-    rows = codes.astype(np.int32)[:, :, None, :] * CELL_PX + r4  # (N, 16, 4, 16)
-    frames = rows_table.take(rows)  # items of 12 bytes: one 4-pixel row of one cell
-    return frames.view(np.uint8).reshape(core.n, VIEW_CELLS * CELL_PX, VIEW_CELLS * CELL_PX, 3)
+    px = r4.shape[2]
+    rows = codes.astype(np.int32)[:, :, None, :] * px + r4  # (N, 16, px, 16)
+    frames = rows_table.take(rows)  # items of 3 * px bytes: one px-pixel row of one cell
+    return frames.view(np.uint8).reshape(core.n, VIEW_CELLS * px, VIEW_CELLS * px, 3)

@@ -19,13 +19,14 @@ from campus_env.env import (
     _check_names,
     build_obs,
     check_action,
+    check_image_size,
     check_noise_seed,
     check_seed,
     observation_space,
     parse_options,
     status_lines,
 )
-from campus_env.render import EgoRenderer, campus_frame
+from campus_env.render import IMAGE_SIZES, EgoRenderer, campus_frame
 from campus_env.schema import Action
 
 __all__ = ["CampusNavVectorEnv"]
@@ -70,6 +71,7 @@ class CampusNavVectorEnv(VectorEnv):
         layout: str | None = None,
         render_mode: str | None = None,
         max_episode_steps: int | None = 200,
+        image_size: int = IMAGE_SIZES[0],
     ):
         if render_mode is not None and (not isinstance(render_mode, str)
                                         or render_mode not in self.metadata["render_modes"]):
@@ -81,8 +83,9 @@ class CampusNavVectorEnv(VectorEnv):
             if max_episode_steps < 1:
                 raise ValueError(bad)
             max_episode_steps = int(max_episode_steps)
-        # first: it checks obs_mode and observe_causal before anything is built
-        self.single_observation_space = observation_space(obs_mode, observe_causal)
+        # first: it checks obs_mode, observe_causal and image_size before anything is built
+        self.single_observation_space = observation_space(obs_mode, observe_causal, image_size)
+        self.image_size = check_image_size(image_size)
         self.core = CampusCore(num_envs, layout=layout, split=split, semester=semester)
         self.num_envs = self.core.n
         self.obs_mode = obs_mode
@@ -92,7 +95,7 @@ class CampusNavVectorEnv(VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.single_action_space = spaces.Discrete(len(Action))
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        self.renderer = EgoRenderer(self.core) if obs_mode != "state" else None
+        self.renderer = EgoRenderer(self.core, self.image_size) if obs_mode != "state" else None
         self._rngs: list[np.random.Generator] = []
         self._do: dict[str, float] = {}
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
@@ -224,7 +227,7 @@ class CampusNavVectorEnv(VectorEnv):
         twin.num_envs = twin.core.n
         twin.observation_space = batch_space(self.single_observation_space, twin.num_envs)
         twin.action_space = batch_space(self.single_action_space, twin.num_envs)
-        twin.renderer = EgoRenderer(twin.core) if self.renderer is not None else None
+        twin.renderer = EgoRenderer(twin.core, self.image_size) if self.renderer is not None else None
         twin._rngs = [copy.deepcopy(self._rngs[i]) for i in ids]
         twin._do = dict(self._do)
         twin._needs_reset = self._needs_reset[ids]

@@ -139,6 +139,7 @@ constructor_kwargs = st.fixed_dictionaries({}, optional={
     "semester": st.one_of(st.sampled_from(causal.SEMESTERS), junk),
     "render_mode": st.one_of(st.just("rgb_array"), junk),  # (no "human": it opens a window)
     "layout": st.one_of(st.just("/nonexistent/campus.txt"), junk),
+    "image_size": st.one_of(st.sampled_from([64, 128]), junk),
 })
 
 
@@ -211,6 +212,7 @@ def test_any_vector_reset(options, seed):
     "num_envs": st.one_of(st.integers(-1, 3), junk),
     "max_episode_steps": st.one_of(st.none(), st.integers(-1, 300), junk),
     "observe_causal": st.one_of(st.booleans(), junk),
+    "image_size": st.one_of(st.sampled_from([64, 128]), junk),
 }))
 def test_any_vector_constructor_kwargs(kwargs):
     try:
