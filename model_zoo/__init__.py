@@ -48,6 +48,7 @@ register("causal_vae_mdnrnn", entry_point="model_zoo.models.causal_vae_mdnrnn:Ca
 register("vqvae_transformer", entry_point="model_zoo.models.vqvae_transformer:VQVAETransformer")
 register("rssm", entry_point="model_zoo.models.rssm:RSSM")
 register("diffusion", entry_point="model_zoo.models.diffusion:Diffusion")
+register("latent_diffusion", entry_point="model_zoo.models.latent_diffusion:LatentDiffusion")
 
 
 def load(directory, map_location="cpu"):

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import torch
@@ -50,7 +50,8 @@ from model_zoo.nets.unet import UNet
 from model_zoo.registry import Preset
 from model_zoo.spaces import IMAGE_SIZE
 
-__all__ = ["Config", "Diffusion", "FrameNet", "Readout", "episode_windows"]
+__all__ = ["Config", "Diffusion", "FrameNet", "HistoryExamples", "Readout", "episode_windows", "history_examples",
+           "readout_losses"]
 
 SAMPLERS = {"euler": 1, "heun": 2}  # the sampler's name -> its order
 
@@ -111,6 +112,46 @@ def episode_windows(is_first: Tensor, n: int) -> tuple[Tensor, Tensor]:
     raw = t[:, None] - torch.arange(n - 1, -1, -1, device=t.device)  # (T, n)
     padded = raw[None] < start[..., None]  # (B, T, n)
     return torch.maximum(raw[None], start[..., None]), padded
+
+
+class HistoryExamples(NamedTuple):
+    """The denoising examples of a (B, T) window: every step that does not start an episode (or the window)."""
+
+    b: Tensor  # (M,) the row of each target
+    t: Tensor  # (M,) its step
+    context: Tensor  # (M, N, ...) the N values before it, oldest first (the episode's first repeated before it)
+    conditioning: Tensor  # (M, N * A) the actions that led to the N - 1 newest context values, then the target's
+    target: Tensor  # (M, ...) the value to denoise
+
+
+def history_examples(values: Tensor, actions: Tensor, first: Tensor, n: int) -> HistoryExamples:
+    """The examples of values (B, T, ...) with encoded actions (B, T, A) and episode starts ``first`` (B, T).
+
+    ``first[:, 0]`` must be True (nothing precedes the window). The N newest values up to the
+    target, the readout's input, are ``cat([context[:, 1:], target[:, None]], dim=1)``.
+    """
+    index, padded = episode_windows(first, n)  # (B, T, N) each
+    b, t = (~first).nonzero(as_tuple=True)  # (M,) each: the targets
+    window, pad = index[b, t - 1], padded[b, t - 1]  # (M, N): the N values before each target
+    history = actions[b[:, None], window].masked_fill(pad[..., None], 0.0)  # (M, N, A)
+    conditioning = torch.cat([history[:, 1:], actions[b, t][:, None]], dim=1).flatten(1)  # (M, N*A)
+    return HistoryExamples(b, t, values[b[:, None], window], conditioning, values[b, t])
+
+
+def readout_losses(batch: Batch, examples: HistoryExamples, vectors: Tensor, reward: Tensor, logit: Tensor,
+                   vector: Tensor) -> dict[str, Tensor]:
+    """The head's losses at the examples' steps: reward MSE, termination BCE and, when V > 0, the vector MSE.
+
+    ``vectors`` (B, T, V) are the observed vectors; ``reward``, ``logit`` (M,) and ``vector`` (M, V) the head's.
+    """
+    b, t = examples.b, examples.t
+    target_reward = torch.as_tensor(batch.reward, device=reward.device).float()[b, t]  # (M,)
+    terminated = torch.as_tensor(batch.terminated, device=reward.device).float()[b, t]  # (M,)
+    out = {"reward_mse": (reward - target_reward).square().mean(),
+           "terminal_bce": F.binary_cross_entropy_with_logits(logit, terminated)}
+    if vectors.shape[-1]:
+        out["vector_mse"] = (vector - vectors[b, t]).square().mean()
+    return out
 
 
 class FrameNet(nn.Module):
@@ -192,17 +233,12 @@ class Diffusion(WorldModel):
         actions = torch.cat([state["actions"][:, 1:], action[:, None]], dim=1)  # (B, N, A)
         return {"frames": frames, "actions": actions, "vector": vector, "embed": self.readout.encode(frames)}
 
-    def _denoising_loss(self, frames: Tensor, actions: Tensor, index: Tensor, padded: Tensor, valid: Tensor
-                        ) -> Tensor:
-        """EDM's weighted denoising error (M,) of every valid target frame, from its history's window."""
-        b, t = valid.nonzero(as_tuple=True)  # (M,) each: the targets
-        window, pad = index[b, t - 1], padded[b, t - 1]  # (M, N): the N frames before each target
-        context = frames[b[:, None], window]  # (M, N, C, H, W)
-        history = actions[b[:, None], window].masked_fill(pad[..., None], 0.0)  # (M, N, A)
-        conditioning = torch.cat([history[:, 1:], actions[b, t][:, None]], dim=1).flatten(1)  # (M, N*A)
-        clean = frames[b, t]  # (M, C, H, W)
+    def _denoising_loss(self, examples: HistoryExamples) -> Tensor:
+        """EDM's weighted denoising error (M,) of every example's target frame, given its history."""
+        clean = examples.target  # (M, C, H, W)
         sigma = draw_sigma(clean.shape[0], self.config.p_mean, self.config.p_std, device=clean.device)  # (M,)
-        return self.denoiser.loss(clean, sigma, torch.randn_like(clean), context.flatten(1, 2), conditioning)
+        return self.denoiser.loss(clean, sigma, torch.randn_like(clean), examples.context.flatten(1, 2),
+                                  examples.conditioning)
 
     # --- the interface ------------------------------------------------------------
 
@@ -214,26 +250,20 @@ class Diffusion(WorldModel):
         first[:, 0] = True  # the window's first step has no predecessor in the window
         frames = self.frames(batch.obs)  # (B, T, C, H, W)
         actions = self._action(batch.action, first)  # (B, T, A)
-        index, padded = episode_windows(first, cfg.history)  # (B, T, N) each
-        valid = ~first  # (B, T)
-        if not valid.any():
+        if first.all():
             zero = frames.sum() * 0.0
             return zero, {"loss": 0.0, "denoise": 0.0, "reward_mse": 0.0, "terminal_bce": 0.0}
-        denoise = self._denoising_loss(frames, actions, index, padded, valid).mean()
-        b, t = valid.nonzero(as_tuple=True)
-        embed = self.readout.encode(frames[b[:, None], index[b, t]])  # (M, hidden): the N frames ending at t
+        examples = history_examples(frames, actions, first, cfg.history)
+        denoise = self._denoising_loss(examples).mean()
+        newest = torch.cat([examples.context[:, 1:], examples.target[:, None]], dim=1)  # (M, N, C, H, W)
         vectors = self.spec.vector(self.spec.to_torch(batch.obs, self.device)).float()  # (B, T, V)
-        reward, logit, vector = self.readout(embed, vectors[b, t - 1], actions[b, t])  # (M,), (M,), (M, V)
-        target_reward = torch.as_tensor(batch.reward, device=self.device).float()[b, t]  # (M,)
-        terminated = torch.as_tensor(batch.terminated, device=self.device).float()[b, t]  # (M,)
-        reward_mse = (reward - target_reward).square().mean()
-        bce = F.binary_cross_entropy_with_logits(logit, terminated)
-        total = denoise + cfg.reward_weight * reward_mse + cfg.terminal_weight * bce
-        metrics = dict(loss=total, denoise=denoise, reward_mse=reward_mse, terminal_bce=bce)
-        if self.spec.vector_dim:
-            metrics["vector_mse"] = (vector - vectors[b, t]).square().mean()
-            total = total + cfg.vector_weight * metrics["vector_mse"]
-            metrics["loss"] = total
+        b, t = examples.b, examples.t
+        reward, logit, vector = self.readout(self.readout.encode(newest), vectors[b, t - 1], actions[b, t])  # (M,), ...
+        head = readout_losses(batch, examples, vectors, reward, logit, vector)
+        total = denoise + cfg.reward_weight * head["reward_mse"] + cfg.terminal_weight * head["terminal_bce"]
+        if "vector_mse" in head:
+            total = total + cfg.vector_weight * head["vector_mse"]
+        metrics = dict(loss=total, denoise=denoise, **head)
         values = torch.stack([v.detach().float() for v in metrics.values()]).tolist()  # one device sync
         return total, dict(zip(metrics, values, strict=True))
 

@@ -2,7 +2,7 @@
 
 The common ones are re-exported here (``from model_zoo.nets import mlp``); the
 model-specific rooms (``tokens``, ``perceiver``, ``slots``, ``stick_breaking``,
-``balancing``, and the diffusion pieces ``edm`` and ``unet``) are imported by their module path.
+``balancing``, and the diffusion pieces ``edm``, ``unet`` and ``dit``) are imported by their module path.
 """
 
 from model_zoo.nets.conv import ConvDecoder, ConvEncoder, ObsDecoder, ObsEncoder, reconstruction_error
