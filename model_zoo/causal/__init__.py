@@ -8,6 +8,8 @@
 - ``twins``: counterfactual twins, the same seeds and actions under two
   interventions, in the env (exact, by replaying the noise tape) and in a world
   model that takes ``do=``, and how the two compare.
+- ``walkers``: the same on many walkers (``campus_env.multi_agent``), per-walker
+  rows analysed per episode: ``discover_walkers`` and ``walker_effects``.
 - ``statistics``: the tests these rest on (chi-square, Kruskal-Wallis, Friedman,
   Holm's correction) and ``mean_ci``.
 
@@ -26,13 +28,16 @@ from model_zoo.causal.discovery import (
     edges,
     structural_hamming_distance,
 )
-from model_zoo.causal.effects import OutcomeEffect, outcome_effects
+from model_zoo.causal.effects import OutcomeEffect, outcome_effects, paired_effect
 from model_zoo.causal.statistics import friedman_test, holm, independence_test, mean_ci
 from model_zoo.causal.twins import Twins, compare_twins, env_twins, model_twins, twin_outcomes
+from model_zoo.causal.walkers import WALKER_GRIDS, WALKER_OUTCOMES, discover_walkers, walker_effects, walker_sampler
 
 __all__ = [
     "CAMPUS_GRIDS",
     "CONTINUOUS",
+    "WALKER_GRIDS",
+    "WALKER_OUTCOMES",
     "Discovery",
     "EdgeTest",
     "OutcomeEffect",
@@ -41,6 +46,7 @@ __all__ = [
     "compare_twins",
     "discover_campus",
     "discover_graph",
+    "discover_walkers",
     "edges",
     "env_twins",
     "friedman_test",
@@ -49,6 +55,9 @@ __all__ = [
     "mean_ci",
     "model_twins",
     "outcome_effects",
+    "paired_effect",
     "structural_hamming_distance",
     "twin_outcomes",
+    "walker_effects",
+    "walker_sampler",
 ]

@@ -179,6 +179,7 @@ def discover_graph(
     grids: Mapping[str, Sequence[Any]],
     *,
     continuous: Sequence[str] | frozenset[str] = (),
+    outcomes: Sequence[str] = (),
     samples: int = 2000,
     alpha: float = 0.01,
     seed: int = 0,
@@ -192,6 +193,8 @@ def discover_graph(
         grids: the do() values tried per variable (at least two each).
         continuous: variables tested with ranks (Kruskal-Wallis); the others with
             a contingency table.
+        outcomes: variables only observed, never set by ``do()`` (a trip's travel time): effects,
+            never causes; their parents are found, edges among them not searched.
         samples: samples per experiment (the data budget: there are one experiment
             per variable plus one per variable that has ancestors).
         alpha: family-wise error rate of each stage (Holm).
@@ -207,7 +210,8 @@ def discover_graph(
     >>> found.graph
     {'a': (), 'b': ('a',), 'c': ('b',)}
     """
-    names = _check_discovery_arguments(grids, continuous, samples, alpha)
+    causes = _check_discovery_arguments(grids, continuous, outcomes, samples, alpha)
+    names = causes + list(outcomes)
     rng = np.random.default_rng([seed, 0x5EED])  # a stream of its own, apart from any sampler seeded with seed
     started = time.perf_counter()
     experiments = 0
@@ -229,7 +233,7 @@ def discover_graph(
 
     # stage 1: total effects, do() on one variable at a time
     stage1 = []
-    for x in names:
+    for x in causes:
         picks, observed = run([x])
         stage1 += [test(1, x, y, picks, observed, [x]) for y in names if y != x]
     stage1 = _adjust(stage1, alpha)
@@ -252,9 +256,10 @@ def discover_graph(
 
 
 def _check_discovery_arguments(
-    grids: Mapping[str, Sequence[Any]], continuous: Sequence[str] | frozenset[str], samples: int, alpha: float
+    grids: Mapping[str, Sequence[Any]], continuous: Sequence[str] | frozenset[str], outcomes: Sequence[str],
+    samples: int, alpha: float,
 ) -> list[str]:
-    """The variables' names, once ``discover_graph``'s arguments are known to be usable."""
+    """The names of the variables ``do()`` sets, once ``discover_graph``'s arguments are known to be usable."""
     if not isinstance(samples, int) or isinstance(samples, bool) or samples < 2:
         raise ValueError(f"samples must be an integer of at least 2 per experiment, got {samples!r}")
     if not 0.0 < alpha < 1.0:
@@ -263,9 +268,12 @@ def _check_discovery_arguments(
     for name in names:
         if len(grids[name]) < 2:
             raise ValueError(f"grids[{name!r}] must hold at least two do() values, got {list(grids[name])!r}")
-    unknown = set(continuous) - set(names)
+    if isinstance(outcomes, str) or len(set(outcomes)) != len(outcomes) or set(outcomes) & set(names):
+        raise ValueError(f"outcomes must be distinct names apart from grids' variables, got {outcomes!r}")
+    unknown = set(continuous) - set(names) - set(outcomes)
     if unknown:
-        raise ValueError(f"continuous names unknown variables {sorted(unknown)}; variables: {', '.join(names)}")
+        raise ValueError(f"continuous names unknown variables {sorted(unknown)}; variables: "
+                         f"{', '.join([*names, *outcomes])}")
     return names
 
 

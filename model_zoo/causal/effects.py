@@ -22,7 +22,7 @@ from campus_env import causal
 from model_zoo.causal.discovery import CAMPUS_GRIDS, ENV_ID
 from model_zoo.causal.statistics import friedman_test, holm, mean_ci
 
-__all__ = ["OutcomeEffect", "outcome_effects"]
+__all__ = ["OutcomeEffect", "adjust_effects", "outcome_effects", "paired_effect"]
 
 
 @dataclass(frozen=True)
@@ -99,16 +99,27 @@ def outcome_effects(
                         break
                 outcomes["travel_time"].append(steps.astype(np.float64))
                 outcomes["blocked_moves"].append(blocked)
-            for outcome, columns in outcomes.items():
-                y = np.stack(columns, axis=1)  # (episodes, values)
-                stats = [mean_ci(y[:, j]) for j in range(y.shape[1])]
-                diffs = [mean_ci(y[:, j] - y[:, 0]) for j in range(y.shape[1])]
-                statistic, _, p = friedman_test(y)
-                rows.append(OutcomeEffect(
-                    name, outcome, tuple(values), tuple(m for m, _ in stats), tuple(c for _, c in stats),
-                    tuple(m for m, _ in diffs), tuple(c for _, c in diffs), statistic, p,
-                ))
+            rows += [paired_effect(name, outcome, values, np.stack(columns, axis=1))
+                     for outcome, columns in outcomes.items()]
     finally:
         envs.close()
+    return adjust_effects(rows, alpha)
+
+
+def paired_effect(variable: str, outcome: str, values: Sequence[Any], y: np.ndarray) -> OutcomeEffect:
+    """The effect of ``do(variable=values[j])`` from twins ``y`` (blocks, values): means, paired differences,
+    Friedman's test over the blocks (not yet adjusted: see ``adjust_effects``)."""
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim != 2 or y.shape[1] != len(values):
+        raise ValueError(f"y must be (blocks, {len(values)} values), got shape {y.shape}")
+    stats = [mean_ci(y[:, j]) for j in range(y.shape[1])]
+    diffs = [mean_ci(y[:, j] - y[:, 0]) for j in range(y.shape[1])]
+    statistic, _, p = friedman_test(y)
+    return OutcomeEffect(variable, outcome, tuple(values), tuple(m for m, _ in stats), tuple(c for _, c in stats),
+                         tuple(m for m, _ in diffs), tuple(c for _, c in diffs), statistic, p)
+
+
+def adjust_effects(rows: list[OutcomeEffect], alpha: float) -> list[OutcomeEffect]:
+    """``rows`` with Holm-adjusted p-values over all of them, significant where ``p_adjusted <= alpha``."""
     adjusted = holm([r.p_value for r in rows])
     return [replace(r, p_adjusted=float(a), significant=bool(a <= alpha)) for r, a in zip(rows, adjusted, strict=True)]
