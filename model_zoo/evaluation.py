@@ -15,6 +15,9 @@ actions that follow. Scored against the real steps:
 - the columns of a model's own ``evaluation_metrics(window, context, horizons, generator)
   -> {name: (total, count)}``, each ``total / count`` over all windows.
 
+``valid_frame_rates`` reads the imagined observations of the same kind of windows with a
+semantic readout (e.g. ``model_zoo.probe``'s): the share it reads confidently at each horizon.
+
 Steps past the end of an episode (a real termination, or the next episode's
 ``is_first``) are masked out; ``scored@k`` counts the windows still scored at step ``k``,
 and a horizon no window reaches reads NaN.
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +46,7 @@ from torch import Tensor, nn
 
 from model_zoo.base import Batch
 
-__all__ = ["PSNR_CAP", "EvalResult", "evaluate", "format_table", "imagined_steps_per_second"]
+__all__ = ["PSNR_CAP", "EvalResult", "evaluate", "format_table", "imagined_steps_per_second", "valid_frame_rates"]
 
 PSNR_CAP = 100.0  # dB given to a perfect frame (MSE 0), i.e. MSE floored at 1e-10
 
@@ -192,6 +195,44 @@ def evaluate(
         parameters=sum(p.numel() for p in model.parameters()),
         context=context,
     )
+
+
+@torch.no_grad()
+def valid_frame_rates(model: nn.Module, data: Any, readout: Callable[[Any], tuple], *,
+                      horizons: Sequence[int] = (1, 16), context: int = 4, num_windows: int = 64,
+                      batch_size: int = 32, seed: int = 0) -> dict[int, float]:
+    """The share of imagined observations ``readout`` reads with confidence >= ``VALID_CONFIDENCE``, per horizon.
+
+    ``readout(obs) -> (position, state, confidence)`` reads a batch of decoded observations
+    (``SemanticProbe.readout``; wrap it to resize). Windows of ``data`` (read as ``evaluate``
+    reads it): ``context`` real steps through ``observe``, then ``max(horizons)`` imagined with
+    the recorded actions, every window counted at every horizon (a dream past an episode's end
+    should still look like a frame). ``seed`` seeds the model's sampling.
+    """
+    from model_zoo.fidelity import VALID_CONFIDENCE
+
+    horizons = tuple(sorted({int(k) for k in horizons}))
+    if not horizons or horizons[0] < 1 or int(context) < 1:
+        raise ValueError(f"need horizons >= 1 and context >= 1, got horizons={horizons}, context={context}")
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator(device=_model_device(model)).manual_seed(seed)
+    valid: dict[int, list[np.ndarray]] = {k: [] for k in horizons}
+    try:
+        for window in _windows(data, context + horizons[-1], num_windows, batch_size, seed):
+            window = window.to(_model_device(model))
+            state = model.initial_state(window.shape[0])
+            for t in range(context):
+                state = model.observe(state, window.action[:, t], _at(window.obs, t), window.is_first[:, t])
+            for j in range(1, horizons[-1] + 1):
+                state = model.imagine(state, window.action[:, context + j - 1], generator=generator).state
+                if j in valid:
+                    valid[j].append(np.asarray(readout(model.decode(state))[2]) >= VALID_CONFIDENCE)
+    finally:
+        model.train(was_training)
+    if not valid[horizons[0]]:
+        raise ValueError(f"no windows of {context + horizons[-1]} steps in the data")
+    return {k: float(np.concatenate(v).mean()) for k, v in valid.items()}
 
 
 def _model_device(model: nn.Module) -> torch.device:

@@ -39,7 +39,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,19 @@ class SemanticProbe(nn.Module):
         values, confidence = self.read(obs)
         columns = [self.fields.index(name) for name in self.position]
         return values[:, columns], values, confidence
+
+    def pooled_readout(self, factor: int) -> Callable[[Any], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``readout`` of frames ``factor`` times the probe's size, each ``factor`` x ``factor`` block averaged first
+        (for a renderer that repeats each pixel, as CampusNav-v0's ``image_size=128`` does, the probe's frame)."""
+        _check_int("factor", factor, 1)
+
+        def read(obs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            images = obs[self.image_key] if isinstance(obs, Mapping) else obs
+            x = torch.as_tensor(np.asarray(images) if not isinstance(images, Tensor) else images).float()
+            x = F.avg_pool2d(x.permute(0, 3, 1, 2), factor).round().to(torch.uint8).permute(0, 2, 3, 1)
+            return self.readout(x.contiguous())
+
+        return read
 
     def check_images(self, images: np.ndarray | Tensor) -> Tensor:
         """``images`` as a uint8 (N, H, W, C) CPU tensor; a TypeError or ValueError saying what is wrong."""

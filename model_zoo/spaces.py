@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor
 
-__all__ = ["IMAGE_SIZE", "OBSERVATION_KINDS", "ObsSpec", "observation_kind"]
+__all__ = ["GAME_KEY", "IMAGE_SIZE", "OBSERVATION_KINDS", "ObsSpec", "observation_kind"]
 
 IMAGE_SIZE = 64  # images are resized to IMAGE_SIZE x IMAGE_SIZE inside models
+GAME_KEY = "game"  # the Discrete part of a Dict observation that says which env a frame comes from (several games)
 _BARE = ""  # the key of a bare (non-Dict) observation space
 OBSERVATION_KINDS = ("image", "vector", "image+vector")
 """What an observation space holds: images only, vectors only, or both (a Dict); ``ObsSpec.kind``."""
@@ -95,13 +96,13 @@ class ObsSpec:
         parts = {k: v.to(device) for k, v in self.parts(obs).items()}
         return parts if self.is_dict else parts[_BARE]
 
-    def image(self, obs: Any, key: str) -> Tensor:
-        """Image part ``key`` as float (..., C, 64, 64) in [0, 1]."""
+    def image(self, obs: Any, key: str, size: int = IMAGE_SIZE) -> Tensor:
+        """Image part ``key`` as float (..., C, size, size) in [0, 1]."""
         x = self.parts(obs)[key]
         lead = x.shape[:-3]
         x = x.reshape((-1,) + tuple(x.shape[-3:])).permute(0, 3, 1, 2).float() / 255.0
-        if x.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
-            x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False, antialias=True)
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         return x.reshape(lead + x.shape[1:])
 
     def vector(self, obs: Any) -> Tensor:
@@ -120,7 +121,7 @@ class ObsSpec:
         return torch.cat(out, dim=-1)
 
     def assemble(self, images: Mapping[str, Tensor], vector: Tensor | None) -> Tensor | dict[str, Tensor]:
-        """Env-format observation from float images (..., C, 64, 64) in [0, 1] and a vector.
+        """Env-format observation from float images (..., C, h, w) in [0, 1] and a vector.
 
         Images are resized back, rounded to uint8; vector parts are clipped into
         their Box bounds (Discrete parts become their argmax); non-finite values

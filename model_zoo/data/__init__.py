@@ -4,6 +4,7 @@
 - ``shards``: ``run_shard`` steps a slice of its sub-envs, here or on a Ray worker;
 - ``episodes``: ``load_episodes`` reads one into ``Episode`` records (checking the
   checksums ``collect`` recorded), ``split_episodes`` holds some out;
+- ``games``: ``Games`` brings several envs' episodes to one observation and action space;
 - ``sampler``: ``SequenceSampler`` draws ``(B, T)`` windows as ``model_zoo.base.Batch``,
   ``all_windows`` and ``iterate`` give every window once, in order.
 
@@ -22,6 +23,7 @@ contexts, splits) is read from its ``metadata``.
 
 from model_zoo.data.collection import COVERAGES, Policy, collect, grid_cells
 from model_zoo.data.episodes import CHECKSUMS_FILE, DatasetError, Episode, load_dataset, load_episodes, split_episodes
+from model_zoo.data.games import Games
 from model_zoo.data.sampler import SequenceSampler, all_windows, iterate
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "COVERAGES",
     "DatasetError",
     "Episode",
+    "Games",
     "Policy",
     "SequenceSampler",
     "all_windows",

@@ -9,9 +9,15 @@ levels log-normally and regresses EDM's unit-variance target; ``imagine`` integr
 probability-flow ODE in a few Euler (or Heun) steps from noise of std sigma_max, scaled by
 ``temperature`` (0: a deterministic frame).
 
-Frames are the image parts stacked as channels, resized to 64x64, in [-1, 1]. The U-Net
-runs on 2x2 patches folded into channels (``patch``; space-to-depth, as in Hoogeboom et
-al. 2023, arXiv:2301.11093): a quarter of the positions, half a CampusNav cell each.
+Frames are the image parts stacked as channels, resized to ``image_size`` (64) squared, in
+[-1, 1]. The U-Net runs on 2x2 patches folded into channels (``patch``; space-to-depth, as in
+Hoogeboom et al. 2023, arXiv:2301.11093): a quarter of the positions, half a CampusNav cell each.
+
+One model across several games (``games`` > 1): the observation space must hold a
+Discrete(games) part ``"game"`` (``model_zoo.data.Games`` builds one); a learned embedding of
+the game is added to the denoiser's condition vector and to the head's frame embedding. The
+game is read from the observation at ``observe`` (``initial_state`` starts at game 0) and kept
+in the state's vector.
 
 Reward, termination and, for Dict observations, the vector parts come from a small head:
 a conv encoder embeds the N newest frames (the new one included); an MLP reads
@@ -48,7 +54,7 @@ from model_zoo.nets import ConvEncoder, mlp
 from model_zoo.nets.edm import Preconditioned, draw_sigma, karras_sigmas, noise_embedding, sample
 from model_zoo.nets.unet import UNet
 from model_zoo.registry import Preset
-from model_zoo.spaces import IMAGE_SIZE
+from model_zoo.spaces import GAME_KEY, IMAGE_SIZE
 
 __all__ = ["Config", "Diffusion", "FrameNet", "HistoryExamples", "Readout", "episode_windows", "history_examples",
            "readout_losses"]
@@ -79,18 +85,20 @@ class Config:
     reward_weight: float = 1.0  # weight of the reward MSE
     terminal_weight: float = 1.0  # weight of the termination BCE
     vector_weight: float = 1.0  # weight of the vector MSE (Dict observations)
+    image_size: int = IMAGE_SIZE  # side of the frames inside the model (images are resized to it)
+    games: int = 1  # games the model tells apart by a learned embedding (> 1: a Discrete "game" observation part)
 
     def __post_init__(self):
-        for name in ("history", "depth", "blocks", "patch", "hidden", "steps"):
+        for name in ("history", "depth", "blocks", "patch", "hidden", "steps", "image_size", "games"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"Config.{name} must be a positive integer, got {getattr(self, name)!r}")
         if int(self.layers) < 0:
             raise ValueError(f"Config.layers must be >= 0, got {self.layers!r}")
         if not self.channel_mult or any(int(m) < 1 for m in self.channel_mult):
             raise ValueError(f"Config.channel_mult must be positive integers, got {self.channel_mult!r}")
-        size = IMAGE_SIZE // self.patch
-        if IMAGE_SIZE % self.patch or size % 2 ** (len(self.channel_mult) - 1):
-            raise ValueError(f"Config: {IMAGE_SIZE}-pixel frames in patches of {self.patch} cannot be halved "
+        size = self.image_size // self.patch
+        if self.image_size % self.patch or size % 2 ** (len(self.channel_mult) - 1):
+            raise ValueError(f"Config: {self.image_size}-pixel frames in patches of {self.patch} cannot be halved "
                              f"{len(self.channel_mult) - 1} times (channel_mult={self.channel_mult})")
         if self.sampler not in SAMPLERS:
             raise ValueError(f"Config.sampler must be one of {sorted(SAMPLERS)}, got {self.sampler!r}")
@@ -165,9 +173,12 @@ class FrameNet(nn.Module):
         self.unet = UNet((cfg.history + 1) * channels * folded, channels * folded, cfg.hidden,
                          tuple(cfg.depth * m for m in cfg.channel_mult), cfg.blocks)
 
-    def forward(self, x: Tensor, c_noise: Tensor, context: Tensor, actions: Tensor) -> Tensor:
-        """x (B, C, H, W), c_noise (B,), context (B, N*C, H, W), actions (B, N*A) -> (B, C, H, W)."""
+    def forward(self, x: Tensor, c_noise: Tensor, context: Tensor, actions: Tensor, game: Tensor | None = None
+                ) -> Tensor:
+        """x (B, C, H, W), c_noise (B,), context (B, N*C, H, W), actions (B, N*A), game (B, hidden) -> (B, C, H, W)."""
         cond = self.cond(torch.cat([noise_embedding(c_noise, self.hidden), actions], dim=-1))  # (B, hidden)
+        if game is not None:
+            cond = cond + game  # the game's embedding
         h = F.pixel_unshuffle(torch.cat([x, context], dim=1), self.patch)  # (B, (N+1) C p^2, H/p, W/p)
         return F.pixel_shuffle(self.unet(h, cond), self.patch)  # (B, C, H, W)
 
@@ -183,8 +194,11 @@ class Readout(nn.Module):
         self.head = mlp(cfg.hidden + vector_dim + action_dim, 2 + vector_dim, cfg.hidden, cfg.layers, act=nn.SiLU)
 
     def encode(self, frames: Tensor) -> Tensor:
-        """(M, N, C, H, W) frames in [-1, 1] -> (M, hidden) embedding."""
-        return self.embed(self.conv((frames.flatten(1, 2) + 1) / 2))
+        """(M, N, C, H, W) frames in [-1, 1] -> (M, hidden) embedding (read at 64x64: other sizes are resized)."""
+        x = (frames.flatten(1, 2) + 1) / 2  # (M, N*C, H, W)
+        if x.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
+            x = F.interpolate(x, size=(IMAGE_SIZE, IMAGE_SIZE), mode="area")
+        return self.embed(self.conv(x))
 
     def forward(self, embed: Tensor, vector: Tensor, action: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Reward (M,), termination logit (M,) and the new vector (M, V) after ``action`` (M, A)."""
@@ -209,13 +223,44 @@ class Diffusion(WorldModel):
         self.channels = sum(shape[-1] for shape in spec.images.values())
         self.denoiser = Preconditioned(FrameNet(self.channels, spec.action_dim, cfg), cfg.sigma_data)
         self.readout = Readout(self.channels, spec.vector_dim, spec.action_dim, cfg)
+        self.game_columns = self._game_columns()
+        # created last, and only for several games: one game builds the same parameters from the same seed
+        self.game = nn.Embedding(cfg.games, cfg.hidden) if cfg.games > 1 else None
+
+    def _game_columns(self) -> slice | None:
+        """The columns of the game's one-hot in the vector (None for one game); checks the space holds it."""
+        games = self.config.games
+        if games == 1:
+            return None
+        part = self.spec.vectors.get(GAME_KEY)
+        if not isinstance(part, gym.spaces.Discrete) or int(part.n) != games or int(part.start) != 0:
+            raise ValueError(f"Config.games={games} needs a Dict observation with a Discrete({games}) part "
+                             f"{GAME_KEY!r} (model_zoo.data.Games builds one), got {self.observation_space}")
+        start = 0
+        for key, dim in self.spec.vector_dims.items():
+            if key == GAME_KEY:
+                return slice(start, start + dim)
+            start += dim
+        raise AssertionError("unreachable: the game part is a vector part")
+
+    def game_embedding(self, vector: Tensor) -> Tensor | None:
+        """The learned embedding (..., hidden) of the game in vectors (..., V); None for one game."""
+        if self.game is None:
+            return None
+        return self.game(vector[..., self.game_columns].argmax(-1))
+
+    def encode(self, frames: Tensor, vector: Tensor) -> Tensor:
+        """The head's embedding (M, hidden) of N frames (M, N, C, H, W), plus the game's (from vector (M, V))."""
+        embed = self.readout.encode(frames)
+        game = self.game_embedding(vector)
+        return embed if game is None else embed + game
 
     # --- helpers ----------------------------------------------------------------
 
     def frames(self, obs: Obs) -> Tensor:
-        """The image parts of observations (...) stacked as channels: (..., C, 64, 64) in [-1, 1]."""
-        obs = self.spec.to_torch(obs, self.device)
-        return torch.cat([self.spec.image(obs, key) for key in self.spec.image_keys], dim=-3) * 2 - 1
+        """The image parts of observations (...) stacked as channels: (..., C, S, S) in [-1, 1], S = image_size."""
+        obs, size = self.spec.to_torch(obs, self.device), self.config.image_size
+        return torch.cat([self.spec.image(obs, key, size) for key in self.spec.image_keys], dim=-3) * 2 - 1
 
     def sigmas(self) -> Tensor:
         """The sampler's (steps + 1,) noise levels, sigma_max down to 0."""
@@ -226,19 +271,20 @@ class Diffusion(WorldModel):
         """D(noisy (B, C, H, W); sigma (B,)) given the state's history and the encoded action (B, A)."""
         context = state["frames"].flatten(1, 2)  # (B, N*C, H, W)
         actions = torch.cat([state["actions"][:, 1:], action[:, None]], dim=1).flatten(1)  # (B, N*A)
-        return self.denoiser(noisy, sigma, context, actions)
+        game = self.game_embedding(state["vector"])
+        return self.denoiser(noisy, sigma, context, actions, *(() if game is None else (game,)))
 
     def _push(self, state: State, frame: Tensor, action: Tensor, vector: Tensor) -> State:
         frames = torch.cat([state["frames"][:, 1:], frame[:, None]], dim=1)  # (B, N, C, H, W)
         actions = torch.cat([state["actions"][:, 1:], action[:, None]], dim=1)  # (B, N, A)
-        return {"frames": frames, "actions": actions, "vector": vector, "embed": self.readout.encode(frames)}
+        return {"frames": frames, "actions": actions, "vector": vector, "embed": self.encode(frames, vector)}
 
-    def _denoising_loss(self, examples: HistoryExamples) -> Tensor:
-        """EDM's weighted denoising error (M,) of every example's target frame, given its history."""
+    def _denoising_loss(self, examples: HistoryExamples, game: Tensor | None) -> Tensor:
+        """EDM's weighted denoising error (M,) of every example's target frame, given its history (and game)."""
         clean = examples.target  # (M, C, H, W)
         sigma = draw_sigma(clean.shape[0], self.config.p_mean, self.config.p_std, device=clean.device)  # (M,)
         return self.denoiser.loss(clean, sigma, torch.randn_like(clean), examples.context.flatten(1, 2),
-                                  examples.conditioning)
+                                  examples.conditioning, *(() if game is None else (game,)))
 
     # --- the interface ------------------------------------------------------------
 
@@ -254,11 +300,12 @@ class Diffusion(WorldModel):
             zero = frames.sum() * 0.0
             return zero, {"loss": 0.0, "denoise": 0.0, "reward_mse": 0.0, "terminal_bce": 0.0}
         examples = history_examples(frames, actions, first, cfg.history)
-        denoise = self._denoising_loss(examples).mean()
-        newest = torch.cat([examples.context[:, 1:], examples.target[:, None]], dim=1)  # (M, N, C, H, W)
         vectors = self.spec.vector(self.spec.to_torch(batch.obs, self.device)).float()  # (B, T, V)
         b, t = examples.b, examples.t
-        reward, logit, vector = self.readout(self.readout.encode(newest), vectors[b, t - 1], actions[b, t])  # (M,), ...
+        denoise = self._denoising_loss(examples, self.game_embedding(vectors[b, t])).mean()
+        newest = torch.cat([examples.context[:, 1:], examples.target[:, None]], dim=1)  # (M, N, C, H, W)
+        reward, logit, vector = self.readout(self.encode(newest, vectors[b, t]), vectors[b, t - 1],
+                                             actions[b, t])  # (M,), (M,), (M, V)
         head = readout_losses(batch, examples, vectors, reward, logit, vector)
         total = denoise + cfg.reward_weight * head["reward_mse"] + cfg.terminal_weight * head["terminal_bce"]
         if "vector_mse" in head:
@@ -268,9 +315,9 @@ class Diffusion(WorldModel):
         return total, dict(zip(metrics, values, strict=True))
 
     def initial_state(self, batch_size: int) -> State:
-        """Grey frames (zeros in [-1, 1]), zero actions, vector and embedding."""
+        """Grey frames (zeros in [-1, 1]), zero actions, vector and embedding (with several games: game 0)."""
         cfg, device = self.config, self.device
-        frames = torch.zeros(batch_size, cfg.history, self.channels, IMAGE_SIZE, IMAGE_SIZE, device=device)
+        frames = torch.zeros(batch_size, cfg.history, self.channels, cfg.image_size, cfg.image_size, device=device)
         return {"frames": frames, "actions": torch.zeros(batch_size, cfg.history, self.spec.action_dim, device=device),
                 "vector": torch.zeros(batch_size, self.spec.vector_dim, device=device),
                 "embed": torch.zeros(batch_size, cfg.hidden, device=device)}
@@ -304,6 +351,9 @@ class Diffusion(WorldModel):
                        sigmas, SAMPLERS[cfg.sampler]).clamp(-1.0, 1.0)  # (B, C, H, W)
         new = self._push(state, frame, action, state["vector"])
         reward, logit, vector = self.readout(new["embed"], state["vector"], action)  # (B,), (B,), (B, V)
+        if self.game_columns is not None:  # the game does not change within a dream
+            vector = torch.cat([vector[:, : self.game_columns.start], state["vector"][:, self.game_columns],
+                                vector[:, self.game_columns.stop :]], dim=-1)
         new["vector"] = vector
         return Imagined(new, reward, logit > 0, continuation=torch.sigmoid(-logit))
 

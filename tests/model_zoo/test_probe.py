@@ -87,6 +87,17 @@ def test_readout_takes_a_bare_batch_or_a_dict(toy_probe):
         toy_probe.readout({"pixels": images})
 
 
+def test_pooled_readout_reads_double_size_frames_as_their_2x2_means(toy_probe):
+    images, _ = toy_frames(6, seed=4)
+    double = images.repeat(2, axis=1).repeat(2, axis=2)  # (6, 16, 16, 3): each pixel repeated 2x2
+    for a, b in zip(toy_probe.pooled_readout(2)({"image": double}), toy_probe.readout(images), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="image batches"):
+        toy_probe.pooled_readout(1)(double)
+    with pytest.raises(ValueError, match="factor"):
+        toy_probe.pooled_readout(0)
+
+
 def test_the_readout_fits_compare_samples(toy_probe):
     images, _ = toy_frames(16, seed=4)
     position, state, _ = toy_probe.readout(images)
