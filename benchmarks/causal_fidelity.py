@@ -51,7 +51,7 @@ from campus_env.features import ACTION_FEATURES, action_features
 from campus_env.rules import BLOCKED_REWARD
 from campus_env.schema import MOVES, STATE_SLICES, Action
 from campusnav.budgets import GridCollection, Training
-from campusnav.harness import write_json, write_results
+from campusnav.harness import markdown_table, write_json, write_results
 from campusnav.threads import use_threads
 from model_zoo.data import collect
 
@@ -337,8 +337,29 @@ def main(argv=None) -> dict:
     if args.json:
         write_json(args.json, results)
     if not args.quick:
-        write_results("causal_fidelity", "\n".join(f"- {line}" for line in lines), results)
+        write_results("causal_fidelity", page(results), results)
     return results
+
+
+def page(results: dict) -> str:
+    """The results page: interventional errors per intervention, their means, the prediction table, the targets."""
+    error, names = results["error"], list(results["error"]["causal_vae_mdnrnn"])
+    rows = [[name, *(f"{error[m][name]:.3f}" for m in MODELS), f"{error[MODELS[0]][name] / error[MODELS[1]][name]:.2f}"]
+            for name in names]
+    for label, key in (("seen (mean)", "seen_error"), ("**held out (mean)**", "heldout_error")):
+        value = results[key]
+        rows.append([label, *(f"{value[m]:.3f}" for m in MODELS), f"{value[MODELS[0]] / value[MODELS[1]]:.2f}"])
+    k = len(results["heldout_ratio_per_seed"])
+    prediction = results["prediction"]
+    return "\n".join([
+        f"Interventional error (mean of {k} replicates; lower is better):", "",
+        markdown_table(["intervention", *MODELS, "ratio"], rows, "lrrr"), "",
+        "Held-out ratio per replicate: " + ", ".join(f"{r:.2f}" for r in results["heldout_ratio_per_seed"]) + ".", "",
+        "Prediction error (obs MSE), training against held-out split:", "",
+        markdown_table(["model", "train split", "held-out split", "ratio"],
+                       [[m, f"{prediction[m]['train']:.4g}", f"{prediction[m]['heldout']:.4g}",
+                         f"{prediction[m]['heldout'] / prediction[m]['train']:.2f}"] for m in MODELS], "lrrr"), "",
+        *(f"- {line}" for line in results["targets"])])
 
 
 if __name__ == "__main__":
