@@ -251,7 +251,7 @@ class Decoder(nn.Module):
 # --- the world model ----------------------------------------------------------------
 
 
-# campusnav-state: delta_vector keeps the agent's cell exact (leaderboard precision; docs/results/rssm_options.md)
+# campusnav-state: delta_vector keeps the agent's cell exact (leaderboard precision; docs/results/preset_checks.md)
 PRESETS = {"campusnav-state": Preset(config={"delta_vector": True}, lr=1e-3), "campusnav-pixels": Preset()}
 """Tuned settings by data kind (``model_zoo.make(..., preset=name)``; ``fit(..., lr=preset.lr)``)."""
 
