@@ -289,30 +289,11 @@ def main(argv=None) -> dict:
                   f" | {mean_over(runs, 'error', model_id, name):.3f} |")
 
     error = {m: {n: mean_over(runs, "error", m, n) for n in INTERVENTIONS} for m in MODELS}
-    print(f"\n### Interventional error (mean W1 / real std over the outcomes; mean of {k} replicates), "
-          "causal vs vae_mdnrnn\n")
-    print("| do() | causal_vae_mdnrnn | vae_mdnrnn | ratio |")
-    print("|---|---|---|---|")
-    for name in INTERVENTIONS:
-        c, v = error["causal_vae_mdnrnn"][name], error["vae_mdnrnn"][name]
-        print(f"| {name} | {c:.3f} | {v:.3f} | {c / v if v else float('nan'):.2f} |")
     held = {m: float(np.mean([error[m][n] for n in HELDOUT])) for m in MODELS}
     seen = {m: float(np.mean([error[m][n] for n in INTERVENTIONS if n not in HELDOUT])) for m in MODELS}
-    for label, value in (("seen (mean)", seen), ("**held out (mean)**", held)):
-        print(f"| {label} | {value['causal_vae_mdnrnn']:.3f} | {value['vae_mdnrnn']:.3f} | "
-              f"{value['causal_vae_mdnrnn'] / value['vae_mdnrnn']:.2f} |")
     ratios = [run["held"]["causal_vae_mdnrnn"] / run["held"]["vae_mdnrnn"] for run in runs]
-    print(f"\nheld-out ratio per replicate (seeds {args.seeds}): {', '.join(f'{r:.2f}' for r in ratios)}")
-
     prediction = {m: {split: mean_over(runs, "prediction", m, split) for split in ("train", "heldout")}
                   for m in MODELS}
-    horizon = runs[0]["horizon"]
-    print(f"\n### Prediction error (obs MSE@{horizon}, mean of {k} replicates), training vs held-out split\n")
-    print("| model | train split | held-out split | ratio |")
-    print("|---|---|---|---|")
-    for model_id in MODELS:
-        p = prediction[model_id]
-        print(f"| {model_id} | {p['train']:.4g} | {p['heldout']:.4g} | {p['heldout'] / p['train']:.2f} |")
     print()
     found = discovery(args)
 
@@ -328,27 +309,31 @@ def main(argv=None) -> dict:
         lines.append(f"{'PASS' if found['shd'] == 0 else 'MISS'}: structure discovery SHD = {found['shd']} (target 0)")
     else:
         lines.append("MISS: structure discovery not available")
-    print("\n" + "\n".join(lines))
-    print(f"\n(total {time.perf_counter() - began:.0f} s; budget: {args.steps} steps x batch {args.batch_size} x "
-          f"{args.seq_len} steps per model and replicate)")
     results = {"args": asdict(args), "error": error, "heldout_error": held, "seen_error": seen,
                "heldout_ratio_per_seed": ratios, "prediction": prediction,
                "train_seconds": [run["seconds"] for run in runs], "discovery": found, "targets": lines}
+    markdown = page(results)
+    print("\n" + markdown)
+    print(f"\n(total {time.perf_counter() - began:.0f} s; budget: {args.steps} steps x batch {args.batch_size} x "
+          f"{args.seq_len} steps per model and replicate)")
     if args.json:
         write_json(args.json, results)
     if not args.quick:
-        write_results("causal_fidelity", page(results), results)
+        write_results("causal_fidelity", markdown, results)
     return results
 
 
 def page(results: dict) -> str:
     """The results page: interventional errors per intervention, their means, the prediction table, the targets."""
     error, names = results["error"], list(results["error"]["causal_vae_mdnrnn"])
-    rows = [[name, *(f"{error[m][name]:.3f}" for m in MODELS), f"{error[MODELS[0]][name] / error[MODELS[1]][name]:.2f}"]
+    def ratio(causal: float, plain: float) -> str:
+        return f"{causal / plain if plain else float('nan'):.2f}"
+
+    rows = [[name, *(f"{error[m][name]:.3f}" for m in MODELS), ratio(error[MODELS[0]][name], error[MODELS[1]][name])]
             for name in names]
     for label, key in (("seen (mean)", "seen_error"), ("**held out (mean)**", "heldout_error")):
         value = results[key]
-        rows.append([label, *(f"{value[m]:.3f}" for m in MODELS), f"{value[MODELS[0]] / value[MODELS[1]]:.2f}"])
+        rows.append([label, *(f"{value[m]:.3f}" for m in MODELS), ratio(value[MODELS[0]], value[MODELS[1]])])
     k = len(results["heldout_ratio_per_seed"])
     prediction = results["prediction"]
     return "\n".join([
