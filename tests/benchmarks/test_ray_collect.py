@@ -22,5 +22,6 @@ def test_a_quick_run_finds_the_datasets_identical_and_writes_its_json(tmp_path, 
             ray.shutdown()
     out = capsys.readouterr().out
     assert data["identical"] and data["steps"] == 4 * 10 and data["ratio"] > 0
+    assert 0 < data["writing_seconds"]["1"] < data["seconds"]["1"] and 1 < data["ceiling"] < 2
     assert "Datasets identical: yes" in out and ("PASS: 2 workers" in out or "MISS: 2 workers" in out)
     assert json.loads((tmp_path / "out.json").read_text())["steps_per_second"].keys() == {"1", "2"}
