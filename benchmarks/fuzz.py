@@ -39,7 +39,7 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 from campus_env import causal
 from campus_env.layout import BUILDING_NAMES
 from campusnav.budgets import BenchmarkRun
-from campusnav.harness import Target, markdown_table, measure_rate, write_json, write_results
+from campusnav.harness import measure_rate, report_faults
 
 ENV_ID = "CampusNav-v0"
 OBS_MODES = ("dict", "pixels", "state")
@@ -340,25 +340,9 @@ def fuzz(args: Args, make: Callable[..., gym.vector.VectorEnv] | None = None) ->
 def main(argv: list[str] | None = None, make: Callable[..., gym.vector.VectorEnv] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     report = fuzz(args, make)
-    total = sum(row["steps"] for row in report["rows"])
-    table = markdown_table(
-        ["configuration", "env steps", "steps/s", "faults"],
-        [[", ".join(f"{k}={v}" for k, v in row["config"].items()), f"{row['steps']:,}",
-          f"{row['steps_per_s']:,.0f}", row["faults"]] for row in report["rows"]], align="lrrr")
-    calls = ", ".join(f"{k} {v:,}" for k, v in sorted(report["calls"].items()))
-    count = report["fault_count"]
-    target = Target("faults = 0", value=-float(count), target=0.0,
-                    detail=f"{count} faults in {total:,} env steps ({report['faults_by_kind'] or 'none'})")
-    print(f"\nFuzz of {ENV_ID}'s vector env, {args.num_envs} envs; calls: {calls}\n")
-    print(table)
-    for fault in report["faults"]:
-        print(f"  fault [{fault['kind']}] {fault['config']}, step {fault['call']}: {fault['message']}")
-    print(target.line)
-    results = {"config": dataclasses.asdict(args), **report, "targets": [target.as_dict()]}
-    if args.json:
-        write_json(args.json, results)
-    if not args.quick:
-        write_results("fuzz", f"{table}\n\nCalls: {calls}.\n\n`{target.line}`\n", results)
+    results = report_faults("fuzz", f"Fuzz of {ENV_ID}'s vector env, {args.num_envs} envs", report,
+                            dataclasses.asdict(args), unit="env steps", rate_header="steps/s", json_path=args.json,
+                            write=not args.quick)
     return results
 
 

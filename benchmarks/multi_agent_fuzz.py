@@ -40,7 +40,7 @@ from gymnasium import spaces
 from campus_env.multi_agent import WALKER_VARIABLES, TrailOracle, parallel_env
 from campus_env.multi_agent.core import OUTDOOR
 from campusnav.budgets import BenchmarkRun
-from campusnav.harness import Target, markdown_table, write_json, write_results
+from campusnav.harness import report_faults
 
 CONFIGS = (  # env keyword arguments and the policy of each configuration
     {"obs_mode": "state", "observe_causal": True, "respawn": True, "capacity": 4, "policy": "oracle"},
@@ -266,7 +266,7 @@ def fuzz(args: Args, make: Callable[..., Any] | None = None) -> dict[str, Any]:
         while done < share:
             done += fuzzer.step()
         seconds = time.perf_counter() - started
-        rows.append({"config": config, "agent_steps": done, "agent_steps_per_s": done / seconds,
+        rows.append({"config": config, "steps": done, "steps_per_s": done / seconds,
                      "faults": sum(fuzzer.counts.values()), "calls": dict(fuzzer.calls)})
         faults += fuzzer.faults
         counts += fuzzer.counts
@@ -278,25 +278,9 @@ def fuzz(args: Args, make: Callable[..., Any] | None = None) -> dict[str, Any]:
 def main(argv: list[str] | None = None, make: Callable[..., Any] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     report = fuzz(args, make)
-    total = sum(row["agent_steps"] for row in report["rows"])
-    table = markdown_table(
-        ["configuration", "agent-steps", "agent-steps/s (checks included)", "faults"],
-        [[", ".join(f"{k}={v}" for k, v in row["config"].items()), f"{row['agent_steps']:,}",
-          f"{row['agent_steps_per_s']:,.0f}", row["faults"]] for row in report["rows"]], align="lrrr")
-    calls = ", ".join(f"{k} {v:,}" for k, v in sorted(report["calls"].items()))
-    count = report["fault_count"]
-    target = Target("faults = 0", value=-float(count), target=0.0,
-                    detail=f"{count} faults in {total:,} agent-steps ({report['faults_by_kind'] or 'none'})")
-    print(f"\nFuzz of {args.walkers} walkers on one campus; calls: {calls}\n")
-    print(table)
-    for fault in report["faults"]:
-        print(f"  fault [{fault['kind']}] {fault['config']}, step {fault['call']}: {fault['message']}")
-    print(target.line)
-    results = {"config": dataclasses.asdict(args), **report, "targets": [target.as_dict()]}
-    if args.json:
-        write_json(args.json, results)
-    if not args.quick:
-        write_results("multi_agent_fuzz", f"{table}\n\nCalls: {calls}.\n\n`{target.line}`\n", results)
+    results = report_faults("multi_agent_fuzz", f"Fuzz of {args.walkers} walkers on one campus", report,
+                            dataclasses.asdict(args), unit="agent-steps", rate_header="agent-steps/s (checks included)",
+                            json_path=args.json, write=not args.quick)
     return results
 
 

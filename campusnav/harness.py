@@ -142,6 +142,40 @@ class Target:
                 "detail": self.detail}
 
 
+def report_faults(
+    name: str, title: str, report: Mapping[str, Any], config: Mapping[str, Any], *, unit: str, rate_header: str,
+    json_path: str | Path | None = None, write: bool = True,
+) -> dict[str, Any]:
+    """Prints a fuzz benchmark's result and writes it: a row per configuration, its faults, the target of none.
+
+    ``report`` holds ``rows`` (each with ``config``, ``steps``, ``steps_per_s`` and
+    ``faults``), ``faults`` (the first few, as dicts), ``fault_count``,
+    ``faults_by_kind`` and ``calls``; ``unit`` names what ``steps`` counts. Returns
+    the results written (``config``, the report, the target) as ``<name>.{md,json}``
+    when ``write``, and to ``json_path`` when given.
+    """
+    total = sum(row["steps"] for row in report["rows"])
+    table = markdown_table(
+        ["configuration", unit, rate_header, "faults"],
+        [[", ".join(f"{k}={v}" for k, v in row["config"].items()), f"{row['steps']:,}",
+          f"{row['steps_per_s']:,.0f}", row["faults"]] for row in report["rows"]], align="lrrr")
+    calls = ", ".join(f"{k} {v:,}" for k, v in sorted(report["calls"].items()))
+    count = report["fault_count"]
+    target = Target("faults = 0", value=-float(count), target=0.0,
+                    detail=f"{count} faults in {total:,} {unit} ({report['faults_by_kind'] or 'none'})")
+    print(f"\n{title}; calls: {calls}\n")
+    print(table)
+    for fault in report["faults"]:
+        print(f"  fault [{fault['kind']}] {fault['config']}, step {fault['call']}: {fault['message']}")
+    print(target.line)
+    results = {"config": dict(config), **report, "targets": [target.as_dict()]}
+    if json_path:
+        write_json(json_path, results)
+    if write:
+        write_results(name, f"{table}\n\nCalls: {calls}.\n\n`{target.line}`\n", results)
+    return results
+
+
 def machine_info() -> dict[str, Any]:
     """Platform, Python, CPU count and load average, for the header of a result."""
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),

@@ -53,7 +53,7 @@ def test_a_tiny_run_finds_no_fault(fuzz, tmp_path, capsys):
     assert results["fault_count"] == 0, results["faults"]
     calls = results["calls"]
     assert calls["do"] and calls["undo"] and calls["twin"] and calls["reset"] >= 3
-    assert sum(row["agent_steps"] for row in results["rows"]) >= 1500
+    assert sum(row["steps"] for row in results["rows"]) >= 1500
     assert (tmp_path / "out.json").is_file()
     assert "PASS  faults = 0" in capsys.readouterr().out
 
