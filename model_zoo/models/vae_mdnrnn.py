@@ -49,6 +49,7 @@ from model_zoo.nets import (
     sample_mixture,
     split_mixture,
 )
+from model_zoo.nets.vector_delta import VectorDelta
 from model_zoo.registry import Preset
 from model_zoo.spaces import ObsSpec
 
@@ -74,6 +75,9 @@ class Config:
     terminal_weight: float = 1.0  # weight of M's termination BCE
     min_logstd: float = -5.0  # clamp of the MDN log-std, for a finite likelihood
     max_logstd: float = 2.0
+    # the state carries the vector part, moved in a dream by M's change head (model_zoo.nets.vector_delta) rather
+    # than decoded from z: exact positions stay exact where V's decoder is cells off
+    delta_vector: bool = False
 
     def __post_init__(self):
         for name in ("z_dim", "hidden", "mixtures", "depth", "vector_hidden"):
@@ -191,6 +195,9 @@ class VAEMDNRNN(WorldModel):
         cfg = self.config
         self.vae = VAE(self.spec, cfg)
         self.mdnrnn = MDNRNN(cfg.z_dim, self.spec.action_dim, cfg)
+        self.delta = None  # with delta_vector: the change head of the vector part, part of M
+        if cfg.delta_vector and self.spec.vector_dim:
+            self.delta = VectorDelta(cfg.hidden, self.spec.vector_dim, self.spec.action_dim, cfg.vector_hidden)
 
     # --- helpers ----------------------------------------------------------------
 
@@ -212,7 +219,8 @@ class VAEMDNRNN(WorldModel):
         """M's per-step terms on a latent sequence z (B, T, Z): each (B, T), zero where not ``valid``.
 
         Step t is ``valid`` when t > 0 and ``obs[t]`` is not an episode start; the
-        LSTM state is reset there, so nothing crosses a boundary.
+        LSTM state is reset there, so nothing crosses a boundary. With ``delta_vector``,
+        ``delta_se`` is the change head's error on the vector part of step t.
         """
         cfg = self.config
         B, T, _ = z.shape
@@ -227,9 +235,11 @@ class VAEMDNRNN(WorldModel):
             h, c = h.masked_fill(reset, 0.0), c.masked_fill(reset, 0.0)
             hs.append(h)
         zero = z.new_zeros(B, 1)
+        names = ("nll", "reward_se", "terminal_bce") + (("delta_se",) if self.delta is not None else ())
         if not hs:
-            return {name: zero for name in ("nll", "reward_se", "terminal_bce")} | {"valid": ~first}
-        mdn = self.mdnrnn.split(self.mdnrnn.head(torch.stack(hs, dim=1)))  # (B, T-1, ...)
+            return {name: zero for name in names} | {"valid": ~first}
+        hs = torch.stack(hs, dim=1)  # (B, T-1, H)
+        mdn = self.mdnrnn.split(self.mdnrnn.head(hs))  # (B, T-1, ...)
         valid = ~first[:, 1:]  # (B, T-1)
         reward = torch.as_tensor(batch.reward, device=z.device).float()[:, 1:]
         terminated = torch.as_tensor(batch.terminated, device=z.device).float()[:, 1:]
@@ -237,6 +247,9 @@ class VAEMDNRNN(WorldModel):
         reward_se = (mdn.reward - reward).square()
         bce = F.binary_cross_entropy_with_logits(mdn.terminated_logit, terminated, reduction="none")
         terms = {"nll": nll, "reward_se": reward_se, "terminal_bce": bce}
+        if self.delta is not None:
+            vector = self.spec.vector(self.spec.to_torch(batch.obs, z.device))  # (B, T, V)
+            terms["delta_se"] = self.delta.loss(hs, vector[:, :-1], vector[:, 1:], x[..., self.config.z_dim:], valid)
         out = {k: torch.cat([zero, v.masked_fill(~valid, 0.0)], dim=1) for k, v in terms.items()}  # (B, T)
         return out | {"valid": ~first}
 
@@ -252,6 +265,9 @@ class VAEMDNRNN(WorldModel):
         n = terms["valid"].sum().clamp(min=1)
         nll, reward_mse, bce = (terms[k].sum() / n for k in ("nll", "reward_se", "terminal_bce"))
         m_loss = nll + cfg.reward_weight * reward_mse + cfg.terminal_weight * bce
+        if self.delta is not None:
+            metrics["delta_mse"] = terms["delta_se"].sum() / n
+            m_loss = m_loss + metrics["delta_mse"]
         total = vae_loss + m_loss
         metrics |= dict(loss=total, vae_loss=vae_loss, m_loss=m_loss, mdn_nll=nll, reward_mse=reward_mse,
                         terminal_bce=bce)
@@ -259,10 +275,13 @@ class VAEMDNRNN(WorldModel):
         return total, dict(zip(metrics, values, strict=True))
 
     def initial_state(self, batch_size: int) -> State:
-        """Zeros: (B, hidden) h and c, (B, z_dim) z."""
+        """Zeros: (B, hidden) h and c, (B, z_dim) z; with ``delta_vector``, (B, V) vector."""
         cfg, device = self.config, self.device
         h = torch.zeros(batch_size, cfg.hidden, device=device)
-        return {"h": h, "c": torch.zeros_like(h), "z": torch.zeros(batch_size, cfg.z_dim, device=device)}
+        state = {"h": h, "c": torch.zeros_like(h), "z": torch.zeros(batch_size, cfg.z_dim, device=device)}
+        if self.delta is not None:
+            state["vector"] = torch.zeros(batch_size, self.spec.vector_dim, device=device)
+        return state
 
     def observe(self, state: State, action: Tensor, obs: Obs, is_first: Tensor) -> State:
         """Advances the LSTM with (previous z, action) (or resets it to zeros where ``is_first``); z = V's mean."""
@@ -270,26 +289,42 @@ class VAEMDNRNN(WorldModel):
         first = self._is_first(is_first, (B,))
         h, c = self.mdnrnn.step(state["z"], self._action(action, first), state["h"], state["c"])  # (B, H)
         h, c = h.masked_fill(first[:, None], 0.0), c.masked_fill(first[:, None], 0.0)  # reset at episode starts
-        z = self.encode(self.spec.to_torch(obs, self.device)).mean  # (B, Z)
-        return {"h": h, "c": c, "z": z}
+        obs = self.spec.to_torch(obs, self.device)
+        state = {"h": h, "c": c, "z": self.encode(obs).mean}  # z: (B, Z)
+        if self.delta is not None:
+            state["vector"] = self.spec.vector(obs).to(h.dtype)  # (B, V)
+        return state
 
     def imagine(self, state: State, action: Tensor, do: Mapping[str, Any] | None = None,
                 generator: torch.Generator | None = None) -> Imagined:
         """Advances the LSTM with (z, action) and samples the next z from the MDN at ``config.temperature``.
 
         The reward is predicted by M's head and the step ends where its termination probability is above 1/2.
-        Deterministic under a seeded ``generator`` (two draws per step: the component, the noise).
+        Deterministic under a seeded ``generator`` (two draws per step: the component, the noise). With
+        ``delta_vector`` the change head moves the state's vector part.
         """
         self.check_do(do)
-        h, c = self.mdnrnn.step(state["z"], self._action(action), state["h"], state["c"])  # (B, H)
+        action = self._action(action)  # (B, A)
+        h, c = self.mdnrnn.step(state["z"], action, state["h"], state["c"])  # (B, H)
         mdn = self.mdnrnn.split(self.mdnrnn.head(h))
-        z = self.mdnrnn.sample(mdn, self.config.temperature, generator)  # (B, Z)
-        return Imagined({"h": h, "c": c, "z": z}, mdn.reward, mdn.terminated_logit > 0)
+        new = {"h": h, "c": c, "z": self.mdnrnn.sample(mdn, self.config.temperature, generator)}  # z: (B, Z)
+        if self.delta is not None:
+            new["vector"] = self.delta.step(h, state["vector"], action)
+        return Imagined(new, mdn.reward, mdn.terminated_logit > 0)
 
     @torch.no_grad()
     def decode(self, state: State) -> Obs:
-        """Env-format observation (uint8 images, vectors clipped into their bounds); not differentiable."""
-        return self.vae.decoder.decode(state["z"])
+        """Env-format observation (uint8 images, vectors clipped into their bounds); not differentiable.
+
+        With ``delta_vector`` the vector parts are the state's, not V's decoding of z.
+        """
+        if self.delta is None:
+            return self.vae.decoder.decode(state["z"])
+        images, _ = self.vae.decoder(state["z"])
+        return self.spec.assemble({k: torch.sigmoid(v) for k, v in images.items()}, state["vector"])
 
     def features(self, state: State) -> Tensor:
-        return torch.cat([state["z"], state["h"]], dim=-1)  # (B, Z + H), the paper's controller input
+        """(B, Z + H): the paper's controller input [z, h]; with ``delta_vector``, the standardised vector appended."""
+        if self.delta is not None:
+            return torch.cat([state["z"], state["h"], self.delta.read(state["vector"])], dim=-1)
+        return torch.cat([state["z"], state["h"]], dim=-1)

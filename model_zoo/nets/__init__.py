@@ -2,7 +2,8 @@
 
 The common ones are re-exported here (``from model_zoo.nets import mlp``); the
 model-specific rooms (``tokens``, ``perceiver``, ``slots``, ``stick_breaking``,
-``balancing``, and the diffusion pieces ``edm``, ``unet`` and ``dit``) are imported by their module path.
+``balancing``, ``vector_delta``, and the diffusion pieces ``edm``, ``unet`` and ``dit``)
+are imported by their module path.
 """
 
 from model_zoo.nets.conv import ConvDecoder, ConvEncoder, ObsDecoder, ObsEncoder, reconstruction_error
