@@ -141,7 +141,8 @@ def preset_run(model_id: str, seed: int, budget: Budget, work: Path) -> dict[str
 def _row(train: dict, errors: dict, fidelity: dict, budget: Budget) -> dict[str, float]:
     long = horizons(budget)[1]
     return {"obs_mse@1": errors["obs_mse@1"], "obs_mse@16": errors[f"obs_mse@{long}"],
-            "precision@16": fidelity["precision@16"], "position_tv@16": fidelity["position_tv@16"],
+            "precision@1": fidelity["precision@1"], "precision@16": fidelity["precision@16"],
+            "position_tv@16": fidelity["position_tv@16"],
             "train_s": train["train_s"]}
 
 
