@@ -8,7 +8,9 @@ twins (the same seeds under each value). The script prints the discovered graph'
 tests, the effects with their 95% intervals, and one line per relation the walkers are
 built to add (issue 25): found or missing. A relation between two outcomes (crowd ->
 travel time) cannot be oriented by interventions; it is judged as a total effect
-(the walker count shifts both), which the discovery reports as ancestors.
+(the walker count shifts both), which the discovery reports as ancestors. A full run
+writes ``walker_discovery.{md,json}`` into the docs' results, or, with a background held
+by ``do()``, ``walker_discovery_<name>-<value>.{md,json}``.
 
     python benchmarks/walker_discovery.py                   # tens of minutes on one core
     python benchmarks/walker_discovery.py --background weather=rainy
@@ -88,6 +90,12 @@ def background(args: Args) -> dict[str, Any] | None:
         raise SystemExit(f"walker_discovery.py: --background: {err}") from None
 
 
+def result_name(args: Args) -> str:
+    """``walker_discovery``, with the background's values appended when one is held (``..._weather-rainy``)."""
+    held = background(args) or {}
+    return "_".join(["walker_discovery", *(f"{k}-{v}".replace(".", "p") for k, v in sorted(held.items()))])
+
+
 def relations(found: Discovery) -> list[dict[str, Any]]:
     """Each relation of ``RELATIONS`` with whether the discovery found it."""
     direct = edges(found.graph)
@@ -145,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.json:
         write_json(Path(args.json), data)
     if not args.quick:
-        write_results("walker_discovery", markdown, data)
+        write_results(result_name(args), markdown, data)
     return data
 
 

@@ -42,3 +42,10 @@ def test_a_quick_run_reports_every_relation_and_effect(script, tmp_path, capsys)
 def test_a_malformed_background_exits_before_any_episode(script):
     with pytest.raises(SystemExit, match="--background"):
         script["main"](["--quick", "--background", "weather"])
+
+
+def test_each_background_has_its_own_result_files(script):
+    args = script["parse_args"](["--quick"])
+    assert script["result_name"](args) == "walker_discovery"
+    rainy = script["parse_args"](["--quick", "--background", "weather=rainy,crowd=0.3"])
+    assert script["result_name"](rainy) == "walker_discovery_crowd-0p3_weather-rainy"
