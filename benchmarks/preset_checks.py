@@ -38,7 +38,8 @@ from campusnav.pretrain import BUDGET_FILE
 from campusnav.threads import use_threads
 
 DEFAULT_CHECKS = ("rssm:delta_vector=False", "rssm:normalize_inputs=False", "rssm:hold_constant_dims=False",
-                  "rssm:lr=3e-4", "causal_vae_mdnrnn:lr=1e-3", "vae_mdnrnn:lr=1e-3", "vqvae_transformer:lr=1e-3")
+                  "rssm:lr=3e-4", "causal_vae_mdnrnn:lr=1e-3", "vae_mdnrnn:delta_vector=False", "vae_mdnrnn:lr=1e-3",
+                  "vqvae_transformer:lr=1e-3")
 METRICS = (("obs_mse@1", "lower"), ("obs_mse@16", "lower"), ("precision@16", "higher"), ("position_tv@16", "lower"))
 
 
