@@ -39,11 +39,10 @@ from typing import Any
 import gymnasium as gym
 import torch
 import torch.nn.functional as F
-from gymnasium import spaces
 from torch import Tensor, nn
 
 from campus_env import causal
-from campus_env.schema import CAUSAL_DIM, state_slices
+from campus_env.schema import CAUSAL_DIM
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
 from model_zoo.models.config_checks import check_non_negative
 from model_zoo.nets import (
@@ -54,8 +53,6 @@ from model_zoo.nets import (
     reconstruction_error,
     sample_mixture,
     split_mixture,
-    symexp,
-    symlog,
 )
 from model_zoo.nets.causal_codes import (
     HOUR_HIGH,
@@ -65,6 +62,7 @@ from model_zoo.nets.causal_codes import (
     NAMES,
     VariableHead,
     causal_features,
+    causal_slot,
     check_effects,
     check_graph,
     code_values,
@@ -75,6 +73,8 @@ from model_zoo.nets.causal_codes import (
     output_width,
     topological_order,
 )
+from model_zoo.nets.mdn import draw_symlog_mixture, symlog_mixture_nll
+from model_zoo.nets.vector_delta import VectorDelta
 
 __all__ = [
     "ENV_EFFECTS",
@@ -127,6 +127,9 @@ class Config:
     # move's penalty or a plain step's cost with their predicted odds, not the average of the two
     reward_mixtures: int = 3
     causal_weight: float = 1.0  # weight of the mechanisms' and inference heads' losses
+    # the state carries the vector part, moved by M's change head (model_zoo.nets.vector_delta) rather than decoded
+    # from z: exact positions stay exact where V's decoder is cells off (a causal part still shows the codes)
+    delta_vector: bool = False
     min_logstd: float = -5.0
     max_logstd: float = 2.0
 
@@ -167,23 +170,6 @@ class Config:
         return {g: self.hidden // n + (i < self.hidden % n) for i, g in enumerate(DYNAMIC_GROUPS)}
 
 
-# --- where CampusNav observations show the causal variables ------------------------------------
-
-
-def _causal_slot(observation_space: gym.Space, vector_keys: tuple[str, ...], vector_dims: Mapping[str, int]):
-    """Where a CampusNav observation shows the causal variables: an offset into the vector part, or None."""
-    from campus_env.env import observation_space as campus_space
-
-    if isinstance(observation_space, spaces.Dict):
-        part = observation_space.spaces.get("causal")
-        if isinstance(part, spaces.Box) and part.shape == (OBS_CAUSAL_DIM,):
-            return sum(vector_dims[k] for k in vector_keys[: vector_keys.index("causal")])
-        return None
-    if observation_space == campus_space("state", True):
-        return state_slices(observe_causal=True)["causal"].start
-    return None
-
-
 # --- the world model -----------------------------------------------------------------------------
 
 
@@ -211,7 +197,7 @@ class CausalVAEMDNRNN(WorldModel):
         self.group_dims = cfg.group_dims
         self.slot = None
         if cfg.causal_obs == "auto":
-            self.slot = _causal_slot(observation_space, tuple(spec.vectors), spec.vector_dims)
+            self.slot = causal_slot(observation_space, tuple(spec.vectors), spec.vector_dims)
         width = {g: sum(feature_width(n) for n in self.effects[g]) for g in GROUPS}
         cause_width = sum(feature_width(n) for n in self.causes)
         z_dim, k = cfg.z_dim, cfg.mixtures
@@ -248,6 +234,9 @@ class CausalVAEMDNRNN(WorldModel):
         dynamic = tuple(n for n in NAMES if causal.VARIABLES[n].dynamic)
         self.static_head = VariableHead(static, nn.Linear(cfg.hidden + z_dim, sum(map(output_width, static))))
         self.dynamic_head = VariableHead(dynamic, nn.Linear(cfg.hidden + z_dim, sum(map(output_width, dynamic))))
+        self.delta = None  # with delta_vector: the change head of the vector part, reading [h, causes]
+        if cfg.delta_vector and spec.vector_dim:
+            self.delta = VectorDelta(cfg.hidden + cause_width, spec.vector_dim, spec.action_dim, cfg.vector_hidden)
         # one mechanism per variable with parents: P(variable | parents)
         self.mechanisms = nn.ModuleDict({
             n: VariableHead((n,), mlp(sum(feature_width(p) for p in ps), output_width(n), cfg.mech_hidden, 1))
@@ -477,6 +466,11 @@ class CausalVAEMDNRNN(WorldModel):
         bce = F.binary_cross_entropy_with_logits(self.end_head(head_in)[..., 0], terminated, reduction="none")
         bce = (bce * valid).sum() / n
         m_loss = nll + cfg.reward_weight * reward_loss + cfg.terminal_weight * bce
+        if self.delta is not None:
+            vector = self.spec.vector(self.spec.to_torch(batch.obs, self.device))  # (B, T, V)
+            delta = self.delta.loss(head_in, vector[:, :-1], vector[:, 1:], actions[:, 1:], valid)
+            metrics["delta_mse"] = delta.sum() / n
+            m_loss = m_loss + metrics["delta_mse"]
         total = vae_loss + m_loss
         if known:
             x_inf = torch.cat([hs, z], dim=-1)
@@ -498,24 +492,18 @@ class CausalVAEMDNRNN(WorldModel):
         return torch.where(ended[..., None], out[..., 1, :], out[..., 0, :])
 
     def _reward_loss(self, out: Tensor, reward: Tensor) -> Tensor:
-        """The reward head's loss (...) for rewards (...): squared error, or the mixture's negative log-likelihood
-        of the symlog reward."""
+        """The reward head's loss (...): squared error, or the mixture's negative log-likelihood of symlog(reward)."""
         cfg = self.config
         if not cfg.reward_mixtures:
             return (out[..., 0] - reward).square()
-        return -mixture_log_prob(split_mixture(out, cfg.reward_mixtures, 1), symlog(reward)[..., None], cfg.min_logstd,
-                          cfg.max_logstd)
+        return symlog_mixture_nll(out, reward, cfg.reward_mixtures, cfg.min_logstd, cfg.max_logstd)
 
     def _draw_reward(self, out: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Rewards (B,) from the reward head's output (B, 3K), drawn at the model's temperature; at temperature 0
-        the expected reward (the components' means weighted by their odds), as a regressed reward would be."""
+        """Rewards (B,) from the reward head's output (B, 3K), drawn at the model's temperature (0: expected)."""
         cfg = self.config
         if not cfg.reward_mixtures:
             return out[:, 0]
-        mdn = split_mixture(out, cfg.reward_mixtures, 1)
-        if cfg.temperature == 0:
-            return (torch.softmax(mdn.logits[..., 0], dim=-1) * symexp(mdn.mean[..., 0])).sum(-1)
-        return symexp(sample_mixture(mdn, cfg.temperature, generator, cfg.min_logstd, cfg.max_logstd)[:, 0])
+        return draw_symlog_mixture(out, cfg.reward_mixtures, cfg.temperature, generator, cfg.min_logstd, cfg.max_logstd)
 
     def _filter_codes(self, z: Tensor, actions: Tensor, first: Tensor) -> Tensor:
         """Inferred codes (B, T, 7) of a sequence with no causal variables, as ``observe`` would infer them."""
@@ -537,8 +525,11 @@ class CausalVAEMDNRNN(WorldModel):
         h = torch.zeros(batch_size, cfg.hidden, device=device)
         codes = torch.zeros(batch_size, len(NAMES), device=device)
         codes[:, INDEX["hour"]] = HOUR_LOW
-        return {"h": h, "c": torch.zeros_like(h), "z": torch.zeros(batch_size, cfg.z_dim, device=device),
-                "causal": codes, "natural": codes.clone(), "residual": torch.zeros_like(codes)}
+        state = {"h": h, "c": torch.zeros_like(h), "z": torch.zeros(batch_size, cfg.z_dim, device=device),
+                 "causal": codes, "natural": codes.clone(), "residual": torch.zeros_like(codes)}
+        if self.delta is not None:
+            state["vector"] = torch.zeros(batch_size, self.spec.vector_dim, device=device)
+        return state
 
     def observe(self, state: State, action: Tensor, obs: Obs, is_first: Tensor) -> State:
         """Advances the LSTM with (previous z, action, previous causes), or resets it where ``is_first``;
@@ -551,7 +542,10 @@ class CausalVAEMDNRNN(WorldModel):
         codes = self.observed_codes(obs)
         if codes is None:
             codes = self.infer_codes(h, z)
-        return {"h": h, "c": c, "z": z, "causal": codes, "natural": codes, "residual": self.abduct(codes)}
+        state = {"h": h, "c": c, "z": z, "causal": codes, "natural": codes, "residual": self.abduct(codes)}
+        if self.delta is not None:
+            state["vector"] = self.spec.vector(obs).to(h.dtype)  # (B, V)
+        return state
 
     def imagine(self, state: State, action: Tensor, do: Mapping[str, Any] | None = None,
                 generator: torch.Generator | None = None) -> Imagined:
@@ -562,12 +556,12 @@ class CausalVAEMDNRNN(WorldModel):
         Deterministic under a seeded ``generator``, drawn from the same way whatever ``do`` is (so twins under two
         interventions share their noise)."""
         cfg = self.config
-        do_codes = self.do_codes(do)
+        do_codes, action = self.do_codes(do), self._action(action)
         natural, residual = state["natural"], state["residual"]
         # one uniform per variable, drawn whatever ``do`` is: twins under other interventions share the noise after
         u = torch.rand(natural.shape, generator=generator, device=natural.device)  # (B, 7)
         codes = self.intervene(natural, state["causal"], residual, do_codes, u)  # (B, 7) in force at t
-        h, c = self._step(state["z"], self._action(action), codes, state["h"], state["c"])  # (B, H)
+        h, c = self._step(state["z"], action, codes, state["h"], state["c"])  # (B, H)
         nxt = self.advance(codes, residual, do_codes)  # (B, 7) at t+1
         zs = self._groups(state["z"])  # static groups carry over unchanged; each dynamic one from its own head
         for g in DYNAMIC_GROUPS:
@@ -582,17 +576,23 @@ class CausalVAEMDNRNN(WorldModel):
         reward = self._draw_reward(self._reward_out(torch.cat([head_in, z_next], dim=-1), ended), generator)
         next_state = {"h": h, "c": c, "z": z_next, "causal": nxt,
                       "natural": self.advance(natural, residual, {}), "residual": residual}
+        if self.delta is not None:
+            next_state["vector"] = self.delta.step(head_in, state["vector"], action)
         return Imagined(next_state, reward, ended)
 
     @torch.no_grad()
     def decode(self, state: State) -> Obs:
-        """Env-format observation; a causal part of the observation shows the state's codes exactly."""
+        """Env-format observation; a causal part of the observation shows the state's codes exactly, and with
+        ``delta_vector`` the other vector parts are the state's."""
         images, vector = self.decoder(self._decoder_input(state["z"], state["causal"]))
+        if self.delta is not None:
+            vector = state["vector"].to(vector.dtype)
         if self.slot is not None:
             vector = vector.clone()
             vector[..., self.slot : self.slot + OBS_CAUSAL_DIM] = obs_causal_vector(state["causal"])
         return self.spec.assemble({k: torch.sigmoid(v) for k, v in images.items()}, vector)
 
     def features(self, state: State) -> Tensor:
-        """[z, h, every causal variable's features]: (B, Z + H + 32)."""
-        return torch.cat([state["z"], state["h"], causal_features(state["causal"], NAMES)], dim=-1)
+        """[z, h, every causal variable's features]: (B, Z + H + 32); with ``delta_vector``, the standardised vector."""
+        parts = [state["z"], state["h"], causal_features(state["causal"], NAMES)]
+        return torch.cat(parts + ([self.delta.read(state["vector"])] if self.delta is not None else []), dim=-1)

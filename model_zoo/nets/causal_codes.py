@@ -13,12 +13,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import gymnasium as gym
 import torch
 import torch.nn.functional as F
+from gymnasium import spaces
 from torch import Tensor, nn
 
 from campus_env import causal
-from campus_env.schema import CAUSAL_SLICES
+from campus_env.schema import CAUSAL_DIM, CAUSAL_SLICES, state_slices
 
 __all__ = [
     "HOUR_HIGH",
@@ -28,6 +30,7 @@ __all__ = [
     "NAMES",
     "VariableHead",
     "causal_features",
+    "causal_slot",
     "check_effects",
     "check_graph",
     "code_values",
@@ -212,6 +215,24 @@ class VariableHead(nn.Module):
             return logits.argmax(-1).float()
         cdf = torch.softmax(logits / tau, dim=-1).cumsum(-1)
         return (cdf < u[:, None]).sum(-1).clamp_(max=logits.shape[-1] - 1).float()
+
+
+def causal_slot(observation_space: gym.Space, vector_keys: tuple[str, ...], vector_dims: Mapping[str, int]):
+    """Where a CampusNav observation shows the causal variables: an offset into its vector part, or None.
+
+    ``vector_keys`` and ``vector_dims`` are the observation's vector parts in order and their widths
+    (``model_zoo.spaces.ObsSpec``): a Dict's ``"causal"`` Box, or the flat state vector with causal codes.
+    """
+    from campus_env.env import observation_space as campus_space
+
+    if isinstance(observation_space, spaces.Dict):
+        part = observation_space.spaces.get("causal")
+        if isinstance(part, spaces.Box) and part.shape == (CAUSAL_DIM,):
+            return sum(vector_dims[k] for k in vector_keys[: vector_keys.index("causal")])
+        return None
+    if observation_space == campus_space("state", True):
+        return state_slices(observe_causal=True)["causal"].start
+    return None
 
 
 def obs_causal_codes(x: Tensor) -> Tensor:

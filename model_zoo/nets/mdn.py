@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Mixture", "mixture_log_prob", "mixture_width", "sample_mixture", "split_mixture"]
+__all__ = ["Mixture", "draw_symlog_mixture", "mixture_log_prob", "mixture_width", "sample_mixture", "split_mixture",
+           "symlog_mixture_nll"]
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -83,3 +84,22 @@ def sample_mixture(mix: Mixture, tau: float, generator: torch.Generator | None, 
     std = torch.exp(logstd + 0.5 * math.log(tau))  # std * sqrt(tau)
     noise = torch.randn((batch, dim), generator=generator, device=std.device, dtype=std.dtype)
     return torch.addcmul(mean, std, noise)
+
+
+def symlog_mixture_nll(out: Tensor, value: Tensor, components: int, min_logstd: float,
+                       max_logstd: float) -> Tensor:
+    """Negative log-likelihood (...) of scalars ``value`` (...) under a mixture ``out`` (..., 3K) over symlog(value)."""
+    symlog = torch.sign(value) * torch.log1p(value.abs())
+    return -mixture_log_prob(split_mixture(out, components, 1), symlog[..., None], min_logstd, max_logstd)
+
+
+def draw_symlog_mixture(out: Tensor, components: int, tau: float, generator: torch.Generator | None,
+                        min_logstd: float, max_logstd: float) -> Tensor:
+    """Scalars (B,) drawn from a mixture (B, 3K) over symlog values at temperature ``tau``; at ``tau = 0`` the
+    expected value (the components' means, mapped back, weighted by their odds)."""
+    mix = split_mixture(out, components, 1)
+    if tau == 0:
+        x = mix.mean[..., 0]
+        return (torch.softmax(mix.logits[..., 0], dim=-1) * torch.sign(x) * torch.expm1(x.abs())).sum(-1)
+    x = sample_mixture(mix, tau, generator, min_logstd, max_logstd)[:, 0]
+    return torch.sign(x) * torch.expm1(x.abs())
