@@ -38,8 +38,8 @@ from campusnav.pretrain import BUDGET_FILE
 from campusnav.threads import use_threads
 
 DEFAULT_CHECKS = ("rssm:delta_vector=False", "rssm:normalize_inputs=False", "rssm:hold_constant_dims=False",
-                  "rssm:lr=3e-4", "causal_vae_mdnrnn:lr=1e-3", "vae_mdnrnn:delta_vector=False", "vae_mdnrnn:lr=1e-3",
-                  "vqvae_transformer:lr=1e-3")
+                  "rssm:lr=3e-4", "causal_vae_mdnrnn:delta_vector=False", "causal_vae_mdnrnn:lr=1e-3",
+                  "vae_mdnrnn:delta_vector=False", "vae_mdnrnn:lr=1e-3", "vqvae_transformer:lr=1e-3")
 METRICS = (("obs_mse@1", "lower"), ("obs_mse@16", "lower"), ("precision@16", "higher"), ("position_tv@16", "lower"))
 
 
@@ -53,6 +53,9 @@ class Args:
     """the leaderboard's work folder: its data, budget and cells (the preset's runs) are read from there"""
     out: str = ""
     """results folder (default: the docs' results folder; the work folder under --quick)"""
+    merge: bool = False
+    """keep the rows of the results already in --out and replace those these checks measure again (same model,
+    choice and seed): re-measure some checks after a preset changed without rerunning all"""
     quick: bool = False
     """a smoke run: the leaderboard's quick budget, in --work/quick"""
     threads: int | None = None
@@ -159,6 +162,19 @@ def verdict(preset: dict[str, float], changed: dict[str, float]) -> str:
     return max(wins, key=wins.get)
 
 
+def merged(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of the results at ``path`` (if any), each replaced by the row of ``rows`` with its model, choice
+    and seed, then the rows that are new, in order."""
+    fresh = {_key(row): row for row in rows}
+    earlier = json.loads(path.read_text())["rows"] if path.exists() else []
+    kept = [fresh.pop(_key(row), row) for row in earlier]
+    return kept + [row for row in rows if _key(row) in fresh]
+
+
+def _key(row: dict[str, Any]) -> tuple[str, str, int]:
+    return row["model"], row["choice"], row["seed"]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, checks, budget = parse_args(argv)
     use_threads(args.threads)
@@ -173,6 +189,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                          "favours": verdict(preset, changed)})
             print(f"{check.model} {check.name}: {check.preset_value()} -> {check.value} (seed {seed}): "
                   f"favours {rows[-1]['favours']}", flush=True)
+    out = Path(args.out) if args.out else default_results_directory()
+    if args.merge:
+        rows = merged(out / "preset_checks.json", rows)
     table = markdown_table(
         ["model", "choice: preset → changed", "seed", *(f"{k} preset / changed" for k, _ in METRICS), "favours"],
         [[r["model"], f"{r['choice']}: {r['preset']} → {r['changed']}", r["seed"],
@@ -184,7 +203,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              "- favours: the side that wins more of the four metrics (obs_mse lower, precision higher, "
              "position TV lower).")
     report = {"budget": asdict(budget), "rows": rows}
-    out = Path(args.out) if args.out else default_results_directory()
     if args.quick:
         write_json(out / "preset_checks.json", report)
     else:

@@ -55,3 +55,13 @@ def test_the_verdict_counts_wins_in_each_metrics_direction(checks):
     assert verdict(base, better) == "changed" and verdict(better, base) == "preset"
     assert verdict(base, {**better, "precision@16": 0.4, "position_tv@16": 0.6}) == "split"
     assert verdict(base, dict(base)) == "split"
+
+
+def test_merge_replaces_the_rows_measured_again_and_keeps_the_others(checks, tmp_path):
+    path = tmp_path / "preset_checks.json"
+    row = lambda model, choice, seed, value: {"model": model, "choice": choice, "seed": seed, "changed": value}  # noqa: E731
+    path.write_text(json.dumps({"rows": [row("rssm", "lr", 0, 1), row("mlp", "lr", 0, 2), row("mlp", "lr", 1, 3)]}))
+    rows = checks["merged"](path, [row("mlp", "lr", 0, 20), row("vae_mdnrnn", "delta_vector", 0, 4)])
+    assert [(r["model"], r["seed"], r["changed"]) for r in rows] == [
+        ("rssm", 0, 1), ("mlp", 0, 20), ("mlp", 1, 3), ("vae_mdnrnn", 0, 4)]
+    assert checks["merged"](tmp_path / "none.json", rows[:1]) == rows[:1]
