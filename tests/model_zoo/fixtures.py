@@ -97,3 +97,17 @@ def adam_steps(model: torch.nn.Module, batch: Batch, steps: int, lr: float = 3e-
         optimizer.step()
         history.append((float(loss.detach()), metrics))
     return history
+
+
+def drifting_batch(t: int = 8) -> Batch:
+    """Two episodes of a 3-element vector: element 0 constant (0.3 / -0.5), element 1 rising 0.1 a step, element 2
+    falling 0.05 a step."""
+    steps = torch.arange(t, dtype=torch.float32)
+    obs = torch.zeros(2, t, 3)
+    obs[0, :, 0], obs[1, :, 0] = 0.3, -0.5
+    obs[:, :, 1] = -0.4 + 0.1 * steps
+    obs[:, :, 2] = 0.2 - 0.05 * steps
+    first = torch.zeros(2, t, dtype=torch.bool)
+    first[:, 0] = True
+    return Batch(obs=obs, action=torch.zeros(2, t, dtype=torch.int64), reward=torch.zeros(2, t),
+                 terminated=torch.zeros(2, t, dtype=torch.bool), is_first=first)

@@ -24,7 +24,7 @@ from model_zoo.models.rssm import (
     twohot,
     unimix_logits,
 )
-from tests.model_zoo.fixtures import random_batch
+from tests.model_zoo.fixtures import drifting_batch, random_batch
 
 TINY = dict(stoch=4, classes=5, hidden=16, units=16, depth=4, vector_hidden=16, reward_bins=21)
 DICT = spaces.Dict({"image": spaces.Box(0, 255, (64, 64, 3), np.uint8),
@@ -434,20 +434,6 @@ def test_loss_and_observe_read_the_vector_through_the_statistics(monkeypatch):
 
 
 # --- delta_vector: an observation estimate in the state, moved by a change head -------------
-
-
-def drifting_batch(t: int = 8) -> Batch:
-    """Two episodes of a 3-element vector: element 0 constant (0.3 / -0.5), element 1 rising 0.1 a step, element 2
-    falling 0.05 a step."""
-    steps = torch.arange(t, dtype=torch.float32)
-    obs = torch.zeros(2, t, 3)
-    obs[0, :, 0], obs[1, :, 0] = 0.3, -0.5
-    obs[:, :, 1] = -0.4 + 0.1 * steps
-    obs[:, :, 2] = 0.2 - 0.05 * steps
-    first = torch.zeros(2, t, dtype=torch.bool)
-    first[:, 0] = True
-    return Batch(obs=obs, action=torch.zeros(2, t, dtype=torch.int64), reward=torch.zeros(2, t),
-                 terminated=torch.zeros(2, t, dtype=torch.bool), is_first=first)
 
 
 @pytest.mark.parametrize("obs_space", [VECTOR, DICT], ids=["vector", "dict"])

@@ -8,9 +8,8 @@ import torch
 from gymnasium import spaces
 
 import model_zoo
-from model_zoo.base import Batch
 from model_zoo.models.vae_mdnrnn import VAEMDNRNN
-from tests.model_zoo.fixtures import IMAGE, random_batch
+from tests.model_zoo.fixtures import IMAGE, drifting_batch, random_batch
 
 TINY = dict(z_dim=4, hidden=32, mixtures=2, depth=4, vector_hidden=32)
 VECTOR3 = spaces.Box(-1.0, 1.0, (3,), np.float32)
@@ -22,19 +21,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def make(obs_space: spaces.Space = VECTOR3, action_space: spaces.Space = ACTIONS, **overrides) -> VAEMDNRNN:
     torch.manual_seed(0)
     return model_zoo.make("vae_mdnrnn", obs_space, action_space, **{**TINY, **overrides})
-
-
-def drifting_batch(t: int = 8) -> Batch:
-    """Two episodes of a 3-element vector: element 0 constant, element 1 rising 0.1 a step, element 2 falling 0.05."""
-    steps = torch.arange(t, dtype=torch.float32)
-    obs = torch.zeros(2, t, 3)
-    obs[0, :, 0], obs[1, :, 0] = 0.3, -0.5
-    obs[:, :, 1] = -0.4 + 0.1 * steps
-    obs[:, :, 2] = 0.2 - 0.05 * steps
-    first = torch.zeros(2, t, dtype=torch.bool)
-    first[:, 0] = True
-    return Batch(obs=obs, action=torch.zeros(2, t, dtype=torch.int64), reward=torch.zeros(2, t),
-                 terminated=torch.zeros(2, t, dtype=torch.bool), is_first=first)
 
 
 def observe_first(model: VAEMDNRNN, obs: torch.Tensor):
