@@ -75,17 +75,10 @@ from model_zoo.nets.causal_codes import (
 )
 from model_zoo.nets.mdn import draw_symlog_mixture, symlog_mixture_nll
 from model_zoo.nets.vector_delta import VectorDelta
+from model_zoo.registry import Preset
 
-__all__ = [
-    "ENV_EFFECTS",
-    "GROUPS",
-    "STATIC_GROUPS",
-    "CausalVAEMDNRNN",
-    "Config",
-    "graph_config",
-    "obs_causal_codes",
-    "obs_causal_vector",
-]
+__all__ = ["ENV_EFFECTS", "GROUPS", "STATIC_GROUPS", "CausalVAEMDNRNN", "Config", "graph_config", "obs_causal_codes",
+           "obs_causal_vector"]
 
 GROUPS: tuple[str, ...] = ("layout", "local", "social", "temporal")
 STATIC_GROUPS: tuple[str, ...] = ("layout",)  # held fixed by imagination: the campus map does not change in a dream
@@ -184,6 +177,8 @@ class CausalVAEMDNRNN(WorldModel):
     """
 
     Config = Config
+    # campusnav-state: delta_vector keeps the agent's cell exact (leaderboard precision; docs/results/preset_checks.md)
+    presets = {"campusnav-state": Preset(config={"delta_vector": True}), "campusnav-pixels": Preset()}
     first_action = "lowest"  # trained so: an episode's first action is encoded as the lowest action
     supports_do = True
 
