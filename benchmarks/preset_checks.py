@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
              f"({budget.steps} steps, batch {budget.batch_size} x {budget.seq_len}) and the same seed.\n"
              "- favours: the side that wins more of the four metrics (obs_mse lower, precision higher, "
              "position TV lower).")
+    if args.merge:
+        notes += "\n- Merged: the rows of other checks are kept from the results written before this command."
     report = {"budget": asdict(budget), "rows": rows}
     if args.quick:
         write_json(out / "preset_checks.json", report)
