@@ -579,9 +579,9 @@ class CausalVAEMDNRNN(WorldModel):
     def decode(self, state: State) -> Obs:
         """Env-format observation; a causal part of the observation shows the state's codes exactly, and with
         ``delta_vector`` the other vector parts are the state's."""
-        images, vector = self.decoder(self._decoder_input(state["z"], state["causal"]))
+        images, vector = self.decoder(self._decoder_input(state["z"], state["causal"]), vector=self.delta is None)
         if self.delta is not None:
-            vector = state["vector"].to(vector.dtype)
+            vector = state["vector"].to(state["h"].dtype)
         if self.slot is not None:
             vector = vector.clone()
             vector[..., self.slot : self.slot + OBS_CAUSAL_DIM] = obs_causal_vector(state["causal"])

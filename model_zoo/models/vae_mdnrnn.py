@@ -227,7 +227,8 @@ class VAEMDNRNN(WorldModel):
         B, T, _ = z.shape
         first = self._is_first(batch.is_first, (B, T)).clone()
         first[:, 0] = True  # the window's first step has no predecessor in the window
-        x = torch.cat([z[:, :-1], self._action(batch.action, first)[:, 1:]], dim=-1)  # (B, T-1, Z+A)
+        actions = self._action(batch.action, first)[:, 1:]  # (B, T-1, A): the action into each step t >= 1
+        x = torch.cat([z[:, :-1], actions], dim=-1)  # (B, T-1, Z+A)
         h = c = z.new_zeros(B, cfg.hidden)
         hs = []
         for t in range(T - 1):
@@ -250,7 +251,7 @@ class VAEMDNRNN(WorldModel):
         terms = {"nll": nll, "reward_se": reward_se, "terminal_bce": bce}
         if self.delta is not None:
             vector = self.spec.vector(self.spec.to_torch(batch.obs, z.device))  # (B, T, V)
-            terms["delta_se"] = self.delta.loss(hs, vector[:, :-1], vector[:, 1:], x[..., self.config.z_dim:], valid)
+            terms["delta_se"] = self.delta.loss(hs, vector[:, :-1], vector[:, 1:], actions, valid)
         out = {k: torch.cat([zero, v.masked_fill(~valid, 0.0)], dim=1) for k, v in terms.items()}  # (B, T)
         return out | {"valid": ~first}
 
@@ -321,7 +322,7 @@ class VAEMDNRNN(WorldModel):
         """
         if self.delta is None:
             return self.vae.decoder.decode(state["z"])
-        images, _ = self.vae.decoder(state["z"])
+        images, _ = self.vae.decoder(state["z"], vector=False)
         return self.spec.assemble({k: torch.sigmoid(v) for k, v in images.items()}, state["vector"])
 
     def features(self, state: State) -> Tensor:

@@ -89,15 +89,17 @@ class ObsDecoder(nn.Module):
                                       for k, s in spec.images.items()})
         self.vector_net = mlp(in_dim, spec.vector_dim, vector_hidden, 1) if spec.vector_dim else None
 
-    def forward(self, h: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
+    def forward(self, h: Tensor, vector: bool = True) -> tuple[dict[str, Tensor], Tensor | None]:
+        """Image logits per part and the vector; ``vector=False`` skips the vector (None), for a caller that has it."""
         lead = h.shape[:-1]
         flat = h.reshape(-1, h.shape[-1])
         images = {
             k: self.deconvs[module_key(k)](flat).reshape(tuple(lead) + (-1, IMAGE_SIZE, IMAGE_SIZE))
             for k in self.spec.image_keys
         }
-        vector = self.vector_net(flat).reshape(tuple(lead) + (-1,)) if self.vector_net is not None else None
-        return images, vector
+        if self.vector_net is None or not vector:
+            return images, None
+        return images, self.vector_net(flat).reshape(tuple(lead) + (-1,))
 
     def decode(self, h: Tensor):
         """Env-format observation (uint8 images, clipped vectors)."""

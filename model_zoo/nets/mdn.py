@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from model_zoo.nets.layers import symexp, symlog
+
 __all__ = ["Mixture", "draw_symlog_mixture", "mixture_log_prob", "mixture_width", "sample_mixture", "split_mixture",
            "symlog_mixture_nll"]
 
@@ -89,8 +91,7 @@ def sample_mixture(mix: Mixture, tau: float, generator: torch.Generator | None, 
 def symlog_mixture_nll(out: Tensor, value: Tensor, components: int, min_logstd: float,
                        max_logstd: float) -> Tensor:
     """Negative log-likelihood (...) of scalars ``value`` (...) under a mixture ``out`` (..., 3K) over symlog(value)."""
-    symlog = torch.sign(value) * torch.log1p(value.abs())
-    return -mixture_log_prob(split_mixture(out, components, 1), symlog[..., None], min_logstd, max_logstd)
+    return -mixture_log_prob(split_mixture(out, components, 1), symlog(value)[..., None], min_logstd, max_logstd)
 
 
 def draw_symlog_mixture(out: Tensor, components: int, tau: float, generator: torch.Generator | None,
@@ -99,7 +100,5 @@ def draw_symlog_mixture(out: Tensor, components: int, tau: float, generator: tor
     expected value (the components' means, mapped back, weighted by their odds)."""
     mix = split_mixture(out, components, 1)
     if tau == 0:
-        x = mix.mean[..., 0]
-        return (torch.softmax(mix.logits[..., 0], dim=-1) * torch.sign(x) * torch.expm1(x.abs())).sum(-1)
-    x = sample_mixture(mix, tau, generator, min_logstd, max_logstd)[:, 0]
-    return torch.sign(x) * torch.expm1(x.abs())
+        return (torch.softmax(mix.logits[..., 0], dim=-1) * symexp(mix.mean[..., 0])).sum(-1)
+    return symexp(sample_mixture(mix, tau, generator, min_logstd, max_logstd)[:, 0])

@@ -92,3 +92,13 @@ def test_without_delta_vector_the_state_has_no_vector(campus):
     env, _ = campus
     model = make(env)
     assert model.delta is None and "vector" not in model.initial_state(1)
+
+
+def test_decode_skips_vs_vector_decoder_with_delta_vector(campus):
+    env, batch = campus
+    model = make(env, delta_vector=True).eval()
+    calls = []
+    model.decoder.vector_net.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        decoded = model.decode(observe_first(model, batch.obs[0, 0]))
+    assert decoded.shape == (1, batch.obs.shape[-1]) and not calls

@@ -97,3 +97,14 @@ def test_without_delta_vector_nothing_changes():
     assert model.delta is None and "vector" not in model.initial_state(1)
     assert model.feature_dim == TINY["z_dim"] + TINY["hidden"]
     assert not any(name.startswith("delta.") for name in model.state_dict())
+
+
+@pytest.mark.parametrize("delta_vector", [True, False])
+def test_decode_runs_vs_vector_decoder_only_when_its_output_is_used(delta_vector):
+    model = make(delta_vector=delta_vector).eval()
+    calls = []
+    model.vae.decoder.vector_net.register_forward_hook(lambda *_: calls.append(1))
+    obs = torch.tensor([[0.3, -0.2, 0.6], [-0.5, 0.1, -0.4]])
+    with torch.no_grad():
+        decoded = model.decode(imagine_steps(model, observe_first(model, obs), steps=1))
+    assert decoded.shape == obs.shape and len(calls) == (0 if delta_vector else 1)
