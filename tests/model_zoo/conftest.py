@@ -1,12 +1,15 @@
-"""Fixtures the model tests share: one torch thread, and a model registered for one test only."""
+"""Fixtures the model tests share: one torch thread, a model registered for one test, a tiny checkpointed model."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
 import model_zoo
 from model_zoo import registry
+from tests.model_zoo.checkpoint_helpers import ACTION_SPACE, OBS_SPACE, TINY, TinyModel
 
 
 @pytest.fixture(scope="module")
@@ -30,3 +33,26 @@ def register_model():
     yield register
     registry._REGISTRY.clear()
     registry._REGISTRY.update(saved)
+
+
+# --- the checkpoint tests' tiny model (tests.model_zoo.checkpoint_helpers) ---
+
+
+@pytest.fixture
+def tiny_model_id(register_model):
+    """Registers TinyModel for one test; the registry is put back afterwards."""
+    return register_model(TINY, f"{TinyModel.__module__}:TinyModel")
+
+
+@pytest.fixture
+def tiny_model(tiny_model_id):
+    torch.manual_seed(0)
+    model = model_zoo.make(tiny_model_id, OBS_SPACE, ACTION_SPACE, hidden=6, pool=(2, 3))
+    with torch.no_grad():
+        model.updates += 7
+    return model
+
+
+@pytest.fixture
+def tiny_checkpoint(tiny_model, tmp_path) -> Path:
+    return tiny_model.save(tmp_path / "ckpt")
