@@ -1,17 +1,16 @@
-"""SB3 PPO on CampusNav-v0 state vectors, in reality or in a dream: the settings, the shaping, the policy.
+"""SB3 on CampusNav-v0 state vectors, in reality or in a dream: default settings, the shaping, the policy.
 
-The same function trains PPO in both worlds with the same settings and budget, so
-a dream-trained agent and a reality-trained one differ only in where they
-learned. While learning, the reward gets the potential-based shaping of Ng, Harada
-& Russell (1999), ``r + gamma * phi(s') - phi(s)`` with ``phi`` minus the Manhattan
-distance to the goal, read off the observation's goal offset (so it works in a
-dream too); it leaves the optimal policy unchanged, and evaluation counts the
-env's own reward.
+``campusnav.baselines`` builds its presets on these settings and trains PPO in
+both worlds with the same settings and budget, so a dream-trained agent and a
+reality-trained one differ only in where they learned. While learning, the
+reward gets the potential-based shaping of Ng, Harada & Russell (1999),
+``r + gamma * phi(s') - phi(s)`` with ``phi`` minus the Manhattan distance to the
+goal, read off the observation's goal offset (so it works in a dream too); it
+leaves the optimal policy unchanged, and evaluation counts the env's own reward.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import gymnasium as gym
@@ -22,7 +21,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from campus_env.schema import STATE_SLICES
 from model_zoo.agents.transfer import BatchPolicy
 
-__all__ = ["DQN_SETTINGS", "PPO_SETTINGS", "PotentialShaping", "ppo_policy", "train_ppo"]
+__all__ = ["DQN_SETTINGS", "PPO_SETTINGS", "PotentialShaping", "ppo_policy"]
 
 GOAL_OFFSET = STATE_SLICES["goal_offset"]  # goal row/col minus agent row/col, divided by (map side - 1)
 PPO_SETTINGS: dict[str, Any] = dict(n_steps=128, batch_size=512, n_epochs=4, learning_rate=3e-4, gamma=0.99,
@@ -62,19 +61,6 @@ class PotentialShaping(VecEnvWrapper):
         shaped = reward + self.gamma * after - self.last
         self.last = self.phi(obs)
         return obs, shaped.astype(np.float32), dones, infos
-
-
-def train_ppo(venv: VecEnv, timesteps: int, seed: int, shaping: float = 0.05) -> tuple[PPO, float]:
-    """PPO (``PPO_SETTINGS``) trained on ``venv`` for ``timesteps`` env steps; returns it and the wall seconds."""
-    if shaping > 0:
-        venv = PotentialShaping(venv, shaping, PPO_SETTINGS["gamma"])
-    agent = PPO("MlpPolicy", venv, seed=seed, device="cpu", verbose=0, **PPO_SETTINGS)
-    started = time.perf_counter()
-    try:
-        agent.learn(total_timesteps=timesteps)
-    finally:
-        venv.close()
-    return agent, time.perf_counter() - started
 
 
 def ppo_policy(agent: PPO, deterministic: bool = False) -> BatchPolicy:

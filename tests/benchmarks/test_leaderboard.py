@@ -139,3 +139,39 @@ def test_late_share_tells_a_flat_curve_from_one_still_falling():
     assert late_share(flat) < 0.3 and late_share(flat) > 0.0
     assert late_share([(0, 1.0), (50, 0.5), (100, 0.9)]) == 0.0  # rising at the end: more steps would not help
     assert math.isnan(late_share([(0, 1.0), (10, 0.5)]))
+
+
+
+def test_the_boards_dreams_end_where_the_env_says_the_agent_reached_its_goal():
+    """A model whose termination head never fires still ends a dream on the goal (MBPO's known termination)."""
+    import gymnasium as gym
+    import torch
+
+    import model_zoo
+    from campus_env.schema import STATE_SLICES
+    from campusnav.leaderboard import QUICK
+    from campusnav.leaderboard.data import CAMPUS, STATE_KWARGS
+    from campusnav.leaderboard.transfer import dream_envs
+    from model_zoo.base import Imagined
+
+    real = gym.make(CAMPUS, **STATE_KWARGS)
+    model = model_zoo.make("mlp", real.observation_space, real.action_space, hidden=16).eval()
+    decode, imagine = model.decode, model.imagine
+    on_goal = {"now": False}
+
+    def decoded(state):  # from the step chosen below, the agent's cell is the goal's
+        obs = decode(state).clone()
+        if on_goal["now"]:
+            obs[:, STATE_SLICES["agent"]] = obs[:, STATE_SLICES["goal"]]
+        return obs
+
+    def never_ends(*args, **kwargs):
+        out = imagine(*args, **kwargs)
+        return Imagined(out.state, out.reward, torch.zeros_like(out.terminated))
+
+    model.decode, model.imagine = decoded, never_ends
+    envs = dream_envs(model, QUICK)(2)
+    envs.reset(seed=0)
+    assert not envs.step([0, 0])[2].any()
+    on_goal["now"] = True
+    assert envs.step([0, 0])[2].all()
