@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+import model_zoo
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -44,8 +46,9 @@ def test_a_bad_check_is_refused_by_name(checks, capsys, text, message):
 def test_parsed_checks_name_the_preset_they_change(checks):
     check = checks["parse_check"]("rssm:delta_vector=False")
     assert check.overrides == {"delta_vector": False} and check.lr is None and check.preset_value() is True
-    rate = checks["parse_check"]("vae_mdnrnn:lr=1e-3")
-    assert rate.overrides == {} and rate.lr == 1e-3 and rate.preset_value() == 3e-4
+    rate = checks["parse_check"]("vae_mdnrnn:lr=2e-3")
+    assert rate.overrides == {} and rate.lr == 2e-3
+    assert rate.preset_value() == model_zoo.preset("vae_mdnrnn", "campusnav-state").lr != 2e-3
 
 
 def test_the_verdict_counts_wins_in_each_metrics_direction(checks):
