@@ -8,9 +8,11 @@ Both are scored on held-out trips with `--walkers` walkers:
 
 - `model_zoo.evaluate`: the observation error after 1 and 16 imagined steps;
 - imagined travel time: from each held-out walker's first observation, the
-  model imagines the walker's recorded actions until it predicts the goal; the
-  error against the real number of steps (a trip that never arrives counts its
-  steps, the imagined one its horizon).
+  model imagines the walker's recorded actions until it predicts the end of the
+  trip or its decoded walker stands on the goal (the env's known termination,
+  ``campus_env.semantics.reached_goal``, as the dream envs take it); the error
+  against the real number of steps (a trip that never arrives counts its steps,
+  the imagined one its horizon).
 
 A model that never saw other walkers does not know that they block moves and
 fill cells, so its trips are too short.
@@ -36,6 +38,7 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.multi_agent import TrailOracle, parallel_env
 from campus_env.oracle import ShortestPathPolicy
+from campus_env.semantics import reached_goal
 from campusnav.harness import markdown_table
 from model_zoo.data import Episode
 
@@ -143,7 +146,7 @@ def walker_trips(walkers: int, episodes: int, max_steps: int, seed: int) -> list
 
 
 def imagined_travel(model: Any, trips: list[Episode], horizon: int) -> np.ndarray:
-    """Steps until the model predicts the goal, imagining each trip's recorded actions from its first observation."""
+    """Steps until the imagined walker arrives, imagining each trip's recorded actions from its first observation."""
     n = len(trips)
     actions = np.zeros((n, horizon), dtype=np.int64)
     for i, trip in enumerate(trips):
@@ -155,7 +158,7 @@ def imagined_travel(model: Any, trips: list[Episode], horizon: int) -> np.ndarra
         alive = np.ones(n, dtype=bool)
         for t in range(horizon):
             state, _, terminated = model.imagine(state, torch.as_tensor(actions[:, t]))
-            ended = alive & terminated.numpy()
+            ended = alive & (terminated.numpy() | reached_goal(model.decode(state).numpy()))
             steps[ended] = t + 1
             alive &= ~ended
     return steps
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for name, trips in data.items():
         model = model_zoo.make("mlp", space, gym.spaces.Discrete(5), hidden=args.hidden)
         model_zoo.fit(model, trips, steps=args.train_steps, batch_size=args.batch_size,
-                      seq_len=min(args.seq_len, min(len(t) for t in trips)), seed=args.seed, progress=False)
+                      seq_len=args.seq_len, seed=args.seed, progress=False)  # windows may span trips
         results[name] = {"trips": len(trips), "steps": sum(len(t) for t in trips),
                          **score(model.eval(), heldout, args.max_steps)}
         print(f"{name}: {results[name]}")
