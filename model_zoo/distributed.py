@@ -25,8 +25,10 @@ same steps on every rank and agrees on an early stop before acting on it.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,9 +89,19 @@ def init(backend: str | None = None) -> World:
 
 
 def shutdown() -> None:
-    """Leaves the process group, if this process joined one."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    """Leaves the process group, if this process joined one.
+
+    On a normal exit every rank first waits for the others (a rank that tears its
+    connections down while a peer still uses them can abort that peer), and the DDP
+    wrappers left in reference cycles are collected so that none outlives the group.
+    While an exception propagates it leaves at once: the peers may never arrive.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if sys.exc_info()[0] is None:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def rank_seed(seed: int, rank: int) -> int:
