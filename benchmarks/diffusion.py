@@ -9,7 +9,7 @@ each sampled with 1, 3 and 10 Euler steps: the valid-frame rate of its dreams at
 steps (``model_zoo.evaluation.valid_frame_rates`` on held-out episodes, read by the semantic
 probe ``model_zoo.probe``, loaded from ``--probe`` or trained there; 128-px frames are
 averaged 2x2 for it, exactly the 64-px frame for a real one) and imagined frames per second
-at batch 1 and 64 on the CPU. ``--compare`` adds ``vae_mdnrnn`` and ``vqvae_transformer``
+at batch 1 and 64 on ``--device`` (the CPU by default). ``--compare`` adds ``vae_mdnrnn`` and ``vqvae_transformer``
 rows trained for the same seconds.
 
 Games table: ``diffusion`` with ``games=2`` on CampusNav-v0 and CarRacing-v3 together
@@ -25,6 +25,7 @@ on CarRacing-v3, at 1 and 16 steps).
     python benchmarks/diffusion.py --compare          # hours on a 2-core CPU (--seconds 600)
     python benchmarks/diffusion.py --quick            # a smoke run
     python benchmarks/diffusion.py --seconds 120 --skip-games
+    python benchmarks/diffusion.py --compare --device cuda   # the same seconds buy far more updates
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import tyro
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campusnav.budgets import BenchmarkRun, Collection, Training, config_overrides
+from campusnav.device import resolve_device
 from campusnav.harness import write_json, write_results
 from model_zoo.data import Episode, Games, collect, load_dataset, load_episodes, split_episodes
 from model_zoo.evaluation import imagined_steps_per_second, valid_frame_rates
@@ -81,12 +83,18 @@ class Args(BenchmarkRun, Training, Collection):
     """the semantic probe of CampusNav-v0 frames (trained there at the leaderboard's budget when missing)"""
     config: str = ""
     """config overrides of every model that has the fields, "field=value,..." (--quick: "depth=4,hidden=16")"""
+    device: str = "cpu"
+    """where every model trains and dreams: cpu, cuda, cuda:N or auto (the probe reads frames on the CPU)"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
     args = tyro.cli(Args, args=argv, description=__doc__)
     if args.seconds <= 0:
         raise SystemExit(f"--seconds must be positive, got {args.seconds}")
+    try:
+        resolve_device(args.device)
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
     if args.quick:
         args = dataclasses.replace(args, episodes=6, max_episode_steps=24, car_episodes=3, car_max_steps=24,
                                    seconds=1.0, batch_size=2, seq_len=6, context=2, windows=2, speed_seconds=0.05,
@@ -132,7 +140,7 @@ def train(model_id: str, spaces: tuple[gym.Space, gym.Space], data: list[Episode
         return time.perf_counter() - started < seconds
 
     model_zoo.fit(model, data, steps=10**9, seed=args.seed, progress=False, log_every=10**9, callback=in_time,
-                  **args.fit_kwargs())
+                  device=resolve_device(args.device), **args.fit_kwargs())
     model.eval()
     return model, {"train_s": time.perf_counter() - started, "train_steps": done[0]}
 

@@ -37,3 +37,12 @@ def test_quick_run_fills_both_tables_and_judges_the_targets(capsys, tmp_path):
 def test_seconds_must_be_positive():
     with pytest.raises(SystemExit, match="--seconds must be positive"):
         diffusion.parse_args(["--seconds", "0"])
+
+
+def test_a_device_that_is_not_there_stops_before_anything_runs():
+    with pytest.raises(SystemExit, match="expected cpu, cuda, cuda:N or auto"):
+        diffusion.parse_args(["--device", "tpu"])
+    if not diffusion.torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="CUDA is not available"):
+            diffusion.parse_args(["--device", "cuda"])
+    assert diffusion.parse_args(["--device", "auto"]).device == "auto"
