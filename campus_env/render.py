@@ -13,11 +13,10 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from campus_env import layout as lay
 
-__all__ = ["IMAGE_SIZES", "EgoRenderer", "campus_frame", "compose_views", "frame_of_codes", "tile_table"]
+__all__ = ["IMAGE_SIZES", "EgoRenderer", "ViewComposer", "campus_frame", "frame_of_codes", "tile_table"]
 
 VIEW_CELLS = 16  # the egocentric view is 16x16 cells, the agent at cell (8, 8)
 CELL_PX = 4  # pixels per cell in observations at the default image size
@@ -138,9 +137,8 @@ class EgoRenderer:
         self.image_size = image_size
         self.codes = np.zeros((core.n,) + core.layout.terrain.shape, dtype=np.uint16)
         self.keys = np.full(core.n, -1, dtype=np.int64)
-        self.rows = _rows_table(cell_px)
-        self.all = np.arange(core.n)
-        self.r4 = np.arange(cell_px, dtype=np.int32)[None, None, :, None]
+        self.composer = ViewComposer(core.n, core.width, _rows_table(cell_px), cell_px)
+        self.map_cells = np.arange(core.n) * core.layout.terrain.size
 
     def _context(self, k: np.ndarray):
         core = self.core
@@ -160,9 +158,8 @@ class EgoRenderer:
             self.codes[stale] = codes.reshape((-1,) + self.codes.shape[1:])
             self.keys[stale] = key[stale]
         half = VIEW_CELLS // 2
-        prow, pcol = np.divmod(core.pos, core.width)
-        windows = sliding_window_view(self.codes, (VIEW_CELLS, VIEW_CELLS), axis=(1, 2))
-        return compose_views(windows[self.all, prow - half, pcol - half], core, self.rows, self.r4)
+        corner = self.map_cells + core.pos - half * (core.width + 1)
+        return self.composer.frames(self.codes.reshape(-1), corner, core)
 
 
 def campus_frame(core, i: int, status: list[str] | None = None) -> np.ndarray:
@@ -219,20 +216,44 @@ def _draw_text(strip: np.ndarray, lines: list[str]) -> None:
         y += 20
 
 
-def compose_views(codes: np.ndarray, core, rows_table: np.ndarray, r4: np.ndarray) -> np.ndarray:
-    """(N, S, S, 3) uint8 frames from each agent's (N, 16, 16) window of cell codes (changed in place): the
-    agent drawn at the centre, the goal where it lies in view, else a hint on the edge towards it.
+class ViewComposer:
+    """Egocentric frames of ``n`` agents from a flat map of cell codes, with index buffers kept between calls.
 
-    ``r4`` is ``arange(cell_px)`` shaped (1, 1, cell_px, 1) and ``rows_table`` holds rows of that many pixels;
-    S = 16 * cell_px."""
-    half = VIEW_CELLS // 2
-    prow, pcol = np.divmod(core.pos, core.width)
-    codes[:, half, half] = AGENT
-    grow, gcol = core.goal_flat // core.width - prow + half, core.goal_flat % core.width - pcol + half
-    inside = (grow >= 0) & (grow < VIEW_CELLS) & (gcol >= 0) & (gcol < VIEW_CELLS)
-    grow, gcol = np.clip(grow, 0, VIEW_CELLS - 1), np.clip(gcol, 0, VIEW_CELLS - 1)
-    codes[np.arange(len(codes)), grow, gcol] = np.where(inside, GOAL, GOAL_HINT)
-    px = r4.shape[2]
-    rows = codes.astype(np.int32)[:, :, None, :] * px + r4  # (N, 16, px, 16)
-    frames = rows_table.take(rows)  # items of 3 * px bytes: one px-pixel row of one cell
-    return frames.view(np.uint8).reshape(core.n, VIEW_CELLS * px, VIEW_CELLS * px, 3)
+    A batch of frames is two gathers: each agent's 16x16 window of codes, then one
+    tile row (``cell_px`` pixels, one opaque item of ``rows_table``) per cell row.
+    Their index arrays (megabytes for hundreds of agents) live here from call to
+    call: a fresh buffer that size costs page faults that take longer than the
+    gathers. The frames returned are a new array every call, the caller's to keep.
+    """
+
+    def __init__(self, n: int, map_width: int, rows_table: np.ndarray, cell_px: int):
+        self.rows = rows_table
+        self.cell_px = cell_px
+        offsets = np.arange(VIEW_CELLS)[:, None] * map_width + np.arange(VIEW_CELLS)
+        self.offsets = offsets[None].astype(np.intp)  # (1, 16, 16): a window's cells from its top-left
+        self.pixel_rows = np.arange(cell_px, dtype=np.int32)[None, None, :, None]
+        self.cells = np.empty((n, VIEW_CELLS, VIEW_CELLS), dtype=np.intp)
+        self.codes = np.empty((n, VIEW_CELLS, VIEW_CELLS), dtype=np.uint16)
+        self.scaled = np.empty((n, VIEW_CELLS, VIEW_CELLS), dtype=np.int32)
+        self.index = np.empty((n, VIEW_CELLS, cell_px, VIEW_CELLS), dtype=np.int32)
+        self.lanes = np.arange(n)
+
+    def frames(self, flat_codes: np.ndarray, corner: np.ndarray, core) -> np.ndarray:
+        """(n, S, S, 3) uint8 frames, S = 16 * ``cell_px``: agent ``i``'s window starts at ``flat_codes[corner[i]]``
+        (uint16 codes, rows ``map_width`` apart). The agent is drawn at the centre, the goal where it lies in
+        view, else a hint on the edge towards it."""
+        half = VIEW_CELLS // 2
+        codes = self.codes
+        np.add(corner[:, None, None], self.offsets, out=self.cells)
+        np.take(flat_codes, self.cells, out=codes)
+        prow, pcol = np.divmod(core.pos, core.width)
+        codes[:, half, half] = AGENT
+        grow, gcol = core.goal_flat // core.width - prow + half, core.goal_flat % core.width - pcol + half
+        inside = (grow >= 0) & (grow < VIEW_CELLS) & (gcol >= 0) & (gcol < VIEW_CELLS)
+        grow, gcol = np.clip(grow, 0, VIEW_CELLS - 1), np.clip(gcol, 0, VIEW_CELLS - 1)
+        codes[self.lanes, grow, gcol] = np.where(inside, GOAL, GOAL_HINT)
+        np.multiply(codes, self.cell_px, out=self.scaled)
+        np.add(self.scaled[:, :, None, :], self.pixel_rows, out=self.index)  # (n, 16, px, 16) tile-row ids
+        frames = self.rows.take(self.index)  # items of 3 * px bytes: one px-pixel row of one cell
+        px = self.cell_px
+        return frames.view(np.uint8).reshape(len(codes), VIEW_CELLS * px, VIEW_CELLS * px, 3)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from campus_env import layout as lay
 from campus_env.multi_agent import scm
@@ -28,7 +27,7 @@ from campus_env.render import (
     LEVEL_STEPS,
     NUM_CODES,
     VIEW_CELLS,
-    compose_views,
+    ViewComposer,
     frame_of_codes,
     tile_table,
 )
@@ -93,17 +92,14 @@ class WalkerRenderer:
 
     def __init__(self, core):
         self.core = core
-        self.rows = _rows_table(CELL_PX)
-        self.r4 = np.arange(CELL_PX, dtype=np.int32)[None, None, :, None]
+        self.composer = ViewComposer(core.n, core.width, _rows_table(CELL_PX), CELL_PX)
 
     def images(self) -> np.ndarray:
         """(N, 64, 64, 3) uint8 egocentric frames of the current state."""
         core = self.core
-        world = world_codes(core).astype(np.uint16).reshape(core.layout.terrain.shape)
         half = VIEW_CELLS // 2
-        prow, pcol = np.divmod(core.pos, core.width)
-        windows = sliding_window_view(world, (VIEW_CELLS, VIEW_CELLS))
-        return compose_views(windows[prow - half, pcol - half], core, self.rows, self.r4)
+        corner = core.pos - half * (core.width + 1)
+        return self.composer.frames(world_codes(core).astype(np.uint16), corner, core)
 
 
 def world_frame(core, status: list[str] | None = None) -> np.ndarray:

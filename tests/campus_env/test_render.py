@@ -1,5 +1,6 @@
 """Rendering: frame sizes, and the causal context (weather, crowd, closures) visible in the images."""
 
+import gymnasium as gym
 import numpy as np
 import pygame
 import pytest
@@ -142,3 +143,57 @@ def test_closing_one_human_env_leaves_another_rendering():
     finally:
         first.close()
         second.close()
+
+
+def _naive_frame(codes, row, col, goal_row, goal_col, tiles):
+    """One agent's frame cell by cell: its 16x16 window of the code map, agent and goal drawn, each code's tile."""
+    from campus_env.render import AGENT, GOAL, GOAL_HINT, VIEW_CELLS
+
+    half = VIEW_CELLS // 2
+    window = codes[row - half : row + half, col - half : col + half].copy()
+    window[half, half] = AGENT
+    gr, gc = goal_row - row + half, goal_col - col + half
+    inside = 0 <= gr < VIEW_CELLS and 0 <= gc < VIEW_CELLS
+    window[min(max(gr, 0), VIEW_CELLS - 1), min(max(gc, 0), VIEW_CELLS - 1)] = GOAL if inside else GOAL_HINT
+    px = tiles.shape[1]
+    return tiles[window].transpose(0, 2, 1, 3, 4).reshape(VIEW_CELLS * px, VIEW_CELLS * px, 3)
+
+
+def test_walker_frames_are_their_windows_of_the_shared_map_and_the_callers_to_keep():
+    from campus_env.multi_agent.core import WalkerCore
+    from campus_env.multi_agent.render import WalkerRenderer, walker_tiles, world_codes
+
+    core = WalkerCore(40)
+    core.reset_world(7, {}, {})
+    renderer = WalkerRenderer(core)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        core.step(rng.integers(0, 5, core.n))
+    first = renderer.images()
+    kept = first.copy()
+    codes = world_codes(core).reshape(core.layout.terrain.shape)
+    for i in (0, 17, 39):
+        (row, col), (gr, gc) = divmod(int(core.pos[i]), core.width), divmod(int(core.goal_flat[i]), core.width)
+        assert np.array_equal(first[i], _naive_frame(codes, row, col, gr, gc, walker_tiles()))
+    core.step(rng.integers(0, 5, core.n))
+    second = renderer.images()
+    assert not np.shares_memory(first, second) and np.array_equal(first, kept)
+
+
+@pytest.mark.parametrize("image_size", [64, 128])
+def test_vector_frames_are_their_windows_of_each_envs_map(image_size):
+    from campus_env.render import LEVEL_STEPS, cell_codes, tile_table
+
+    env = gym.make_vec("CampusNav-v0", num_envs=6, obs_mode="pixels", image_size=image_size)
+    env.reset(seed=3)
+    for _ in range(3):
+        obs, *_ = env.step(env.action_space.sample())
+    core = env.unwrapped.core
+    for i in range(6):
+        k = core.k[i : i + 1]
+        level = np.rint(core.tape_crowd[k] * LEVEL_STEPS) / LEVEL_STEPS
+        codes = cell_codes(core, np.array([i]), level, core.tape_pattern[k], core.tape_access[k])[0]
+        (row, col), (gr, gc) = divmod(int(core.pos[i]), core.width), divmod(int(core.goal_flat[i]), core.width)
+        expected = _naive_frame(codes.reshape(core.layout.terrain.shape), row, col, gr, gc,
+                                tile_table(image_size // 16))
+        assert np.array_equal(obs[i], expected)
