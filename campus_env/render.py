@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from campus_env import layout as lay
 
@@ -137,8 +138,8 @@ class EgoRenderer:
         self.image_size = image_size
         self.codes = np.zeros((core.n,) + core.layout.terrain.shape, dtype=np.uint16)
         self.keys = np.full(core.n, -1, dtype=np.int64)
-        self.composer = ViewComposer(core.n, core.width, _rows_table(cell_px), cell_px)
-        self.map_cells = np.arange(core.n) * core.layout.terrain.size
+        self.composer = ViewComposer(core.n, _rows_table(cell_px), cell_px)
+        self.all = np.arange(core.n)
 
     def _context(self, k: np.ndarray):
         core = self.core
@@ -158,8 +159,9 @@ class EgoRenderer:
             self.codes[stale] = codes.reshape((-1,) + self.codes.shape[1:])
             self.keys[stale] = key[stale]
         half = VIEW_CELLS // 2
-        corner = self.map_cells + core.pos - half * (core.width + 1)
-        return self.composer.frames(self.codes.reshape(-1), corner, core)
+        prow, pcol = np.divmod(core.pos, core.width)
+        windows = sliding_window_view(self.codes, (VIEW_CELLS, VIEW_CELLS), axis=(1, 2))
+        return self.composer.frames(windows[self.all, prow - half, pcol - half], core)
 
 
 def campus_frame(core, i: int, status: list[str] | None = None) -> np.ndarray:
@@ -217,35 +219,28 @@ def _draw_text(strip: np.ndarray, lines: list[str]) -> None:
 
 
 class ViewComposer:
-    """Egocentric frames of ``n`` agents from a flat map of cell codes, with index buffers kept between calls.
+    """Egocentric frames of ``n`` agents from their windows of cell codes, with index buffers kept between calls.
 
-    A batch of frames is two gathers: each agent's 16x16 window of codes, then one
-    tile row (``cell_px`` pixels, one opaque item of ``rows_table``) per cell row.
-    Their index arrays (megabytes for hundreds of agents) live here from call to
-    call: a fresh buffer that size costs page faults that take longer than the
-    gathers. The frames returned are a new array every call, the caller's to keep.
+    A batch of frames is one gather: a tile row (``cell_px`` pixels, one opaque item
+    of ``rows_table``) per cell row of every window. Its index arrays (megabytes for
+    hundreds of agents) live here from call to call: a fresh buffer that size costs
+    page faults that take longer than the gather. The frames returned are a new
+    array every call, the caller's to keep.
     """
 
-    def __init__(self, n: int, map_width: int, rows_table: np.ndarray, cell_px: int):
+    def __init__(self, n: int, rows_table: np.ndarray, cell_px: int):
         self.rows = rows_table
         self.cell_px = cell_px
-        offsets = np.arange(VIEW_CELLS)[:, None] * map_width + np.arange(VIEW_CELLS)
-        self.offsets = offsets[None].astype(np.intp)  # (1, 16, 16): a window's cells from its top-left
         self.pixel_rows = np.arange(cell_px, dtype=np.int32)[None, None, :, None]
-        self.cells = np.empty((n, VIEW_CELLS, VIEW_CELLS), dtype=np.intp)
-        self.codes = np.empty((n, VIEW_CELLS, VIEW_CELLS), dtype=np.uint16)
         self.scaled = np.empty((n, VIEW_CELLS, VIEW_CELLS), dtype=np.int32)
         self.index = np.empty((n, VIEW_CELLS, cell_px, VIEW_CELLS), dtype=np.int32)
         self.lanes = np.arange(n)
 
-    def frames(self, flat_codes: np.ndarray, corner: np.ndarray, core) -> np.ndarray:
-        """(n, S, S, 3) uint8 frames, S = 16 * ``cell_px``: agent ``i``'s window starts at ``flat_codes[corner[i]]``
-        (uint16 codes, rows ``map_width`` apart). The agent is drawn at the centre, the goal where it lies in
-        view, else a hint on the edge towards it."""
+    def frames(self, codes: np.ndarray, core) -> np.ndarray:
+        """(n, S, S, 3) uint8 frames, S = 16 * ``cell_px``, from each agent's (n, 16, 16) window of cell codes
+        (changed in place): the agent drawn at the centre, the goal where it lies in view, else a hint on the
+        edge towards it."""
         half = VIEW_CELLS // 2
-        codes = self.codes
-        np.add(corner[:, None, None], self.offsets, out=self.cells)
-        np.take(flat_codes, self.cells, out=codes)
         prow, pcol = np.divmod(core.pos, core.width)
         codes[:, half, half] = AGENT
         grow, gcol = core.goal_flat // core.width - prow + half, core.goal_flat % core.width - pcol + half

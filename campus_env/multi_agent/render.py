@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from campus_env import layout as lay
 from campus_env.multi_agent import scm
@@ -92,14 +93,16 @@ class WalkerRenderer:
 
     def __init__(self, core):
         self.core = core
-        self.composer = ViewComposer(core.n, core.width, _rows_table(CELL_PX), CELL_PX)
+        self.composer = ViewComposer(core.n, _rows_table(CELL_PX), CELL_PX)
 
     def images(self) -> np.ndarray:
         """(N, 64, 64, 3) uint8 egocentric frames of the current state."""
         core = self.core
+        world = world_codes(core).astype(np.uint16).reshape(core.layout.terrain.shape)
         half = VIEW_CELLS // 2
-        corner = core.pos - half * (core.width + 1)
-        return self.composer.frames(world_codes(core).astype(np.uint16), corner, core)
+        prow, pcol = np.divmod(core.pos, core.width)
+        windows = sliding_window_view(world, (VIEW_CELLS, VIEW_CELLS))
+        return self.composer.frames(windows[prow - half, pcol - half], core)
 
 
 def world_frame(core, status: list[str] | None = None) -> np.ndarray:
