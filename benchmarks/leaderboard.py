@@ -27,6 +27,11 @@ results folder (or ``--out``).
     python benchmarks/leaderboard.py --models mlp rssm --seeds 1 # a subset
     python benchmarks/leaderboard.py --quick --out /tmp/lb       # a smoke run of a minute or two
     python benchmarks/leaderboard.py --seeds 1 --save-pretrained model_zoo/pretrained  # train, score, ship
+    python benchmarks/leaderboard.py --models mlp_ensemble --merge  # re-measure one model, keep the others
+
+``--merge`` keeps the per-seed rows (and loss curves, where saved) of the models this run
+does not measure from the board already in ``--out``, and prints how this run's reality
+baselines compare with that board's: the kept transfers were measured against those.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import multiprocessing
 import os
 import platform
@@ -87,6 +93,9 @@ class Args(Budget):
     """a smoke run: tiny data and budgets, in --work/quick"""
     report_only: bool = False
     """measure nothing: write the board from the stages --work holds (a run still going, or one that died)"""
+    merge: bool = False
+    """keep the models this run does not measure from the board already in --out (re-measure some models after
+    a preset changed without rerunning all)"""
     save_pretrained: str = ""
     """then ship seed 0's models with their cards into this folder (campusnav pretrain; model_zoo/pretrained is
     the package's own)"""
@@ -187,6 +196,30 @@ def collect_rows(args: Args, budget: Budget) -> tuple[dict, dict, dict]:
     return rows, curves, baseline
 
 
+def merge_earlier(path: Path, rows: dict, curves: dict, baseline: dict[str, Any], seeds: int) -> list[str]:
+    """Adds to ``rows`` and ``curves`` the models of the board at ``path`` that this run did not measure; lines
+    that say which were kept and how this run's reality compares with that board's (the kept transfers' own).
+
+    Raises:
+        SystemExit: there is no board at ``path``, or it has other seeds.
+    """
+    if not path.exists():
+        raise SystemExit(f"--merge: no board at {path} to merge with")
+    earlier = json.loads(path.read_text())
+    if earlier["args"]["seeds"] != seeds:
+        raise SystemExit(f"--merge: the board at {path} has {earlier['args']['seeds']} seeds, this run {seeds}")
+    kept = [model for model in earlier["per_seed"] if model not in rows]
+    for model in kept:  # a NaN was written as null (no do() for the model, a stage a cell lacks)
+        rows[model] = [{k: math.nan if v is None else v for k, v in row.items()} for row in earlier["per_seed"][model]]
+        if model in earlier.get("curves", {}):
+            curves[model] = earlier["curves"][model]
+    was = earlier["reality"]
+    gaps = ", ".join(f"{name} {baseline[f'{name}_return']:.3f} vs {was[f'{name}_return']:.3f}"
+                     for name in ("random", "cmaes", "ppo") if f"{name}_return" in was)
+    return [f"(merged: {', '.join(kept) or 'no model'} kept from the board of {earlier['date']}; reality's mean "
+            f"returns, this run vs that board: {gaps})"]
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     use_threads()
@@ -205,10 +238,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run_all(args, budget)
     wall = time.perf_counter() - started
     rows, curves, baseline = collect_rows(args, budget)
+    merged = merge_earlier(out / "leaderboard.json", rows, curves, baseline, args.seeds) if args.merge else []
     summary = summarize(rows)
     default_run = (not args.quick and not args.models and args.seeds == 3 and budget == Budget() and not resumed
-                   and not args.report_only)
-    lines = targets(summary, baseline, wall, default_run)
+                   and not args.report_only and not args.merge)
+    lines = targets(summary, baseline, wall, default_run) + merged
     last = "car" if args.pixels else "ppo"
     missing = [f"{model} seed {seed}" for _, model, seed in jobs(args)
                if model and last not in Ledger(cell_folder(Path(args.work), model, seed) / "stages.json").stages]
@@ -224,7 +258,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     plot(summary, curves, out / "leaderboard.png")
     report = {"args": asdict(args), "budget": asdict(budget), **summary, "reality": baseline, "targets": lines,
               "wall_seconds": wall, "resumed": resumed, "machine": machine,
-              "per_seed": {m: rs for m, rs in rows.items()}}
+              "per_seed": {m: rs for m, rs in rows.items()}, "curves": curves}
     print(markdown)
     write_results("leaderboard", markdown, json.loads(json.dumps(report, default=float)), directory=out)
     if args.save_pretrained:

@@ -68,6 +68,24 @@ def test_a_quick_run_writes_the_board_and_a_rerun_resumes_instead_of_redoing(tmp
     assert "(unfinished: mlp seed 1)" in (tmp_path / "out" / "leaderboard.md").read_text()
     assert list_pretrained(tmp_path / "shipped") == ["causal_vae_mdnrnn/campusnav-state-v0", "mlp/campusnav-state-v0"]
     check_shipped(tmp_path)
+    check_merge(tmp_path)
+
+
+def check_merge(tmp_path: Path) -> None:
+    """--merge: one model measured again, the other's rows and curves kept from the board in --out."""
+    before = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    args = [sys.executable, str(SCRIPT), "--quick", "--models", "mlp", "--seeds", "2", "--merge", "--work",
+            str(tmp_path / "work"), "--out", str(tmp_path / "out")]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=600, env=dict(os.environ), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    after = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    assert {r["model"]: r["seeds"] for r in after["rows"]} == {"mlp": 2, "causal_vae_mdnrnn": 2}
+    assert after["per_seed"]["causal_vae_mdnrnn"] == before["per_seed"]["causal_vae_mdnrnn"]
+    assert set(after["curves"]) == {"mlp", "causal_vae_mdnrnn"}
+    assert "(merged: causal_vae_mdnrnn kept from the board of" in (tmp_path / "out" / "leaderboard.md").read_text()
+    fewer = [*args[:6], "1", *args[7:]]
+    refused = subprocess.run(fewer, capture_output=True, text=True, timeout=600, env=dict(os.environ), cwd=tmp_path)
+    assert refused.returncode != 0 and "has 2 seeds, this run 1" in refused.stderr
 
 
 def check_shipped(tmp_path: Path) -> None:
