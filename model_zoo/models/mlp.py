@@ -119,6 +119,10 @@ class EnsembleConfig(MLPConfig):
 
 PRESETS = {"campusnav-state": Preset(lr=1e-3), "campusnav-pixels": Preset(lr=1e-3)}
 """Tuned settings by data kind (``model_zoo.make(..., preset=name)``; ``fit(..., lr=preset.lr)``)."""
+# the ensemble samples a member and an outcome per imagined step (PETS's TS1): its dreams stay on states the env
+# can show, and a controller trained in them navigates in reality (docs/results/mlp_outcomes.md); the lone mlp
+# stays deterministic, the leaderboard's reference for what a mean prediction dreams
+ENSEMBLE_PRESETS = {"campusnav-state": Preset(config={"outcomes": 4}, lr=1e-3), "campusnav-pixels": Preset(lr=1e-3)}
 
 
 class Prediction(NamedTuple):
@@ -507,6 +511,7 @@ class MLPEnsemble(MLPWorldModel):
     """
 
     Config = EnsembleConfig
+    presets = ENSEMBLE_PRESETS
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: EnsembleConfig):
         super().__init__(observation_space, action_space, config)
