@@ -506,7 +506,8 @@ class MLPEnsemble(MLPWorldModel):
     """N bootstrapped MLP world models evaluated in one batched pass; their disagreement is the uncertainty.
 
     State: ``{"obs": (B, state_dim), "disagreement": (B,)}``; ``imagine`` follows
-    the members' mean and stores their disagreement on that step (0 after
+    the members' mean (with ``outcomes > 1``, as the state preset has, one drawn
+    member's drawn outcome) and stores their disagreement on that step (0 after
     ``observe`` and ``initial_state``).
     """
 
