@@ -17,11 +17,14 @@ the targets of issue 24:
   the loop's.
 
 Every run keeps its curve under ``--work`` and is skipped when found complete, so a
-killed benchmark resumes with the run it was in.
+killed benchmark resumes with the run it was in. ``--merge`` keeps the curves of the
+models this run does not measure from the results already in ``--out`` (same seeds and
+loop options), so one model can be added or re-measured alone.
 
     python benchmarks/mbrl.py                       # hours on a 2-core CPU
     python benchmarks/mbrl.py --models mlp --seeds 1
     python benchmarks/mbrl.py --quick               # a smoke run (seconds)
+    python benchmarks/mbrl.py --models mlp_ensemble --seeds 1 --merge  # add one model to the results
 """
 
 import dataclasses
@@ -70,6 +73,8 @@ class Args:
     """results folder (default: the docs' results folder; runs/mbrl-quick under --quick)"""
     quick: bool = False
     """a smoke run: tiny budgets"""
+    merge: bool = False
+    """keep the curves of models not in --models from the results in --out (same seeds and --loop)"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -173,14 +178,38 @@ def targets(reality: list[dict], loops: dict[str, list[dict]], random_return: fl
     ]
 
 
-def run_minutes(args: Args, loops: dict[str, list[dict]]) -> float:
-    """The loop runs' wall minutes in all, as their curve files recorded them."""
-    seconds = 0.0
-    for model, curves in loops.items():
-        for seed in range(len(curves)):
+def run_minutes(args: Args) -> dict[str, float]:
+    """Each model's loop runs' wall minutes in all, as their curve files recorded them."""
+    minutes = {}
+    for model in args.models:
+        seconds = 0.0
+        for seed in range(args.seeds):
             rows = json.loads((Path(args.work) / model / f"seed{seed}" / "curve.json").read_text())["curve"]
             seconds += sum(row["seconds"] for row in rows)
-    return seconds / 60
+        minutes[model] = seconds / 60
+    return minutes
+
+
+def earlier_results(args: Args, path: Path) -> dict[str, Any]:
+    """The results at ``path`` that ``--merge`` keeps models from; a SystemExit where they cannot be merged."""
+    if not path.exists():
+        raise SystemExit(f"--merge: no results at {path} to merge with")
+    earlier = json.loads(path.read_text())
+    for field in ("seeds", "loop", "eval_episodes"):
+        if earlier["args"][field] != getattr(args, field):
+            raise SystemExit(f"--merge: the results at {path} have {field} {earlier['args'][field]!r}, "
+                             f"this run {getattr(args, field)!r}")
+    return earlier
+
+
+def merge_earlier(earlier: dict[str, Any], loops: dict[str, list[dict]], minutes: dict[str, float]) -> list[str]:
+    """Adds to ``loops`` (and ``minutes``) the models of ``earlier`` results that this run did not measure."""
+    kept = [m for m in earlier["loops"] if m not in loops]
+    for model in kept:
+        loops[model] = earlier["loops"][model]
+        if model in earlier.get("loop_minutes", {}):
+            minutes[model] = earlier["loop_minutes"][model]
+    return [f"(merged: {', '.join(kept) or 'no model'} kept from the results of {earlier['date']})"]
 
 
 def plot(path: Path, reality: list[dict], loops: dict[str, list[dict]], random: dict[str, float]) -> None:
@@ -215,11 +244,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     use_threads()
     out = Path(args.out) if args.out else default_results_directory()
     out.mkdir(parents=True, exist_ok=True)
+    earlier = earlier_results(args, out / "mbrl.json") if args.merge else None
     started = time.perf_counter()
     loops = {m: [loop_curve(args, m, seed) for seed in range(args.seeds)] for m in args.models}
     reality = [reality_curve(args, seed) for seed in range(args.seeds)]
     first = json.loads((Path(args.work) / args.models[0] / "seed0" / "curve.json").read_text())
     random = first["random"]
+    minutes = run_minutes(args)
+    merged = merge_earlier(earlier, loops, minutes) if earlier is not None else []
     checks = targets(reality, loops, random["return_mean"])
     rows = [["reality PPO (tuned)", f"{reality[0]['steps'][-1]:,}",
              *(f"{bootstrap_interval([c[k][-1] for c in reality])[0]:.3f}" for k in ("return_mean", "success_rate"))]]
@@ -235,14 +267,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"Seeds 0..{args.seeds - 1}, means at the end of each run; {args.eval_episodes} seeded real episodes per "
         f"point. Loop: {loop.iterations} iterations, {loop.initial_episodes} random then {loop.episodes} policy "
         f"episodes each, PPO {loop.dream_steps:,} dream steps per iteration ({loop.learner_settings or 'defaults'})"
-        f", rollouts {loop.rollout or 'whole episodes'}; loop runs {run_minutes(args, loops):.0f} min in all. Reality "
+        f", rollouts {loop.rollout or 'whole episodes'}; loop runs {sum(minutes.values()):.0f} min in all. Reality "
         "at the loop's steps is read off its curve between evaluation points; the return share counts standing "
         "still (-2.0) as about half of the gain, so read it beside success.", "", table, "",
-        *(t.line for t in checks), "", "The curves: `mbrl.png` beside this file.", ""])
+        *(t.line for t in checks), *merged, "", "The curves: `mbrl.png` beside this file.", ""])
     print(markdown)
     plot(out / "mbrl.png", reality, loops, random)
     report = {"args": asdict(args), "reality": reality, "loops": loops, "random": random,
-              "targets": [t.as_dict() for t in checks], "wall_seconds": wall}
+              "targets": [t.as_dict() for t in checks], "loop_minutes": minutes, "wall_seconds": wall}
     write_results("mbrl", markdown, report, directory=out)
     return report
 

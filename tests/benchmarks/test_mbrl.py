@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "mbrl.py"
 _spec = importlib.util.spec_from_file_location("mbrl_benchmark", SCRIPT)
 _module = importlib.util.module_from_spec(_spec)
@@ -26,6 +28,16 @@ def test_a_quick_run_writes_curves_plot_and_targets_and_resumes(tmp_path):
     assert [t["status"] for t in saved["targets"]] != [] and (tmp_path / "out" / "mbrl.png").stat().st_size > 0
     again = BENCH["main"](argv)  # finished runs are read back, not run again
     assert again["loops"] == report["loops"] and again["reality"] == report["reality"]
+
+    earlier = {**saved, "loops": {**saved["loops"], "other": [curve([100], [-1.0], [0.5])]},
+               "loop_minutes": {"other": 7.0}}
+    (tmp_path / "out" / "mbrl.json").write_text(json.dumps(earlier))
+    merged = BENCH["main"](argv + ["--merge"])  # mlp measured by this run, "other" kept from the results
+    assert merged["loops"]["mlp"] == report["loops"]["mlp"] and merged["loops"]["other"] == earlier["loops"]["other"]
+    assert merged["loop_minutes"]["other"] == 7.0 and "other" in (tmp_path / "out" / "mbrl.md").read_text()
+    with pytest.raises(SystemExit, match="seeds"):
+        BENCH["main"](["--quick", "--models", "mlp", "--seeds", "2", "--work", str(tmp_path / "work"),
+                       "--out", str(tmp_path / "out"), "--merge"])
 
 
 def curve(steps, returns, success):
