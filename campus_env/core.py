@@ -459,8 +459,12 @@ class CampusCore:
             out[:, parts["walkable"]] = self.pass_map[self.tape_pass_base[k][:, None] + cells] | (
                 cells == self.goal_flat[:, None]
             )
-            crowd = self.tape_crowd[k][:, None] * self.hotspots[self.tape_hot_base[k][:, None] + cells]
-            np.minimum(crowd, 1.0, out=out[:, parts["crowd"]], casting="unsafe")
+            np.minimum(self.patch_crowd(cells), 1.0, out=out[:, parts["crowd"]], casting="unsafe")
+
+    def patch_crowd(self, cells: np.ndarray) -> np.ndarray:
+        """(N, PATCH**2) crowd density of the patch ``cells`` (flat cell indices), before it is capped at 1."""
+        k = self.k
+        return self.tape_crowd[k][:, None] * self.hotspots[self.tape_hot_base[k][:, None] + cells]
 
     def _write_causal(self, out: np.ndarray) -> None:
         """Writes the causal vector (N, CAUSAL_DIM) into ``out``: the episode's static part, then the tape's."""

@@ -38,7 +38,7 @@ from campus_env import layout as lay
 from campus_env.core import TAPE_LEN, CampusCore
 from campus_env.multi_agent import scm
 from campus_env.rules import BLOCKED_PENALTY, CROWD_BLOCK_SCALE, GOAL_REWARD, STEP_PENALTY, pattern_index
-from campus_env.schema import PATCH, Action, state_slices
+from campus_env.schema import PATCH, Action
 
 __all__ = ["WalkerCore"]
 
@@ -46,7 +46,6 @@ ADMIT_ROUNDS = 3  # rounds of admission into cells that walkers left in an earli
 OUTDOOR = (lay.WALKWAY, lay.GRASS, lay.ROAD, lay.STADIUM_ROAD, lay.CONSTRUCTION)
 TRIP_ARRAYS = ("trips", "trip_start", "last_trip_steps", "arrived")  # per walker, for respawning runs
 _CENTRE = PATCH**2 // 2
-_CROWD_PATCH = {flag: state_slices(flag)["crowd"] for flag in (False, True)}
 
 
 class WalkerCore(CampusCore):
@@ -284,13 +283,11 @@ class WalkerCore(CampusCore):
 
     # --- observations --------------------------------------------------------
 
-    def observe_state(self, out: np.ndarray, with_causal: bool, with_patch: bool) -> None:
-        """The single env's flat state observation, the other walkers added to the crowd patch."""
-        super().observe_state(out, with_causal, with_patch)
-        if not with_patch:
-            return
-        density = self.density_field()[self.pos[:, None] + self.patch_off]  # (N, PATCH**2)
+    def patch_crowd(self, cells: np.ndarray) -> np.ndarray:
+        """The single env's crowd of the patch ``cells``, the other walkers' density added."""
+        density = self.density_field()[cells]  # (N, PATCH**2)
         if "walker_density" not in self.walker_do:
             density[:, _CENTRE] -= self.inv_capacity[self.pos] * self.active  # a walker is no crowd to itself
-        crowd = out[:, _CROWD_PATCH[bool(with_causal)]]
-        np.minimum(crowd + scm.WALKER_CROWD_WEIGHT * density, 1.0, out=crowd, casting="unsafe")
+        density *= scm.WALKER_CROWD_WEIGHT
+        density += super().patch_crowd(cells)
+        return density
