@@ -185,6 +185,13 @@ class CampusCore:
         it replaces whatever interventions those envs had.
         """
         ids = np.asarray(ids, dtype=np.int64)
+        self.reset_context(ids, keys, do)
+        self._draw_task(ids, self.key[ids], goal, start)
+        self._lay_tape(ids)
+
+    def reset_context(self, ids: np.ndarray, keys: np.ndarray, do: Mapping[str, float] | None = None) -> None:
+        """``reset`` up to the task and the tape: keys, interventions, context, clock and counters of envs ``ids``."""
+        ids = np.asarray(ids, dtype=np.int64)
         self.key[ids] = keys
         self.noise_key[ids] = keys
         self.do_mask[:, ids] = False
@@ -200,12 +207,10 @@ class CampusCore:
         self.u_crowd[ids] = noise.uniform(key, zero, noise.CROWD_LEVEL)
         self.t[ids] = 0
         self._evaluate_static(ids)
-        self._draw_task(ids, key, goal, start)
         self.blocked_moves[ids] = 0
         self.slipped_moves[ids] = 0
         self.crowd_blocks[ids] = 0
         self.last_blocked[ids] = False
-        self._lay_tape(ids)
 
     def _draw_task(self, ids: np.ndarray, key: np.ndarray, goal: int | None, start: int | None) -> None:
         """The task of envs ``ids`` from keys ``key``: a goal caused by the context at the start, a start elsewhere."""

@@ -98,7 +98,7 @@ class WalkerCore(CampusCore):
         drawn start); the grass starts unworn unless ``keep_trails``.
         """
         key = np.uint64(world_key)
-        self.reset(self.all, np.full(self.n, key, dtype=np.uint64), do, goal, start)
+        self.reset_context(self.all, np.full(self.n, key, dtype=np.uint64), do)  # the task and tape: per walker
         if first_minute is not None:
             self.start_minute[:] = first_minute
         walker_keys = noise.derive_keys(key, self.n)
