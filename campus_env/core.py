@@ -356,6 +356,23 @@ class CampusCore:
         self.tape_base[ids] = self.t[ids]
         self.k[ids] = self.row_off[ids]
         steps = self.t[ids, None] + np.arange(TAPE_LEN)  # (k, L)
+        context = self._context_tape(ids, steps)
+        key = self.noise_key[ids][:, None]
+        shape = (self.n, TAPE_LEN)
+        # a move is blocked by the crowd when u < CROWD_BLOCK_SCALE * min(1, crowd * hotspot),
+        # i.e. when u < CROWD_BLOCK_SCALE and hotspot > u / (CROWD_BLOCK_SCALE * crowd)
+        u = noise.uniform(key, steps, noise.CROWD_BLOCK)
+        with np.errstate(divide="ignore"):
+            block = np.where(u < CROWD_BLOCK_SCALE, u / (CROWD_BLOCK_SCALE * context["crowd"]), np.inf)
+        for name, value in (*context.items(), ("block", block), ("slip", noise.uniform(key, steps, noise.SLIP))):
+            if name != "dyn":
+                getattr(self, "tape_" + name).reshape(shape)[ids] = value
+        self.tape_dyn.reshape(shape + (3,))[ids] = context["dyn"]
+        self._room = int(TAPE_LEN - 2 - (self.k - self.row_off).max())
+
+    def _context_tape(self, ids: np.ndarray, steps: np.ndarray) -> dict[str, np.ndarray]:
+        """The tape's rows (k, L) that the context decides, for envs ``ids`` at ``steps`` (k, L): the clock, the
+        dynamic variables and what they index; ``"dyn"`` (k, L, 3) is the causal vector's dynamic part."""
         minute = self._minute(ids, steps)
         col = (slice(None), None)
         day, sem = self.day[ids][col], self.semester[ids][col]
@@ -370,22 +387,10 @@ class CampusCore:
         slot = causal.hour_slot(minute)
         access = access_state(day, sem, slot, closure)
         pattern = pattern_index(day, slot, gd)
-        key = self.noise_key[ids][col]
-        shape = (self.n, TAPE_LEN)
-        # a move is blocked by the crowd when u < CROWD_BLOCK_SCALE * min(1, crowd * hotspot),
-        # i.e. when u < CROWD_BLOCK_SCALE and hotspot > u / (CROWD_BLOCK_SCALE * crowd)
-        u = noise.uniform(key, steps, noise.CROWD_BLOCK)
-        with np.errstate(divide="ignore"):
-            block = np.where(u < CROWD_BLOCK_SCALE, u / (CROWD_BLOCK_SCALE * crowd), np.inf)
-        for name, value in (
-            ("minute", minute), ("closure", closure), ("crowd", crowd), ("access", access),
-            ("pattern", pattern), ("pass_base", access * self.cells), ("hot_base", pattern * self.cells),
-            ("block", block), ("slip", noise.uniform(key, steps, noise.SLIP)),
-        ):
-            getattr(self, "tape_" + name).reshape(shape)[ids] = value
         clock = (minute - causal.FIRST_MINUTE) / (causal.LAST_MINUTE - causal.FIRST_MINUTE)
-        self.tape_dyn.reshape(shape + (3,))[ids] = np.stack([clock, closure, crowd], axis=-1)
-        self._room = int(TAPE_LEN - 2 - (self.k - self.row_off).max())
+        return {"minute": minute, "closure": closure, "crowd": crowd, "access": access, "pattern": pattern,
+                "pass_base": access * self.cells, "hot_base": pattern * self.cells,
+                "dyn": np.stack([clock, closure, crowd], axis=-1)}
 
     def fork(self, ids: np.ndarray, noise_keys: np.ndarray) -> CampusCore:
         """A new core whose env j is env ``ids[j]`` as it is now, with per-step noise keyed by ``noise_keys[j]``.

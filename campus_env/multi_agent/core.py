@@ -161,6 +161,14 @@ class WalkerCore(CampusCore):
             held = float(density[occupied].mean()) if occupied.any() else 0.0
         return {"walker_density": float(held), "trail": float(self.trail[self.grass].mean())}
 
+    def _context_tape(self, ids: np.ndarray, steps: np.ndarray) -> dict[str, np.ndarray]:
+        """The single env's context rows of the tape, computed once: the walkers share one world (its context,
+        clock and interventions), so every walker's rows are the first one's, broadcast."""
+        if len(ids) < 2:
+            return super()._context_tape(ids, steps)
+        first = super()._context_tape(ids[:1], steps[:1])
+        return {name: np.broadcast_to(rows, (len(ids), *rows.shape[1:])) for name, rows in first.items()}
+
     # --- stepping ------------------------------------------------------------
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

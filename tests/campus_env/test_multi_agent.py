@@ -8,7 +8,7 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
 from campus_env import causal
 from campus_env import layout as lay
 from campus_env.env import CampusNavEnv, observation_space
-from campus_env.multi_agent import WALKER_CAUSAL_GRAPH, parallel_env, raw_env
+from campus_env.multi_agent import WALKER_CAUSAL_GRAPH, parallel_env, raw_env, scm
 from campus_env.multi_agent.core import OUTDOOR, WalkerCore
 from campus_env.multi_agent.render import TRAIL_BASE, world_codes
 from tests.campus_env.helpers import assert_identical
@@ -244,6 +244,28 @@ def test_fork_with_the_same_seed_gives_the_same_future():
         fork = env.fork(123)
         futures.append([stay(fork)[0] for _ in range(5)])
     assert_identical(futures[0], futures[1], "fork")
+
+
+def test_walkers_tape_is_the_single_envs_for_each_walker_through_resets_and_interventions():
+    # the walkers share one world, so the core lays the context rows of the tape once; each walker's rows must be
+    # what the single env's code lays for it alone
+    from campus_env.core import TAPE_LEN, CampusCore
+
+    core = WalkerCore(6, respawn=True)
+    core.reset_world(5, {}, {})
+    rng = np.random.default_rng(0)
+    for t in range(TAPE_LEN + 20):  # past the end of the first tape: laid again
+        if t == 3:
+            core.intervene(core.all, scm.split_codes(scm.validate_do({"weather": "rainy", "crowd": 0.8}))[0])
+        core.step(rng.integers(0, 5, core.n))
+    assert (core.tape_base > 0).all()
+    steps = core.tape_base[:, None] + np.arange(TAPE_LEN)
+    for walker in range(core.n):
+        alone = CampusCore._context_tape(core, np.array([walker]), steps[walker : walker + 1])
+        row = slice(core.row_off[walker], core.row_off[walker] + TAPE_LEN)
+        for name, rows in alone.items():
+            laid = getattr(core, "tape_" + name)[row]
+            assert np.array_equal(laid, rows[0].astype(laid.dtype)), name
 
 
 def state_of(env):
