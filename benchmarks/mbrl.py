@@ -269,8 +269,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"Seeds 0..{args.seeds - 1}, means at the end of each run; {args.eval_episodes} seeded real episodes per "
         f"point. Loop: {loop.iterations} iterations, {loop.initial_episodes} random then {loop.episodes} policy "
         f"episodes each, PPO {loop.dream_steps:,} dream steps per iteration ({loop.learner_settings or 'defaults'})"
-        f", rollouts {loop.rollout or 'whole episodes'}; loop runs {sum(minutes.values()):.0f} min in all{untimed}. Reality "
-        "at the loop's steps is read off its curve between evaluation points; the return share counts standing "
+        f", rollouts {loop.rollout or 'whole episodes'}; loop runs {sum(minutes.values()):.0f} min in all{untimed}. "
+        "Reality at the loop's steps is read off its curve between evaluation points; the return share counts standing "
         "still (-2.0) as about half of the gain, so read it beside success.", "", table, "",
         *(t.line for t in checks), *merged, "", "The curves: `mbrl.png` beside this file.", ""])
     print(markdown)
