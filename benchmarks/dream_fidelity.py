@@ -22,8 +22,15 @@ gain over standing still (1.0: the dream values the walk as reality does). It
 is a benchmark, not a test: it prints, it does not fail. Measured runs:
 docs/results/dream_fidelity.md.
 
+``--pretrained`` probes the shipped weights instead (``model_zoo.load_pretrained``,
+no training), ended by the env's termination function as the leaderboard's dreams
+are: the dreams the leaderboard's controllers learn in. A dream whose
+blocked moves per step stay far below reality's charges too little for bumping,
+and a controller trained there bumps in reality (docs/results/dream_fidelity_pretrained.md).
+
     python benchmarks/dream_fidelity.py            # minutes (rollout_steps=16 is most of it)
     python benchmarks/dream_fidelity.py --quick    # seconds, a smoke run
+    python benchmarks/dream_fidelity.py --pretrained rssm/campusnav-state-v0 vae_mdnrnn/campusnav-state-v0
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -44,6 +52,7 @@ import campus_env  # noqa: F401  (registers CampusNav-v0)
 import model_zoo
 from campus_env.features import goal_biased_policy
 from campus_env.rules import BLOCKED_REWARD, STEP_PENALTY
+from campus_env.semantics import reached_goal
 from campusnav.budgets import BenchmarkRun
 from campusnav.harness import markdown_table, write_json, write_results
 from campusnav.overrides import parse_overrides
@@ -73,10 +82,14 @@ class Args(BenchmarkRun):
     """episode length cap, in collection, the dream and reality"""
     threads: int = 1
     """torch threads"""
+    pretrained: tuple[str, ...] = ()
+    """shipped state models (model_zoo.list_pretrained()) probed as they are, instead of training the mlp variants"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
     args = tyro.cli(Args, args=argv, description=__doc__)
+    if unknown := sorted(set(args.pretrained) - set(model_zoo.list_pretrained())):
+        raise SystemExit(f"--pretrained: unknown {unknown}; choose from {', '.join(model_zoo.list_pretrained())}")
     if args.quick:
         args = dataclasses.replace(args, steps=100, collect_episodes=64, episodes=64)
     return args
@@ -100,19 +113,25 @@ def probe(env, episodes: int, seed: int) -> dict[str, float]:
             "blocked_per_step": blocked / max(steps, 1), "steps": steps / episodes}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    use_threads(args.threads)
-    horizon = args.max_episode_steps
+def dream_row(model: model_zoo.WorldModel, args: Args, termination_fn: Any = None) -> dict[str, float]:
+    """The walk in ``model``'s dream (decoded observations), ended by the model or by ``termination_fn``."""
+    model.eval()
+    dream = DreamVectorEnv(model, args.episodes, ENV_ID, obs="decoded", env_kwargs={"obs_mode": "state"},
+                           max_episode_steps=args.max_episode_steps, termination_fn=termination_fn)
+    try:
+        return probe(dream, args.episodes, args.seed + 1)
+    finally:
+        dream.close()
 
+
+def variant_rows(args: Args) -> dict[str, dict[str, float]]:
+    """The mlp trained with each of ``VARIANTS`` on one goal-biased dataset, and its dream's walk."""
+    rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         dataset = collect(ENV_ID, num_episodes=args.collect_episodes, num_envs=8, env_kwargs={"obs_mode": "state"},
-                          policy=goal_biased_policy(0.5, seed=args.seed), max_episode_steps=horizon,
+                          policy=goal_biased_policy(0.5, seed=args.seed), max_episode_steps=args.max_episode_steps,
                           seed=args.seed, dataset_id="campusnav/fidelity-v0", data_path=Path(tmp), progress=False)
         train, _ = split_episodes(load_episodes(dataset), 0.1, seed=args.seed)
-        real_env = gym.make_vec(ENV_ID, num_envs=args.episodes, obs_mode="state", max_episode_steps=horizon)
-        rows = {"reality": probe(real_env, args.episodes, args.seed + 1)}
-        real_env.close()
         for name, overrides in VARIANTS.items():
             torch.manual_seed(args.seed)
             model = model_zoo.make("mlp", dataset.observation_space, dataset.action_space,
@@ -120,18 +139,28 @@ def main(argv: list[str] | None = None) -> dict:
             started = time.perf_counter()
             model_zoo.fit(model, SequenceSampler(train, 32, 16, seed=args.seed), steps=args.steps, lr=1e-3,
                           seed=args.seed, progress=False)
-            seconds = time.perf_counter() - started
-            model.eval()
-            dream = DreamVectorEnv(model, args.episodes, ENV_ID, obs="decoded", env_kwargs={"obs_mode": "state"},
-                                   max_episode_steps=horizon)
-            rows[name] = {**probe(dream, args.episodes, args.seed + 1), "train_s": seconds}
-            dream.close()
+            rows[name] = {**dream_row(model, args), "train_s": time.perf_counter() - started}
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    use_threads(args.threads)
+    horizon = args.max_episode_steps
+    real_env = gym.make_vec(ENV_ID, num_envs=args.episodes, obs_mode="state", max_episode_steps=horizon)
+    rows = {"reality": probe(real_env, args.episodes, args.seed + 1)}
+    real_env.close()
+    if args.pretrained:
+        rows |= {name: dream_row(model_zoo.load_pretrained(name), args, reached_goal) for name in args.pretrained}
+    else:
+        rows |= variant_rows(args)
 
     floor = -STEP_PENALTY * horizon  # standing still for a whole episode
     real_gain = rows["reality"]["return"] - floor
     for row in rows.values():
         row["share_of_real_gain"] = (row["return"] - floor) / real_gain if real_gain > 0 else float("nan")
-    print(f"\nThe goal-biased walk in each dream and in reality; {args.steps} training steps, "
+    trained = "the shipped weights" if args.pretrained else f"{args.steps} training steps"
+    print(f"\nThe goal-biased walk in each dream and in reality; {trained}, "
           f"{args.episodes} episodes; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n")
     table = markdown_table(
         ["where", "return", "share of the real gain over standing still", "success", "blocked/step", "steps"],
@@ -142,7 +171,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         write_json(args.json, results)
     if not args.quick:
-        write_results("dream_fidelity", table, results)
+        write_results("dream_fidelity_pretrained" if args.pretrained else "dream_fidelity", table, results)
     return results
 
 

@@ -6,6 +6,8 @@ import json
 import runpy
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "dream_fidelity.py"
 
 
@@ -23,3 +25,13 @@ def test_a_quick_run_measures_every_variant_against_reality(tmp_path, capsys):
     assert json.loads((tmp_path / "out.json").read_text())["rows"].keys() == rows.keys()
     table = capsys.readouterr().out
     assert "| reality |" in table and "| outcomes=4, snap_levels=64 |" in table
+
+
+def test_pretrained_dreams_are_probed_as_shipped_and_unknown_names_refused(tmp_path):
+    namespace = runpy.run_path(str(SCRIPT), run_name="dream_fidelity")
+    name = "mlp/campusnav-state-v0"
+    results = namespace["main"](["--quick", "--episodes", "16", "--pretrained", name])
+    assert list(results["rows"]) == ["reality", name]  # no mlp variant is trained
+    assert 1.0 <= results["rows"][name]["steps"] <= 100.0 and "train_s" not in results["rows"][name]
+    with pytest.raises(SystemExit, match="unknown"):
+        namespace["main"](["--quick", "--pretrained", "mlp/no-such-weights"])
