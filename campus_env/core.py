@@ -365,9 +365,7 @@ class CampusCore:
         with np.errstate(divide="ignore"):
             block = np.where(u < CROWD_BLOCK_SCALE, u / (CROWD_BLOCK_SCALE * context["crowd"]), np.inf)
         for name, value in (*context.items(), ("block", block), ("slip", noise.uniform(key, steps, noise.SLIP))):
-            if name != "dyn":
-                getattr(self, "tape_" + name).reshape(shape)[ids] = value
-        self.tape_dyn.reshape(shape + (3,))[ids] = context["dyn"]
+            getattr(self, "tape_" + name).reshape(shape + value.shape[2:])[ids] = value
         self._room = int(TAPE_LEN - 2 - (self.k - self.row_off).max())
 
     def _context_tape(self, ids: np.ndarray, steps: np.ndarray) -> dict[str, np.ndarray]:

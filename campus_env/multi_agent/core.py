@@ -163,8 +163,11 @@ class WalkerCore(CampusCore):
 
     def _context_tape(self, ids: np.ndarray, steps: np.ndarray) -> dict[str, np.ndarray]:
         """The single env's context rows of the tape, computed once: the walkers share one world (its context,
-        clock and interventions), so every walker's rows are the first one's, broadcast."""
-        if len(ids) < 2:
+        clock and interventions), so every walker's rows are the first one's, broadcast (walker by walker where
+        ``intervene`` was called on some walkers only)."""
+        one_world = (self.do_mask[:, ids] == self.do_mask[:, ids[:1]]).all() and (
+            self.do_value[:, ids] == self.do_value[:, ids[:1]]).all()
+        if len(ids) < 2 or not one_world:
             return super()._context_tape(ids, steps)
         first = super()._context_tape(ids[:1], steps[:1])
         return {name: np.broadcast_to(rows, (len(ids), *rows.shape[1:])) for name, rows in first.items()}

@@ -246,10 +246,22 @@ def test_fork_with_the_same_seed_gives_the_same_future():
     assert_identical(futures[0], futures[1], "fork")
 
 
+def assert_tape_is_each_walkers_own(core):
+    from campus_env.core import TAPE_LEN, CampusCore
+
+    steps = core.tape_base[:, None] + np.arange(TAPE_LEN)
+    for walker in range(core.n):
+        alone = CampusCore._context_tape(core, np.array([walker]), steps[walker : walker + 1])
+        row = slice(core.row_off[walker], core.row_off[walker] + TAPE_LEN)
+        for name, rows in alone.items():
+            laid = getattr(core, "tape_" + name)[row]
+            assert np.array_equal(laid, rows[0].astype(laid.dtype)), (walker, name)
+
+
 def test_walkers_tape_is_the_single_envs_for_each_walker_through_resets_and_interventions():
     # the walkers share one world, so the core lays the context rows of the tape once; each walker's rows must be
     # what the single env's code lays for it alone
-    from campus_env.core import TAPE_LEN, CampusCore
+    from campus_env.core import TAPE_LEN
 
     core = WalkerCore(6, respawn=True)
     core.reset_world(5, {}, {})
@@ -259,13 +271,10 @@ def test_walkers_tape_is_the_single_envs_for_each_walker_through_resets_and_inte
             core.intervene(core.all, scm.split_codes(scm.validate_do({"weather": "rainy", "crowd": 0.8}))[0])
         core.step(rng.integers(0, 5, core.n))
     assert (core.tape_base > 0).all()
-    steps = core.tape_base[:, None] + np.arange(TAPE_LEN)
-    for walker in range(core.n):
-        alone = CampusCore._context_tape(core, np.array([walker]), steps[walker : walker + 1])
-        row = slice(core.row_off[walker], core.row_off[walker] + TAPE_LEN)
-        for name, rows in alone.items():
-            laid = getattr(core, "tape_" + name)[row]
-            assert np.array_equal(laid, rows[0].astype(laid.dtype)), name
+    assert_tape_is_each_walkers_own(core)
+    core.intervene(np.array([1, 4]), {"crowd": 0.1})  # some walkers only: no longer one world's rows
+    assert_tape_is_each_walkers_own(core)
+    assert_tape_is_each_walkers_own(core.fork_world(7))  # a fork lays every walker's tape at once
 
 
 def state_of(env):
