@@ -24,9 +24,9 @@ docs/results/dream_fidelity.md.
 
 ``--pretrained`` probes the shipped weights instead (``model_zoo.load_pretrained``,
 no training), ended by the env's termination function as the leaderboard's dreams
-are: the dreams the leaderboard's controllers learn in. A dream whose
-blocked moves per step stay far below reality's charges too little for bumping,
-and a controller trained there bumps in reality (docs/results/dream_fidelity_pretrained.md).
+are: the dreams the leaderboard's controllers learn in. Blocked moves per step show
+how often a dream charges for bumping along this walk; measured runs:
+docs/results/dream_fidelity_pretrained.md.
 
     python benchmarks/dream_fidelity.py            # minutes (rollout_steps=16 is most of it)
     python benchmarks/dream_fidelity.py --quick    # seconds, a smoke run
