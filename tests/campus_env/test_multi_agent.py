@@ -7,6 +7,7 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
 
 from campus_env import causal
 from campus_env import layout as lay
+from campus_env.core import TAPE_LEN, CampusCore
 from campus_env.env import CampusNavEnv, observation_space
 from campus_env.multi_agent import WALKER_CAUSAL_GRAPH, parallel_env, raw_env, scm
 from campus_env.multi_agent.core import OUTDOOR, WalkerCore
@@ -247,8 +248,6 @@ def test_fork_with_the_same_seed_gives_the_same_future():
 
 
 def assert_tape_is_each_walkers_own(core):
-    from campus_env.core import TAPE_LEN, CampusCore
-
     steps = core.tape_base[:, None] + np.arange(TAPE_LEN)
     for walker in range(core.n):
         alone = CampusCore._context_tape(core, np.array([walker]), steps[walker : walker + 1])
@@ -261,8 +260,6 @@ def assert_tape_is_each_walkers_own(core):
 def test_walkers_tape_is_the_single_envs_for_each_walker_through_resets_and_interventions():
     # the walkers share one world, so the core lays the context rows of the tape once; each walker's rows must be
     # what the single env's code lays for it alone
-    from campus_env.core import TAPE_LEN
-
     core = WalkerCore(6, respawn=True)
     core.reset_world(5, {}, {})
     rng = np.random.default_rng(0)
