@@ -17,16 +17,20 @@ every ``--eval-every`` env steps, with the env's own reward: the learning curve.
   return and success against real env steps) are the reference for the sample
   efficiency of model-based learners. Results: ``sb3_reality.{md,json,png}``.
 
-Target (PASS/MISS): tuned PPO's success rate at the end of training >= 0.90.
+Target (PASS/MISS): tuned PPO's success rate at the end of training >= 0.90 (``--judge``).
+``--merge`` keeps the rows of presets this run does not train from the reference results
+in ``--out`` (scored on the same episodes), so a preset can be added or re-run alone.
 
     python benchmarks/sb3_reality.py --sweep     # the sweep, tens of minutes on one CPU thread
     python benchmarks/sb3_reality.py             # the reference run, about a quarter of an hour
     python benchmarks/sb3_reality.py --quick     # both at a tiny budget (seconds), into runs/
+    python benchmarks/sb3_reality.py --presets recurrent pixels-cnn --steps 1500000 --merge  # add two curves
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +60,11 @@ class Args(BenchmarkRun):
     sweep_seeds: int = 2
     """seeds seed .. seed + sweep_seeds - 1 of each sweep candidate"""
     presets: tuple[str, ...] = ("tuned", "dqn", "dqn-stable")
-    """presets of the reference run (the first is the one the target judges)"""
+    """presets of the reference run"""
+    judge: str = "tuned"
+    """the preset whose success at the end of training the target judges"""
+    merge: bool = False
+    """keep the rows of presets not in --presets from the reference results in --out (same evaluation)"""
     steps: int = 4_000_000
     """real env steps of each PPO-family agent of the reference run"""
     dqn_steps: int = 1_000_000
@@ -75,7 +83,7 @@ class Args(BenchmarkRun):
 
 def parse_args(argv: list[str] | None = None) -> Args:
     args = tyro.cli(Args, args=argv, description=__doc__)
-    if unknown := [name for name in (*args.candidates, *args.presets) if name not in PRESETS]:
+    if unknown := [name for name in (*args.candidates, *args.presets, args.judge) if name not in PRESETS]:
         raise SystemExit(f"unknown presets {unknown}; choose from {', '.join(PRESETS)}")
     if args.quick:
         args = dataclasses.replace(args, sweep_steps=512, sweep_seeds=1, steps=512, dqn_steps=512, eval_every=256,
@@ -152,16 +160,41 @@ def sweep(args: Args, out: Path) -> dict[str, Any]:
     return report
 
 
+EVALUATION_FIELDS = ("eval_every", "eval_episodes", "eval_seed")
+
+
+def earlier_rows(args: Args, path: Path) -> list[dict[str, Any]]:
+    """The rows ``--merge`` keeps: presets this run does not train, from the reference results at ``path``;
+    a SystemExit where those were scored on other episodes (checked before training and again at the end)."""
+    if not path.exists():
+        raise SystemExit(f"--merge: no reference results at {path} to merge with")
+    earlier = json.loads(path.read_text())
+    for name in EVALUATION_FIELDS:
+        if earlier["args"][name] != getattr(args, name):
+            raise SystemExit(f"--merge: the results at {path} have {name} {earlier['args'][name]!r}, "
+                             f"this run {getattr(args, name)!r}")
+    return [r for r in earlier["rows"] if r["preset"] not in args.presets]
+
+
+def judge(args: Args, rows: list[dict[str, Any]]) -> Target:
+    """The target on ``--judge``'s rows (SKIP where none was trained or kept)."""
+    judged = [r for r in rows if r["preset"] == args.judge]
+    name = f"{args.judge} PPO success >= {TARGET:.2f}"
+    if not judged:
+        return Target(name, None, TARGET, f"{args.judge} not in this run's rows")
+    success = sum(r["final_success_rate"] for r in judged) / len(judged)
+    return Target(name, value=success, target=TARGET, detail=f"{args.judge}: {success:.2f} at "
+                  f"{judged[0]['final_steps']:,} steps, mean of {len(judged)} seed(s) (target {TARGET:.2f})")
+
+
 def reference(args: Args, out: Path) -> dict[str, Any]:
     rows = []
     for name in args.presets:
         steps = args.dqn_steps if PRESETS[name].algo == "dqn" else args.steps
         rows += [row_of(name, seed, *run(args, name, steps, seed)) for seed in range(args.seed, args.seed + args.seeds)]
-    judged = [r for r in rows if r["preset"] == args.presets[0]]
-    success = sum(r["final_success_rate"] for r in judged) / len(judged)
-    target = Target(f"{args.presets[0]} PPO success >= {TARGET:.2f}", value=success, target=TARGET,
-                    detail=f"{args.presets[0]}: {success:.2f} at {judged[0]['final_steps']:,} steps, mean of "
-                    f"{len(judged)} seed(s) (target {TARGET:.2f})")
+    kept = earlier_rows(args, out / "sb3_reality.json") if args.merge else []
+    rows = kept + rows
+    target = judge(args, rows)
     table = markdown_table(
         ["preset", "seed", "steps", "success", "return", "best success",
          *(f"steps to {m}" for m in MILESTONES), "train wall (s)"],
@@ -169,17 +202,20 @@ def reference(args: Args, out: Path) -> dict[str, Any]:
           f"{r['final_return_mean']:+.3f}", f"{r['best_success']:.2f}",
           *(steps_cell(r[f"steps_to_{m}"]) for m in MILESTONES), f"{r['train_seconds']:.0f}"] for r in rows],
         align="lrrrrr" + "r" * len(MILESTONES) + "r")
-    settings = "\n".join(f"- {name}: {r['settings']['algo']}, {r['settings']['num_envs']} envs, "
+    settings = "\n".join(f"- {name}: {r['settings']['algo']} on {r['settings']['obs_mode']}, "
+                         f"{r['settings']['num_envs']} envs, "
                          f"{dict(r['settings']['hyperparams'])}, shaping {r['settings']['shaping']}, frame stack "
                          f"{r['settings']['frame_stack']}, lr decay {r['settings']['lr_decay']}"
                          for name, r in {r["preset"]: r for r in rows}.items())
     markdown = "\n".join([
-        f"# SB3 reference curves on CampusNav-v0 state vectors ({time.strftime('%Y-%m-%d')})", "",
+        f"# SB3 reference curves on CampusNav-v0 ({time.strftime('%Y-%m-%d')})", "",
         f"Scored every {args.eval_every:,} real env steps on the same {args.eval_episodes} seeded real episodes "
         f"(seeds {args.eval_seed}...{args.eval_seed + args.eval_episodes - 1}; PPO samples its actions, DQN is "
         "epsilon-greedy at its final epsilon; the env's own reward). Steps to a success rate: the first curve point "
         "at or above it. The full curves are in `sb3_reality.json`; success against steps in `sb3_reality.png`.", "",
-        table, "", "Settings:", "", settings, "", target.line, ""])
+        table, "", "Settings:", "", settings, "", target.line,
+        *([f"(merged: {', '.join(sorted({r['preset'] for r in kept}))} kept from the earlier results)"] if kept
+          else []), ""])
     print(markdown)
     report = {"args": dataclasses.asdict(args), "rows": rows, "targets": [target.as_dict()]}
     write_results("sb3_reality", markdown, report, directory=out)
@@ -204,7 +240,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     bottom.set_ylabel("mean return (env reward)")
     bottom.set_xlabel("real env steps")
     top.legend(loc="lower right")
-    top.set_title("SB3 on CampusNav-v0 state vectors, scored in reality")
+    top.set_title("SB3 on CampusNav-v0, scored in reality")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -215,6 +251,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     use_threads(args.threads)
     out = Path(args.out) if args.out else default_results_directory()
     report: dict[str, Any] = {}
+    if args.merge and (not args.sweep or args.quick):
+        earlier_rows(args, out / "sb3_reality.json")  # a mismatch stops the run before hours of training
     if args.sweep or args.quick:
         report["sweep"] = sweep(args, out)
     if not args.sweep or args.quick:

@@ -40,6 +40,21 @@ def test_quick_run_writes_the_results(tmp_path):
     assert "tuned PPO success >= 0.90" in (tmp_path / "sb3_reality.md").read_text()
 
 
+def test_merge_keeps_the_presets_a_run_does_not_train_and_judges_tuned(tmp_path):
+    main = runpy.run_path(str(SCRIPT), run_name="sb3_reality")["main"]
+    argv = ["--quick", "--out", str(tmp_path)]
+    first = main(argv + ["--presets", "tuned", "dqn"])["reference"]
+    merged = main(argv + ["--presets", "dqn", "recurrent", "--merge"])["reference"]
+    assert [r["preset"] for r in merged["rows"]] == ["tuned", "dqn", "recurrent"]
+    assert merged["rows"][0] == first["rows"][0]  # kept as it was, not trained again
+    assert merged["targets"][0]["value"] == first["targets"][0]["value"]  # the tuned row still judged
+    assert "(merged: tuned kept" in (tmp_path / "sb3_reality.md").read_text()
+    with pytest.raises(SystemExit, match="eval_seed"):  # scored on other episodes: refused before training
+        main(argv + ["--presets", "dqn", "--eval-seed", "5", "--merge"])
+    alone = main(["--quick", "--out", str(tmp_path / "alone"), "--presets", "dqn"])["reference"]
+    assert alone["targets"][0]["status"] == "SKIP"  # no tuned row to judge
+
+
 @pytest.mark.parametrize(("eval_every", "expected"), [(256, [0, 256, 512, 768, 1024]),
                                                        (250, [0, 252, 500, 752, 1000, 1024])])
 def test_curve_points_at_each_multiple_of_eval_every(eval_every, expected):
