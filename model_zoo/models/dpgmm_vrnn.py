@@ -42,7 +42,6 @@ import gymnasium as gym
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Beta
 
 from model_zoo.base import Batch, Imagined, Obs, State, WorldModel
 from model_zoo.models.config_checks import check_non_negative
@@ -51,9 +50,9 @@ from model_zoo.nets.balancing import BALANCERS, GradientBalancer, surrogate_loss
 from model_zoo.nets.perceiver import CosineVectorQuantizer, PerceiverEncoder, Tokenizer
 from model_zoo.nets.slots import SlotAttention
 from model_zoo.nets.stick_breaking import (
+    MixturePrior,
     components_in_use,
     effective_components,
-    log_stick_breaking,
     mixture_kl,
     responsibilities,
     stick_kl,
@@ -61,7 +60,7 @@ from model_zoo.nets.stick_breaking import (
 from model_zoo.nets.tokens import GRID
 from model_zoo.spaces import IMAGE_SIZE, ObsSpec
 
-__all__ = ["TASKS", "Config", "DPGMMVRNN", "MixturePrior", "Usage"]
+__all__ = ["TASKS", "Config", "DPGMMVRNN", "Usage"]
 
 TASKS = ("elbo", "vq", "predictive", "attention")  # the losses the balancer combines, in this order
 
@@ -142,62 +141,6 @@ class Usage(NamedTuple):
     responsibilities: Tensor
 
 
-# --- the Dirichlet-process mixture prior --------------------------------------------
-
-
-class MixturePrior(nn.Module):
-    """p(z | h): a truncated DP mixture. Stick fractions Beta(a(h), b(h)); learnable means and scales."""
-
-    def __init__(self, hidden: int, config: Config):
-        super().__init__()
-        self.k, self.z_dim = config.components, config.z_dim
-        self.min_logstd, self.max_logstd = config.min_logstd, config.max_logstd
-        self.sticks = nn.Linear(hidden, 2 * (self.k - 1)) if self.k > 1 else None
-        self.means = nn.Parameter(torch.randn(self.k, self.z_dim))
-        self.logstds = nn.Parameter(torch.zeros(self.k, self.z_dim))
-        self.shift = nn.Linear(hidden, self.z_dim) if config.state_dependent_means else None
-
-    def beta(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """Beta parameters (a, b) of the K - 1 stick fractions, each (..., K - 1)."""
-        a, b = F.softplus(self.sticks(h)).add(1e-3).chunk(2, dim=-1)
-        return a, b
-
-    def log_weights(self, h: Tensor, sample: bool = False) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Log weights (..., K), from sampled (reparameterised) or expected stick fractions; and (a, b)."""
-        if self.sticks is None:
-            return h.new_zeros(h.shape[:-1] + (1,)), None, None
-        a, b = self.beta(h)
-        v = Beta(a, b).rsample() if sample else a / (a + b)  # (..., K-1)
-        return log_stick_breaking(v), a, b
-
-    def components(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """Component means (..., K, Z) and log-stds (K, Z) at state h (..., H)."""
-        means = self.means
-        if self.shift is not None:
-            means = means + self.shift(h).unsqueeze(-2)  # (..., K, Z)
-        else:
-            means = means.expand(h.shape[:-1] + means.shape)
-        return means, self.logstds.clamp(self.min_logstd, self.max_logstd)
-
-    def sample(self, h: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
-        """z (B, Z): a component drawn from the expected weights (logits / tau), then its Gaussian (std * sqrt(tau))."""
-        log_w, _, _ = self.log_weights(h)  # (B, K)
-        means, logstds = self.components(h)  # (B, K, Z), (K, Z)
-        batch = h.shape[0]
-        if tau == 0:
-            k = log_w.argmax(-1)  # (B,)
-        else:
-            cdf = torch.softmax(log_w.detach() / tau, dim=-1).cumsum(-1)  # (B, K)
-            u = torch.rand((batch, 1), generator=generator, device=h.device, dtype=h.dtype)
-            k = (cdf < u).sum(-1).clamp_(max=self.k - 1)  # (B,) inverse-CDF draw
-        mean = means[torch.arange(batch, device=h.device), k]  # (B, Z)
-        if tau == 0:
-            return mean
-        std = torch.exp(logstds[k] + 0.5 * math.log(tau))  # (B, Z)
-        noise = torch.randn((batch, self.z_dim), generator=generator, device=h.device, dtype=h.dtype)
-        return torch.addcmul(mean, std, noise)
-
-
 # --- the decoder --------------------------------------------------------------------
 
 
@@ -275,7 +218,8 @@ class DPGMMVRNN(WorldModel):
         self.map_posterior = nn.Linear(cfg.slots * n, 2 * cfg.z_dim)  # the frame's slot maps, into the posterior
         self.dynamics = nn.LSTMCell(cfg.z_dim + cfg.context_dim + spec.action_dim, cfg.hidden)
         _orthogonal_lstm(self.dynamics)
-        self.prior = MixturePrior(cfg.hidden, cfg)
+        self.prior = MixturePrior(cfg.hidden, cfg.components, cfg.z_dim, (cfg.min_logstd, cfg.max_logstd),
+                                  cfg.state_dependent_means)
         # attention schema: slots initialised from the recurrent state; maps predicted from it
         self.slot_position = nn.Parameter(torch.randn(n, cfg.code_dim) * 0.02)
         self.slot_base = nn.Parameter(torch.randn(cfg.slots, cfg.slot_dim))

@@ -27,10 +27,12 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import Tensor
+import torch.nn.functional as F
+from torch import Tensor, nn
 from torch.distributions import Beta, kl_divergence
 
 __all__ = [
+    "MixturePrior",
     "components_in_use",
     "effective_components",
     "gaussian_kl",
@@ -146,3 +148,61 @@ def _component_log_prob(z: Tensor, means: Tensor, logstds: Tensor) -> Tensor:
     """log N(z; mean_k, std_k) summed over the latent dims: (..., Z) -> (..., K)."""
     x = (z.unsqueeze(-2) - means) * torch.exp(-logstds)  # (..., K, Z)
     return (-0.5 * x.square() - logstds - 0.5 * _LOG_2PI).sum(-1)
+
+
+class MixturePrior(nn.Module):
+    """p(z | h): a truncated DP mixture of ``components`` Gaussians over z (``z_dim``) given a state h (``hidden``).
+
+    Stick fractions Beta(a(h), b(h)); learnable means (shifted together by a function
+    of h with ``state_dependent_means``) and log-scales, clamped to ``logstd_range``.
+    """
+
+    def __init__(self, hidden: int, components: int, z_dim: int, logstd_range: tuple[float, float],
+                 state_dependent_means: bool = False):
+        super().__init__()
+        self.k, self.z_dim = components, z_dim
+        self.min_logstd, self.max_logstd = logstd_range
+        self.sticks = nn.Linear(hidden, 2 * (self.k - 1)) if self.k > 1 else None
+        self.means = nn.Parameter(torch.randn(self.k, self.z_dim))
+        self.logstds = nn.Parameter(torch.zeros(self.k, self.z_dim))
+        self.shift = nn.Linear(hidden, self.z_dim) if state_dependent_means else None
+
+    def beta(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Beta parameters (a, b) of the K - 1 stick fractions, each (..., K - 1)."""
+        a, b = F.softplus(self.sticks(h)).add(1e-3).chunk(2, dim=-1)
+        return a, b
+
+    def log_weights(self, h: Tensor, sample: bool = False) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Log weights (..., K), from sampled (reparameterised) or expected stick fractions; and (a, b)."""
+        if self.sticks is None:
+            return h.new_zeros(h.shape[:-1] + (1,)), None, None
+        a, b = self.beta(h)
+        v = Beta(a, b).rsample() if sample else a / (a + b)  # (..., K-1)
+        return log_stick_breaking(v), a, b
+
+    def components(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Component means (..., K, Z) and log-stds (K, Z) at state h (..., H)."""
+        means = self.means
+        if self.shift is not None:
+            means = means + self.shift(h).unsqueeze(-2)  # (..., K, Z)
+        else:
+            means = means.expand(h.shape[:-1] + means.shape)
+        return means, self.logstds.clamp(self.min_logstd, self.max_logstd)
+
+    def sample(self, h: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
+        """z (B, Z): a component drawn from the expected weights (logits / tau), then its Gaussian (std * sqrt(tau))."""
+        log_w, _, _ = self.log_weights(h)  # (B, K)
+        means, logstds = self.components(h)  # (B, K, Z), (K, Z)
+        batch = h.shape[0]
+        if tau == 0:
+            k = log_w.argmax(-1)  # (B,)
+        else:
+            cdf = torch.softmax(log_w.detach() / tau, dim=-1).cumsum(-1)  # (B, K)
+            u = torch.rand((batch, 1), generator=generator, device=h.device, dtype=h.dtype)
+            k = (cdf < u).sum(-1).clamp_(max=self.k - 1)  # (B,) inverse-CDF draw
+        mean = means[torch.arange(batch, device=h.device), k]  # (B, Z)
+        if tau == 0:
+            return mean
+        std = torch.exp(logstds[k] + 0.5 * math.log(tau))  # (B, Z)
+        noise = torch.randn((batch, self.z_dim), generator=generator, device=h.device, dtype=h.dtype)
+        return torch.addcmul(mean, std, noise)
