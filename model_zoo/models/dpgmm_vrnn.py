@@ -18,7 +18,9 @@ arXiv:1506.02216) for video with actions, in five parts:
    combined on the shared parameters by ``balancer``: ``"rgb"``, ``"sum"``, ``"pcgrad"`` or ``"config"`` (torchjd).
 
 State at step t: ``{"h", "c", "z", "ctx", "maps"}``, with ``(h, c)`` the LSTM state
-that has read ``[z_{t-1}, ctx_{t-1}, a_t]`` and the rest those of ``obs[t]``.
+that has read ``[z_{t-1}, ctx_{t-1}, a_t]`` and the rest those of ``obs[t]``. With
+``delta_vector`` it also carries the vector part, moved in a dream by a change head
+on h (``model_zoo.nets.vector_delta``), so decoded positions stay on cells.
 
 >>> import numpy as np, torch
 >>> from gymnasium import spaces
@@ -58,6 +60,7 @@ from model_zoo.nets.stick_breaking import (
     stick_kl,
 )
 from model_zoo.nets.tokens import GRID
+from model_zoo.nets.vector_delta import VectorDelta
 from model_zoo.spaces import IMAGE_SIZE, ObsSpec
 
 __all__ = ["TASKS", "Config", "DPGMMVRNN", "Usage"]
@@ -102,6 +105,7 @@ class Config:
     context_weight: float = 1.0
     task_weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)  # elbo, vq, predictive, attention
     usage_threshold: float = 0.05  # a component is "in use" with at least this weight
+    delta_vector: bool = False  # the state carries the vector part, moved in a dream by a change head on h
     min_logstd: float = -5.0
     max_logstd: float = 2.0
 
@@ -229,6 +233,9 @@ class DPGMMVRNN(WorldModel):
         self.decoder = Decoder(spec, cfg.z_dim + cfg.hidden, n, cfg)
         # reward | termination logit | next context, from [h, z]
         self.heads = mlp(cfg.hidden + cfg.z_dim, 2 + cfg.context_dim, cfg.vector_hidden, 1)
+        self.delta = None  # with delta_vector: the vector part's change head, a predictive task
+        if cfg.delta_vector and spec.vector_dim:
+            self.delta = VectorDelta(cfg.hidden, spec.vector_dim, spec.action_dim, cfg.vector_hidden)
         shared_modules = (self.tokenizer, self.perceiver, self.posterior, self.dynamics)
         shared_ids = {id(p) for m in shared_modules for p in m.parameters()}
         self._shared = [id(p) in shared_ids for p in self.parameters()]
@@ -354,6 +361,11 @@ class DPGMMVRNN(WorldModel):
         ctx_se = (ctx_hat - ctx.detach()).square().mean(-1)
         reward_mse, term_bce, ctx_mse = ((x * valid).sum() / n for x in (reward_se, bce, ctx_se))
         predictive = cfg.reward_weight * reward_mse + cfg.terminal_weight * term_bce + cfg.context_weight * ctx_mse
+        if self.delta is not None:  # the change of the vector part into step t, read from h_t
+            vector = spec.vector(obs)  # (B, T, V)
+            delta_se = self.delta.loss(H[:, 1:], vector[:, :-1], vector[:, 1:], action[:, 1:], valid[:, 1:])
+            metrics["delta_mse"] = delta_se.sum() / n
+            predictive = predictive + metrics["delta_mse"]
 
         # attention: KL(slot maps || the maps predicted from h_t), per position, averaged
         target = maps.detach()
@@ -390,12 +402,15 @@ class DPGMMVRNN(WorldModel):
     # --- the interface ----------------------------------------------------------------
 
     def initial_state(self, batch_size: int) -> State:
-        """Zeros, and uniform maps over the slots."""
+        """Zeros, and uniform maps over the slots; with ``delta_vector``, a (B, V) zero vector."""
         cfg, device = self.config, self.device
         h = torch.zeros(batch_size, cfg.hidden, device=device)
-        return {"h": h, "c": torch.zeros_like(h), "z": torch.zeros(batch_size, cfg.z_dim, device=device),
-                "ctx": torch.zeros(batch_size, cfg.context_dim, device=device),
-                "maps": torch.full((batch_size, cfg.slots * self.num_tokens), 1.0 / cfg.slots, device=device)}
+        state = {"h": h, "c": torch.zeros_like(h), "z": torch.zeros(batch_size, cfg.z_dim, device=device),
+                 "ctx": torch.zeros(batch_size, cfg.context_dim, device=device),
+                 "maps": torch.full((batch_size, cfg.slots * self.num_tokens), 1.0 / cfg.slots, device=device)}
+        if self.delta is not None:
+            state["vector"] = torch.zeros(batch_size, self.spec.vector_dim, device=device)
+        return state
 
     def observe(self, state: State, action: Tensor, obs: Obs, is_first: Tensor) -> State:
         """Advances the LSTM with [z, ctx, action] (zeros where ``is_first``), then reads the frame.
@@ -407,32 +422,49 @@ class DPGMMVRNN(WorldModel):
         first = self._is_first(is_first, (B,))
         x = torch.cat([state["z"], state["ctx"], self._action(action, first)], dim=-1)
         h, c = self._advance(x, state["h"], state["c"], first)  # (B, H)
-        tokens, ctx, _, _ = self.perceive(self.spec.to_torch(obs, self.device))  # (B, N, D), (B, C)
+        obs = self.spec.to_torch(obs, self.device)
+        tokens, ctx, _, _ = self.perceive(obs)  # (B, N, D), (B, C)
         z, _ = self.encode(tokens, ctx, self.slot_maps(tokens, h))
-        return {"h": h, "c": c, "z": z, "ctx": ctx, "maps": self.schema_maps(h).flatten(1)}
+        state = {"h": h, "c": c, "z": z, "ctx": ctx, "maps": self.schema_maps(h).flatten(1)}
+        if self.delta is not None:
+            state["vector"] = self.spec.vector(obs).to(h.dtype)  # (B, V)
+        return state
 
     def imagine(self, state: State, action: Tensor, do: Mapping[str, Any] | None = None,
                 generator: torch.Generator | None = None) -> Imagined:
         """Advances the LSTM and samples z from the mixture prior; predicts context, maps, reward, termination.
 
-        Deterministic under a seeded ``generator`` (two draws per step: the component, the noise).
+        Deterministic under a seeded ``generator`` (two draws per step: the component, the noise). With
+        ``delta_vector`` the change head moves the state's vector part.
         """
         self.check_do(do)
-        x = torch.cat([state["z"], state["ctx"], self._action(action)], dim=-1)
-        h, c = self.dynamics(x, (state["h"], state["c"]))  # (B, H)
+        action = self._action(action)  # (B, A)
+        h, c = self.dynamics(torch.cat([state["z"], state["ctx"], action], dim=-1), (state["h"], state["c"]))
         z = self.prior.sample(h, self.config.temperature, generator)  # (B, Z)
         reward, term_logit, ctx = self._heads(h, z)
-        maps = self.schema_maps(h).flatten(1)  # (B, S*N)
-        return Imagined({"h": h, "c": c, "z": z, "ctx": ctx, "maps": maps}, reward, term_logit > 0)
+        new = {"h": h, "c": c, "z": z, "ctx": ctx, "maps": self.schema_maps(h).flatten(1)}  # maps: (B, S*N)
+        if self.delta is not None:
+            new["vector"] = self.delta.step(h, state["vector"], action)
+        return Imagined(new, reward, term_logit > 0)
 
     @torch.no_grad()
     def decode(self, state: State) -> Obs:
-        """Env-format observation from [z, h] and the maps (uint8 images, vectors clipped); not differentiable."""
+        """Env-format observation from [z, h] and the maps (uint8 images, vectors clipped); not differentiable.
+
+        With ``delta_vector`` the vector parts are the state's, not the decoder's.
+        """
         maps = state["maps"].reshape(-1, self.config.slots, self.num_tokens)
-        return self.decoder.decode(torch.cat([state["z"], state["h"]], dim=-1), maps)
+        x = torch.cat([state["z"], state["h"]], dim=-1)
+        if self.delta is None:
+            return self.decoder.decode(x, maps)
+        images, _ = self.decoder(x, maps)
+        return self.spec.assemble({k: torch.sigmoid(v) for k, v in images.items()}, state["vector"])
 
     def features(self, state: State) -> Tensor:
-        return torch.cat([state["z"], state["h"]], dim=-1)  # (B, Z + H)
+        """(B, Z + H): [z, h]; with ``delta_vector``, the standardised vector appended."""
+        if self.delta is not None:
+            return torch.cat([state["z"], state["h"], self.delta.read(state["vector"])], dim=-1)
+        return torch.cat([state["z"], state["h"]], dim=-1)
 
     # --- the mixture, for analysis --------------------------------------------------------
 
