@@ -54,7 +54,7 @@ from typing import Any
 import tyro
 
 import model_zoo
-from campusnav.harness import default_results_directory, write_json, write_results
+from campusnav.harness import default_results_directory, earlier_results, write_json, write_results
 from campusnav.leaderboard import QUICK, Budget
 from campusnav.leaderboard.budget import budget_of, horizons
 from campusnav.leaderboard.cell import cell_folder, run_cell
@@ -203,11 +203,7 @@ def merge_earlier(path: Path, rows: dict, curves: dict, baseline: dict[str, Any]
     Raises:
         SystemExit: there is no board at ``path``, or it has other seeds.
     """
-    if not path.exists():
-        raise SystemExit(f"--merge: no board at {path} to merge with")
-    earlier = json.loads(path.read_text())
-    if earlier["args"]["seeds"] != seeds:
-        raise SystemExit(f"--merge: the board at {path} has {earlier['args']['seeds']} seeds, this run {seeds}")
+    earlier = earlier_results(path, "board", {"seeds": seeds})
     kept = [model for model in earlier["per_seed"] if model not in rows]
     for model in kept:  # a NaN was written as null (no do() for the model, a stage a cell lacks)
         rows[model] = [{k: math.nan if v is None else v for k, v in row.items()} for row in earlier["per_seed"][model]]

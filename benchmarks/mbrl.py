@@ -40,7 +40,14 @@ import numpy as np
 import tyro
 
 from campusnav.baselines import steps_to
-from campusnav.harness import Target, default_results_directory, markdown_table, write_json, write_results
+from campusnav.harness import (
+    Target,
+    default_results_directory,
+    earlier_results,
+    markdown_table,
+    write_json,
+    write_results,
+)
 from campusnav.leaderboard.summary import bootstrap_interval
 from campusnav.mbrl import MBRLArgs, check_args, run_mbrl, tiny
 from campusnav.threads import use_threads
@@ -190,18 +197,6 @@ def run_minutes(args: Args) -> dict[str, float]:
     return minutes
 
 
-def earlier_results(args: Args, path: Path) -> dict[str, Any]:
-    """The results at ``path`` that ``--merge`` keeps models from; a SystemExit where they cannot be merged."""
-    if not path.exists():
-        raise SystemExit(f"--merge: no results at {path} to merge with")
-    earlier = json.loads(path.read_text())
-    for field in ("seeds", "loop", "eval_episodes"):
-        if earlier["args"][field] != getattr(args, field):
-            raise SystemExit(f"--merge: the results at {path} have {field} {earlier['args'][field]!r}, "
-                             f"this run {getattr(args, field)!r}")
-    return earlier
-
-
 def merge_earlier(earlier: dict[str, Any], loops: dict[str, list[dict]], minutes: dict[str, float]) -> list[str]:
     """Adds to ``loops`` (and ``minutes``) the models of ``earlier`` results that this run did not measure."""
     kept = [m for m in earlier["loops"] if m not in loops]
@@ -244,7 +239,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     use_threads()
     out = Path(args.out) if args.out else default_results_directory()
     out.mkdir(parents=True, exist_ok=True)
-    earlier = earlier_results(args, out / "mbrl.json") if args.merge else None
+    same = {name: getattr(args, name) for name in ("seeds", "loop", "eval_episodes")}
+    earlier = earlier_results(out / "mbrl.json", "results", same) if args.merge else None
     started = time.perf_counter()
     loops = {m: [loop_curve(args, m, seed) for seed in range(args.seeds)] for m in args.models}
     reality = [reality_curve(args, seed) for seed in range(args.seeds)]

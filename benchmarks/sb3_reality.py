@@ -30,7 +30,6 @@ in ``--out`` (scored on the same episodes), so a preset can be added or re-run a
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,14 @@ import tyro
 
 from campusnav.baselines import PRESETS, SWEEP, Baseline, Evaluation, TrainedBaseline, steps_to, train
 from campusnav.budgets import BenchmarkRun
-from campusnav.harness import Target, default_results_directory, markdown_table, write_json, write_results
+from campusnav.harness import (
+    Target,
+    default_results_directory,
+    earlier_results,
+    markdown_table,
+    write_json,
+    write_results,
+)
 from campusnav.threads import use_threads
 
 TARGET = 0.90
@@ -166,13 +172,7 @@ EVALUATION_FIELDS = ("eval_every", "eval_episodes", "eval_seed")
 def earlier_rows(args: Args, path: Path) -> list[dict[str, Any]]:
     """The rows ``--merge`` keeps: presets this run does not train, from the reference results at ``path``;
     a SystemExit where those were scored on other episodes (checked before training and again at the end)."""
-    if not path.exists():
-        raise SystemExit(f"--merge: no reference results at {path} to merge with")
-    earlier = json.loads(path.read_text())
-    for name in EVALUATION_FIELDS:
-        if earlier["args"][name] != getattr(args, name):
-            raise SystemExit(f"--merge: the results at {path} have {name} {earlier['args'][name]!r}, "
-                             f"this run {getattr(args, name)!r}")
+    earlier = earlier_results(path, "reference results", {name: getattr(args, name) for name in EVALUATION_FIELDS})
     return [r for r in earlier["rows"] if r["preset"] not in args.presets]
 
 

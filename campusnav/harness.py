@@ -43,6 +43,7 @@ __all__ = [
     "Rate",
     "Target",
     "default_results_directory",
+    "earlier_results",
     "machine_info",
     "markdown_table",
     "measure_rate",
@@ -189,6 +190,22 @@ def default_results_directory() -> Path:
     """``docs/results`` of the source checkout (the docs site includes it), else ``./results``."""
     root = Path(__file__).resolve().parents[1]
     return root / "docs" / "results" if (root / "pyproject.toml").is_file() else Path.cwd() / "results"
+
+
+def earlier_results(path: Path, what: str, same: Mapping[str, Any]) -> dict[str, Any]:
+    """The results a benchmark's ``--merge`` adds to: the JSON at ``path``, whose ``args`` must agree with
+    this run's on every field of ``same`` (else rows measured differently would sit side by side).
+
+    Raises:
+        SystemExit: naming ``what`` (e.g. "board") when there are none, or the first field that differs.
+    """
+    if not path.exists():
+        raise SystemExit(f"--merge: no {what} at {path} to merge with")
+    earlier = json.loads(path.read_text())
+    for name, value in same.items():
+        if earlier["args"][name] != value:
+            raise SystemExit(f"--merge: the {what} at {path} has {name} {earlier['args'][name]!r}, this run {value!r}")
+    return earlier
 
 
 def write_json(path: str | Path, data: Any) -> Path:

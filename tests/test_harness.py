@@ -6,7 +6,9 @@ import datetime
 import json
 import math
 
-from campusnav.harness import Target, measure_rate, write_results
+import pytest
+
+from campusnav.harness import Target, earlier_results, measure_rate, write_results
 
 
 def test_write_results_stamps_both_files(tmp_path):
@@ -39,3 +41,13 @@ def test_target_is_judged_on_its_value():
     assert Target("x", value=1.0, target=1.0).status == "PASS"
     assert Target("x", value=0.99, target=1.0).status == "MISS"
     assert Target("x", value=None, target=1.0).line.startswith("SKIP")
+
+
+def test_earlier_results_are_merged_only_when_measured_the_same_way(tmp_path):
+    path = tmp_path / "board.json"
+    with pytest.raises(SystemExit, match="no board at"):
+        earlier_results(path, "board", {"seeds": 3})
+    path.write_text(json.dumps({"args": {"seeds": 3, "loop": "--iterations 15"}, "rows": [1]}))
+    assert earlier_results(path, "board", {"seeds": 3, "loop": "--iterations 15"})["rows"] == [1]
+    with pytest.raises(SystemExit, match="has loop '--iterations 15', this run '--iterations 5'"):
+        earlier_results(path, "board", {"seeds": 3, "loop": "--iterations 5"})
