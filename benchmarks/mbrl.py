@@ -17,9 +17,10 @@ the targets of issue 24:
   the loop's.
 
 Every run keeps its curve under ``--work`` and is skipped when found complete, so a
-killed benchmark resumes with the run it was in. ``--merge`` keeps the curves of the
-models this run does not measure from the results already in ``--out`` (same seeds and
-loop options), so one model can be added or re-measured alone.
+killed benchmark resumes with the run it was in, from its last finished iteration.
+``--merge`` keeps the curves of the models this run does not measure from the results
+already in ``--out`` (same seeds and loop options), so one model can be added or
+re-measured alone.
 
     python benchmarks/mbrl.py                       # hours on a 2-core CPU
     python benchmarks/mbrl.py --models mlp --seeds 1
@@ -128,11 +129,15 @@ def loop_curve(args: Args, model: str, seed: int) -> dict[str, list[float]]:
     done = folder / "curve.json"
     options = dataclasses.replace(loop_options(args), model=model, seed=seed, out=str(folder),
                                   eval_episodes=args.eval_episodes)
-    if done.exists():
-        rows = json.loads(done.read_text())["curve"]
-        if len(rows) == options.iterations:
-            return _columns(rows)
-    if folder.exists():  # a run that died part way: start it again
+    rows = json.loads(done.read_text())["curve"] if done.exists() else []
+    if len(rows) == options.iterations:
+        return _columns(rows)
+    if 0 < len(rows) < options.iterations:  # a run that died part way goes on where it was
+        try:
+            return _columns(run_mbrl(dataclasses.replace(options, resume=True)).curve)
+        except ValueError as error:  # saved by an older loop, or with other options
+            print(f"{folder}: cannot resume ({error}); starting it again")
+    if folder.exists():
         shutil.rmtree(folder)
     return _columns(run_mbrl(options).curve)
 

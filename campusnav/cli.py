@@ -420,15 +420,21 @@ def check_mbrl_arguments(parser: argparse.ArgumentParser, args: argparse.Namespa
     except ValueError as error:
         parser.error(str(error))
     out = Path(args.options.out)
-    if (out / "curve.json").exists() or (out / "data").exists():
-        parser.error(f"--out: {out} already holds a loop run; give another --out or remove it")
+    if not args.options.resume and ((out / "curve.json").exists() or (out / "data").exists()):
+        parser.error(f"--out: {out} already holds a loop run; give another --out, remove it or --resume")
 
 
 def run_mbrl(args: argparse.Namespace) -> int:
     from campusnav.mbrl import run_mbrl, tiny
 
     options = tiny(args.options) if args.options.tiny else args.options
-    result = run_mbrl(options)
+    try:
+        result = run_mbrl(options)
+    except ValueError as error:
+        if not options.resume or "resume" not in str(error):
+            raise
+        print(f"campusnav mbrl: error: --resume: {error}", file=sys.stderr)  # another config, no saved state
+        return 2
     for row in result.curve:
         print(f"iteration {row['iteration']}: {row['real_steps']:>7,} real steps, return {row['return_mean']:+.3f}, "
               f"success {row['success_rate']:.2f}")

@@ -91,6 +91,8 @@ class MBRLArgs:
     """seed of collection, weights, learning and evaluation"""
     out: str = "runs/mbrl"
     """output folder: datasets, model, curve.json, curve.png"""
+    resume: bool = False
+    """go on with the run in --out after its last finished iteration (the same flags; --iterations may grow)"""
     tiny: bool = False
     """a tiny budget for tests (seconds)"""
     threads: int | None = None
@@ -220,7 +222,8 @@ def run_mbrl(args: MBRLArgs):
                         initial_fit_steps=args.initial_fit_steps, fit_steps=args.fit_steps,
                         lr=model_zoo.preset(args.model, "campusnav-state").lr,
                         evaluation=Evaluation(args.eval_episodes, reset_seed=10_000, seed=args.seed), seed=args.seed)
-    result = run_loop(model, learner, ENV_ID, make_dream(args), config, env_kwargs=ENV_KWARGS, run_dir=args.out)
+    result = run_loop(model, learner, ENV_ID, make_dream(args), config, env_kwargs=ENV_KWARGS, run_dir=args.out,
+                      resume=args.resume)
     plot_curve(result, Path(args.out) / "curve.png", f"{args.learner} in the dream of {args.model}")
     return result
 

@@ -274,6 +274,13 @@ def test_mbrl_tiny_writes_the_curve(tmp_path, capsys, learner):
     assert "real steps" in capsys.readouterr().out
     assert exit_code(["mbrl", "--tiny", "--out", str(out)]) == 2  # a second run would mix with the first
     assert "already holds a loop run" in capsys.readouterr().err
+    argv = ["mbrl", "--tiny", "--out", str(out), "--rollout", "8", "--learner", learner, "--resume"]
+    assert cli.main(argv) == 0  # nothing left to run: the finished curve is kept as it was
+    assert json.loads((out / "curve.json").read_text())["curve"] == curve["curve"]
+    capsys.readouterr()
+    assert cli.main(argv + ["--exploration", "0.5"]) == 2  # another config: refused, nothing run
+    err = capsys.readouterr().err
+    assert "--resume:" in err and "another loop config" in err
 
 
 @pytest.mark.parametrize(

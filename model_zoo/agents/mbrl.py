@@ -25,7 +25,9 @@ learner anything with ``learn(dream, model, episodes)`` and ``act(obs)``:
 
 from __future__ import annotations
 
+import copy
 import json
+import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -35,10 +37,12 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 import torch
+from minari.storage.datasets_root_dir import get_dataset_path
 from tqdm.auto import tqdm
 
 from model_zoo.agents.actor_critic import ActorCritic, start_states
 from model_zoo.agents.controllers import flat_features, model_features
+from model_zoo.agents.loop_state import load_state, prune_states, restore_random, save_state, state_folder
 from model_zoo.agents.transfer import (
     CMAES,
     EnvFactory,
@@ -49,8 +53,9 @@ from model_zoo.agents.transfer import (
 )
 from model_zoo.base import WorldModel
 from model_zoo.checkpoint import atomic_write
+from model_zoo.checkpoint import load as load_model
 from model_zoo.data import Episode, SequenceSampler, collect, load_episodes
-from model_zoo.data.episodes import check_positive_int
+from model_zoo.data.episodes import check_positive_int, datasets_root
 from model_zoo.training import fit
 
 __all__ = [
@@ -71,11 +76,21 @@ _COLLECTION_SEED = 1_000_003  # iteration k collects with seed + (k + 1) * this:
 
 
 class Learner(Protocol):
-    """What the loop trains: it learns in a dream (or from the model itself) and acts on real observations."""
+    """What the loop trains: it learns in a dream (or from the model itself) and acts on real observations.
+
+    ``state`` and ``restore`` (optional) let a killed loop resume (``run_loop(..., resume=True)``):
+    tensors and JSON counters in, the same learner out (``restore`` gets the model and
+    a dream to rebuild what it builds on its first ``learn``).
+    """
 
     def learn(self, dream: EnvFactory, model: WorldModel, episodes: Sequence[Episode]) -> dict[str, float]: ...
 
     def act(self, obs: Any) -> np.ndarray: ...
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]: ...
+
+    def restore(self, tensors: Mapping[str, torch.Tensor], counters: Mapping[str, Any], model: WorldModel,
+                dream: EnvFactory) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -154,28 +169,36 @@ def run_loop(
     env_kwargs: Mapping[str, Any] | None = None,
     run_dir: str | Path,
     progress: bool = True,
+    resume: bool = False,
 ) -> LoopResult:
     """Runs ``config.iterations`` of collect, fit, learn in the dream, evaluate; returns the curve.
 
     ``run_dir`` keeps every iteration's episodes (Minari datasets under
     ``data/``), the model (``model/``) and ``curve.json``, each written as its
-    iteration ends (what a dead process leaves is the curve so far); a folder
-    that already holds a run is refused (``FileExistsError``) before anything runs.
+    iteration ends, with the state the next iteration starts from
+    (``model_zoo.agents.loop_state``). A folder that already holds a run is
+    refused (``FileExistsError``) before anything runs, unless ``resume``: then
+    the run goes on after its last finished iteration, as if it had never
+    stopped (the same ``config``, but ``iterations``, which may grow, and a
+    fresh ``model`` and ``learner`` built as the first time).
     """
     env_kwargs = dict(env_kwargs or {})
     run_path = Path(run_dir)
-    if (run_path / "curve.json").exists() or (run_path / "data").exists():
-        raise FileExistsError(f"{run_path} already holds a loop run; give another run_dir or remove it")
+    held = (run_path / "curve.json").exists() or (run_path / "data").exists()
+    if held and not resume:
+        raise FileExistsError(f"{run_path} already holds a loop run; give another run_dir, remove it or resume")
     run_path.mkdir(parents=True, exist_ok=True)
     real: EnvFactory = lambda n: gym.make_vec(env_id, num_envs=n, **env_kwargs)  # noqa: E731
     probe = real(1)
     action_space = probe.single_action_space
     probe.close()
-    random = evaluate_policy(real, random_policy(action_space, config.evaluation.seed), config.evaluation)
-    result = LoopResult([], random.summary())
     rng = np.random.default_rng(config.seed)
-    episodes: list[Episode] = []
-    bar = tqdm(range(config.iterations), desc="mbrl", unit="iteration", disable=not progress)
+    if held:
+        result, episodes = _resume(run_path, model, learner, dream, config, rng)
+    else:
+        random = evaluate_policy(real, random_policy(action_space, config.evaluation.seed), config.evaluation)
+        result, episodes = LoopResult([], random.summary()), []
+    bar = tqdm(range(len(result.curve), config.iterations), desc="mbrl", unit="iteration", disable=not progress)
     for iteration in bar:
         started = time.perf_counter()
         policy = None if iteration == 0 else _exploring(learner.act, action_space, config.exploration, rng)
@@ -198,9 +221,42 @@ def run_loop(
                "seconds": time.perf_counter() - started}
         result.curve.append(row)
         bar.set_postfix(steps=row["real_steps"], success=f"{row['success_rate']:.2f}")
+        save_state(run_path, iteration, model, learner.state() if hasattr(learner, "state") else None, rng)
         atomic_write(run_path / "curve.json", json.dumps({"config": asdict(config), **result.to_json()}, indent=2,
                                                          default=float) + "\n")
+        prune_states(run_path, iteration)
     return result
+
+
+def _resume(run_path: Path, model: WorldModel, learner: Learner, dream: DreamFactory, config: LoopConfig,
+            rng: np.random.Generator) -> tuple[LoopResult, list[Episode]]:
+    """The run in ``run_path`` as it was after its last finished iteration: its curve and episodes, the model,
+    the learner and every random stream restored; what an unfinished iteration left is removed."""
+    saved = json.loads((run_path / "curve.json").read_text()) if (run_path / "curve.json").exists() else None
+    if saved is None or not saved["curve"]:
+        raise ValueError(f"{run_path} holds no finished iteration to resume from; remove it and start again")
+    ours = {k: v for k, v in json.loads(json.dumps(asdict(config), default=float)).items() if k != "iterations"}
+    if {k: v for k, v in saved["config"].items() if k != "iterations"} != ours:
+        raise ValueError(f"{run_path} was run with another loop config ({saved['config']}); resume with the same")
+    done = len(saved["curve"])
+    folder = state_folder(run_path, done - 1)
+    if not (folder / "loop.json").exists():
+        raise ValueError(f"{run_path} has no saved state after iteration {done - 1} (written by an older loop); "
+                         "it cannot resume")
+    tensors, counters, streams = load_state(folder)
+    if counters is None or not hasattr(learner, "restore"):
+        raise ValueError(f"{type(learner).__name__} has no state() and restore(): a loop with it cannot resume")
+    with datasets_root(run_path / "data"):
+        namespace = get_dataset_path("mbrl/iteration0-v0").parent
+    for unfinished in namespace.glob("iteration*-v0"):  # collected by an iteration that did not end
+        if int(unfinished.name.removeprefix("iteration").removesuffix("-v0")) >= done:
+            shutil.rmtree(unfinished)
+    episodes = [e for k in range(done) for e in load_episodes(f"mbrl/iteration{k}-v0", data_path=run_path / "data")]
+    model.load_state_dict(load_model(folder / "model", map_location=model.device).state_dict())
+    model.eval()
+    learner.restore(tensors, counters, model, lambda n: dream(model, episodes, n))
+    restore_random(streams, rng)
+    return LoopResult(saved["curve"], saved["random"]), episodes
 
 
 def _exploring(act: Callable[[Any], np.ndarray], action_space: gym.Space, epsilon: float,
@@ -256,10 +312,12 @@ class SB3Learner:
         self.seed, self.deterministic = seed, deterministic
         self.agent: Any = None
 
-    def learn(self, dream: EnvFactory, model: WorldModel, episodes: Sequence[Episode]) -> dict[str, float]:
+    def _venv(self, dream: EnvFactory) -> Any:
         venv = self.to_vec_env(dream(self.num_envs))
-        if self.wrap is not None:
-            venv = self.wrap(venv)
+        return self.wrap(venv) if self.wrap is not None else venv
+
+    def learn(self, dream: EnvFactory, model: WorldModel, episodes: Sequence[Episode]) -> dict[str, float]:
+        venv = self._venv(dream)
         started = time.perf_counter()
         try:
             if self.agent is None:
@@ -274,6 +332,46 @@ class SB3Learner:
 
     def act(self, obs: Any) -> np.ndarray:
         return self.agent.predict(obs, deterministic=self.deterministic)[0]
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The policy, its optimizer, the step counters, the action space's sampler and an off-policy
+        algorithm's replay buffer."""
+        agent = self.agent
+        if agent is None:
+            return {}, {"built": False}
+        tensors = {f"policy.{k}": v for k, v in agent.policy.state_dict().items()}
+        optimizer, groups = optimizer_tensors(agent.policy.optimizer)
+        tensors |= {f"optimizer.{k}": v for k, v in optimizer.items()}
+        counters = {"built": True, "num_timesteps": agent.num_timesteps, "n_updates": agent._n_updates,
+                    "n_calls": getattr(agent, "_n_calls", 0), "optimizer": groups,
+                    "action_space": agent.action_space.np_random.bit_generator.state}
+        buffer = getattr(agent, "replay_buffer", None)
+        if buffer is not None:
+            for name in _BUFFER_ARRAYS:
+                if getattr(buffer, name, None) is not None:
+                    tensors[f"buffer.{name}"] = torch.from_numpy(np.ascontiguousarray(getattr(buffer, name)))
+            counters["buffer"] = {"pos": int(buffer.pos), "full": bool(buffer.full)}
+        return tensors, counters
+
+    def restore(self, tensors: Mapping[str, torch.Tensor], counters: Mapping[str, Any], model: WorldModel,
+                dream: EnvFactory) -> None:
+        if not counters["built"]:
+            return
+        venv = self._venv(dream)
+        try:  # seed=None: building the agent must not reseed the global streams the loop restores
+            self.agent = agent = self.algo(self.policy, venv, seed=None, device="cpu", verbose=0, **self.settings)
+        finally:
+            venv.close()
+        agent.policy.load_state_dict(_prefixed(tensors, "policy."))
+        load_optimizer(agent.policy.optimizer, _prefixed(tensors, "optimizer."), counters["optimizer"])
+        agent.num_timesteps, agent._n_updates = counters["num_timesteps"], counters["n_updates"]
+        if hasattr(agent, "_n_calls"):
+            agent._n_calls = counters["n_calls"]
+        agent.action_space.np_random.bit_generator.state = counters["action_space"]
+        if "buffer" in counters:
+            for name, value in _prefixed(tensors, "buffer.").items():
+                getattr(agent.replay_buffer, name)[...] = value.numpy()
+            agent.replay_buffer.pos, agent.replay_buffer.full = counters["buffer"]["pos"], counters["buffer"]["full"]
 
 
 class CMAESLearner:
@@ -296,6 +394,18 @@ class CMAESLearner:
         x = self.features(obs) if self.features is not None else flat_features(obs, None, None)
         action = self.controller(np.asarray(x, dtype=np.float32))
         return action.detach().cpu().numpy() if torch.is_tensor(action) else np.asarray(action)
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The last parameters and the next CMA-ES seed."""
+        tensors = {} if self.params is None else {"params": torch.from_numpy(np.array(self.params))}
+        return tensors, {"next_seed": next(copy.copy(self._seeds))}
+
+    def restore(self, tensors: Mapping[str, torch.Tensor], counters: Mapping[str, Any], model: WorldModel,
+                dream: EnvFactory) -> None:
+        if "params" in tensors:
+            self.params = tensors["params"].numpy().copy()
+            self.controller.set_params(self.params)
+        self._seeds = iter(range(counters["next_seed"], 2**31 - 1))
 
 
 class ActorCriticLearner:
@@ -336,8 +446,58 @@ class ActorCriticLearner:
             metrics = self.agent.update(model, start, self.generator)
         return {**metrics, "seconds": time.perf_counter() - started}
 
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The agent and its two optimizers, the rounds so far and the generator of its imagination."""
+        tensors, counters = {"generator": self.generator.get_state()}, {"rounds": self.rounds}
+        if self.agent is not None:
+            tensors |= {f"agent.{k}": v for k, v in self.agent.state_dict().items()}
+            for name in ("actor_opt", "critic_opt"):
+                optimizer, counters[name] = optimizer_tensors(getattr(self.agent, name))
+                tensors |= {f"{name}.{k}": v for k, v in optimizer.items()}
+        return tensors, counters
+
+    def restore(self, tensors: Mapping[str, torch.Tensor], counters: Mapping[str, Any], model: WorldModel,
+                dream: EnvFactory) -> None:
+        self.model, self.rounds = model, counters["rounds"]
+        if "actor_opt" in counters:
+            with torch.no_grad():
+                dim = int(model.features(model.initial_state(1)).shape[-1])
+            self.agent = ActorCritic(dim, model.action_space, self.config).to(model.device)
+            self.agent.load_state_dict(_prefixed(tensors, "agent."))
+            for name in ("actor_opt", "critic_opt"):
+                load_optimizer(getattr(self.agent, name), _prefixed(tensors, f"{name}."), counters[name])
+        self.generator = torch.Generator(device=model.device)
+        self.generator.set_state(tensors["generator"])
+
     def act(self, obs: Any) -> np.ndarray:
         n = len(next(iter(obs.values()))) if isinstance(obs, dict) else len(obs)
         features = model_features(self.model)(obs, None, np.ones(n, dtype=bool))  # a fresh filter: one frame
         with torch.no_grad():
             return self.agent.act(features, generator=self.generator).cpu().numpy()
+
+
+_BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+def _prefixed(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer's state as flat tensors ``"{param}.{slot}"`` and JSON (its param groups, any plain slots)."""
+    saved = optimizer.state_dict()
+    tensors, plain = {}, {}
+    for index, slots in saved["state"].items():
+        for name, value in slots.items():
+            (tensors if torch.is_tensor(value) else plain)[f"{index}.{name}"] = value
+    return tensors, {"param_groups": saved["param_groups"], "plain": plain}
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor],
+                   saved: Mapping[str, Any]) -> None:
+    """Puts back what ``optimizer_tensors`` took out."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in [*tensors.items(), *saved["plain"].items()]:
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})

@@ -160,3 +160,105 @@ def test_actor_critic_learner_learns_from_the_model_and_acts_on_real_observation
     assert any(not torch.equal(a, b) for a, b in zip(before, learner.agent.parameters(), strict=True))
     actions = learner.act(np.zeros((5, 4), np.float32))
     assert actions.shape == (5,) and set(actions.tolist()) <= {0, 1}
+
+
+class Killed(Exception):
+    """What the test raises in place of a process dying."""
+
+
+def a_learner(kind: str):
+    """A fresh learner of ``kind``, as a new process would build it."""
+    from stable_baselines3 import DQN
+
+    from model_zoo.agents import ActorCriticConfig
+    from model_zoo.agents.mbrl import ActorCriticLearner
+
+    if kind == "ppo":
+        return SB3Learner(PPO, to_vec_env=to_sb3, timesteps=64, num_envs=2, settings=dict(n_steps=32, batch_size=32))
+    if kind == "dqn":
+        return SB3Learner(DQN, to_vec_env=to_sb3, timesteps=64, num_envs=2,
+                          settings=dict(learning_starts=16, buffer_size=500, batch_size=16, train_freq=1))
+    if kind == "cmaes":
+        controller = LinearController(4, gym.make("CartPole-v1").action_space)
+        return CMAESLearner(controller, CMAES(generations=2, popsize=4, episodes_per_member=1, seed=0))
+    return ActorCriticLearner(ActorCriticConfig(hidden=16, horizon=4), updates=3, batch_size=4, seq_len=6)
+
+
+def learnt(learner) -> list[torch.Tensor]:
+    if isinstance(learner, CMAESLearner):
+        return [torch.as_tensor(learner.params)]
+    module = learner.agent if not isinstance(learner, SB3Learner) else learner.agent.policy
+    return [p.detach().clone() for p in module.state_dict().values()]
+
+
+@pytest.mark.parametrize("kind", ["ppo", "dqn", "cmaes", "actor_critic"])
+def test_a_killed_loop_resumes_as_if_it_had_never_stopped(kind, tmp_path):
+    config = LoopConfig(**TINY)
+    whole, learner = tmp_path / "whole", a_learner(kind)
+    straight = run_loop(cartpole_model(), learner, "CartPole-v1", dream, config, run_dir=whole, progress=False)
+    dying, rounds = a_learner(kind), []
+    learn = dying.learn
+
+    def learn_then_die(*args):
+        rounds.append(1)
+        if len(rounds) == 3:  # the last iteration dies after collecting and fitting: model/ is already newer
+            raise Killed
+        return learn(*args)
+
+    dying.learn = learn_then_die
+    with pytest.raises(Killed):
+        run_loop(cartpole_model(), dying, "CartPole-v1", dream, config, run_dir=tmp_path / "cut", progress=False)
+    assert len(json.loads((tmp_path / "cut" / "curve.json").read_text())["curve"]) == 2
+    again = a_learner(kind)
+    resumed = run_loop(cartpole_model(), again, "CartPole-v1", dream, config, run_dir=tmp_path / "cut",
+                       progress=False, resume=True)
+    keys = ("real_steps", "return_mean", "success_rate", "in_dream")
+    assert [[row[k] for k in keys] for row in resumed.curve] == [[row[k] for k in keys] for row in straight.curve]
+    assert all(torch.equal(a, b) for a, b in zip(learnt(learner), learnt(again), strict=True))
+    for a, b in zip(model_zoo.load(whole / "model").parameters(), model_zoo.load(tmp_path / "cut" / "model")
+                    .parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert [p.name for p in (tmp_path / "cut" / "state").iterdir()] == ["iteration2"]  # only the newest is kept
+
+
+def test_resume_runs_more_iterations_and_refuses_another_config(tmp_path):
+    two = LoopConfig(**{**TINY, "iterations": 2})
+    run_loop(cartpole_model(), a_learner("ppo"), "CartPole-v1", dream, two, run_dir=tmp_path / "a", progress=False)
+    longer = run_loop(cartpole_model(), a_learner("ppo"), "CartPole-v1", dream, LoopConfig(**TINY),
+                      run_dir=tmp_path / "a", progress=False, resume=True)
+    straight = run_loop(cartpole_model(), a_learner("ppo"), "CartPole-v1", dream, LoopConfig(**TINY),
+                        run_dir=tmp_path / "b", progress=False)
+    assert [row["return_mean"] for row in longer.curve] == [row["return_mean"] for row in straight.curve]
+    with pytest.raises(ValueError, match="another loop config"):
+        run_loop(cartpole_model(), a_learner("ppo"), "CartPole-v1", dream, LoopConfig(**{**TINY, "exploration": 0.5}),
+                 run_dir=tmp_path / "a", progress=False, resume=True)
+    for folder in (tmp_path / "a" / "state").iterdir():
+        for item in folder.iterdir():
+            item.unlink() if item.is_file() else None
+    with pytest.raises(ValueError, match="no saved state after iteration 2"):
+        run_loop(cartpole_model(), a_learner("ppo"), "CartPole-v1", dream, LoopConfig(**{**TINY, "iterations": 4}),
+                 run_dir=tmp_path / "a", progress=False, resume=True)
+
+
+def test_a_loop_killed_between_its_state_and_its_curve_resumes_from_the_curve(tmp_path, monkeypatch):
+    import model_zoo.agents.mbrl as mbrl
+
+    straight = run_loop(cartpole_model(), a_learner("ppo"), "CartPole-v1", dream, LoopConfig(**TINY),
+                        run_dir=tmp_path / "whole", progress=False)
+    writes, write = [], mbrl.atomic_write
+
+    def write_then_die(*args):
+        writes.append(1)
+        if len(writes) == 3:  # the third curve: iteration 2's state is on disk, its row is not
+            raise Killed
+        return write(*args)
+
+    monkeypatch.setattr(mbrl, "atomic_write", write_then_die)
+    with pytest.raises(Killed):
+        run_loop(cartpole_model(), a_learner("ppo"), "CartPole-v1", dream, LoopConfig(**TINY),
+                 run_dir=tmp_path / "cut", progress=False)
+    monkeypatch.setattr(mbrl, "atomic_write", write)
+    assert sorted(p.name for p in (tmp_path / "cut" / "state").iterdir()) == ["iteration1", "iteration2"]
+    resumed = run_loop(cartpole_model(), a_learner("ppo"), "CartPole-v1", dream, LoopConfig(**TINY),
+                       run_dir=tmp_path / "cut", progress=False, resume=True)
+    assert [row["return_mean"] for row in resumed.curve] == [row["return_mean"] for row in straight.curve]
