@@ -85,7 +85,7 @@ def check_merge(tmp_path: Path) -> None:
     assert "(merged: causal_vae_mdnrnn kept from the board of" in (tmp_path / "out" / "leaderboard.md").read_text()
     fewer = [*args[:6], "1", *args[7:]]
     refused = subprocess.run(fewer, capture_output=True, text=True, timeout=600, env=dict(os.environ), cwd=tmp_path)
-    assert refused.returncode != 0 and "has 2 seeds, this run 1" in refused.stderr
+    assert refused.returncode != 0 and "has seeds 2, this run 1" in refused.stderr
 
 
 def check_shipped(tmp_path: Path) -> None:
