@@ -68,7 +68,9 @@ __all__ = [
     "load_state_dict_checked",
     "deserialize_space",
     "load",
+    "load_optimizer_state",
     "load_tensors",
+    "optimizer_tensors",
     "round_to_storage",
     "read_config",
     "save",
@@ -481,6 +483,33 @@ def check_weights(directory: str | Path, config: Mapping[str, Any], metadata: Ma
             f"{directory / WEIGHTS_FILE}: content does not match the SHA-256 that {CONFIG_FILE} records "
             f"({actual[:12]}... instead of {expected[:12]}...): the file was changed or damaged after saving"
         )
+
+
+def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """An optimizer's state without pickle: its tensors as ``"state.{param}.{slot}"`` and JSON (the param
+    groups, and the slots that are not tensors)."""
+    saved = optimizer.state_dict()
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, values in saved["state"].items():
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{index}.{name}"] = value
+            else:
+                scalars.setdefault(str(index), {})[name] = value
+    return tensors, {"param_groups": saved["param_groups"], "scalars": scalars}
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: Mapping[str, Tensor],
+                         saved: Mapping[str, Any]) -> None:
+    """Puts back into ``optimizer`` what ``optimizer_tensors`` took out of one like it."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, tensor in tensors.items():
+        _, index, name = key.split(".", 2)
+        state.setdefault(int(index), {})[name] = tensor
+    for index, values in saved["scalars"].items():
+        state.setdefault(int(index), {}).update(values)
+    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
 
 
 def load_state_dict_checked(model: nn.Module, tensors: Mapping[str, Tensor], where: str = "checkpoint") -> None:

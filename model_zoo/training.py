@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from model_zoo import distributed
 from model_zoo.base import Batch
@@ -59,15 +59,18 @@ from model_zoo.checkpoint import (
     atomic_write,
     check_weights,
     config_to_json,
+    load_optimizer_state,
     load_state_dict_checked,
     load_tensors,
+    optimizer_tensors,
     read_config,
     save,
     save_tensors,
 )
 from model_zoo.metrics_log import CSVLog
 
-__all__ = ["CHECKPOINT_DIR", "METRICS_FILE", "OLD_CHECKPOINT_DIR", "PRECISIONS", "fit", "make_sampler"]
+__all__ = ["CHECKPOINT_DIR", "METRICS_FILE", "OLD_CHECKPOINT_DIR", "PRECISIONS", "fit", "make_sampler", "rng_state",
+           "set_rng_state"]
 
 CHECKPOINT_DIR = "checkpoint"
 METRICS_FILE = "metrics.csv"
@@ -372,23 +375,15 @@ def _write_checkpoint(run_path: Path, model: nn.Module, optimizer: torch.optim.O
     tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=run_path))
     try:
         save(model, tmp)
-        opt_state = optimizer.state_dict()
-        tensors: dict[str, Tensor] = {}
-        scalars: dict[str, dict[str, Any]] = {}
-        for index, values in opt_state["state"].items():
-            for name, value in values.items():
-                if torch.is_tensor(value):
-                    tensors[f"state.{index}.{name}"] = value
-                else:
-                    scalars.setdefault(str(index), {})[name] = value
+        tensors, opt_state = optimizer_tensors(optimizer)
         save_tensors(tmp / _OPTIMIZER_FILE, tensors, {"format": "pt", "model_zoo": _TRAINER_FORMAT})
         trainer = {
             "format": _TRAINER_FORMAT,
             "version": 1,
             "step": step,
             "seed": seed,
-            "optimizer": {"param_groups": opt_state["param_groups"], "scalars": scalars},
-            "rng": _rng_state(),
+            "optimizer": opt_state,
+            "rng": rng_state(),
             "sampler": _sampler_state(sampler),
             "metrics": {"sums": accumulator.sums, "counts": accumulator.counts},
         }
@@ -436,25 +431,18 @@ def _restore(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
         if trainer.get("format") != _TRAINER_FORMAT:
             raise ValueError(f"format is {trainer.get('format')!r}")
         step = int(trainer["step"])
-        groups = trainer["optimizer"]["param_groups"]
-        scalars = trainer["optimizer"]["scalars"]
+        saved = {"param_groups": trainer["optimizer"]["param_groups"], "scalars": trainer["optimizer"]["scalars"]}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise CheckpointError(f"{directory / _TRAINER_FILE}: unreadable training state: {error}") from None
     tensors, _ = load_tensors(directory / _OPTIMIZER_FILE)
-    state: dict[int, dict[str, Any]] = {}
-    for key, tensor in tensors.items():
-        _, index, name = key.split(".", 2)
-        state.setdefault(int(index), {})[name] = tensor
-    for index, values in scalars.items():
-        state.setdefault(int(index), {}).update(values)
     try:
-        optimizer.load_state_dict({"state": state, "param_groups": groups})
+        load_optimizer_state(optimizer, tensors, saved)
     except (ValueError, KeyError, RuntimeError) as error:
         raise CheckpointError(f"{directory / _OPTIMIZER_FILE}: does not fit this model's optimizer: {error}") from None
     for group in optimizer.param_groups:
         group["lr"], group["weight_decay"] = lr, weight_decay
     own = _own_state(trainer, world)
-    _set_rng_state(own["rng"])
+    set_rng_state(own["rng"])
     if not _load_sampler_state(sampler, own.get("sampler")) and step > 0:
         warnings.warn(
             f"the sampler ({type(sampler).__name__}) has no saved state to restore; the resumed run draws "
@@ -466,7 +454,7 @@ def _restore(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer
 
 def _rank_state(sampler: Any) -> dict[str, Any]:
     """What a rank's next batches and noise depend on: its RNG states and its sampler's state."""
-    return {"rng": _rng_state(), "sampler": _sampler_state(sampler)}
+    return {"rng": rng_state(), "sampler": _sampler_state(sampler)}
 
 
 def _own_state(trainer: Mapping[str, Any], world: distributed.World) -> Mapping[str, Any]:
@@ -503,7 +491,8 @@ def _json_roundtrip(value: Any) -> Any:
     return json.loads(json.dumps(value))
 
 
-def _rng_state() -> dict[str, Any]:
+def rng_state() -> dict[str, Any]:
+    """torch's (and CUDA's), numpy's and Python's global random states, as JSON."""
     state: dict[str, Any] = {
         "torch": torch.get_rng_state().tolist(),
         "numpy": _encode(np.random.get_state(legacy=False)),  # noqa: NPY002 (code that still uses it)
@@ -514,7 +503,8 @@ def _rng_state() -> dict[str, Any]:
     return state
 
 
-def _set_rng_state(state: Mapping[str, Any]) -> None:
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Puts back what ``rng_state`` returned."""
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
     if "numpy" in state:
         np.random.set_state(_decode(state["numpy"]))  # noqa: NPY002

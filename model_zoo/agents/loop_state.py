@@ -15,26 +15,29 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from model_zoo.checkpoint import atomic_write, load_tensors, save_tensors
+from model_zoo.training import rng_state, set_rng_state
 
-__all__ = ["STATE_DIR", "load_state", "prune_states", "restore_random", "save_state", "state_folder"]
+__all__ = ["STATE_DIR", "load_state", "prefixed", "prune_states", "restore_random", "save_state", "state_folder"]
 
 STATE_DIR = "state"
-_TORCH_RNG = "torch_rng"
 
 
 def state_folder(run_path: Path, iteration: int) -> Path:
     return run_path / STATE_DIR / f"iteration{iteration}"
+
+
+def prefixed(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The tensors whose names start with ``prefix``, named without it."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def save_state(run_path: Path, iteration: int, model: Any,
@@ -49,11 +52,8 @@ def save_state(run_path: Path, iteration: int, model: Any,
     staging.mkdir(parents=True)
     model.save(staging / "model")
     tensors, counters = learner_state if learner_state is not None else ({}, None)
-    save_tensors(staging / "learner.safetensors", {**tensors, _TORCH_RNG: torch.get_rng_state()})
-    numpy_global = np.random.get_state()  # noqa: NPY002  (SB3 draws its minibatches from the global one)
-    streams = {"exploration": rng.bit_generator.state,
-               "numpy": [numpy_global[0], numpy_global[1].tolist(), *numpy_global[2:]],
-               "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]]}
+    save_tensors(staging / "learner.safetensors", tensors)
+    streams = {"exploration": rng.bit_generator.state, "global": rng_state()}
     atomic_write(staging / "loop.json", json.dumps({"iteration": iteration, "learner": counters,
                                                      "random": streams}) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
@@ -73,15 +73,10 @@ def load_state(folder: Path) -> tuple[dict[str, Tensor], dict[str, Any] | None, 
     (restore them last)."""
     tensors, _ = load_tensors(folder / "learner.safetensors")
     saved = json.loads((folder / "loop.json").read_text())
-    saved["random"]["torch"] = tensors.pop(_TORCH_RNG)
     return tensors, saved["learner"], saved["random"]
 
 
 def restore_random(streams: Mapping[str, Any], rng: np.random.Generator) -> None:
-    """Puts the saved random streams back: the loop's ``rng`` and the global ones."""
+    """Puts the saved random streams back: the loop's ``rng`` and the global ones (``training.rng_state``)."""
     rng.bit_generator.state = streams["exploration"]
-    name, keys, *rest = streams["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))  # noqa: NPY002
-    version, internal, gauss = streams["python"]
-    random.setstate((version, tuple(internal), gauss))
-    torch.set_rng_state(streams["torch"])
+    set_rng_state(streams["global"])

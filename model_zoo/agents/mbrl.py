@@ -42,7 +42,14 @@ from tqdm.auto import tqdm
 
 from model_zoo.agents.actor_critic import ActorCritic, start_states
 from model_zoo.agents.controllers import flat_features, model_features
-from model_zoo.agents.loop_state import load_state, prune_states, restore_random, save_state, state_folder
+from model_zoo.agents.loop_state import (
+    load_state,
+    prefixed,
+    prune_states,
+    restore_random,
+    save_state,
+    state_folder,
+)
 from model_zoo.agents.transfer import (
     CMAES,
     EnvFactory,
@@ -52,7 +59,7 @@ from model_zoo.agents.transfer import (
     train_controller,
 )
 from model_zoo.base import WorldModel
-from model_zoo.checkpoint import atomic_write
+from model_zoo.checkpoint import atomic_write, load_optimizer_state, optimizer_tensors
 from model_zoo.checkpoint import load as load_model
 from model_zoo.data import Episode, SequenceSampler, collect, load_episodes
 from model_zoo.data.episodes import check_positive_int, datasets_root
@@ -362,14 +369,14 @@ class SB3Learner:
             self.agent = agent = self.algo(self.policy, venv, seed=None, device="cpu", verbose=0, **self.settings)
         finally:
             venv.close()
-        agent.policy.load_state_dict(_prefixed(tensors, "policy."))
-        load_optimizer(agent.policy.optimizer, _prefixed(tensors, "optimizer."), counters["optimizer"])
+        agent.policy.load_state_dict(prefixed(tensors, "policy."))
+        load_optimizer_state(agent.policy.optimizer, prefixed(tensors, "optimizer."), counters["optimizer"])
         agent.num_timesteps, agent._n_updates = counters["num_timesteps"], counters["n_updates"]
         if hasattr(agent, "_n_calls"):
             agent._n_calls = counters["n_calls"]
         agent.action_space.np_random.bit_generator.state = counters["action_space"]
         if "buffer" in counters:
-            for name, value in _prefixed(tensors, "buffer.").items():
+            for name, value in prefixed(tensors, "buffer.").items():
                 getattr(agent.replay_buffer, name)[...] = value.numpy()
             agent.replay_buffer.pos, agent.replay_buffer.full = counters["buffer"]["pos"], counters["buffer"]["full"]
 
@@ -463,9 +470,9 @@ class ActorCriticLearner:
             with torch.no_grad():
                 dim = int(model.features(model.initial_state(1)).shape[-1])
             self.agent = ActorCritic(dim, model.action_space, self.config).to(model.device)
-            self.agent.load_state_dict(_prefixed(tensors, "agent."))
+            self.agent.load_state_dict(prefixed(tensors, "agent."))
             for name in ("actor_opt", "critic_opt"):
-                load_optimizer(getattr(self.agent, name), _prefixed(tensors, f"{name}."), counters[name])
+                load_optimizer_state(getattr(self.agent, name), prefixed(tensors, f"{name}."), counters[name])
         self.generator = torch.Generator(device=model.device)
         self.generator.set_state(tensors["generator"])
 
@@ -476,28 +483,5 @@ class ActorCriticLearner:
             return self.agent.act(features, generator=self.generator).cpu().numpy()
 
 
+
 _BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
-
-
-def _prefixed(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """An optimizer's state as flat tensors ``"{param}.{slot}"`` and JSON (its param groups, any plain slots)."""
-    saved = optimizer.state_dict()
-    tensors, plain = {}, {}
-    for index, slots in saved["state"].items():
-        for name, value in slots.items():
-            (tensors if torch.is_tensor(value) else plain)[f"{index}.{name}"] = value
-    return tensors, {"param_groups": saved["param_groups"], "plain": plain}
-
-
-def load_optimizer(optimizer: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor],
-                   saved: Mapping[str, Any]) -> None:
-    """Puts back what ``optimizer_tensors`` took out."""
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in [*tensors.items(), *saved["plain"].items()]:
-        index, name = key.split(".", 1)
-        state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
