@@ -61,6 +61,7 @@ from model_zoo.nets.stick_breaking import (
 )
 from model_zoo.nets.tokens import GRID
 from model_zoo.nets.vector_delta import VectorDelta
+from model_zoo.registry import PRESET_NAMES, Preset
 from model_zoo.spaces import IMAGE_SIZE, ObsSpec
 
 __all__ = ["TASKS", "Config", "DPGMMVRNN", "Usage"]
@@ -138,6 +139,10 @@ class Config:
         object.__setattr__(self, "task_weights", tuple(float(w) for w in self.task_weights))  # JSON lists back
 
 
+# campusnav-state: the change head keeps the agent's cell exact, as for vae_mdnrnn and rssm
+PRESETS = {name: Preset() for name in PRESET_NAMES} | {"campusnav-state": Preset(config={"delta_vector": True})}
+
+
 class Usage(NamedTuple):
     """Mixture usage per step: the prior's expected weights and the posterior's responsibilities, (..., K) each."""
 
@@ -208,6 +213,7 @@ class DPGMMVRNN(WorldModel):
     """
 
     Config = Config
+    presets = PRESETS
     first_action = "lowest"  # trained so: an episode's first action is encoded as the lowest action
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: Config | None = None):

@@ -18,7 +18,7 @@ TINY = {
                        balancer="sum"),
 }
 MODELS = list(TINY)
-PRESET_ON = ["vae_mdnrnn"]  # models whose campusnav-state preset turns the head on
+PRESET_ON = ["vae_mdnrnn", "dpgmm_vrnn"]  # models whose campusnav-state preset turns the head on
 VECTOR3 = spaces.Box(-1.0, 1.0, (3,), np.float32)
 DICT = spaces.Dict({"image": IMAGE, "state": VECTOR3})
 ACTIONS = spaces.Discrete(3)
