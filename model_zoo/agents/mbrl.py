@@ -212,7 +212,7 @@ def run_loop(
         count = config.initial_episodes if iteration == 0 else config.episodes
         dataset = collect(env_id, num_episodes=count, num_envs=min(config.num_envs, count), policy=policy,
                           seed=config.seed + (iteration + 1) * _COLLECTION_SEED, env_kwargs=env_kwargs,
-                          dataset_id=f"mbrl/iteration{iteration}-v0", data_path=run_path / "data", progress=False)
+                          dataset_id=_dataset_id(iteration), data_path=run_path / "data", progress=False)
         episodes += load_episodes(dataset)
         model_log = _fit(model, episodes, config, config.initial_fit_steps if iteration == 0 else config.fit_steps,
                          iteration)
@@ -253,17 +253,19 @@ def _resume(run_path: Path, model: WorldModel, learner: Learner, dream: DreamFac
     tensors, counters, streams = load_state(folder)
     if counters is None or not hasattr(learner, "restore"):
         raise ValueError(f"{type(learner).__name__} has no state() and restore(): a loop with it cannot resume")
-    with datasets_root(run_path / "data"):
-        namespace = get_dataset_path("mbrl/iteration0-v0").parent
-    for unfinished in namespace.glob("iteration*-v0"):  # collected by an iteration that did not end
-        if int(unfinished.name.removeprefix("iteration").removesuffix("-v0")) >= done:
-            shutil.rmtree(unfinished)
-    episodes = [e for k in range(done) for e in load_episodes(f"mbrl/iteration{k}-v0", data_path=run_path / "data")]
+    with datasets_root(run_path / "data"):  # iterations run one after another: only the next can have begun
+        shutil.rmtree(get_dataset_path(_dataset_id(done)), ignore_errors=True)
+    episodes = [e for k in range(done) for e in load_episodes(_dataset_id(k), data_path=run_path / "data")]
     model.load_state_dict(load_model(folder / "model", map_location=model.device).state_dict())
     model.eval()
     learner.restore(tensors, counters, model, lambda n: dream(model, episodes, n))
     restore_random(streams, rng)
     return LoopResult(saved["curve"], saved["random"]), episodes
+
+
+def _dataset_id(iteration: int) -> str:
+    """The Minari id of the episodes ``iteration`` collects, under the run folder's ``data/``."""
+    return f"mbrl/iteration{iteration}-v0"
 
 
 def _exploring(act: Callable[[Any], np.ndarray], action_space: gym.Space, epsilon: float,
