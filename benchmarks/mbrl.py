@@ -144,7 +144,7 @@ def loop_curve(args: Args, model: str, seed: int) -> dict[str, list[float]]:
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list[float]]:
     return {"steps": [r["real_steps"] for r in rows], "return_mean": [r["return_mean"] for r in rows],
-            "success_rate": [r["success_rate"] for r in rows]}
+            "success_rate": [r["success_rate"] for r in rows], "seconds": [r["seconds"] for r in rows]}
 
 
 def at_steps(curve: dict[str, list[float]], steps: float, key: str) -> float:
@@ -190,16 +190,9 @@ def targets(reality: list[dict], loops: dict[str, list[dict]], random_return: fl
     ]
 
 
-def run_minutes(args: Args) -> dict[str, float]:
+def run_minutes(loops: dict[str, list[dict[str, list[float]]]]) -> dict[str, float]:
     """Each model's loop runs' wall minutes in all, as their curve files recorded them."""
-    minutes = {}
-    for model in args.models:
-        seconds = 0.0
-        for seed in range(args.seeds):
-            rows = json.loads((Path(args.work) / model / f"seed{seed}" / "curve.json").read_text())["curve"]
-            seconds += sum(row["seconds"] for row in rows)
-        minutes[model] = seconds / 60
-    return minutes
+    return {model: sum(sum(curve["seconds"]) for curve in curves) / 60 for model, curves in loops.items()}
 
 
 def merge_earlier(earlier: dict[str, Any], loops: dict[str, list[dict]], minutes: dict[str, float]) -> list[str]:
@@ -251,7 +244,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     reality = [reality_curve(args, seed) for seed in range(args.seeds)]
     first = json.loads((Path(args.work) / args.models[0] / "seed0" / "curve.json").read_text())
     random = first["random"]
-    minutes = run_minutes(args)
+    minutes = run_minutes(loops)
     merged = merge_earlier(earlier, loops, minutes) if earlier is not None else []
     checks = targets(reality, loops, random["return_mean"])
     rows = [["reality PPO (tuned)", f"{reality[0]['steps'][-1]:,}",
