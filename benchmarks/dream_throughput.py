@@ -43,6 +43,7 @@ import model_zoo
 from campusnav.bench import vector_stepper
 from campusnav.harness import Target, machine_info, markdown_table, measure_rate, write_json
 from campusnav.threads import use_threads
+from model_zoo.agents.mbrl import silent_sb3
 from wrappers import DreamVectorEnv, to_sb3
 
 ENV_ID = "CampusNav-v0"
@@ -82,7 +83,7 @@ def time_vector(envs: gym.vector.VectorEnv, seconds: float, warmup: float, repea
 
 def time_ppo(venv, policy: str, timesteps: int, seed: int = 0) -> float:
     """Frames per second of ``PPO.learn(timesteps)`` on an SB3 VecEnv (after one warm-up rollout)."""
-    agent = PPO(policy, venv, seed=seed, device="cpu", verbose=0, **PPO_SETTINGS)
+    agent = silent_sb3(PPO(policy, venv, seed=seed, device="cpu", verbose=0, **PPO_SETTINGS))
     agent.learn(total_timesteps=PPO_SETTINGS["n_steps"] * venv.num_envs)  # warm-up: one rollout and update
     start = time.perf_counter()
     agent.learn(total_timesteps=timesteps, reset_num_timesteps=True)

@@ -45,6 +45,7 @@ from stable_baselines3.common.vec_env.stacked_observations import StackedObserva
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 from campusnav.ppo import DQN_SETTINGS, PPO_SETTINGS, PotentialShaping
+from model_zoo.agents.mbrl import silent_sb3
 from model_zoo.agents.transfer import BatchPolicy, EnvFactory, Evaluation, Outcomes, evaluate_policy
 from wrappers import to_sb3
 
@@ -172,7 +173,7 @@ def make_agent(baseline: Baseline, venv: VecEnv, timesteps: int, seed: int) -> B
     if baseline.lr_decay:
         start = float(params["learning_rate"])
         params["learning_rate"] = lambda progress_remaining: start * progress_remaining
-    return ALGOS[baseline.algo](baseline.policy, venv, seed=seed, device="cpu", verbose=0, **params)
+    return silent_sb3(ALGOS[baseline.algo](baseline.policy, venv, seed=seed, device="cpu", verbose=0, **params))
 
 
 def agent_policy(agent: BaseAlgorithm, baseline: Baseline, seed: int = 0) -> BatchPolicy:

@@ -75,6 +75,7 @@ __all__ = [
     "LoopResult",
     "SB3Learner",
     "run_loop",
+    "silent_sb3",
 ]
 
 DreamFactory = Callable[[WorldModel, Sequence[Episode], int], gym.vector.VectorEnv]
@@ -302,6 +303,18 @@ def _fit(model: WorldModel, episodes: list[Episode], config: LoopConfig, steps: 
     return {k: float(v) for k, v in history[-1].items()} if history else {}
 
 
+def silent_sb3(agent: Any) -> Any:
+    """``agent`` (a stable-baselines3 algorithm) with a logger that writes nothing and nowhere.
+
+    With SB3's own logger every ``learn`` call of a silent agent still makes an empty
+    ``SB3-<date and time>`` folder in the temp directory: hundreds in a loop run.
+    """
+    from stable_baselines3.common.logger import Logger
+
+    agent.set_logger(Logger(folder=None, output_formats=[]))
+    return agent
+
+
 class SB3Learner:
     """Any stable-baselines3 algorithm that takes a VecEnv, trained ``timesteps`` per iteration in the dream.
 
@@ -330,7 +343,8 @@ class SB3Learner:
         started = time.perf_counter()
         try:
             if self.agent is None:
-                self.agent = self.algo(self.policy, venv, seed=self.seed, device="cpu", verbose=0, **self.settings)
+                self.agent = silent_sb3(self.algo(self.policy, venv, seed=self.seed, device="cpu", verbose=0,
+                                                  **self.settings))
             else:
                 venv.seed(self.seed + self.agent.num_timesteps)  # SB3 seeds only the first env it is given
                 self.agent.set_env(venv)
@@ -368,7 +382,8 @@ class SB3Learner:
             return
         venv = self._venv(dream)
         try:  # seed=None: building the agent must not reseed the global streams the loop restores
-            self.agent = agent = self.algo(self.policy, venv, seed=None, device="cpu", verbose=0, **self.settings)
+            self.agent = agent = silent_sb3(self.algo(self.policy, venv, seed=None, device="cpu", verbose=0,
+                                                      **self.settings))
         finally:
             venv.close()
         agent.policy.load_state_dict(prefixed(tensors, "policy."))
