@@ -62,7 +62,7 @@ from campusnav.leaderboard.data import campus_data, campus_pixel_data, car_data,
 from campusnav.leaderboard.ledger import Ledger
 from campusnav.leaderboard.reality import reality_folder, run_reality
 from campusnav.leaderboard.report import plot, tables, targets
-from campusnav.leaderboard.summary import bootstrap_interval, cell_row, summarize
+from campusnav.leaderboard.summary import PIXEL_PREFIXES, bootstrap_interval, cell_row, summarize
 from campusnav.pretrain import BUDGET_FILE, PretrainArgs, export
 from campusnav.threads import use_threads
 from model_zoo.parallel import INSTALL_HINT, map_tasks, ray_available
@@ -196,24 +196,47 @@ def collect_rows(args: Args, budget: Budget) -> tuple[dict, dict, dict]:
     return rows, curves, baseline
 
 
-def merge_earlier(path: Path, rows: dict, curves: dict, baseline: dict[str, Any], seeds: int) -> list[str]:
-    """Adds to ``rows`` and ``curves`` the models of the board at ``path`` that this run did not measure; lines
-    that say which were kept and how this run's reality compares with that board's (the kept transfers' own).
+def merge_earlier(path: Path, rows: dict, curves: dict, baseline: dict[str, Any], seeds: int,
+                  pixels: bool) -> list[str]:
+    """Adds to ``rows`` and ``curves`` the models of the board at ``path`` that this run did not measure, and
+    without ``pixels`` the frame columns of the models it did measure that their cells lack; lines that say
+    what was kept and how this run's reality compares with that board's (the kept transfers' own).
 
     Raises:
         SystemExit: there is no board at ``path``, or it has other seeds.
     """
     earlier = earlier_results(path, "board", {"seeds": seeds})
     kept = [model for model in earlier["per_seed"] if model not in rows]
-    for model in kept:  # a NaN was written as null (no do() for the model, a stage a cell lacks)
-        rows[model] = [{k: math.nan if v is None else v for k, v in row.items()} for row in earlier["per_seed"][model]]
+    for model in kept:
+        rows[model] = [_nan_for_null(row) for row in earlier["per_seed"][model]]
         if model in earlier.get("curves", {}):
             curves[model] = earlier["curves"][model]
+    measured = [model for model in rows if model not in kept and model in earlier["per_seed"]]
+    framed = [] if pixels else [model for model in measured if _keep_frames(rows[model], earlier["per_seed"][model])]
     was = earlier["reality"]
     gaps = ", ".join(f"{name} {baseline[f'{name}_return']:.3f} vs {was[f'{name}_return']:.3f}"
                      for name in ("random", "cmaes", "ppo") if f"{name}_return" in was)
-    return [f"(merged: {', '.join(kept) or 'no model'} kept from the board of {earlier['date']}; reality's mean "
-            f"returns, this run vs that board: {gaps})"]
+    frames = f"; the frame columns of {', '.join(framed)} too" if framed else ""
+    return [f"(merged: {', '.join(kept) or 'no model'} kept from the board of {earlier['date']}{frames}; "
+            f"reality's mean returns, this run vs that board: {gaps})"]
+
+
+def _keep_frames(rows: list[dict[str, Any]], earlier: list[dict[str, Any]]) -> bool:
+    """Fills, seed by seed, the frame columns (``PIXEL_PREFIXES``) ``rows`` lack from the ``earlier`` board's
+    rows of the model; whether it filled any (none where a seed is missing on either side)."""
+    filled = False
+    for row, old in zip(rows, earlier, strict=True) if len(rows) == len(earlier) else []:
+        lacking = {k: v for k, v in _nan_for_null(old).items()
+                   if k.startswith(PIXEL_PREFIXES) and math.isnan(row.get(k, math.nan))}
+        row.update(lacking)
+        filled |= bool(lacking)
+    return filled
+
+
+def _nan_for_null(row: dict[str, Any]) -> dict[str, Any]:
+    """A per-seed row as the board's JSON has it, NaN where it wrote null (no do() for the model, a stage a cell
+    lacks)."""
+    return {k: math.nan if v is None else v for k, v in row.items()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -234,7 +257,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run_all(args, budget)
     wall = time.perf_counter() - started
     rows, curves, baseline = collect_rows(args, budget)
-    merged = merge_earlier(out / "leaderboard.json", rows, curves, baseline, args.seeds) if args.merge else []
+    merged = (merge_earlier(out / "leaderboard.json", rows, curves, baseline, args.seeds, args.pixels)
+              if args.merge else [])
     summary = summarize(rows)
     default_run = (not args.quick and not args.models and args.seeds == 3 and budget == Budget() and not resumed
                    and not args.report_only and not args.merge)

@@ -22,7 +22,8 @@ from campusnav.leaderboard.cell import late_share
 from model_zoo.agents.transfer import transfer_ratio
 from model_zoo.causal.statistics import ranks as average_ranks
 
-__all__ = ["COLUMNS", "RANKED", "Column", "bootstrap_interval", "cell_row", "rank_intervals", "summarize"]
+__all__ = ["COLUMNS", "PIXEL_PREFIXES", "RANKED", "Column", "bootstrap_interval", "cell_row", "rank_intervals",
+           "summarize"]
 
 REPS = 2000
 
@@ -51,6 +52,8 @@ COLUMNS = (
     Column("car_psnr@1", "higher", "pixels"), Column("car_psnr@16", "higher", "pixels"),
 )
 RANKED = ("precision@16", "tv@16", "cmaes_transfer")
+PIXEL_PREFIXES = ("px_", "car_")
+"""Names of the per-seed columns measured on frames (the ``campus_pixels`` and ``car`` stages)."""
 
 
 def cell_row(cell: Mapping[str, Any], reality: Mapping[str, Any], long: int) -> dict[str, float]:

@@ -83,6 +83,17 @@ def check_merge(tmp_path: Path) -> None:
     assert after["per_seed"]["causal_vae_mdnrnn"] == before["per_seed"]["causal_vae_mdnrnn"]
     assert set(after["curves"]) == {"mlp", "causal_vae_mdnrnn"}
     assert "(merged: causal_vae_mdnrnn kept from the board of" in (tmp_path / "out" / "leaderboard.md").read_text()
+    # a model measured again without frames keeps its frame columns from the board
+    for seed in (0, 1):
+        ledger = tmp_path / "work" / "quick" / "cells" / "mlp" / f"seed{seed}" / "stages.json"
+        ledger.write_text(json.dumps({k: v for k, v in json.loads(ledger.read_text()).items()
+                                      if k not in ("campus_pixels", "car")}))
+    subprocess.run([*args, "--no-pixels", "--report-only"], check=True, capture_output=True, timeout=600,
+                   env=dict(os.environ), cwd=tmp_path)
+    framed = json.loads((tmp_path / "out" / "leaderboard.json").read_text())
+    assert {k: v for k, v in framed["per_seed"]["mlp"][1].items() if k.startswith(("px_", "car_"))} == {
+        k: v for k, v in after["per_seed"]["mlp"][1].items() if k.startswith(("px_", "car_"))} != {}
+    assert "the frame columns of mlp too" in (tmp_path / "out" / "leaderboard.md").read_text()
     fewer = [*args[:6], "1", *args[7:]]
     refused = subprocess.run(fewer, capture_output=True, text=True, timeout=600, env=dict(os.environ), cwd=tmp_path)
     assert refused.returncode != 0 and "has seeds 2, this run 1" in refused.stderr
