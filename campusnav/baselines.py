@@ -143,6 +143,7 @@ PRESETS: dict[str, Baseline] = {
     "pixels-cnn": _DEFAULT.replace(obs_mode="pixels", shaping=0.0),
 }
 PRESETS["tuned"] = PRESETS["lr1e-3-decay"]  # the sweep's winner by success at its budget (docs/results/sb3_sweep.md)
+PRESETS["recurrent-tuned"] = PRESETS["tuned"].replace(algo="recurrent_ppo")  # only the LSTM differs from tuned
 """Named settings; :data:`SWEEP` lists the PPO candidates the sweep of ``benchmarks/sb3_reality.py`` compares."""
 SWEEP = ("default", "epochs10", "lr1e-3-decay", "long-rollout", "envs32-wide", "ent0", "framestack4",
          "epochs10-wide-decay")

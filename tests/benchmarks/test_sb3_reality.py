@@ -90,6 +90,11 @@ def test_every_kind_of_agent_learns_and_is_scored(name, tmp_path, monkeypatch):
     assert outcomes.returns.shape == (2,)
 
 
+def test_recurrent_tuned_differs_from_tuned_by_its_memory_only():
+    recurrent, tuned = PRESETS["recurrent-tuned"], PRESETS["tuned"]
+    assert recurrent.policy == "MlpLstmPolicy" and recurrent.replace(algo="ppo") == tuned
+
+
 def test_the_cnn_takes_64x64_rgb_frames():
     venv = make_venv(tiny("pixels-cnn", 2))
     assert venv.observation_space.shape == (64, 64, 3) and venv.observation_space.dtype == np.uint8
