@@ -44,7 +44,7 @@ from campus_env.oracle import ShortestPathPolicy
 from campus_env.semantics import reached_goal
 from campusnav.baselines import ALGOS, PRESETS, Baseline, make_venv, score, train
 from campusnav.budgets import ExampleRun
-from campusnav.harness import markdown_table
+from campusnav.harness import Target, markdown_table
 from campusnav.mbrl import model_overrides
 from campusnav.threads import use_threads
 from model_zoo.agents.mbrl import LoopConfig, SB3Learner, run_loop
@@ -134,6 +134,20 @@ def row(name: str, outcomes: Any, **extra: Any) -> dict[str, Any]:
     return {"row": name, **outcomes.summary(), "returns": outcomes.returns.tolist(), **extra}
 
 
+def targets(rows: list[dict[str, Any]], algos: tuple[str, ...], wall_seconds: float) -> list[Target]:
+    """Issue 24's targets of this example: for each algorithm the dream agent's success at least 0.8 of the
+    reality agent's with at most a fifth of its real steps; the whole run within 10 minutes."""
+    by_name, checks = {r["row"]: r for r in rows}, []
+    for algo in algos:
+        dream, real = by_name[f"{algo} (dream)"], by_name[f"{algo} (reality)"]
+        share = dream["real_env_steps"] / real["real_env_steps"]
+        ratio = dream["success_rate"] / real["success_rate"] if real["success_rate"] > 0 else None
+        checks.append(Target(f"{algo}: dream success >= 0.8 x reality's with <= 1/5 of its real steps",
+                             ratio if share <= 0.2 else 0.0, 0.8, f"{dream['success_rate']:.2f} vs "
+                             f"{real['success_rate']:.2f} with {share:.1%} of its real steps"))
+    return [*checks, Target("the run within 10 minutes", 600.0 - wall_seconds, 0.0, f"{wall_seconds / 60:.1f} min")]
+
+
 def main(args: Args) -> dict[str, Any]:
     use_threads(args.threads)
     out = Path(args.out)
@@ -167,10 +181,14 @@ def main(args: Args) -> dict[str, Any]:
           f"{args.eval_seed + args.eval_episodes - 1}), sampled actions, the env's own reward")
     print()
     print(markdown_table(header, cells, "lrrrrr"))
+    wall = time.perf_counter() - started
+    checks = targets(rows, args.algos, wall)
+    print()
+    print("\n".join(check.line for check in checks))
     results = {"env_id": ENV_ID, "args": dataclasses.asdict(args), "rows": rows,
                "settings": {a: dataclasses.asdict(SETTINGS[a]) for a in args.algos},
                "eval_seeds": list(range(args.eval_seed, args.eval_seed + args.eval_episodes)),
-               "wall_seconds": time.perf_counter() - started}
+               "targets": [check.as_dict() for check in checks], "wall_seconds": wall}
     tmp = out / "results.json.tmp"
     tmp.write_text(json.dumps(results, indent=2, default=str) + "\n")
     tmp.replace(out / "results.json")

@@ -44,6 +44,25 @@ def test_runs_on_a_tiny_budget_and_writes_the_table(tmp_path):
         assert rows[f"{algo} (reality, the dream's real steps)"]["real_env_steps"] == dream_steps
         assert rows[f"{algo} (reality)"]["real_env_steps"] == 512
     assert not (tmp_path / "runs").exists()  # everything under --out
+    checks = {check["name"].split(":")[0]: check for check in results["targets"]}
+    assert set(checks) == {"ppo", "dqn", "the run within 10 minutes"}
+    assert checks["the run within 10 minutes"]["status"] == "PASS"  # the tiny budget runs in well under a minute
+    assert any(line.startswith(("PASS", "MISS", "SKIP")) for line in stdout.splitlines())
+
+
+@pytest.mark.parametrize("dream_steps, real_success, status", [
+    (33_922, 0.33, "PASS"),  # 0.48 / 0.33 with 6.8 % of the steps
+    (33_922, 0.70, "MISS"),  # 0.48 / 0.70 < 0.8
+    (200_000, 0.33, "MISS"),  # 40 % of the steps: more than a fifth
+    (33_922, 0.0, "SKIP"),  # a reality agent that never succeeds gives no ratio
+])
+def test_targets_read_success_ratio_and_real_steps(dream_steps, real_success, status):
+    targets = runpy.run_path(str(SCRIPT), run_name="sb3_baselines")["targets"]
+    rows = [{"row": "ppo (dream)", "success_rate": 0.48, "real_env_steps": dream_steps},
+            {"row": "ppo (reality)", "success_rate": real_success, "real_env_steps": 500_000}]
+    success, clock = targets(rows, ("ppo",), 1596.0)
+    assert success.status == status
+    assert clock.status == "MISS" and "26.6 min" in clock.detail
 
 
 def test_arguments_come_from_the_dataclass():
