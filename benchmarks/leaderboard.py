@@ -206,13 +206,17 @@ def merge_earlier(path: Path, rows: dict, curves: dict, baseline: dict[str, Any]
         SystemExit: there is no board at ``path``, or it has other seeds.
     """
     earlier = earlier_results(path, "board", {"seeds": seeds})
+    measured = [model for model in rows if model in earlier["per_seed"]]  # this run's, also on that board
     kept = [model for model in earlier["per_seed"] if model not in rows]
     for model in kept:
         rows[model] = [_nan_for_null(row) for row in earlier["per_seed"][model]]
         if model in earlier.get("curves", {}):
             curves[model] = earlier["curves"][model]
-    measured = [model for model in rows if model not in kept and model in earlier["per_seed"]]
-    framed = [] if pixels else [model for model in measured if _keep_frames(rows[model], earlier["per_seed"][model])]
+    framed = []
+    if not pixels:  # cells without frame stages: the board's frame columns stay
+        for model in measured:
+            if _keep_frames(rows[model], earlier["per_seed"][model]):
+                framed.append(model)
     was = earlier["reality"]
     gaps = ", ".join(f"{name} {baseline[f'{name}_return']:.3f} vs {was[f'{name}_return']:.3f}"
                      for name in ("random", "cmaes", "ppo") if f"{name}_return" in was)
@@ -224,8 +228,10 @@ def merge_earlier(path: Path, rows: dict, curves: dict, baseline: dict[str, Any]
 def _keep_frames(rows: list[dict[str, Any]], earlier: list[dict[str, Any]]) -> bool:
     """Fills, seed by seed, the frame columns (``PIXEL_PREFIXES``) ``rows`` lack from the ``earlier`` board's
     rows of the model; whether it filled any (none where a seed is missing on either side)."""
+    if len(rows) != len(earlier):
+        return False
     filled = False
-    for row, old in zip(rows, earlier, strict=True) if len(rows) == len(earlier) else []:
+    for row, old in zip(rows, earlier, strict=True):
         lacking = {k: v for k, v in _nan_for_null(old).items()
                    if k.startswith(PIXEL_PREFIXES) and math.isnan(row.get(k, math.nan))}
         row.update(lacking)
