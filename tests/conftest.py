@@ -6,6 +6,7 @@ renderer) imports pygame.
 """
 
 import os
+import tempfile
 
 import pytest
 
@@ -39,3 +40,13 @@ def post_keys(display):
             pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key))
 
     return post
+
+
+@pytest.fixture
+def sb3_temp_dir(tmp_path, monkeypatch):
+    """An empty temp directory of this test's own, where SB3's default logger would make its SB3-<time> folders."""
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    return temp

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import runpy
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -80,12 +79,10 @@ def test_frame_stacking_changes_the_observation_shape():
 
 
 @pytest.mark.parametrize("name", ["framestack4", "recurrent", "dqn", "pixels-cnn"])
-def test_every_kind_of_agent_learns_and_is_scored(name, tmp_path, monkeypatch):
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where SB3's own logger makes its folders
-    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+def test_every_kind_of_agent_learns_and_is_scored(name, sb3_temp_dir):
     run = train(tiny(name, 2), 64, seed=0, evaluation=EVALUATION, eval_every=64)
     assert run.curve["steps"] == [0, 64]
-    assert not list(tmp_path.glob("SB3-*"))  # no log folder left behind
+    assert not list(sb3_temp_dir.glob("SB3-*"))  # no log folder left behind
     outcomes = score(run.agent, tiny(name, 2), EVALUATION)
     assert outcomes.returns.shape == (2,)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 
 import gymnasium as gym
 import numpy as np
@@ -90,13 +89,11 @@ def test_exploration_mixes_uniform_actions():
     assert out.shape == (50, 2) and (np.abs(out) <= 1).all()
 
 
-def test_sb3_learner_keeps_learning_across_dreams(tmp_path, monkeypatch):
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))  # where SB3's own logger makes its folders
-    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+def test_sb3_learner_keeps_learning_across_dreams(tmp_path, sb3_temp_dir):
     learner = SB3Learner(PPO, to_vec_env=to_sb3, timesteps=64, num_envs=2, settings=dict(n_steps=32, batch_size=32))
     result = run_loop(cartpole_model(), learner, "CartPole-v1", dream, LoopConfig(**{**TINY, "iterations": 2}),
                       run_dir=tmp_path, progress=False)
-    assert not list((tmp_path / "temp").glob("SB3-*"))  # no log folder per learn() call
+    assert not list(sb3_temp_dir.glob("SB3-*"))  # no log folder per learn() call
     assert [row["learner"]["timesteps"] for row in result.curve] == [64.0, 128.0]  # one agent, its counter runs on
     assert learner.act(np.zeros((3, 4), np.float32)).shape == (3,)
     again = SB3Learner(PPO, to_vec_env=to_sb3, timesteps=64, num_envs=2, settings=dict(n_steps=32, batch_size=32))
