@@ -311,30 +311,30 @@ def unbatch_info(info: Mapping[str, Any], num_envs: int) -> list[dict[str, Any]]
     >>> unbatch_info(info, 2)
     [{'a': 1.0, 'causal': {'gameday': False}}, {'causal': {'gameday': True}}]
     """
-    out: list[dict[str, Any]] = [{} for _ in range(num_envs)]
+    entries = []  # (key, its value per env, which envs have it or None for all), in the info's order
     for key, value in info.items():
         if key.startswith("_") and key[1:] in info:
             continue  # a mask
         mask = info.get(f"_{key}")
-        present = range(num_envs) if mask is None else np.flatnonzero(np.asarray(mask, dtype=bool))
-        if isinstance(value, Mapping):
-            rows = unbatch_info(value, num_envs)
-            for i in present:
-                out[i][key] = rows[i]
-            continue
-        for i in present:
-            out[i][key] = _value_of_env(value, int(i), num_envs)
-    return out
+        present = None if mask is None else np.asarray(mask, dtype=bool).tolist()
+        column = unbatch_info(value, num_envs) if isinstance(value, Mapping) else _values_of_envs(value, num_envs)
+        entries.append((key, column, present))
+    return [{key: column[i] for key, column, present in entries if present is None or present[i]}
+            for i in range(num_envs)]
 
 
-def _value_of_env(value: Any, i: int, n: int) -> Any:
-    """Env ``i``'s value of a batched info entry (a row of an (n, ...) array or n-list), else the shared value."""
+def _values_of_envs(value: Any, n: int) -> Sequence[Any]:
+    """Each env's value of a batched info entry: the rows of an (n, ...) array (numpy scalars become Python
+    ones) or of an n-list; a value that is not batched is every env's."""
     if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == n:
-        row = value[i]
-        return row.item() if isinstance(row, np.generic) else row
+        if value.ndim > 1:
+            return list(value)
+        if value.dtype == object:
+            return [v.item() if isinstance(v, np.generic) else v for v in value]
+        return value.tolist()
     if isinstance(value, (list, tuple)) and len(value) == n:
-        return value[i]
-    return value
+        return value
+    return [value] * n
 
 
 def _parameters(fn: Callable[..., Any]) -> Mapping[str, inspect.Parameter]:
