@@ -20,7 +20,7 @@ shaping (Ng, Harada & Russell 1999), in both worlds; scores count the env's own 
 The column "return in the dream" plays the policy in the dream too: far above the real
 return, the agent exploits the model's errors.
 
-    python examples/sb3_baselines.py                    # PPO: reality vs the loop with mlp, about 25 minutes on 2 cores
+    python examples/sb3_baselines.py                    # PPO: reality vs the loop with mlp, about 15 minutes on 2 cores
     python examples/sb3_baselines.py --algos ppo dqn --model mlp_ensemble
     python examples/sb3_baselines.py --tiny             # the test's budget
 """
@@ -74,7 +74,9 @@ class Args(ExampleRun):
     """real episodes the agent collects in each later round"""
     fit_steps: int = 2_000
     """optimizer steps fitting the model in the first round (a quarter in later rounds)"""
-    dream_steps: int = 300_000
+    seq_len: int = 17
+    """steps per training window; 17 holds one whole 16-step rollout of the mlp's auto config"""
+    dream_steps: int = 200_000
     """env steps the agent learns from in each round's dream"""
     eval_episodes: int = 100
     """seeded real episodes per row; every row plays the same seeds"""
@@ -96,7 +98,7 @@ def parse_args(argv: list[str] | None = None) -> Args:
 def tiny(args: Args) -> Args:
     """The test's budget: every stage runs, none learns much."""
     return dataclasses.replace(args, model_config="hidden=16", reality_steps=512, iterations=2, initial_episodes=4,
-                               episodes=4, fit_steps=8, dream_steps=256, eval_episodes=8)
+                               episodes=4, fit_steps=8, seq_len=8, dream_steps=256, eval_episodes=8)
 
 
 def small(baseline: Baseline, args: Args) -> Baseline:
@@ -124,7 +126,7 @@ def learn_in_the_dream(algo: str, args: Args, out: Path) -> tuple[Any, dict[str,
                          settings=baseline.hyperparams, seed=args.seed)
     config = LoopConfig(iterations=args.iterations, initial_episodes=args.initial_episodes, episodes=args.episodes,
                         num_envs=16, initial_fit_steps=args.fit_steps, fit_steps=args.fit_steps // 4,
-                        lr=model_zoo.preset(args.model, "campusnav-state").lr,
+                        seq_len=args.seq_len, lr=model_zoo.preset(args.model, "campusnav-state").lr,
                         evaluation=Evaluation(args.eval_episodes, args.eval_seed, args.seed), seed=args.seed)
     result = run_loop(model, learner, ENV_ID, dream, config, env_kwargs=ENV_KWARGS, run_dir=out / f"{algo}_loop")
     return learner.agent, result.curve[-1]

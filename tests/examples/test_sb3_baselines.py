@@ -38,7 +38,9 @@ def test_runs_on_a_tiny_budget_and_writes_the_table(tmp_path):
         assert 0.0 <= row["success_rate"] <= 1.0 and 1.0 <= row["steps_mean"] <= 200.0
     assert rows["shortest path (oracle)"]["success_rate"] > rows["random"]["success_rate"]
     for algo in ("ppo", "dqn"):
-        loop = json.loads((out / f"{algo}_loop" / "curve.json").read_text())["curve"]
+        run = json.loads((out / f"{algo}_loop" / "curve.json").read_text())
+        assert run["config"]["seq_len"] == 8  # --seq-len reaches the loop's model fits
+        loop = run["curve"]
         dream_steps = rows[f"{algo} (dream)"]["real_env_steps"]
         assert dream_steps == loop[-1]["real_steps"] > 0  # the loop's collected transitions, counted exactly
         assert rows[f"{algo} (reality, the dream's real steps)"]["real_env_steps"] == dream_steps
@@ -69,8 +71,8 @@ def test_arguments_come_from_the_dataclass():
     namespace = runpy.run_path(str(SCRIPT), run_name="sb3_baselines")
     parse_args, Args = namespace["parse_args"], namespace["Args"]
     assert parse_args([]) == Args()
-    args = parse_args(["--algos", "dqn", "--model", "mlp_ensemble", "--iterations", "2"])
-    assert args.algos == ("dqn",) and args.model == "mlp_ensemble" and args.iterations == 2
+    args = parse_args(["--algos", "dqn", "--model", "mlp_ensemble", "--iterations", "2", "--seq-len", "17"])
+    assert args.algos == ("dqn",) and args.model == "mlp_ensemble" and args.iterations == 2 and args.seq_len == 17
     for bad in (["--algos", "a2c"], ["--model", "no_such_model"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
