@@ -35,13 +35,16 @@ _TO_UNIT = 2.0**-53
 
 
 def mix(key: np.ndarray, counter: np.ndarray, stream: int) -> np.ndarray:
-    """The 64-bit hash of (key, counter, stream) for broadcastable arrays of keys and counters."""
-    x = np.asarray(key, dtype=np.uint64) ^ (np.asarray(counter).astype(np.uint64) * _C_COUNTER)
+    """The 64-bit hash of (key, counter, stream) for broadcastable arrays of keys and counters (or two scalars)."""
+    key, counter = np.asarray(key, dtype=np.uint64), np.asarray(counter).astype(np.uint64)
+    # on arrays (never numpy scalars) the wrapping uint64 arithmetic is silent, as the hash wants
+    x = np.atleast_1d(key) ^ (np.atleast_1d(counter) * _C_COUNTER)
     x = x ^ np.uint64((stream * _C_STREAM) % 2**64)  # Python ints: no overflow warning
     z = x + _GOLDEN
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
-    return z ^ (z >> _S31)
+    z = z ^ (z >> _S31)
+    return z if key.ndim or counter.ndim else z[0]
 
 
 def uniform(key: np.ndarray, counter: np.ndarray, stream: int) -> np.ndarray:

@@ -93,3 +93,19 @@ def test_human_env_copies_after_rendering(copier):
         env.close()
         if clone is not None:
             clone.close()
+
+
+def test_the_noise_hash_of_scalars_is_its_hash_of_arrays_and_silent():
+    import warnings
+
+    import numpy as np
+
+    from campus_env import noise
+
+    key, counter = np.uint64(2**63 + 12345), np.uint64(2**40)  # large enough that the arithmetic wraps
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy scalars warn on wrapping arithmetic; the hash must not
+        scalar = noise.mix(key, counter, noise.CROWD_BLOCK)
+        array = noise.mix(np.array([key]), np.array([counter]), noise.CROWD_BLOCK)
+    assert np.ndim(scalar) == 0 and scalar == array[0]
+    assert noise.mix(key, np.arange(3), noise.SLIP)[1] == noise.mix(np.array([key]), np.array([1]), noise.SLIP)[0]
