@@ -358,7 +358,8 @@ class MLPWorldModel(WorldModel):
             # the next stage: pair t starts where the previous stage's prediction of obs[t] landed
             x, valid = reached[:, :-1], valid[:, :-1] & valid[:, 1:]
             act, target, reward, done = act[:, 1:], target[:, 1:], reward[:, 1:], done[:, 1:]
-            stage_total, _, reached = self._pairs_loss(x, act, target, reward, done, valid, stage + 1 < stages)
+            stage_total, _, reached = self._pairs_loss(x, act, target, reward, done, valid, stage + 1 < stages,
+                                                       with_metrics=False)
             stage_losses.append(stage_total)
         if stage_losses:
             rollout = torch.stack(stage_losses).mean()
@@ -368,12 +369,13 @@ class MLPWorldModel(WorldModel):
         return total, metrics
 
     def _pairs_loss(
-        self, x: Tensor, act: Tensor, target: Tensor, reward: Tensor, done: Tensor, valid: Tensor, rollout: bool
+        self, x: Tensor, act: Tensor, target: Tensor, reward: Tensor, done: Tensor, valid: Tensor, rollout: bool,
+        with_metrics: bool = True,
     ) -> tuple[Tensor, dict[str, float], Tensor | None]:
         """The loss of predicting target (B, L, D) from x (B, L, D) under act (B, L, A), with the rewards and
-        terminations (B, L) of the steps; only ``valid`` (B, L) pairs count. Returns the loss, its metrics, and
-        with ``rollout`` the states (B, L, D) the prediction reaches (the winning outcome's, clipped and
-        snapped as in ``imagine``; detached), from which a rollout goes on."""
+        terminations (B, L) of the steps; only ``valid`` (B, L) pairs count. Returns the loss, its metrics (none
+        without ``with_metrics``), and with ``rollout`` the states (B, L, D) the prediction reaches (the winning
+        outcome's, clipped and snapped as in ``imagine``; detached), from which a rollout goes on."""
         cfg = self.config
         lead = x.shape[:2]
         valid, done = valid.reshape(-1), done.reshape(-1)  # (N,)
@@ -407,9 +409,11 @@ class MLPWorldModel(WorldModel):
             relax = cfg.outcome_relax
             term_loss = term_loss.mean(-1)
             per_pair = (1 - relax) * won + relax * fit.mean(-1) + cfg.termination_coef * term_loss + odds_loss
-            state_loss, reward_loss = (part.gather(-1, winner[..., None])[..., 0] for part in (state_loss, reward_loss))
             step_delta = _pick(pred, winner).delta
-            pred = _expected(pred)
+            if with_metrics:  # the winners' losses, and the outcomes' expectation, are read by the metrics alone
+                state_loss, reward_loss = (part.gather(-1, winner[..., None])[..., 0]
+                                           for part in (state_loss, reward_loss))
+                pred = _expected(pred)
         weights = self._sample_weights(valid) if self.training else valid.float()[None]  # (M, N)
         total = ((per_pair * weights).sum(-1) / weights.sum(-1).clamp_min(1.0)).mean()
 
@@ -417,6 +421,8 @@ class MLPWorldModel(WorldModel):
             reached = None
             if rollout:
                 reached = self._land(x, step_delta).reshape(lead + (-1,))
+            if not with_metrics:
+                return total, {}, reached
             n = valid.float().sum().clamp_min(1.0)
             mask = valid.float()
 

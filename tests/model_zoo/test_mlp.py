@@ -408,9 +408,9 @@ def test_rollout_steps_score_the_models_own_states_against_the_real_ones(monkeyp
     calls = []
     original = MLPWorldModel._pairs_loss
 
-    def spy(self, x, act, target, reward, done, valid, rollout):
-        out = original(self, x, act, target, reward, done, valid, rollout)
-        calls.append((x, target, valid, rollout, out[2]))
+    def spy(self, x, act, target, reward, done, valid, rollout, with_metrics=True):
+        out = original(self, x, act, target, reward, done, valid, rollout, with_metrics)
+        calls.append((x, target, valid, rollout, out[2], out[1]))
         return out
 
     monkeypatch.setattr(MLPWorldModel, "_pairs_loss", spy)
@@ -419,7 +419,8 @@ def test_rollout_steps_score_the_models_own_states_against_the_real_ones(monkeyp
     assert [c[3] for c in calls] == [True, True, False]
     s = model.encode_obs(batch.obs)
     pair_ok = ~batch.is_first[:, 1:] & ~batch.terminated[:, :-1]  # (B, T - 1)
-    for k, (x, target, valid, _, _) in enumerate(calls):
+    assert [bool(c[5]) for c in calls] == [True, False, False]  # the later stages' metrics are not computed
+    for k, (x, target, valid, _, _, _) in enumerate(calls):
         torch.testing.assert_close(target, s[:, k + 1 :])
         expected = torch.stack([pair_ok[:, j : j + k + 1].all(1) for j in range(5 - k)], 1)
         assert torch.equal(valid, expected)
