@@ -250,15 +250,15 @@ class MLPWorldModel(WorldModel):
 
     def _step(
         self, x: Tensor, action: Tensor, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """Next state (N, D), reward (N,), terminated (N,) bool and disagreement (N,): the members' mean
-        prediction, or with several outcomes the outcome drawn from a member drawn per row."""
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """Next state (N, D), reward (N,), terminated (N,) bool and disagreement (N,), None for one member: the
+        members' mean prediction, or with several outcomes the outcome drawn from a member drawn per row."""
         full = self._predict(x, self.encode_action(action))
         pred = self._draw(full, generator)
         next_x = self._land(x, pred.delta)
         reward = self.reward_norm.denormalize(pred.reward[..., None])[..., 0].mean(0)  # (N,)
         terminated = torch.sigmoid(pred.logit).mean(0) > 0.5  # (N,)
-        return next_x, reward, terminated, _disagreement(_expected(full).delta)
+        return next_x, reward, terminated, _disagreement(_expected(full).delta) if self.members > 1 else None
 
     def _land(self, x: Tensor, delta: Tensor) -> Tensor:
         """The state (N, D) that the members' normalised changes delta (M, N, D) lead to from x (N, D): their mean
