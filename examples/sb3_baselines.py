@@ -20,7 +20,7 @@ shaping (Ng, Harada & Russell 1999), in both worlds; scores count the env's own 
 The column "return in the dream" plays the policy in the dream too: far above the real
 return, the agent exploits the model's errors.
 
-    python examples/sb3_baselines.py                    # PPO: reality vs the loop with mlp, about 15 minutes on 2 cores
+    python examples/sb3_baselines.py                    # PPO: reality vs the loop with mlp, about 12 minutes on 2 cores
     python examples/sb3_baselines.py --algos ppo dqn --model mlp_ensemble
     python examples/sb3_baselines.py --tiny             # the test's budget
 """
