@@ -2,10 +2,13 @@
 
 import copy
 import pickle
+import warnings
 
+import numpy as np
 import pygame
 import pytest
 
+from campus_env import noise
 from tests.campus_env.helpers import (
     OBS_MODES,
     assert_identical,
@@ -96,12 +99,6 @@ def test_human_env_copies_after_rendering(copier):
 
 
 def test_the_noise_hash_of_scalars_is_its_hash_of_arrays_and_silent():
-    import warnings
-
-    import numpy as np
-
-    from campus_env import noise
-
     key, counter = np.uint64(2**63 + 12345), np.uint64(2**40)  # large enough that the arithmetic wraps
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # numpy scalars warn on wrapping arithmetic; the hash must not
