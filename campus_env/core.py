@@ -46,6 +46,7 @@ MAX_ATTEMPTS = 4096  # context draws tried before a split falls back to forcing 
 ATTEMPT_CHUNK = 64
 VAR_NAMES = tuple(causal.VARIABLES)
 _V = causal.VAR_INDEX
+STAY = int(Action.STAY)  # a plain int: numpy compares it with an action array without asking the enum
 OBS_MODES = ("dict", "pixels", "state")
 # the causal vector in two parts: what is fixed over an episode, and what the tape gives step by step
 STATIC_CAUSAL = slice(0, CAUSAL_SLICES["gameday"].stop)  # day, semester, weather, gameday
@@ -71,6 +72,8 @@ def _as_causal_array(name: str, codes: np.ndarray) -> np.ndarray:
 
 class CampusCore:
     """Batched state and rules of ``num_envs`` campuses sharing one layout."""
+
+    keeps_crowd_draw = False  # whether the tape also keeps the crowd-block draw (``tape_crowd_draw``)
 
     def __init__(
         self,
@@ -119,6 +122,10 @@ class CampusCore:
         self.moves = np.array([MOVES[a][0] * self.width + MOVES[a][1] for a in Action], dtype=np.int64)
         offs = np.arange(PATCH) - PATCH // 2
         self.patch_off = (offs[:, None] * self.width + offs[None, :]).ravel()
+        # flat offset from the agent (shifted by patch_reach) -> its place in the patch, -1 outside it
+        self.patch_reach = int(np.abs(self.patch_off).max())
+        self.patch_place = np.full(2 * self.patch_reach + 1, -1, dtype=np.int64)
+        self.patch_place[self.patch_off + self.patch_reach] = np.arange(PATCH**2)
 
     def _allocate_episode_state(self, n: int) -> None:
         """The (n,) arrays of each env's episode: its key, clock, task, context, interventions and counters."""
@@ -166,6 +173,8 @@ class CampusCore:
         self.tape_hot_base = np.zeros(size, dtype=np.int64)  # pattern * cells
         self.tape_block = np.zeros(size)  # blocked by crowd when below the cell's hotspot value
         self.tape_slip = np.zeros(size)
+        if self.keeps_crowd_draw:
+            self.tape_crowd_draw = np.zeros(size)  # the uniform draw behind tape_block
         self.tape_dyn = np.zeros((size, DYNAMIC_CAUSAL.stop - DYNAMIC_CAUSAL.start), dtype=np.float32)  # for obs
         self._room = 0  # steps every env can still take before its tape must be re-laid
 
@@ -364,7 +373,10 @@ class CampusCore:
         u = noise.uniform(key, steps, noise.CROWD_BLOCK)
         with np.errstate(divide="ignore"):
             block = np.where(u < CROWD_BLOCK_SCALE, u / (CROWD_BLOCK_SCALE * context["crowd"]), np.inf)
-        for name, value in (*context.items(), ("block", block), ("slip", noise.uniform(key, steps, noise.SLIP))):
+        rows = [*context.items(), ("block", block), ("slip", noise.uniform(key, steps, noise.SLIP))]
+        if self.keeps_crowd_draw:
+            rows.append(("crowd_draw", u))
+        for name, value in rows:
             getattr(self, "tape_" + name).reshape(shape + value.shape[2:])[ids] = value
         self._room = int(TAPE_LEN - 2 - (self.k - self.row_off).max())
 
@@ -426,7 +438,7 @@ class CampusCore:
         open_ = self.pass_map[now + target] | to_goal | (~self.pass_map[now + pos] & self.ever_open[target])
         crowded = self.tape_block[k] < self.hotspots[self.tape_hot_base[k] + target]
         slips = self.tape_slip[k] < self.slip_map[self.slip_base + target]
-        moving = action != Action.STAY
+        moving = action != STAY
         blocked = moving & (crowded | ~open_)
         slipped = moving & slips & ~blocked
         moved = moving & ~(blocked | slips)
@@ -454,7 +466,6 @@ class CampusCore:
         causal vector; then, if ``with_patch``, the walkability and crowd
         density of the ``PATCH`` x ``PATCH`` cells around the agent.
         """
-        k = self.k
         agent = self.cell_rc[self.pos]
         out[:, STATE_SLICES["agent"]] = agent
         out[:, STATE_SLICES["goal"]] = self.goal_rc
@@ -463,11 +474,22 @@ class CampusCore:
             self._write_causal(out[:, STATE_DIM : STATE_DIM + CAUSAL_DIM])
         if with_patch:
             parts = _STATE_SLICES[bool(with_causal)]
-            cells = self.pos[:, None] + self.patch_off  # (N, PATCH**2)
-            out[:, parts["walkable"]] = self.pass_map[self.tape_pass_base[k][:, None] + cells] | (
-                cells == self.goal_flat[:, None]
-            )
-            np.minimum(self.patch_crowd(cells), 1.0, out=out[:, parts["crowd"]], casting="unsafe")
+            self.write_patch(out[:, parts["walkable"]], out[:, parts["crowd"]])
+
+    def write_patch(self, walkable: np.ndarray, crowd: np.ndarray) -> None:
+        """Writes the walkability and the crowd density (capped at 1) of the ``PATCH`` x ``PATCH`` cells around
+        each agent into the (N, PATCH**2) arrays ``walkable`` and ``crowd``."""
+        cells = self.pos[:, None] + self.patch_off
+        walkable[:] = self.pass_map[self.tape_pass_base[self.k][:, None] + cells]
+        self.mark_goal(walkable)
+        np.minimum(self.patch_crowd(cells), 1.0, out=crowd, casting="unsafe")
+
+    def mark_goal(self, walkable: np.ndarray) -> None:
+        """Marks each agent's goal entrance walkable in its (N, PATCH**2) patch, where the patch holds it."""
+        offset = self.goal_flat - self.pos + self.patch_reach
+        place = self.patch_place[np.clip(offset, 0, 2 * self.patch_reach)]
+        near = np.flatnonzero((offset >= 0) & (offset <= 2 * self.patch_reach) & (place >= 0))
+        walkable[near, place[near]] = 1
 
     def patch_crowd(self, cells: np.ndarray) -> np.ndarray:
         """(N, PATCH**2) crowd density of the patch ``cells`` (flat cell indices), before it is capped at 1."""

@@ -35,10 +35,10 @@ import numpy as np
 
 from campus_env import causal, noise
 from campus_env import layout as lay
-from campus_env.core import TAPE_LEN, CampusCore
+from campus_env.core import STAY, TAPE_LEN, CampusCore
 from campus_env.multi_agent import scm
 from campus_env.rules import BLOCKED_PENALTY, CROWD_BLOCK_SCALE, GOAL_REWARD, STEP_PENALTY, pattern_index
-from campus_env.schema import PATCH, Action
+from campus_env.schema import PATCH
 
 __all__ = ["WalkerCore"]
 
@@ -55,6 +55,8 @@ class WalkerCore(CampusCore):
     counts each walker's arrivals, ``arrived`` marks the walkers that arrived in
     the last step and ``last_trip_steps`` the steps their trip took.
     """
+
+    keeps_crowd_draw = True  # walker density changes a block's odds: the step compares the draw itself
 
     def __init__(
         self,
@@ -80,6 +82,7 @@ class WalkerCore(CampusCore):
         self.active = np.ones(self.n, dtype=bool)
         self.capacity_blocks = np.zeros(self.n, dtype=np.int64)
         self.walker_do: dict[str, float] = {}
+        self.shared_tape = False  # set where the tape is laid (``_context_tape``)
         self.all = np.arange(self.n)
         for name in TRIP_ARRAYS:
             setattr(self, name, np.zeros(self.n, dtype=bool if name == "arrived" else np.int64))
@@ -167,6 +170,7 @@ class WalkerCore(CampusCore):
         ``intervene`` was called on some walkers only)."""
         one_world = (self.do_mask[:, ids] == self.do_mask[:, ids[:1]]).all() and (
             self.do_value[:, ids] == self.do_value[:, ids[:1]]).all()
+        self.shared_tape = len(ids) == self.n and bool(one_world)  # every walker's row k is the same from now
         if len(ids) < 2 or not one_world:
             return super()._context_tape(ids, steps)
         first = super()._context_tape(ids[:1], steps[:1])
@@ -180,7 +184,7 @@ class WalkerCore(CampusCore):
             self._lay_tape(np.flatnonzero(self.k - self.row_off >= TAPE_LEN - 2))
         self._room -= 1
         k, pos = self.k, self.pos
-        action = np.where(self.active, action, Action.STAY)
+        action = np.where(self.active, action, STAY)
         target = pos + self.moves[action]
         to_goal = target == self.goal_flat
         now = self.tape_pass_base[k]
@@ -188,7 +192,7 @@ class WalkerCore(CampusCore):
         ease = scm.ease(self.trail[target])
         crowded = self._crowded(target, self.density_field()[target], ease)
         slips = self.tape_slip[k] < self.slip_map[self.slip_base + target] * ease
-        moving = action != Action.STAY
+        moving = action != STAY
         blocked = moving & (crowded | ~open_)
         moved = self._admit(moving & ~(blocked | slips), target)
         full = moving & ~(blocked | slips) & ~moved
@@ -254,7 +258,7 @@ class WalkerCore(CampusCore):
         company = (density > 0) | (ease < 1.0)
         if not company.any():
             return plain
-        u = noise.uniform(self.noise_key, self.t, noise.CROWD_BLOCK)
+        u = self.tape_crowd_draw[k]
         level = self.tape_crowd[k] * hot + scm.WALKER_CROWD_WEIGHT * density
         return np.where(company, u < CROWD_BLOCK_SCALE * np.minimum(level * ease, 1.0), plain)
 
@@ -293,6 +297,29 @@ class WalkerCore(CampusCore):
         return moved
 
     # --- observations --------------------------------------------------------
+
+    def write_patch(self, walkable: np.ndarray, crowd: np.ndarray) -> None:
+        """The single env's patch, the other walkers' density added to the crowd.
+
+        While every walker's tape holds the same rows (``shared_tape``: laid for all
+        walkers at once, no walker-by-walker ``intervene``), each cell's walkability and
+        crowd are computed once and gathered: the same numbers as walker by walker.
+        """
+        if not self.shared_tape:
+            return super().write_patch(walkable, crowd)
+        k = self.k[0]
+        cells = self.pos[:, None] + self.patch_off
+        pass_base, hot_base, level = self.tape_pass_base[k], self.tape_hot_base[k], self.tape_crowd[k]
+        walkable[:] = self.pass_map[pass_base : pass_base + self.cells][cells]
+        self.mark_goal(walkable)
+        hot = self.hotspots[hot_base : hot_base + self.cells]
+        density = self.density_field()
+        field = density * scm.WALKER_CROWD_WEIGHT + level * hot  # (cells,), as patch_crowd sums it
+        crowd[:] = np.minimum(field, 1.0).astype(np.float32)[cells]
+        if "walker_density" not in self.walker_do:  # a walker is no crowd to itself
+            here = self.pos
+            own = (density[here] - self.inv_capacity[here] * self.active) * scm.WALKER_CROWD_WEIGHT + level * hot[here]
+            crowd[:, _CENTRE] = np.minimum(own, 1.0)
 
     def patch_crowd(self, cells: np.ndarray) -> np.ndarray:
         """The single env's crowd of the patch ``cells``, the other walkers' density added."""

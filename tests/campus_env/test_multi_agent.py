@@ -8,7 +8,7 @@ from pettingzoo.test import api_test, parallel_api_test, parallel_seed_test
 from campus_env import causal
 from campus_env import layout as lay
 from campus_env.core import TAPE_LEN, CampusCore
-from campus_env.env import CampusNavEnv, observation_space
+from campus_env.env import CampusNavEnv, build_obs, observation_space
 from campus_env.multi_agent import WALKER_CAUSAL_GRAPH, parallel_env, raw_env, scm
 from campus_env.multi_agent.core import OUTDOOR, WalkerCore
 from campus_env.multi_agent.render import TRAIL_BASE, world_codes
@@ -272,6 +272,31 @@ def test_walkers_tape_is_the_single_envs_for_each_walker_through_resets_and_inte
     core.intervene(np.array([1, 4]), {"crowd": 0.1})  # some walkers only: no longer one world's rows
     assert_tape_is_each_walkers_own(core)
     assert_tape_is_each_walkers_own(core.fork_world(7))  # a fork lays every walker's tape at once
+
+
+def test_shared_patch_is_the_walker_by_walker_patch():
+    # while every walker's tape holds the same rows the patch is computed per cell and gathered: it must equal the
+    # walker-by-walker patch through steps, respawns and a held density; a walker-by-walker intervene ends it
+    core = WalkerCore(300, respawn=True)
+    core.reset_world(3, {}, {})
+    rng = np.random.default_rng(1)
+
+    def walker_by_walker():
+        core.shared_tape, shared = False, core.shared_tape
+        obs = build_obs(core, None, "state", True)
+        core.shared_tape = shared
+        return obs
+
+    for t in range(120):
+        core.step(rng.integers(0, 5, core.n))
+        if t == 60:
+            core.intervene_walkers({"walker_density": 0.5})
+        if t == 90:
+            core.release_walkers(["walker_density"])
+        assert core.shared_tape
+        assert np.array_equal(build_obs(core, None, "state", True), walker_by_walker()), t
+    core.intervene(np.array([1, 4]), {"crowd": 0.1})
+    assert not core.shared_tape
 
 
 def state_of(env):

@@ -8,6 +8,8 @@ import pytest
 
 import campus_env  # noqa: F401
 from campus_env import causal
+from campus_env.core import CampusCore
+from campus_env.env import build_obs
 from campus_env.schema import (
     ACTION_MEANINGS,
     CAUSAL_DIM,
@@ -72,6 +74,24 @@ def assert_matches_env(env: gym.Env, obs: np.ndarray, info: dict, observe_causal
         target = core.pos[0] + core.moves[action]
         assert obs[parts["walkable"]][index] == float(open_now[target]), action
     assert ((obs[parts["crowd"]] >= 0) & (obs[parts["crowd"]] <= 1)).all()
+
+
+def test_the_walkable_patch_is_the_passable_map_around_the_agent_goal_entrance_included():
+    n = 64
+    core = CampusCore(n)
+    core.reset(np.arange(n), np.arange(n, dtype=np.uint64))
+    rng = np.random.default_rng(0)
+    goal_in_patch = 0
+    for _ in range(300):
+        _, done = core.step(rng.integers(0, len(Action), n))
+        if done.any():
+            core.reset(np.flatnonzero(done), rng.integers(0, 2**62, int(done.sum())).astype(np.uint64))
+        walkable = build_obs(core, None, "state", False)[:, state_slices(False)["walkable"]]
+        for i in range(n):
+            cells = core.pos[i] + core.patch_off
+            assert np.array_equal(walkable[i], core.passable_map(i)[cells]), i
+            goal_in_patch += core.goal_flat[i] in cells
+    assert goal_in_patch > 50
 
 
 def test_actions_name_the_action_space():
