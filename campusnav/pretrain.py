@@ -101,7 +101,7 @@ class Entry(NamedTuple):
     dataset: dict[str, Any]  # what the card says of the data
     preset: str
     gradient_steps: int
-    storage: str = "float32"  # model_zoo.checkpoint's: image models are kept in float16 to fit MAX_BYTES
+    storage: str = "float16"  # model_zoo.checkpoint's: half the bytes of float32, so that more models fit MAX_BYTES
 
 
 def _entries(model_id: str, budget: Budget, args: PretrainArgs) -> list[Entry]:
@@ -114,12 +114,11 @@ def _entries(model_id: str, budget: Budget, args: PretrainArgs) -> list[Entry]:
         entries.append(Entry(f"{model_id}/campusnav-pixels-v0", "pixel_model", "campus_pixels", CAMPUS, PIXEL_KWARGS, {
             "id": campus_pixels_id(budget), "seed": PIXEL_SEED, "episodes": budget.campus_pixel_episodes,
             "held_out": HELD_OUT, "max_episode_steps": budget.max_episode_steps, "policy": "uniform random",
-            "split": "train"}, PIXEL_PRESET, budget.pixel_steps, "float16"))
+            "split": "train"}, PIXEL_PRESET, budget.pixel_steps))
     if model_id == args.car_model:
         entries.append(Entry(f"{model_id}/carracing-pixels-v0", "car_model", "car", CAR, {}, {
             "id": car_id(budget), "seed": DATA_SEED, "episodes": budget.pixel_episodes, "held_out": CAR_HELD_OUT,
-            "max_episode_steps": budget.pixel_max_steps, "policy": "uniform random"}, PRESET, budget.pixel_steps,
-            "float16"))
+            "max_episode_steps": budget.pixel_max_steps, "policy": "uniform random"}, PRESET, budget.pixel_steps))
     return entries
 
 

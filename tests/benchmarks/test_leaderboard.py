@@ -115,6 +115,7 @@ def check_shipped(tmp_path: Path) -> None:
     for name, stage in (("mlp/campusnav-state-v0", "errors"), ("mlp/campusnav-pixels-v0", "px_tv@16"),
                         ("mlp/carracing-pixels-v0", "car_psnr@1")):
         card = pretrained_card(name, root)
+        assert card["storage"] == "float16"  # half the bytes, every entry alike
         assert (work / "data" / card["dataset"]["id"]).is_dir()  # the quick budget's data, read from --work
         expected = stages[stage] if stage == "errors" else stages["car" if "car" in stage else "campus_pixels"][stage]
         assert card["metrics"].get(stage) == expected
