@@ -48,6 +48,7 @@ __all__ = [
     "markdown_table",
     "measure_rate",
     "ratio",
+    "this_command",
     "write_json",
     "write_results",
 ]
@@ -215,6 +216,15 @@ def write_json(path: str | Path, data: Any) -> Path:
     return path
 
 
+def this_command(argv: Sequence[str] | None = None) -> str:
+    """The command line that runs this process again: ``python <script> ...``, or ``campusnav ...`` when the
+    package's console script (an executable without ``.py``) started it."""
+    argv = list(sys.argv if argv is None else argv)
+    if argv and Path(argv[0]).name == "campusnav":
+        return shlex.join(["campusnav", *argv[1:]])
+    return "python " + shlex.join(argv)
+
+
 def write_results(name: str, markdown: str, data: Mapping[str, Any], directory: str | Path | None = None,
                   command: str | None = None) -> Path:
     """Writes ``<directory>/<name>.md`` and ``<name>.json``, each saying what ran, when and where.
@@ -224,7 +234,7 @@ def write_results(name: str, markdown: str, data: Mapping[str, Any], directory: 
     naming the same. Returns the markdown file's path.
     """
     directory = Path(directory) if directory is not None else default_results_directory()
-    command = command or "python " + shlex.join(sys.argv)
+    command = command or this_command()
     date = datetime.date.today().isoformat()
     machine = machine_info()
     write_json(directory / f"{name}.json", {"benchmark": name, "command": command, "date": date, "machine": machine,

@@ -168,7 +168,8 @@ def card_for(model_id: str, seed: int, budget: Budget, stages: dict[str, Any], e
 
 
 def export(args: PretrainArgs) -> list[str]:
-    """Writes every finished entry of ``args.seed`` into ``args.out``; returns the names written.
+    """Writes every finished entry of ``args.seed`` into ``args.out``; returns their names (those already there
+    with the same weights and card are kept as they are).
 
     The entries are written to a staging folder beside ``args.out`` first and moved in only when the package
     stays within ``MAX_BYTES``: an export that is refused leaves ``args.out`` as it was."""
@@ -176,7 +177,7 @@ def export(args: PretrainArgs) -> list[str]:
     budget = budget_in(work)
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root.parent, prefix=f".{root.name}-staging-") as staging:
-        written = _stage(args, work, budget, Path(staging))
+        written, unchanged = _stage(args, work, budget, Path(staging), root)
         kept = [name for name in list_pretrained(root) if name not in written]
         total = sum(_size(root / name) for name in kept) + pretrained_bytes(staging)
         if total > MAX_BYTES:
@@ -190,12 +191,13 @@ def export(args: PretrainArgs) -> list[str]:
     if not args.out:
         cards = {name: model_zoo.pretrained_card(name, root) for name in list_pretrained(root)}
         write_results("pretrained", describe(root), {"cards": cards, "bytes": total})
-    return written
+    return sorted(written + unchanged)
 
 
-def _stage(args: PretrainArgs, work: Path, budget: Budget, staging: Path) -> list[str]:
-    """Every finished entry of ``args.seed`` saved with its card into ``staging``; the names."""
-    written = []
+def _stage(args: PretrainArgs, work: Path, budget: Budget, staging: Path, root: Path) -> tuple[list[str], list[str]]:
+    """Every finished entry of ``args.seed`` saved with its card into ``staging``: the names written, and those
+    that ``root`` already holds with the same weights and card (the commit aside), left as they are."""
+    written, unchanged = [], []
     for model_id in args.models or model_zoo.list_models():
         folder = cell_folder(work, model_id, args.seed)
         stages = Ledger(folder / "stages.json").stages if (folder / "stages.json").exists() else {}
@@ -205,11 +207,27 @@ def _stage(args: PretrainArgs, work: Path, budget: Budget, staging: Path) -> lis
                 continue
             model = round_to_storage(model_zoo.load(weights).eval(), entry.storage)  # the card checks what ships
             trained_at = (weights / "model.safetensors").stat().st_mtime
-            save_pretrained(model, entry.name, card_for(model_id, args.seed, budget, stages, entry, model, trained_at),
-                            root=staging, storage=entry.storage)
+            card = card_for(model_id, args.seed, budget, stages, entry, model, trained_at)
+            if _shipped_as(root, entry, model, card):
+                print(f"{entry.name}: unchanged", flush=True)
+                unchanged.append(entry.name)
+                continue
+            save_pretrained(model, entry.name, card, root=staging, storage=entry.storage)
             written.append(entry.name)
             print(f"{entry.name}: {_size(staging / entry.name) / 2**20:.1f} MB", flush=True)
-    return written
+    return written, unchanged
+
+
+def _shipped_as(root: Path, entry: Entry, model: Any, card: dict[str, Any]) -> bool:
+    """Whether ``root`` holds ``entry`` with ``model``'s weights, its storage and ``card`` (the commit aside)."""
+    if entry.name not in list_pretrained(root):
+        return False
+    shipped, card = model_zoo.pretrained_card(entry.name, root), json.loads(json.dumps(card))  # as card.json reads
+    if shipped.get("storage") != entry.storage or any(shipped.get(k) != v for k, v in card.items() if k != "commit"):
+        return False
+    weights = model_zoo.load_pretrained(entry.name, root=root).state_dict()
+    return weights.keys() == model.state_dict().keys() and all(
+        torch.equal(weights[name], value) for name, value in model.state_dict().items())
 
 
 def _size(folder: Path) -> int:

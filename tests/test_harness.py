@@ -30,6 +30,9 @@ def test_write_results_defaults_to_this_command_line(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.argv", ["benchmarks/probe.py", "--quick", "a b"])
     write_results("probe", "text", {}, directory=tmp_path)
     assert json.loads((tmp_path / "probe.json").read_text())["command"] == "python benchmarks/probe.py --quick 'a b'"
+    monkeypatch.setattr("sys.argv", ["/opt/venv/bin/campusnav", "pretrain", "--work", "runs/pretrain"])
+    write_results("probe", "text", {}, directory=tmp_path)  # the console script, by its name
+    assert json.loads((tmp_path / "probe.json").read_text())["command"] == "campusnav pretrain --work runs/pretrain"
 
 
 def test_measure_rate_counts_items_per_second():

@@ -157,10 +157,11 @@ def test_stepping_goes_on_in_the_world_that_has_not_ended(plain_model):
         session.close()
 
 
-@pytest.mark.parametrize("shipped", [False, True], ids=["tiny-mlp", "vae_mdnrnn/campusnav-pixels-v0"])
+@pytest.mark.parametrize("shipped", [None, "vae_mdnrnn/campusnav-pixels-v0", "rssm/campusnav-pixels-v0"],
+                         ids=["tiny-mlp", "vae_mdnrnn", "rssm"])
 def test_a_pixel_model_shows_its_decoded_frame_enlarged(shipped):
     real = gym.make("CampusNav-v0", obs_mode="pixels")
-    model = (model_zoo.load_pretrained("vae_mdnrnn/campusnav-pixels-v0") if shipped
+    model = (model_zoo.load_pretrained(shipped) if shipped
              else model_zoo.make("mlp", real.observation_space, real.action_space, hidden=8))
     session = DreamPlaySession(model, seed=0)
     try:

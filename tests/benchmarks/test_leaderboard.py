@@ -111,6 +111,9 @@ def check_shipped(tmp_path: Path) -> None:
     assert list_pretrained(root) == [] and not list(tmp_path.glob(".pixels-staging-*"))  # refused: nothing left
     assert cli(argv) == 0
     assert list_pretrained(root) == ["mlp/campusnav-pixels-v0", "mlp/campusnav-state-v0", "mlp/carracing-pixels-v0"]
+    files = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+    assert cli(argv) == 0  # the same cells again: every entry is kept as it is, not rewritten with a new save id
+    assert {path: path.read_bytes() for path in root.rglob("*") if path.is_file()} == files
     stages = json.loads((work / "cells" / "mlp" / "seed0" / "stages.json").read_text())
     for name, stage in (("mlp/campusnav-state-v0", "errors"), ("mlp/campusnav-pixels-v0", "px_tv@16"),
                         ("mlp/carracing-pixels-v0", "car_psnr@1")):
