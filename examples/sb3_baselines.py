@@ -78,6 +78,9 @@ class Args(ExampleRun):
     """steps per training window; 17 holds one whole 16-step rollout of the mlp's auto config"""
     dream_steps: int = 200_000
     """env steps the agent learns from in each round's dream"""
+    fit_threads: int | None = None
+    """torch threads while the world model fits (default: --threads); 2 shortens the run on an idle 2-core
+    machine (the fit's matrix products share cores well) and makes it many times slower on a busy one"""
     eval_episodes: int = 100
     """seeded real episodes per row; every row plays the same seeds"""
     eval_seed: int = 10_000
@@ -127,7 +130,8 @@ def learn_in_the_dream(algo: str, args: Args, out: Path) -> tuple[Any, dict[str,
     config = LoopConfig(iterations=args.iterations, initial_episodes=args.initial_episodes, episodes=args.episodes,
                         num_envs=16, initial_fit_steps=args.fit_steps, fit_steps=args.fit_steps // 4,
                         seq_len=args.seq_len, lr=model_zoo.preset(args.model, "campusnav-state").lr,
-                        evaluation=Evaluation(args.eval_episodes, args.eval_seed, args.seed), seed=args.seed)
+                        evaluation=Evaluation(args.eval_episodes, args.eval_seed, args.seed), seed=args.seed,
+                        fit_threads=args.fit_threads)
     result = run_loop(model, learner, ENV_ID, dream, config, env_kwargs=ENV_KWARGS, run_dir=out / f"{algo}_loop")
     return learner.agent, result.curve[-1]
 

@@ -117,11 +117,14 @@ class LoopConfig:
     lr: float = 1e-3
     evaluation: Evaluation = field(default_factory=lambda: Evaluation(episodes=100, reset_seed=10_000))
     seed: int = 0
+    fit_threads: int | None = None  # torch threads while the model fits (None: the process's own count)
 
     def __post_init__(self):
         for name in ("iterations", "initial_episodes", "episodes", "num_envs", "initial_fit_steps", "batch_size",
                      "seq_len"):
             check_positive_int(name, getattr(self, name))
+        if self.fit_threads is not None:
+            check_positive_int("fit_threads", self.fit_threads)
         if isinstance(self.fit_steps, bool) or not isinstance(self.fit_steps, int) or self.fit_steps < 0:
             raise ValueError(f"fit_steps must be an integer >= 0, got {self.fit_steps!r}")
         if not 0.0 <= self.exploration <= 1.0:
@@ -243,8 +246,9 @@ def _resume(run_path: Path, model: WorldModel, learner: Learner, dream: DreamFac
     saved = json.loads((run_path / "curve.json").read_text()) if (run_path / "curve.json").exists() else None
     if saved is None or not saved["curve"]:
         raise ValueError(f"{run_path} holds no finished iteration to resume from; remove it and start again")
-    ours = {k: v for k, v in json.loads(json.dumps(asdict(config), default=float)).items() if k != "iterations"}
-    if {k: v for k, v in saved["config"].items() if k != "iterations"} != ours:
+    free = ("iterations", "fit_threads")  # a resumed run may go on longer, or on other threads
+    ours = {k: v for k, v in json.loads(json.dumps(asdict(config), default=float)).items() if k not in free}
+    if {k: v for k, v in saved["config"].items() if k not in free} != ours:
         raise ValueError(f"{run_path} was run with another loop config ({saved['config']}); resume with the same")
     done = len(saved["curve"])
     folder = state_folder(run_path, done - 1)
@@ -296,9 +300,14 @@ def _fit(model: WorldModel, episodes: list[Episode], config: LoopConfig, steps: 
         return {}
     seed = config.seed + iteration
     sampler = SequenceSampler(episodes, config.seq_len, config.batch_size, seed=seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.fit_threads or threads)  # the fit alone may share cores the learner would not
     model.train()
-    history = fit(model, sampler, steps=steps, lr=config.lr, seed=seed, device=model.device, resume=False,
-                  progress=False)
+    try:
+        history = fit(model, sampler, steps=steps, lr=config.lr, seed=seed, device=model.device, resume=False,
+                      progress=False)
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
     return {k: float(v) for k, v in history[-1].items()} if history else {}
 

@@ -77,6 +77,17 @@ def test_real_steps_are_every_collected_transition(tmp_path):
         run_loop(cartpole_model(), learner, "CartPole-v1", dream, LoopConfig(**TINY), run_dir=tmp_path, progress=False)
 
 
+def test_the_model_fits_on_fit_threads_and_the_process_gets_its_own_count_back(tmp_path, monkeypatch):
+    import model_zoo.agents.mbrl as mbrl
+
+    fitted_on, real_fit = [], mbrl.fit
+    monkeypatch.setattr(mbrl, "fit", lambda *a, **kw: fitted_on.append(torch.get_num_threads()) or real_fit(*a, **kw))
+    own = torch.get_num_threads()
+    config = LoopConfig(**{**TINY, "iterations": 2}, fit_threads=own + 1)
+    run_loop(cartpole_model(), CountingLearner(), "CartPole-v1", dream, config, run_dir=tmp_path, progress=False)
+    assert fitted_on == [own + 1, own + 1] and torch.get_num_threads() == own
+
+
 def test_exploration_mixes_uniform_actions():
     rng = np.random.default_rng(0)
     space = gym.spaces.Discrete(5)
@@ -142,6 +153,7 @@ def test_disagreement_penalty_and_limit():
     ({"iterations": 0}, "iterations"),
     ({"exploration": 1.5}, "exploration"),
     ({"fit_steps": -1}, "fit_steps"),
+    ({"fit_threads": 0}, "fit_threads"),
 ])
 def test_bad_loop_config_is_refused(change, match):
     with pytest.raises(ValueError, match=match):
@@ -225,7 +237,8 @@ def test_a_killed_loop_resumes_as_if_it_had_never_stopped(kind, tmp_path):
 def test_resume_runs_more_iterations_and_refuses_another_config(tmp_path):
     two = LoopConfig(**{**TINY, "iterations": 2})
     run_loop(cartpole_model(), a_learner("ppo"), "CartPole-v1", dream, two, run_dir=tmp_path / "a", progress=False)
-    longer = run_loop(cartpole_model(), a_learner("ppo"), "CartPole-v1", dream, LoopConfig(**TINY),
+    same_threads = LoopConfig(**TINY, fit_threads=torch.get_num_threads())  # how it fits is not what it runs
+    longer = run_loop(cartpole_model(), a_learner("ppo"), "CartPole-v1", dream, same_threads,
                       run_dir=tmp_path / "a", progress=False, resume=True)
     straight = run_loop(cartpole_model(), a_learner("ppo"), "CartPole-v1", dream, LoopConfig(**TINY),
                         run_dir=tmp_path / "b", progress=False)
