@@ -73,6 +73,10 @@ def test_arguments_come_from_the_dataclass():
     assert parse_args([]) == Args()
     args = parse_args(["--algos", "dqn", "--model", "mlp_ensemble", "--iterations", "2", "--seq-len", "17"])
     assert args.algos == ("dqn",) and args.model == "mlp_ensemble" and args.iterations == 2 and args.seq_len == 17
+    model_config = namespace["model_config"]  # the default run's narrower mlp, only under auto
+    assert model_config(Args()) == {"outcomes": 4, "snap_levels": 64, "rollout_steps": 16, "hidden": 128}
+    assert model_config(Args(model_config="hidden=64")) == {"hidden": 64}
+    assert "hidden" not in model_config(Args(model="mlp_ensemble"))
     for bad in (["--algos", "a2c"], ["--model", "no_such_model"]):
         with pytest.raises(SystemExit):
             parse_args(bad)
