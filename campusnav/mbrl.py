@@ -97,6 +97,8 @@ class MBRLArgs:
     """a tiny budget for tests (seconds)"""
     threads: int | None = None
     """torch threads per process (default: one, the fastest for the zoo's small networks)"""
+    fit_threads: int | None = None
+    """torch threads while the model fits (default: --threads); more help on idle cores and hurt on busy ones"""
     device: str = "cpu"
     """where the world model trains and dreams: cpu, cuda, cuda:N or auto (cuda when available)"""
 
@@ -145,6 +147,8 @@ def check_args(args: MBRLArgs) -> None:
             raise ValueError(f"--{name.replace('_', '-')}: must be a positive integer")
     if args.termination not in ("env", "model"):
         raise ValueError(f"--termination: choose env or model, got {args.termination!r}")
+    if args.fit_threads is not None and args.fit_threads < 1:
+        raise ValueError("--fit-threads: must be a positive integer")
     if args.rollout < 0 or args.fit_steps < 0:
         raise ValueError("--rollout and --fit-steps must be >= 0")
     if (args.disagreement_penalty > 0 or args.disagreement_limit is not None) and args.model != "mlp_ensemble":
@@ -221,7 +225,8 @@ def run_mbrl(args: MBRLArgs):
                         exploration=args.exploration, num_envs=args.num_envs,
                         initial_fit_steps=args.initial_fit_steps, fit_steps=args.fit_steps,
                         lr=model_zoo.preset(args.model, "campusnav-state").lr,
-                        evaluation=Evaluation(args.eval_episodes, reset_seed=10_000, seed=args.seed), seed=args.seed)
+                        evaluation=Evaluation(args.eval_episodes, reset_seed=10_000, seed=args.seed), seed=args.seed,
+                        fit_threads=args.fit_threads)
     result = run_loop(model, learner, ENV_ID, make_dream(args), config, env_kwargs=ENV_KWARGS, run_dir=args.out,
                       resume=args.resume)
     plot_curve(result, Path(args.out) / "curve.png", f"{args.learner} in the dream of {args.model}")

@@ -266,8 +266,10 @@ def test_mbrl_tiny_writes_the_curve(tmp_path, capsys, learner):
     import json
 
     out = tmp_path / "mbrl"
-    assert cli.main(["mbrl", "--tiny", "--out", str(out), "--rollout", "8", "--learner", learner]) == 0
+    assert cli.main(["mbrl", "--tiny", "--out", str(out), "--rollout", "8", "--learner", learner,
+                     "--fit-threads", "2"]) == 0
     curve = json.loads((out / "curve.json").read_text())
+    assert curve["config"]["fit_threads"] == 2
     assert [row["iteration"] for row in curve["curve"]] == [0, 1]
     assert curve["curve"][1]["real_steps"] > curve["curve"][0]["real_steps"] > 0
     assert (out / "curve.png").stat().st_size > 0
@@ -290,6 +292,7 @@ def test_mbrl_tiny_writes_the_curve(tmp_path, capsys, learner):
         (["mbrl", "--model", "nope"], "--model: unknown 'nope'"),
         (["mbrl", "--disagreement-penalty", "1.0"], "need --model mlp_ensemble"),
         (["mbrl", "--iterations", "0"], "--iterations: must be a positive integer"),
+        (["mbrl", "--fit-threads", "0"], "--fit-threads: must be a positive integer"),
     ],
 )
 def test_mbrl_argument_errors(capsys, argv, message):
