@@ -42,13 +42,12 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 
 from campus_env import layout as lay
-from campus_env.core import TAPE_LEN, CampusCore
+from campus_env.core import STAY, TAPE_LEN, CampusCore
 from campus_env.rules import CROWD_BLOCK_SCALE
 from campus_env.schema import Action
 
 __all__ = ["ShortestPathPolicy", "distance_field"]
 
-_STAY = int(Action.STAY)
 _MOVES = tuple(int(a) for a in (Action.NORTH, Action.SOUTH, Action.EAST, Action.WEST))  # the order breaks ties
 
 
@@ -175,7 +174,7 @@ class ShortestPathPolicy:
         cells = [pos]
         while plan is not None and pos != goal and len(cells) <= core.cells:
             action = plan.best_action(core, pos)
-            if action == _STAY:
+            if action == STAY:
                 break
             pos += int(core.moves[action])
             cells.append(pos)
@@ -201,12 +200,12 @@ class ShortestPathPolicy:
     def _action(self, core: CampusCore, i: int) -> int:
         pos = int(core.pos[i])
         if pos == int(core.entrance_flat[core.goal[i]]):
-            return _STAY
+            return STAY
         for expected, lookahead in self._fallbacks:
             action = self._plan(core, i, expected, lookahead).best_action(core, pos)
-            if action != _STAY:
+            if action != STAY:
                 return action
-        return _STAY
+        return STAY
 
     def _plan(self, core: CampusCore, i: int, expected: bool, lookahead: int) -> _Plan:
         """The cached plan for env ``i``'s context, built on a miss."""
@@ -238,7 +237,7 @@ class _Plan:
 
     def best_action(self, core: CampusCore, pos: int) -> int:
         """The move to the neighbour of least ``cost + field`` (``Action.STAY`` when none leads to the goal)."""
-        best, best_value = _STAY, math.inf
+        best, best_value = STAY, math.inf
         for a in _MOVES:
             n = pos + int(core.moves[a])
             value = self.cost[n] + self.field[n]

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from campus_env.core import TAPE_LEN
+from campus_env.core import STAY, TAPE_LEN
 from campus_env.multi_agent import scm
 from campus_env.multi_agent.core import WalkerCore
 from campus_env.rules import CROWD_BLOCK_SCALE
@@ -45,7 +45,6 @@ from campus_env.schema import Action
 
 __all__ = ["CrowdPolicy", "RandomPolicy", "SharedPolicy", "TrailOracle", "distance_fields"]
 
-_STAY = int(Action.STAY)
 _MOVES = np.array([int(a) for a in (Action.NORTH, Action.SOUTH, Action.EAST, Action.WEST)])  # the order breaks ties
 
 
@@ -202,7 +201,7 @@ class TrailOracle(CrowdPolicy):
         """Every walker's move to the neighbour of least ``cost + field`` (stay at the goal, indoors,
         or where no plan leads on), the fallback plans tried in turn as ``ShortestPathPolicy`` does."""
         core = _core_of(env)
-        actions = np.full(core.n, _STAY, dtype=np.int64)
+        actions = np.full(core.n, STAY, dtype=np.int64)
         todo = np.flatnonzero(core.active & (core.pos != core.goal_flat))
         plans = self._plans(core)
         for level in self._fallbacks:
