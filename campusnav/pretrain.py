@@ -52,12 +52,13 @@ from campusnav.leaderboard.ledger import Ledger
 from model_zoo.checkpoint import round_to_storage
 from model_zoo.pretrained import PRETRAINED_ROOT, list_pretrained, one_step_check, save_pretrained
 
-__all__ = ["BUDGET_FILE", "CAR_MODEL", "MAX_BYTES", "PIXEL_MODELS", "Entry", "PretrainArgs", "describe", "export",
-           "pretrained_bytes"]
+__all__ = ["BUDGET_FILE", "CAR_MODEL", "MAX_BYTES", "PIXEL_MODELS", "STORAGE", "Entry", "PretrainArgs", "describe",
+           "export", "pretrained_bytes"]
 
 PIXEL_MODELS = ("vae_mdnrnn", "rssm")
 CAR_MODEL = "vae_mdnrnn"
 MAX_BYTES = 40 * 2**20
+STORAGE = "float16"  # model_zoo.checkpoint's, for every entry: half the bytes of float32, more models in MAX_BYTES
 BUDGET_FILE = "budget.json"  # the leaderboard's Budget, written into --work
 CHECK = {"episodes": 4, "steps": 40, "seed": 777, "windows": 16, "tolerance": 1e-3}
 """The card's check: 4 random-action episodes (reset seeds 777...) and the relative tolerance of a rerun."""
@@ -101,7 +102,6 @@ class Entry(NamedTuple):
     dataset: dict[str, Any]  # what the card says of the data
     preset: str
     gradient_steps: int
-    storage: str = "float16"  # model_zoo.checkpoint's: half the bytes of float32, so that more models fit MAX_BYTES
 
 
 def _entries(model_id: str, budget: Budget, args: PretrainArgs) -> list[Entry]:
@@ -205,25 +205,25 @@ def _stage(args: PretrainArgs, work: Path, budget: Budget, staging: Path, root: 
             weights = folder / entry.weights
             if entry.stage not in stages or not (weights / "config.json").is_file():
                 continue
-            model = round_to_storage(model_zoo.load(weights).eval(), entry.storage)  # the card checks what ships
+            model = round_to_storage(model_zoo.load(weights).eval(), STORAGE)  # the card checks what ships
             trained_at = (weights / "model.safetensors").stat().st_mtime
             card = card_for(model_id, args.seed, budget, stages, entry, model, trained_at)
             if _shipped_as(root, entry, model, card):
                 print(f"{entry.name}: unchanged", flush=True)
                 unchanged.append(entry.name)
                 continue
-            save_pretrained(model, entry.name, card, root=staging, storage=entry.storage)
+            save_pretrained(model, entry.name, card, root=staging, storage=STORAGE)
             written.append(entry.name)
             print(f"{entry.name}: {_size(staging / entry.name) / 2**20:.1f} MB", flush=True)
     return written, unchanged
 
 
 def _shipped_as(root: Path, entry: Entry, model: Any, card: dict[str, Any]) -> bool:
-    """Whether ``root`` holds ``entry`` with ``model``'s weights, its storage and ``card`` (the commit aside)."""
+    """Whether ``root`` holds ``entry`` with ``model``'s weights, in ``STORAGE``, and ``card`` (the commit aside)."""
     if entry.name not in list_pretrained(root):
         return False
     shipped, card = model_zoo.pretrained_card(entry.name, root), json.loads(json.dumps(card))  # as card.json reads
-    if shipped.get("storage") != entry.storage or any(shipped.get(k) != v for k, v in card.items() if k != "commit"):
+    if shipped.get("storage") != STORAGE or any(shipped.get(k) != v for k, v in card.items() if k != "commit"):
         return False
     weights = model_zoo.load_pretrained(entry.name, root=root).state_dict()
     return weights.keys() == model.state_dict().keys() and all(
