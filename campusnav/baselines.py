@@ -7,7 +7,9 @@ three algorithms: PPO (Schulman et al. 2017, arXiv:1707.06347), DQN (Mnih et al.
 RecurrentPPO (PPO with an LSTM policy). Options, all named in a :class:`Baseline`:
 
 - the potential-based shaping of Ng, Harada & Russell (1999) while learning
-  (``campusnav.ppo.PotentialShaping``; it reads the goal offset of state vectors);
+  (``campusnav.ppo.PotentialShaping``; it reads the goal offset of state vectors, and a
+  pixel agent learns on dict observations whose state entry it reads, its policy
+  seeing the image alone);
 - frame stacking (SB3's ``VecFrameStack``, as in Mnih et al. 2015) for the
   partial observability of the 5x5 patch; RecurrentPPO is the memory alternative;
 - pixels: ``obs_mode="pixels"`` (64x64x3 uint8) with SB3's ``CnnPolicy`` (the
@@ -40,7 +42,7 @@ from sb3_contrib import RecurrentPPO
 from stable_baselines3 import DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
+from stable_baselines3.common.vec_env import VecEnv, VecExtractDictObs, VecFrameStack
 from stable_baselines3.common.vec_env.stacked_observations import StackedObservations
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
@@ -89,7 +91,7 @@ class Baseline:
     obs_mode: str = "state"
     """the env's observations: state (72 floats, MlpPolicy) or pixels (64x64x3 uint8, CnnPolicy)"""
     shaping: float = 0.05
-    """potential-based shaping while learning, reward per cell of Manhattan distance closed (0: none; state only)"""
+    """potential-based shaping while learning, reward per cell of Manhattan distance closed (0: none)"""
     frame_stack: int = 1
     """observations stacked along the last axis (1: none)"""
     lr_decay: bool = False
@@ -102,8 +104,6 @@ class Baseline:
             raise ValueError(f"unknown algo {self.algo!r}; choose from {', '.join(ALGOS)}")
         if self.obs_mode not in ("state", "pixels"):
             raise ValueError(f"obs_mode {self.obs_mode!r}: CampusNav baselines take 'state' or 'pixels'")
-        if self.shaping > 0 and self.obs_mode != "state":
-            raise ValueError("shaping reads the goal offset of state vectors; use shaping=0 with pixels")
         if self.frame_stack < 1:
             raise ValueError(f"frame_stack must be >= 1, got {self.frame_stack}")
 
@@ -140,10 +140,10 @@ PRESETS: dict[str, Baseline] = {
     "dqn-stable": Baseline(algo="dqn", hyperparams={**DQN_SETTINGS, "learning_starts": 10_000, "buffer_size": 200_000,
                                                     "learning_rate": 1e-4, "target_update_interval": 10_000,
                                                     "exploration_fraction": 0.2}),
-    "pixels-cnn": _DEFAULT.replace(obs_mode="pixels", shaping=0.0),
 }
 PRESETS["tuned"] = PRESETS["lr1e-3-decay"]  # the sweep's winner by success at its budget (docs/results/sb3_sweep.md)
 PRESETS["recurrent-tuned"] = PRESETS["tuned"].replace(algo="recurrent_ppo")  # only the LSTM differs from tuned
+PRESETS["pixels-cnn"] = PRESETS["tuned"].replace(obs_mode="pixels")  # only the observation (and CNN) differ
 """Named settings; :data:`SWEEP` lists the PPO candidates the sweep of ``benchmarks/sb3_reality.py`` compares."""
 SWEEP = ("default", "epochs10", "lr1e-3-decay", "long-rollout", "envs32-wide", "ent0", "framestack4",
          "epochs10-wide-decay")
@@ -155,10 +155,19 @@ def real_envs(obs_mode: str = "state") -> EnvFactory:
 
 
 def make_venv(baseline: Baseline, envs: EnvFactory | None = None) -> VecEnv:
-    """The SB3 ``VecEnv`` an agent learns on: ``to_sb3`` of the vector env, then shaping, then frame stacking."""
-    venv: VecEnv = to_sb3((envs or real_envs(baseline.obs_mode))(baseline.num_envs))
+    """The SB3 ``VecEnv`` an agent learns on: ``to_sb3`` of the vector env, then shaping, then frame stacking.
+
+    Shaped pixels learn on the real env's dict observations: the shaping reads their
+    state entry, then the image alone is passed on, so the policy sees what it is scored on.
+    """
+    shaped_pixels = baseline.shaping > 0 and baseline.obs_mode == "pixels"
+    if shaped_pixels and envs is not None:
+        raise ValueError("shaping a pixel agent reads the real env's dict observations; give no envs, or shaping=0")
+    venv: VecEnv = to_sb3((envs or real_envs("dict" if shaped_pixels else baseline.obs_mode))(baseline.num_envs))
     if baseline.shaping > 0:
         venv = PotentialShaping(venv, baseline.shaping, baseline.gamma)
+    if shaped_pixels:
+        venv = VecExtractDictObs(venv, "image")
     if baseline.frame_stack > 1:
         venv = VecFrameStack(venv, baseline.frame_stack, channels_order="last")
     return venv

@@ -35,7 +35,8 @@ class PotentialShaping(VecEnvWrapper):
     """Adds ``gamma * phi(s') - phi(s)`` to the reward, ``phi(s) = -per_cell * Manhattan cells to the goal``.
 
     ``phi`` of a terminal state is 0 (Ng et al. 1999); at a time limit the
-    episode's last observation (``terminal_observation``) is its ``s'``.
+    episode's last observation (``terminal_observation``) is its ``s'``. Of dict
+    observations it reads the ``"state"`` entry (the state vector's first part).
     """
 
     def __init__(self, venv: VecEnv, per_cell: float, gamma: float, map_side: int = 32):
@@ -44,8 +45,9 @@ class PotentialShaping(VecEnvWrapper):
         self.gamma = gamma
         self.last = np.zeros(venv.num_envs)
 
-    def phi(self, obs: np.ndarray) -> np.ndarray:
-        return -self.scale * np.abs(obs[..., GOAL_OFFSET]).sum(-1)
+    def phi(self, obs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        state = obs["state"] if isinstance(obs, dict) else obs
+        return -self.scale * np.abs(state[..., GOAL_OFFSET]).sum(-1)
 
     def reset(self) -> np.ndarray:
         obs = self.venv.reset()

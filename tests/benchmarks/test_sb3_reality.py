@@ -95,12 +95,38 @@ def test_recurrent_tuned_differs_from_tuned_by_its_memory_only():
 def test_the_cnn_takes_64x64_rgb_frames():
     venv = make_venv(tiny("pixels-cnn", 2))
     assert venv.observation_space.shape == (64, 64, 3) and venv.observation_space.dtype == np.uint8
+    assert venv.reset().shape == (2, 64, 64, 3)
     venv.close()
     assert PRESETS["pixels-cnn"].policy == "CnnPolicy"
+    assert PRESETS["pixels-cnn"].replace(obs_mode="state") == PRESETS["tuned"]
 
 
-@pytest.mark.parametrize("bad", [dict(algo="a2c"), dict(obs_mode="rgb"), dict(obs_mode="pixels", shaping=0.05),
-                                 dict(frame_stack=0)])
+def test_shaped_pixels_earn_the_shaped_rewards_of_state_vectors():
+    pixels, state = make_venv(tiny("pixels-cnn", 3)), make_venv(tiny("tuned", 3))
+    assert PRESETS["pixels-cnn"].shaping > 0
+    pixels.seed(7), state.seed(7)
+    pixels.reset(), state.reset()
+    actions = np.random.default_rng(0).integers(0, state.action_space.n, (150, 3))
+    shaped = []
+    for action in actions:  # 150 steps: past the 100-step time limit, so terminal observations are read too
+        _, pixel_reward, pixel_done, pixel_infos = pixels.step(action)
+        _, state_reward, state_done, _ = state.step(action)
+        np.testing.assert_allclose(pixel_reward, state_reward, atol=1e-6)
+        assert np.array_equal(pixel_done, state_done)
+        shaped.append(pixel_reward)
+        for info in pixel_infos:
+            if "terminal_observation" in info:
+                assert info["terminal_observation"].shape == (64, 64, 3)
+    assert np.unique(np.round(shaped, 4)).size > 3  # shaping makes rewards other than the env's few values
+    pixels.close(), state.close()
+
+
+def test_shaped_pixels_refuse_a_world_without_dict_observations():
+    with pytest.raises(ValueError, match="dict observations"):
+        make_venv(tiny("pixels-cnn", 2), lambda n: None)
+
+
+@pytest.mark.parametrize("bad", [dict(algo="a2c"), dict(obs_mode="rgb"), dict(frame_stack=0)])
 def test_bad_settings_raise(bad):
     with pytest.raises(ValueError):
         Baseline(**bad)
