@@ -258,11 +258,12 @@ def mean_rows(runs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, fl
 def seed_table(runs: list[dict[str, dict[str, float]]], seed: int) -> str:
     """Per seed, the differences the targets compare: N=4 - N=1 at one step, autoregressive - parallel at 16."""
     lines = ["| seed | N=4 - N=1 token_acc@1 (parallel) | (autoregressive) | AR - parallel token_acc@16 (N=1) | (N=4) "
-             "| AR - parallel psnr@16 (N=1) | (N=4) |", "|---|---|---|---|---|---|---|"]
+             "| AR - parallel psnr@16 (N=1) | (N=4) | AR - parallel valid@16 (N=1) | (N=4) "
+             "| AR - parallel cell_tv@16 (N=1) | (N=4) |", "|---" * 11 + "|"]
     for i, row in enumerate(runs):
         cells = [row[f"N=4 {d}"]["token_acc@1"] - row[f"N=1 {d}"]["token_acc@1"]
                  for d in ("parallel", "autoregressive")]
-        for key in ("token_acc@16", "psnr@16"):
+        for key in ("token_acc@16", "psnr@16", "valid@16", "cell_tv@16"):
             cells += [row[f"N={n} autoregressive"][key] - row[f"N={n} parallel"][key] for n in (1, 4)]
         lines.append(f"| {seed + i} | " + " | ".join(f"{c:+.4f}" for c in cells) + " |")
     return "\n".join(lines)
@@ -327,30 +328,43 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                                                          "imagined fps (batch 1)"))
                 runs.append({name: r.as_dict() for name, r in results.items()})
             rows = mean_rows(runs)
-            base = rows["N=1 parallel"]
-            lines = ["| variant | token_acc@1 vs N=1 parallel | token_acc@1 - copying the last codes "
-                     "| psnr@16 - N=1 parallel (dB) | fps vs N=1 parallel |", "|---|---|---|---|---|"]
-            for name, row in rows.items():
-                lines.append(f"| {name} | {row['token_acc@1'] / base['token_acc@1']:.3f}x | "
-                             f"{row['token_acc@1'] - row['copy_token_acc@1']:+.4f} | "
-                             f"{row['psnr@16'] - base['psnr@16']:+.2f} | "
-                             f"{row['imagined_steps_per_s'] / base['imagined_steps_per_s']:.3f}x |")
-            label = f"means over {args.seeds} seeds" if args.seeds > 1 else f"seed {args.seed}"
-            print(f"\n{label}:\n\n" + "\n".join(lines))
-            print("\nthe differences the targets compare, per seed:\n\n" + seed_table(runs, args.seed))
         checks = targets(rates, rows, args.seeds)
-        print()
-        print("\n".join(checks))
     finally:
         torch.set_num_threads(threads)
+    markdown = results_markdown(args, rates, runs, rows, checks)
+    print("\n" + markdown)
     report = {"args": asdict(args), "speed": rates,
               "quality": runs or None,
               "quality_mean": rows, "targets": checks}
     if args.json:
         write_json(args.json, report)
     if not args.quick:
-        write_results("token_model", "\n".join(f"- {line}" for line in checks), report)
+        write_results("token_model", markdown, report)
     return report
+
+
+def results_markdown(args: Args, rates: dict[str, float], runs: list[dict[str, dict[str, float]]],
+                     rows: dict[str, dict[str, float]] | None, checks: list[str]) -> str:
+    """The results page: the variants' means against N=1 parallel, the per-seed differences, speed, the targets."""
+    parts = [f"# Token world model: history, decoding and the KV cache ({time.strftime('%Y-%m-%d')})", ""]
+    if rows is not None:
+        base = rows["N=1 parallel"]
+        lines = ["| variant | token_acc@1 vs N=1 parallel | token_acc@1 - copying the last codes "
+                 "| psnr@16 - N=1 parallel (dB) | valid@1 | valid@16 | cell_tv@1 | cell_tv@16 "
+                 "| fps vs N=1 parallel |", "|---" * 9 + "|"]
+        for name, row in rows.items():
+            lines.append(f"| {name} | {row['token_acc@1'] / base['token_acc@1']:.3f}x | "
+                         f"{row['token_acc@1'] - row['copy_token_acc@1']:+.4f} | "
+                         f"{row['psnr@16'] - base['psnr@16']:+.2f} | "
+                         + " | ".join(f"{row[k]:.3f}" for k in ("valid@1", "valid@16", "cell_tv@1", "cell_tv@16"))
+                         + f" | {row['imagined_steps_per_s'] / base['imagined_steps_per_s']:.3f}x |")
+        label = f"Means over {args.seeds} seeds" if args.seeds > 1 else f"Seed {args.seed}"
+        parts += [f"{label}; valid: the share of imagined frames the semantic probe reads with confidence >= 0.9, "
+                  "cell_tv: the distance between the imagined and the real distributions of the agent's cell "
+                  f"(probe readouts, {args.forks} forks of reality from {args.fidelity_starts} starts).", "",
+                  *lines, "", "The differences the targets compare, per seed:", "", seed_table(runs, args.seed), ""]
+    parts += ["Speed, batch 1, one thread:", "", speed_table(rates), "", *checks, ""]
+    return "\n".join(parts)
 
 
 if __name__ == "__main__":

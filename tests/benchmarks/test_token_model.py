@@ -32,6 +32,7 @@ def test_quick_run_over_two_seeds_judges_the_means(capsys):
     out = capsys.readouterr().out
     assert "== quality (seed 0)" in out and "== quality (seed 1)" in out
     assert "| 0 | " in out and "| 1 | " in out  # the per-seed differences
+    assert "| valid@1 | valid@16 | cell_tv@1 | cell_tv@16 |" in out  # the coherence columns of the results page
 
 
 def test_seeds_must_be_positive():
