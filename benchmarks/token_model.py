@@ -31,13 +31,15 @@ at batch 1. Measured runs: docs/results/token_model.md.
 
     python benchmarks/token_model.py                 # tens of minutes on a CPU
     python benchmarks/token_model.py --quick         # a smoke run
-    python benchmarks/token_model.py --seeds 3       # the quality part three times, means judged
+    python benchmarks/token_model.py --seeds 3 --work runs/token  # three seeds, each kept as it ends
     python benchmarks/token_model.py --speed-only --json speed.json
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -100,6 +102,9 @@ class Args(BenchmarkRun, Training, Collection):
     """held-out start states of evaluate_fidelity"""
     forks: int = 64
     """forks of reality and imagined rollouts per start"""
+    work: str = ""
+    """keep each seed's quality rows here as it ends, so a rerun with the same flags skips finished seeds
+    ('' keeps nothing)"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -319,6 +324,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "copy_mse@1", "reward_mae", "termination_f1", "imagined_steps_per_s", "train_seconds", "windows"]
             for i in range(args.seeds):
                 run_args = dataclasses.replace(args, seed=args.seed + i)
+                kept = kept_seed(run_args)
+                if kept is not None:
+                    print(f"\n== quality (seed {run_args.seed}): kept from {args.work}")
+                    runs.append(kept)
+                    continue
                 print(f"\n== quality (seed {run_args.seed}): {args.episodes} episodes, tokenizer "
                       f"{args.tokenizer_steps} steps, {args.steps} steps per variant of {args.batch_size} x "
                       f"{args.seq_len}\n")
@@ -326,7 +336,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 print()
                 print(model_zoo.format_table(results, keys=keys).replace("imagined_steps_per_s",
                                                                          "imagined fps (batch 1)"))
-                runs.append({name: r.as_dict() for name, r in results.items()})
+                runs.append(keep_seed(run_args, {name: r.as_dict() for name, r in results.items()}))
             rows = mean_rows(runs)
         checks = targets(rates, rows, args.seeds)
     finally:
@@ -341,6 +351,35 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.quick:
         write_results("token_model", markdown, report)
     return report
+
+
+def _seed_file(args: Args) -> Path:
+    return Path(args.work) / f"seed{args.seed}.json"
+
+
+def _quality_flags(args: Args) -> dict[str, Any]:
+    """The flags a seed's quality rows depend on (not the speed part's, the seed count or the output)."""
+    skip = {"seeds", "json", "work", "seconds", "repeats", "speed_only", "skip_full_size", "threads"}
+    return {k: v for k, v in asdict(args).items() if k not in skip}
+
+
+def kept_seed(args: Args) -> dict[str, dict[str, float]] | None:
+    """The quality rows of ``args.seed`` kept in ``--work`` by an earlier run with the same flags, else None."""
+    path = _seed_file(args)
+    if not args.work or not path.exists():
+        return None
+    saved = json.loads(path.read_text())
+    if saved["flags"] != json.loads(json.dumps(_quality_flags(args))):
+        return None
+    return {name: {k: math.nan if v is None else v for k, v in row.items()}  # JSON keeps NaN as null
+            for name, row in saved["rows"].items()}
+
+
+def keep_seed(args: Args, rows: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Writes one seed's quality rows to ``--work`` (with the flags they depend on); returns them."""
+    if args.work:
+        write_json(_seed_file(args), {"flags": _quality_flags(args), "rows": rows})
+    return rows
 
 
 def results_markdown(args: Args, rates: dict[str, float], runs: list[dict[str, dict[str, float]]],

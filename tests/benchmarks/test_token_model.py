@@ -12,8 +12,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "token_model.py"
 token_model = SimpleNamespace(**runpy.run_path(str(SCRIPT), run_name="token_model"))
 
 
-def test_quick_run_over_two_seeds_judges_the_means(capsys):
-    report = token_model.main(["--quick", "--seeds", "2"])
+def test_quick_run_over_two_seeds_judges_the_means(capsys, tmp_path):
+    report = token_model.main(["--quick", "--seeds", "2", "--work", str(tmp_path)])
     runs, mean = report["quality"], report["quality_mean"]
     assert len(runs) == 2 and set(mean) == set(token_model.VARIANTS)
     for name, row in mean.items():
@@ -33,6 +33,10 @@ def test_quick_run_over_two_seeds_judges_the_means(capsys):
     assert "== quality (seed 0)" in out and "== quality (seed 1)" in out
     assert "| 0 | " in out and "| 1 | " in out  # the per-seed differences
     assert "| valid@1 | valid@16 | cell_tv@1 | cell_tv@16 |" in out  # the coherence columns of the results page
+    again = token_model.main(["--quick", "--seeds", "2", "--work", str(tmp_path)])  # finished seeds are kept
+    assert "kept from" in capsys.readouterr().out and again["quality"] == runs
+    other = token_model.main(["--quick", "--seeds", "1", "--temperature", "0.9", "--work", str(tmp_path)])
+    assert "kept from" not in capsys.readouterr().out and other["quality"] != runs[:1]  # other flags: trained again
 
 
 def test_seeds_must_be_positive():
