@@ -17,6 +17,10 @@ every ``--eval-every`` env steps, with the env's own reward: the learning curve.
   return and success against real env steps) are the reference for the sample
   efficiency of model-based learners. Results: ``sb3_reality.{md,json,png}``.
 
+Every run keeps its agent at each curve point in ``--work`` (``campusnav.baselines.CurveCheckpoint``,
+no pickle): the same command run again goes on with a killed run from its last point and
+returns finished ones as they were.
+
 Target (PASS/MISS): tuned PPO's success rate at the end of training >= 0.90 (``--judge``).
 ``--merge`` keeps the rows of presets this run does not train from the reference results
 in ``--out`` (scored on the same episodes), so a preset can be added or re-run alone.
@@ -85,6 +89,8 @@ class Args(BenchmarkRun):
     """the evaluation episodes reset with seeds eval_seed, eval_seed + 1, ... (apart from training's)"""
     out: str = ""
     """results folder (default: the docs' results folder; runs/sb3-reality-quick under --quick)"""
+    work: str = "runs/sb3-reality"
+    """where every run keeps its agent at each curve point: a rerun resumes a killed run and returns a finished one"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -93,7 +99,8 @@ def parse_args(argv: list[str] | None = None) -> Args:
         raise SystemExit(f"unknown presets {unknown}; choose from {', '.join(PRESETS)}")
     if args.quick:
         args = dataclasses.replace(args, sweep_steps=512, sweep_seeds=1, steps=512, dqn_steps=512, eval_every=256,
-                                   eval_episodes=8, out=args.out or "runs/sb3-reality-quick")
+                                   eval_episodes=8, out=args.out or "runs/sb3-reality-quick",
+                                   work=str(Path(args.work) / "quick"))
     return args
 
 
@@ -118,7 +125,8 @@ def run(args: Args, name: str, steps: int, seed: int) -> tuple[Baseline, Trained
     evaluation = Evaluation(args.eval_episodes, args.eval_seed, seed=seed)
     print(f"{name} (seed {seed}): {steps:,} steps; {describe(baseline)}", flush=True)
     trained = train(baseline, steps, seed, evaluation, args.eval_every,
-                    progress=lambda line: print(f"  {name}: {line}", flush=True))
+                    progress=lambda line: print(f"  {name}: {line}", flush=True),
+                    checkpoint=Path(args.work) / f"{name}-{steps}" / f"seed{seed}")
     return baseline, trained
 
 

@@ -20,6 +20,8 @@ scores the current policy on the same seeded real episodes
 (``model_zoo.agents.transfer.evaluate_policy``): the reference against which a
 model-based learner's sample efficiency is read. Evaluation runs under its own
 random seed and restores the global generators, so it does not change training.
+With a checkpoint folder (:class:`CurveCheckpoint`) ``train`` keeps the agent at every
+curve point, without pickle, and a killed run goes on from the last one.
 
 >>> baseline = PRESETS["default"].replace(num_envs=2, hyperparams={"n_steps": 8, "batch_size": 16})
 >>> run = train(baseline, timesteps=32, seed=0, evaluation=Evaluation(episodes=2, reset_seed=0), eval_every=16)
@@ -30,9 +32,13 @@ random seed and restores the global generators, so it does not change training.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -48,7 +54,10 @@ from stable_baselines3.common.vec_env.stacked_observations import StackedObserva
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 from campusnav.ppo import DQN_SETTINGS, PPO_SETTINGS, PotentialShaping
 from model_zoo.agents.mbrl import silent_sb3
+from model_zoo.agents.sb3_state import agent_state, restore_agent_state
 from model_zoo.agents.transfer import BatchPolicy, EnvFactory, Evaluation, Outcomes, evaluate_policy
+from model_zoo.checkpoint import load_tensors, save_tensors
+from model_zoo.training import rng_state, set_rng_state
 from wrappers import to_sb3
 
 __all__ = [
@@ -57,6 +66,7 @@ __all__ = [
     "PRESETS",
     "SWEEP",
     "Baseline",
+    "CurveCheckpoint",
     "Evaluation",
     "LearningCurve",
     "TrainedBaseline",
@@ -240,9 +250,9 @@ class LearningCurve(BaseCallback):
     """
 
     def __init__(self, baseline: Baseline, evaluation: Evaluation, eval_every: int, envs: EnvFactory | None = None,
-                 progress: Callable[[str], None] | None = None):
+                 progress: Callable[[str], None] | None = None, checkpoint: CurveCheckpoint | None = None):
         super().__init__()
-        self.progress = progress
+        self.progress, self.checkpoint = progress, checkpoint
         if eval_every <= 0:
             raise ValueError(f"eval_every must be positive, got {eval_every}")
         self.baseline, self.evaluation, self.eval_every, self.envs = baseline, evaluation, eval_every, envs
@@ -259,18 +269,23 @@ class LearningCurve(BaseCallback):
         self.curve["success_rate"].append(summary["success_rate"])
         self.curve["seconds"].append(clock - self.started - self.eval_seconds)
         self.eval_seconds += time.perf_counter() - clock
+        self.next_at = (self.num_timesteps // self.eval_every + 1) * self.eval_every
+        if self.checkpoint is not None:
+            self.checkpoint.save(self.model, self)
         if self.progress is not None:
             self.progress(f"{self.num_timesteps:>10,} steps  success {summary['success_rate']:.2f}  "
                           f"return {summary['return_mean']:+.3f}  {self.curve['seconds'][-1]:.0f} s")
 
     def _on_training_start(self) -> None:
+        if self.curve["steps"]:  # resumed: the clock goes on from the last point
+            self.started, self.eval_seconds = time.perf_counter() - self.curve["seconds"][-1], 0.0
+            return
         self.started = time.perf_counter()
         self.record()
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self.next_at:
             self.record()
-            self.next_at = (self.num_timesteps // self.eval_every + 1) * self.eval_every
         return True
 
     def _on_training_end(self) -> None:
@@ -295,18 +310,68 @@ class TrainedBaseline:
                 "return_mean": self.curve["return_mean"][-1]}
 
 
+class CurveCheckpoint:
+    """One ``train`` run at its last curve point, kept in ``folder``: a killed run goes on from there.
+
+    ``agent.safetensors`` holds the agent (``model_zoo.agents.sb3_state``); ``run.json``
+    what the run is (settings, steps, seed, evaluation), its counters, the curve so far
+    and the global random streams. Both are written beside the folder, which is then
+    replaced whole. A resumed run starts new episodes: the rollout under way when it was
+    killed is lost, the curve goes on. A folder of another run is not resumed (and is
+    overwritten at the new run's first point).
+    """
+
+    def __init__(self, folder: str | os.PathLike, run: Mapping[str, Any]):
+        self.folder, self.run = Path(folder), json.loads(json.dumps(run, default=str))
+
+    def save(self, agent: BaseAlgorithm, curve: LearningCurve) -> None:
+        staging = self.folder.with_name(self.folder.name + ".tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        tensors, counters = agent_state(agent)
+        save_tensors(staging / "agent.safetensors", tensors)
+        saved = {"run": self.run, "agent": counters, "curve": curve.curve, "next_at": curve.next_at,
+                 "random": rng_state()}
+        (staging / "run.json").write_text(json.dumps(saved) + "\n")
+        shutil.rmtree(self.folder, ignore_errors=True)
+        os.replace(staging, self.folder)
+
+    def restore(self, agent: BaseAlgorithm, curve: LearningCurve) -> bool:
+        """Puts the saved run into ``agent`` and ``curve``; False (nothing changed) when there is none of this run."""
+        path = self.folder / "run.json"
+        if not path.exists():
+            return False
+        saved = json.loads(path.read_text())
+        if saved["run"] != self.run:
+            return False
+        restore_agent_state(agent, load_tensors(self.folder / "agent.safetensors")[0], saved["agent"])
+        curve.curve, curve.next_at = saved["curve"], saved["next_at"]
+        set_rng_state(saved["random"])
+        return True
+
+
 def train(baseline: Baseline, timesteps: int, seed: int, evaluation: Evaluation, eval_every: int,
-          envs: EnvFactory | None = None, progress: Callable[[str], None] | None = None) -> TrainedBaseline:
+          envs: EnvFactory | None = None, progress: Callable[[str], None] | None = None,
+          checkpoint: str | os.PathLike | None = None) -> TrainedBaseline:
     """Trains ``baseline`` for ``timesteps`` real env steps, recording its learning curve on ``evaluation``.
 
     ``envs`` (default: the real env) is the world learned in and scored in;
     ``progress`` gets a line after each curve point. Seconds exclude evaluation.
+    ``checkpoint``: a folder that keeps the run at every curve point and from which
+    the same run resumes (:class:`CurveCheckpoint`; a finished run is returned as it was).
     """
     venv = make_venv(baseline, envs)
     agent = make_agent(baseline, venv, timesteps, seed)
-    curve = LearningCurve(baseline, evaluation, eval_every, envs, progress)
+    run = {"baseline": dataclasses.asdict(baseline), "timesteps": timesteps, "seed": seed,
+           "evaluation": dataclasses.asdict(evaluation), "eval_every": eval_every}
+    kept = CurveCheckpoint(checkpoint, run) if checkpoint is not None else None
+    curve = LearningCurve(baseline, evaluation, eval_every, envs, progress, kept)
     try:
-        agent.learn(total_timesteps=timesteps, callback=curve)
+        if kept is None or not kept.restore(agent, curve):
+            agent.learn(total_timesteps=timesteps, callback=curve)
+        elif agent.num_timesteps < timesteps:
+            venv.seed(seed + agent.num_timesteps)  # new episodes, not the first ones again
+            agent.learn(total_timesteps=timesteps - agent.num_timesteps, callback=curve, reset_num_timesteps=False)
     finally:
         venv.close()
     return TrainedBaseline(agent, curve.curve, curve.curve["seconds"][-1])

@@ -50,6 +50,7 @@ from model_zoo.agents.loop_state import (
     save_state,
     state_folder,
 )
+from model_zoo.agents.sb3_state import agent_state, restore_agent_state
 from model_zoo.agents.transfer import (
     CMAES,
     EnvFactory,
@@ -367,23 +368,11 @@ class SB3Learner:
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The policy, its optimizer, the step counters, the action space's sampler and an off-policy
-        algorithm's replay buffer."""
-        agent = self.agent
-        if agent is None:
+        algorithm's replay buffer (``sb3_state.agent_state``)."""
+        if self.agent is None:
             return {}, {"built": False}
-        tensors = {f"policy.{k}": v for k, v in agent.policy.state_dict().items()}
-        optimizer, groups = optimizer_tensors(agent.policy.optimizer)
-        tensors |= {f"optimizer.{k}": v for k, v in optimizer.items()}
-        counters = {"built": True, "num_timesteps": agent.num_timesteps, "n_updates": agent._n_updates,
-                    "n_calls": getattr(agent, "_n_calls", 0), "optimizer": groups,
-                    "action_space": agent.action_space.np_random.bit_generator.state}
-        buffer = getattr(agent, "replay_buffer", None)
-        if buffer is not None:
-            for name in _BUFFER_ARRAYS:
-                if getattr(buffer, name, None) is not None:
-                    tensors[f"buffer.{name}"] = torch.from_numpy(np.ascontiguousarray(getattr(buffer, name)))
-            counters["buffer"] = {"pos": int(buffer.pos), "full": bool(buffer.full)}
-        return tensors, counters
+        tensors, counters = agent_state(self.agent)
+        return tensors, {"built": True, **counters}
 
     def restore(self, tensors: Mapping[str, torch.Tensor], counters: Mapping[str, Any], model: WorldModel,
                 dream: EnvFactory) -> None:
@@ -391,20 +380,11 @@ class SB3Learner:
             return
         venv = self._venv(dream)
         try:  # seed=None: building the agent must not reseed the global streams the loop restores
-            self.agent = agent = silent_sb3(self.algo(self.policy, venv, seed=None, device="cpu", verbose=0,
-                                                      **self.settings))
+            self.agent = silent_sb3(self.algo(self.policy, venv, seed=None, device="cpu", verbose=0,
+                                              **self.settings))
         finally:
             venv.close()
-        agent.policy.load_state_dict(prefixed(tensors, "policy."))
-        load_optimizer_state(agent.policy.optimizer, prefixed(tensors, "optimizer."), counters["optimizer"])
-        agent.num_timesteps, agent._n_updates = counters["num_timesteps"], counters["n_updates"]
-        if hasattr(agent, "_n_calls"):
-            agent._n_calls = counters["n_calls"]
-        agent.action_space.np_random.bit_generator.state = counters["action_space"]
-        if "buffer" in counters:
-            for name, value in prefixed(tensors, "buffer.").items():
-                getattr(agent.replay_buffer, name)[...] = value.numpy()
-            agent.replay_buffer.pos, agent.replay_buffer.full = counters["buffer"]["pos"], counters["buffer"]["full"]
+        restore_agent_state(self.agent, tensors, counters)
 
 
 class CMAESLearner:
@@ -508,6 +488,3 @@ class ActorCriticLearner:
         with torch.no_grad():
             return self.agent.act(features, generator=self.generator).cpu().numpy()
 
-
-
-_BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")

@@ -1,4 +1,5 @@
-"""benchmarks/sb3_reality.py and campusnav.baselines: result files, curve points, frame stacking, bad settings."""
+"""benchmarks/sb3_reality.py and campusnav.baselines: result files, curve points, frame stacking, bad settings,
+shaped pixels, runs that resume."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from campusnav.baselines import PRESETS, Baseline, Evaluation, make_venv, score, train
 
@@ -24,7 +26,8 @@ def tiny(name: str, num_envs: int = 4) -> Baseline:
 
 def test_quick_run_writes_the_results(tmp_path):
     main = runpy.run_path(str(SCRIPT), run_name="sb3_reality")["main"]
-    main(["--quick", "--out", str(tmp_path), "--candidates", "default", "framestack4", "--presets", "tuned", "dqn"])
+    main(["--quick", "--out", str(tmp_path), "--work", str(tmp_path / "work"), "--candidates", "default", "framestack4",
+          "--presets", "tuned", "dqn"])
     sweep = json.loads((tmp_path / "sb3_sweep.json").read_text())
     assert {"benchmark", "command", "date", "machine", "args", "best", "rows"} <= set(sweep)
     assert [r["preset"] for r in sweep["rows"]] == ["default", "framestack4"]
@@ -37,12 +40,13 @@ def test_quick_run_writes_the_results(tmp_path):
         assert set(row["curve"]) == {"steps", "return_mean", "success_rate", "seconds"}
         assert row["curve"]["steps"][0] == 0 and row["curve"]["steps"][-1] == row["final_steps"] == 512
     assert (tmp_path / "sb3_reality.png").stat().st_size > 0
+    assert (tmp_path / "work" / "quick" / "tuned-512" / "seed0" / "agent.safetensors").exists()  # kept to resume
     assert "tuned PPO success >= 0.90" in (tmp_path / "sb3_reality.md").read_text()
 
 
 def test_merge_keeps_the_presets_a_run_does_not_train_and_judges_tuned(tmp_path):
     main = runpy.run_path(str(SCRIPT), run_name="sb3_reality")["main"]
-    argv = ["--quick", "--out", str(tmp_path)]
+    argv = ["--quick", "--out", str(tmp_path), "--work", str(tmp_path / "work")]
     first = main(argv + ["--presets", "tuned", "dqn"])["reference"]
     merged = main(argv + ["--presets", "dqn", "recurrent", "--merge"])["reference"]
     assert [r["preset"] for r in merged["rows"]] == ["tuned", "dqn", "recurrent"]
@@ -51,7 +55,8 @@ def test_merge_keeps_the_presets_a_run_does_not_train_and_judges_tuned(tmp_path)
     assert "(merged: tuned kept" in (tmp_path / "sb3_reality.md").read_text()
     with pytest.raises(SystemExit, match="eval_seed"):  # scored on other episodes: refused before training
         main(argv + ["--presets", "dqn", "--eval-seed", "5", "--merge"])
-    alone = main(["--quick", "--out", str(tmp_path / "alone"), "--presets", "dqn"])["reference"]
+    alone = main(["--quick", "--out", str(tmp_path / "alone"), "--work", str(tmp_path / "work"), "--presets", "dqn"])[
+        "reference"]
     assert alone["targets"][0]["status"] == "SKIP"  # no tuned row to judge
 
 
@@ -136,3 +141,43 @@ def test_unknown_preset_exits():
     main = runpy.run_path(str(SCRIPT), run_name="sb3_reality")["main"]
     with pytest.raises(SystemExit, match="unknown presets"):
         main(["--quick", "--presets", "nonsense"])
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_at(point: int):
+    lines = []
+
+    def progress(line: str) -> None:
+        lines.append(line)
+        if len(lines) == point:
+            raise Killed
+
+    return progress
+
+
+@pytest.mark.parametrize("name", ["tuned", "dqn"])
+def test_a_killed_run_goes_on_from_its_last_curve_point(name, tmp_path):
+    baseline = tiny(name, 2)
+    with pytest.raises(Killed):
+        train(baseline, 256, seed=0, evaluation=EVALUATION, eval_every=64, checkpoint=tmp_path, progress=kill_at(3))
+    killed = json.loads((tmp_path / "run.json").read_text())["curve"]
+    assert killed["steps"] == [0, 64, 128]
+    resumed = train(baseline, 256, seed=0, evaluation=EVALUATION, eval_every=64, checkpoint=tmp_path)
+    assert resumed.agent.num_timesteps == 256 and resumed.curve["steps"] == [0, 64, 128, 192, 256]
+    assert {k: v[:3] for k, v in resumed.curve.items()} == killed  # the points before the kill, as they were
+    assert resumed.curve["seconds"] == sorted(resumed.curve["seconds"])  # the clock went on
+    assert resumed.agent._total_timesteps == 256  # what the decaying schedules (learning rate, epsilon) read
+    again = train(baseline, 256, seed=0, evaluation=EVALUATION, eval_every=64, checkpoint=tmp_path)
+    assert again.curve == resumed.curve  # a finished run is returned as it was
+    for a, b in zip(again.agent.policy.parameters(), resumed.agent.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed(tmp_path):
+    train(tiny("tuned", 2), 128, seed=0, evaluation=EVALUATION, eval_every=64, checkpoint=tmp_path)
+    other = train(tiny("tuned", 2), 128, seed=1, evaluation=EVALUATION, eval_every=64, checkpoint=tmp_path)
+    assert other.curve["steps"] == [0, 64, 128]
+    assert json.loads((tmp_path / "run.json").read_text())["run"]["seed"] == 1
