@@ -19,8 +19,8 @@ the targets of issue 24:
 Every run keeps its curve under ``--work`` and is skipped when found complete, so a
 killed benchmark resumes with the run it was in, from its last finished iteration.
 ``--merge`` keeps the curves of the models this run does not measure from the results
-already in ``--out`` (same seeds and loop options), so one model can be added or
-re-measured alone.
+already in ``--out`` (same loop options; each row says how many seeds it has), so one model
+can be added, re-measured or given more seeds alone.
 
     python benchmarks/mbrl.py                       # hours on a 2-core CPU
     python benchmarks/mbrl.py --models mlp --seeds 1
@@ -82,7 +82,7 @@ class Args:
     quick: bool = False
     """a smoke run: tiny budgets"""
     merge: bool = False
-    """keep the curves of models not in --models from the results in --out (same seeds and --loop)"""
+    """keep the curves of models not in --models from the results in --out (same --loop; seeds may differ)"""
 
 
 def parse_args(argv: list[str] | None = None) -> Args:
@@ -190,6 +190,12 @@ def targets(reality: list[dict], loops: dict[str, list[dict]], random_return: fl
     ]
 
 
+def mean_cell(values: list[float]) -> str:
+    """The mean of one value per seed, with its bootstrap interval where there are several seeds."""
+    mean, low, high = bootstrap_interval(values)
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]" if len(values) > 1 else f"{mean:.3f}"
+
+
 def run_minutes(loops: dict[str, list[dict[str, list[float]]]]) -> dict[str, float]:
     """Each model's loop runs' wall minutes in all, as their curve files recorded them."""
     return {model: sum(sum(curve["seconds"]) for curve in curves) / 60 for model, curves in loops.items()}
@@ -237,7 +243,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     use_threads()
     out = Path(args.out) if args.out else default_results_directory()
     out.mkdir(parents=True, exist_ok=True)
-    same = {name: getattr(args, name) for name in ("seeds", "loop", "eval_episodes")}
+    same = {name: getattr(args, name) for name in ("loop", "eval_episodes")}
     earlier = earlier_results(out / "mbrl.json", "results", same) if args.merge else None
     started = time.perf_counter()
     loops = {m: [loop_curve(args, m, seed) for seed in range(args.seeds)] for m in args.models}
@@ -247,20 +253,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     minutes = run_minutes(loops)
     merged = merge_earlier(earlier, loops, minutes) if earlier is not None else []
     checks = targets(reality, loops, random["return_mean"])
-    rows = [["reality PPO (tuned)", f"{reality[0]['steps'][-1]:,}",
-             *(f"{bootstrap_interval([c[k][-1] for c in reality])[0]:.3f}" for k in ("return_mean", "success_rate"))]]
-    rows += [[f"loop: {m}", f"{np.mean([c['steps'][-1] for c in cs]):,.0f}",
-              *(f"{bootstrap_interval([c[k][-1] for c in cs])[0]:.3f}" for k in ("return_mean", "success_rate"))]
+    rows = [["reality PPO (tuned)", str(len(reality)), f"{reality[0]['steps'][-1]:,}",
+             *(mean_cell([c[k][-1] for c in reality]) for k in ("return_mean", "success_rate"))]]
+    rows += [[f"loop: {m}", str(len(cs)), f"{np.mean([c['steps'][-1] for c in cs]):,.0f}",
+              *(mean_cell([c[k][-1] for c in cs]) for k in ("return_mean", "success_rate"))]
              for m, cs in loops.items()]
-    rows.append(["random", "0", f"{random['return_mean']:.3f}", f"{random['success_rate']:.3f}"])
-    table = markdown_table(["", "real steps", "real return", "success"], rows, "lrrr")
+    rows.append(["random", "1", "0", f"{random['return_mean']:.3f}", f"{random['success_rate']:.3f}"])
+    table = markdown_table(["", "seeds", "real steps", "real return", "success"], rows, "lrrrr")
     wall = time.perf_counter() - started
     loop = loop_options(args)
     missing = [m for m in loops if m not in minutes]
     untimed = f" ({', '.join(missing)}: merged from results that did not record it)" if missing else ""
     markdown = "\n".join([
         f"# Sample efficiency: the MBRL loop against reality PPO ({time.strftime('%Y-%m-%d')})", "",
-        f"Seeds 0..{args.seeds - 1}, means at the end of each run; {args.eval_episodes} seeded real episodes per "
+        f"Seeds 0..k-1 as each row says; at the end of each run, the mean over seeds [95 % bootstrap interval]; "
+        f"{args.eval_episodes} seeded real episodes per "
         f"point. Loop: {loop.iterations} iterations, {loop.initial_episodes} random then {loop.episodes} policy "
         f"episodes each, PPO {loop.dream_steps:,} dream steps per iteration ({loop.learner_settings or 'defaults'})"
         f", rollouts {loop.rollout or 'whole episodes'}; loop runs {sum(minutes.values()):.0f} min in all{untimed}. "

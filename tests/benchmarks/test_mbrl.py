@@ -35,9 +35,14 @@ def test_a_quick_run_writes_curves_plot_and_targets_and_resumes(tmp_path):
     merged = BENCH["main"](argv + ["--merge"])  # mlp measured by this run, "other" kept from the results
     assert merged["loops"]["mlp"] == report["loops"]["mlp"] and merged["loops"]["other"] == earlier["loops"]["other"]
     assert merged["loop_minutes"]["other"] == 7.0 and "other" in (tmp_path / "out" / "mbrl.md").read_text()
-    with pytest.raises(SystemExit, match="seeds"):
-        BENCH["main"](["--quick", "--models", "mlp", "--seeds", "2", "--work", str(tmp_path / "work"),
-                       "--out", str(tmp_path / "out"), "--merge"])
+    more = BENCH["main"](["--quick", "--models", "mlp", "--seeds", "2", "--work", str(tmp_path / "work"),
+                          "--out", str(tmp_path / "out"), "--merge"])  # a model given more seeds, the others kept
+    assert more["loops"]["mlp"][0] == report["loops"]["mlp"][0] and len(more["loops"]["mlp"]) == 2
+    assert more["loops"]["other"] == earlier["loops"]["other"] and len(more["reality"]) == 2
+    table = (tmp_path / "out" / "mbrl.md").read_text()
+    assert "| loop: mlp | 2 |" in table and "| loop: other | 1 |" in table  # each row says its seeds
+    with pytest.raises(SystemExit, match="loop"):  # other loop options: refused
+        BENCH["main"](argv + ["--merge", "--loop=--dream-steps 5000 --iterations 3"])
 
 
 def curve(steps, returns, success):
