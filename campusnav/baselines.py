@@ -268,10 +268,10 @@ class LearningCurve(BaseCallback):
         self.curve["return_mean"].append(summary["return_mean"])
         self.curve["success_rate"].append(summary["success_rate"])
         self.curve["seconds"].append(clock - self.started - self.eval_seconds)
-        self.eval_seconds += time.perf_counter() - clock
         self.next_at = (self.num_timesteps // self.eval_every + 1) * self.eval_every
         if self.checkpoint is not None:
             self.checkpoint.save(self.model, self)
+        self.eval_seconds += time.perf_counter() - clock  # scoring and keeping the run are not training
         if self.progress is not None:
             self.progress(f"{self.num_timesteps:>10,} steps  success {summary['success_rate']:.2f}  "
                           f"return {summary['return_mean']:+.3f}  {self.curve['seconds'][-1]:.0f} s")
