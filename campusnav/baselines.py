@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from stable_baselines3.common.vec_env.stacked_observations import StackedObserva
 
 import campus_env  # noqa: F401  (registers CampusNav-v0)
 from campusnav.ppo import DQN_SETTINGS, PPO_SETTINGS, PotentialShaping
+from model_zoo.agents.loop_state import whole_folder
 from model_zoo.agents.mbrl import silent_sb3
 from model_zoo.agents.sb3_state import agent_state, restore_agent_state
 from model_zoo.agents.transfer import BatchPolicy, EnvFactory, Evaluation, Outcomes, evaluate_policy
@@ -325,16 +325,12 @@ class CurveCheckpoint:
         self.folder, self.run = Path(folder), json.loads(json.dumps(run, default=str))
 
     def save(self, agent: BaseAlgorithm, curve: LearningCurve) -> None:
-        staging = self.folder.with_name(self.folder.name + ".tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        tensors, counters = agent_state(agent)
-        save_tensors(staging / "agent.safetensors", tensors)
-        saved = {"run": self.run, "agent": counters, "curve": curve.curve, "next_at": curve.next_at,
-                 "random": rng_state()}
-        (staging / "run.json").write_text(json.dumps(saved) + "\n")
-        shutil.rmtree(self.folder, ignore_errors=True)
-        os.replace(staging, self.folder)
+        with whole_folder(self.folder) as staging:
+            tensors, counters = agent_state(agent)
+            save_tensors(staging / "agent.safetensors", tensors)
+            saved = {"run": self.run, "agent": counters, "curve": curve.curve, "next_at": curve.next_at,
+                     "random": rng_state()}
+            (staging / "run.json").write_text(json.dumps(saved) + "\n")
 
     def restore(self, agent: BaseAlgorithm, curve: LearningCurve) -> bool:
         """Puts the saved run into ``agent`` and ``curve``; False (nothing changed) when there is none of this run."""

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from torch import Tensor
 from model_zoo.checkpoint import atomic_write, load_tensors, save_tensors
 from model_zoo.training import rng_state, set_rng_state
 
-__all__ = ["STATE_DIR", "load_state", "prefixed", "prune_states", "restore_random", "save_state", "state_folder"]
+__all__ = ["STATE_DIR", "load_state", "prefixed", "prune_states", "restore_random", "save_state", "state_folder",
+           "whole_folder"]
 
 STATE_DIR = "state"
 
@@ -47,18 +49,26 @@ def save_state(run_path: Path, iteration: int, model: Any,
     ``learner_state`` is None for a learner without ``state()``: the run cannot resume.
     """
     folder = state_folder(run_path, iteration)
+    with whole_folder(folder) as staging:
+        model.save(staging / "model")
+        tensors, counters = learner_state if learner_state is not None else ({}, None)
+        save_tensors(staging / "learner.safetensors", tensors)
+        streams = {"exploration": rng.bit_generator.state, "global": rng_state()}
+        atomic_write(staging / "loop.json", json.dumps({"iteration": iteration, "learner": counters,
+                                                         "random": streams}) + "\n")
+    return folder
+
+
+@contextmanager
+def whole_folder(folder: Path) -> Iterator[Path]:
+    """Yields an empty staging folder beside ``folder``; on leaving, it replaces ``folder``, so readers find the
+    old folder or the new one whole (or, in the moment between, none), never a part-written one."""
     staging = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    model.save(staging / "model")
-    tensors, counters = learner_state if learner_state is not None else ({}, None)
-    save_tensors(staging / "learner.safetensors", tensors)
-    streams = {"exploration": rng.bit_generator.state, "global": rng_state()}
-    atomic_write(staging / "loop.json", json.dumps({"iteration": iteration, "learner": counters,
-                                                     "random": streams}) + "\n")
+    yield staging
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(staging, folder)
-    return folder
 
 
 def prune_states(run_path: Path, keep: int) -> None:
